@@ -1,0 +1,16 @@
+// Tests are compiled to CJS by @swc/jest (STYLE §2.3). Source imports use `.js` suffixes (NodeNext).
+const common = {
+  transform: { '^.+\\.(t|j)sx?$': ['@swc/jest', { jsc: { target: 'es2023', parser: { syntax: 'typescript' } }, module: { type: 'commonjs' } }] },
+  moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  testEnvironment: 'node',
+  testTimeout: 120000,
+};
+module.exports = {
+  reporters: ['default', '<rootDir>/test/ci-summary-reporter.js'],
+  maxWorkers: 2,
+  projects: [
+    { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
+    { ...common, displayName: 'integration', testMatch: ['<rootDir>/test/integration/**/*.int.test.ts'] },
+    { ...common, displayName: 'e2e', testMatch: ['<rootDir>/test/e2e/**/*.e2e.test.ts'] },
+  ],
+};

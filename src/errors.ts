@@ -1,0 +1,153 @@
+/**
+ * Typed errors, classified once where they happen (STYLE §2.4, rule 2).
+ * Policy (retry, HTTP status, DIMSE status, STOW Failure Reason) reads `code`, never `message`.
+ */
+
+export const ErrorCode = {
+  /** Configuration failed validation at start-up. Permanent. */
+  ConfigInvalid: 'config-invalid',
+  /** A remote PACS/DICOMweb node could not be reached or answered 5xx/429. Transient: retry. */
+  PacsUnavailable: 'pacs-unavailable',
+  /** A remote node answered 4xx to STOW/QIDO/WADO. Permanent. */
+  PacsRejected: 'pacs-rejected',
+  /** Input is not a readable DICOM Part 10 instance (truncated, garbage, wrong lengths). Permanent. */
+  DicomInvalid: 'dicom-invalid',
+  /** Input is DICOM but we cannot process it (e.g. a transfer syntax no decoder handles). Permanent. */
+  DicomUnsupported: 'dicom-unsupported',
+  /** Request is malformed at the HTTP/multipart level (wrong Content-Type, bad boundary). */
+  RequestInvalid: 'request-invalid',
+  /** Media type not supported (HTTP 415). */
+  MediaTypeUnsupported: 'media-type-unsupported',
+  /** Instance conflicts with the request (e.g. StudyInstanceUID differs from the URL). */
+  StudyMismatch: 'study-mismatch',
+  /** Disk full, memory cap hit, worker pool saturated. Transient. */
+  OutOfResources: 'out-of-resources',
+  /** Database unreachable or serialization failure. Transient. */
+  DatabaseUnavailable: 'database-unavailable',
+  /** Model bundle missing, malformed or inconsistent with its manifest. Permanent. */
+  ModelInvalid: 'model-invalid',
+  /** ONNX Runtime failed during a run; ambiguous, goes to operator review after retries. */
+  InferenceFailed: 'inference-failed',
+  /** Work exceeded its time limit. Transient. */
+  Timeout: 'timeout',
+  /** An SR content tree or document violates its template. Permanent (a bug). */
+  SrInvalid: 'sr-invalid',
+  /** Resource not found (HTTP 404). */
+  NotFound: 'not-found',
+  /** Anything we did not classify: a bug. */
+  Internal: 'internal',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Codes a job may retry with backoff; everything else fails the job at once. */
+export const RETRYABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  ErrorCode.PacsUnavailable,
+  ErrorCode.OutOfResources,
+  ErrorCode.DatabaseUnavailable,
+  ErrorCode.Timeout,
+  ErrorCode.InferenceFailed,
+]);
+
+export class RadScribeError extends Error {
+  override name = 'RadScribeError';
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+}
+
+/** Config validation failed; `problems` holds every problem with its dotted path (STYLE §2.5). */
+export class ConfigError extends RadScribeError {
+  override name = 'ConfigError';
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(ErrorCode.ConfigInvalid, `invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.problems = problems;
+  }
+}
+
+export class DicomError extends RadScribeError {
+  override name = 'DicomError';
+}
+
+export class DicomwebError extends RadScribeError {
+  override name = 'DicomwebError';
+  readonly method: string;
+  readonly url: string;
+  readonly status: number | undefined;
+  constructor(
+    code: ErrorCode,
+    method: string,
+    url: string,
+    status: number | undefined,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(code, `${method} ${url}: ${message}`, options);
+    this.method = method;
+    this.url = url;
+    this.status = status;
+  }
+}
+
+export class ModelError extends RadScribeError {
+  override name = 'ModelError';
+}
+
+export class SrValidationError extends RadScribeError {
+  override name = 'SrValidationError';
+  constructor(message: string) {
+    super(ErrorCode.SrInvalid, message);
+  }
+}
+
+export function isRadScribeError(err: unknown): err is RadScribeError {
+  return err instanceof RadScribeError;
+}
+
+/** One string for any thrown value (medplum `normalizeErrorString`). Never include PHI in error messages. */
+export function normalizeErrorString(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  if (typeof err === 'string') return err;
+  try {
+    return JSON.stringify(err);
+  } catch {
+    return String(err);
+  }
+}
+
+/** Classify an unknown thrown value once; unknown errors become `internal`. */
+export function errorCodeOf(err: unknown): ErrorCode {
+  if (err instanceof RadScribeError) return err.code;
+  const code = (err as { code?: unknown } | null)?.code;
+  if (code === 'ENOSPC' || code === 'EMFILE' || code === 'ENOMEM') return ErrorCode.OutOfResources;
+  if (code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === '57P01' || code === '40001')
+    return ErrorCode.DatabaseUnavailable;
+  return ErrorCode.Internal;
+}
+
+/** HTTP status for an error code; used only by the express error middleware (STYLE rule 3). */
+export function toHttpStatus(code: ErrorCode): number {
+  switch (code) {
+    case ErrorCode.RequestInvalid:
+    case ErrorCode.DicomInvalid:
+    case ErrorCode.ConfigInvalid:
+      return 400;
+    case ErrorCode.NotFound:
+      return 404;
+    case ErrorCode.StudyMismatch:
+      return 409;
+    case ErrorCode.MediaTypeUnsupported:
+    case ErrorCode.DicomUnsupported:
+      return 415;
+    case ErrorCode.OutOfResources:
+    case ErrorCode.DatabaseUnavailable:
+    case ErrorCode.PacsUnavailable:
+      return 503;
+    case ErrorCode.Timeout:
+      return 504;
+    default:
+      return 500;
+  }
+}

@@ -3,11 +3,12 @@ const common = {
   transform: { '^.+\\.(t|j)sx?$': ['@swc/jest', { jsc: { target: 'es2023', parser: { syntax: 'typescript' } }, module: { type: 'commonjs' } }] },
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   testEnvironment: 'node',
-  testTimeout: 120000,
 };
 module.exports = {
   reporters: ['default', '<rootDir>/test/ci-summary-reporter.js'],
   maxWorkers: 2,
+  // testTimeout is a global option (ignored inside projects): gateway tests start PGlite and a model worker.
+  testTimeout: 120000,
   projects: [
     { ...common, displayName: 'unit', testMatch: ['<rootDir>/test/unit/**/*.test.ts'] },
     { ...common, displayName: 'integration', testMatch: ['<rootDir>/test/integration/**/*.int.test.ts'] },

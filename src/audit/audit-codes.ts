@@ -1,0 +1,139 @@
+/**
+ * RadScribe audit events and their DICOM audit codes (PS3.15 A.5.3 "DICOM Specific Audit Messages",
+ * EventID / EventTypeCode from PS3.16 CID 400/401, scheme DCM), following
+ * reference/dicom-sr-and-audit.md §5 and dcm4chee's trigger mapping.
+ */
+
+/** A coded value (PS3.15 A.5.1 EventID: csd-code, codeSystemName, originalText). */
+export interface AuditCode {
+  readonly code: string;
+  readonly scheme: 'DCM';
+  readonly meaning: string;
+}
+
+const dcm = (code: string, meaning: string): AuditCode => ({ code, scheme: 'DCM', meaning });
+
+/** PS3.16 CID 400 Audit Event ID (subset we emit). */
+export const AuditEventId = {
+  ApplicationActivity: dcm('110100', 'Application Activity'),
+  AuditLogUsed: dcm('110101', 'Audit Log Used'),
+  BeginTransferringDicomInstances: dcm('110102', 'Begin Transferring DICOM Instances'),
+  DicomInstancesAccessed: dcm('110103', 'DICOM Instances Accessed'),
+  DicomInstancesTransferred: dcm('110104', 'DICOM Instances Transferred'),
+  Export: dcm('110106', 'Export'),
+  Query: dcm('110112', 'Query'),
+  SecurityAlert: dcm('110113', 'Security Alert'),
+} as const;
+
+/** PS3.16 CID 401 Audit Event Type Code (subset). */
+export const AuditEventTypeCode = {
+  ApplicationStart: dcm('110120', 'Application Start'),
+  ApplicationStop: dcm('110121', 'Application Stop'),
+  NetworkConfiguration: dcm('110128', 'Network Configuration'),
+  SoftwareConfiguration: dcm('110131', 'Software Configuration'),
+} as const;
+
+/** PS3.15 A.5.1 EventActionCode. */
+export const EventActionCode = {
+  Create: 'C',
+  Read: 'R',
+  Update: 'U',
+  Delete: 'D',
+  Execute: 'E',
+} as const;
+export type EventActionCode = (typeof EventActionCode)[keyof typeof EventActionCode];
+
+/** PS3.15 A.5.1 EventOutcomeIndicator. */
+export const EventOutcome = {
+  Success: 0,
+  /** Action restarted, e.g. a retried job. */
+  MinorFailure: 4,
+  /** Action terminated, e.g. an instance refused. */
+  SeriousFailure: 8,
+  /** Action made unavailable, e.g. the audit store itself failing. */
+  MajorFailure: 12,
+} as const;
+export type EventOutcome = (typeof EventOutcome)[keyof typeof EventOutcome];
+
+/** RadScribe's closed set of audit event kinds; matches the CHECK on audit_events.kind. */
+export const AuditEventKind = {
+  /** An instance was received (STOW-RS, C-STORE, import) and stored. */
+  InstanceReceived: 'instance-received',
+  /** The QIDO-RS poller searched a remote node. */
+  RemoteQuery: 'remote-query',
+  /** Instances were retrieved from a remote node with WADO-RS. */
+  RemoteRetrieve: 'remote-retrieve',
+  /** A stable study was queued for AI description. */
+  StudyQueued: 'study-queued',
+  /** The model read a study's pixel data. */
+  InferenceRun: 'inference-run',
+  /** A draft SR was sent to a destination PACS. */
+  SrExported: 'sr-exported',
+  /** Configuration (AE titles, destinations, settings) changed. */
+  ConfigChange: 'config-change',
+  /** Someone read the audit trail. */
+  AuditQuery: 'audit-query',
+  ApplicationStart: 'application-start',
+  ApplicationStop: 'application-stop',
+} as const;
+export type AuditEventKind = (typeof AuditEventKind)[keyof typeof AuditEventKind];
+
+export interface AuditEventDefinition {
+  readonly eventId: AuditCode;
+  readonly eventTypeCode?: AuditCode;
+  readonly action: EventActionCode;
+  /** Further event IDs this kind also stands for (e.g. 110102 semantics of an export). */
+  readonly alsoImplies?: readonly AuditCode[];
+}
+
+/**
+ * Mapping (dicom-sr-and-audit.md §5 "Proposed mapping for RadScribe"):
+ * - instance-received → 110104 C: dcm4chee maps "instances stored" to Instances Transferred.
+ * - remote-query → 110112 E: QIDO and C-FIND are Query (PS3.15 A.5.3.12 fixes action E).
+ * - remote-retrieve → 110104 C: from our side the retrieve creates local copies (we chose 110104
+ *   over 110103 because the instances are transferred to, and stored by, RadScribe).
+ * - study-queued → 110103 R: PS3.15 has no "work item scheduled" event. Queueing is the decision
+ *   that the AI application will read the study's instances, and A.5.3.2 Instances Accessed is the
+ *   message for instances being "utilized"; action R (read) is the intent. inference-run records
+ *   the read itself; the two are told apart by `kind`.
+ * - inference-run → 110103 R: the model reads PHI pixel data.
+ * - sr-exported → 110106 Export, with 110102 Begin Transferring semantics (dcm4chee: export → Begin
+ *   Transferring); PS3.15 A.5.3.8 Export uses action R (data read for export).
+ * - config-change → 110113 Security Alert with 110131 Software Configuration (110128 Network
+ *   Configuration for AE/destination changes, chosen by the caller via detail.scope = 'network').
+ * - audit-query → 110101 Audit Log Used (A.5.3.3), action R.
+ * - application-start/stop → 110100 with 110120/110121, action E (A.5.3.1).
+ */
+export const AUDIT_EVENTS: Readonly<Record<AuditEventKind, AuditEventDefinition>> = {
+  'instance-received': { eventId: AuditEventId.DicomInstancesTransferred, action: EventActionCode.Create },
+  'remote-query': { eventId: AuditEventId.Query, action: EventActionCode.Execute },
+  'remote-retrieve': { eventId: AuditEventId.DicomInstancesTransferred, action: EventActionCode.Create },
+  'study-queued': { eventId: AuditEventId.DicomInstancesAccessed, action: EventActionCode.Read },
+  'inference-run': { eventId: AuditEventId.DicomInstancesAccessed, action: EventActionCode.Read },
+  'sr-exported': {
+    eventId: AuditEventId.Export,
+    action: EventActionCode.Read,
+    alsoImplies: [AuditEventId.BeginTransferringDicomInstances],
+  },
+  'config-change': {
+    eventId: AuditEventId.SecurityAlert,
+    eventTypeCode: AuditEventTypeCode.SoftwareConfiguration,
+    action: EventActionCode.Execute,
+  },
+  'audit-query': { eventId: AuditEventId.AuditLogUsed, action: EventActionCode.Read },
+  'application-start': {
+    eventId: AuditEventId.ApplicationActivity,
+    eventTypeCode: AuditEventTypeCode.ApplicationStart,
+    action: EventActionCode.Execute,
+  },
+  'application-stop': {
+    eventId: AuditEventId.ApplicationActivity,
+    eventTypeCode: AuditEventTypeCode.ApplicationStop,
+    action: EventActionCode.Execute,
+  },
+};
+
+/** Event type for a config change: 110128 for network/AE changes, else 110131 (PS3.15 A.5.3.11). */
+export function configChangeTypeCode(scope: unknown): AuditCode {
+  return scope === 'network' ? AuditEventTypeCode.NetworkConfiguration : AuditEventTypeCode.SoftwareConfiguration;
+}

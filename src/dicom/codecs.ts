@@ -1,0 +1,206 @@
+import { inflateRawSync } from 'node:zlib';
+import dcmjsCodecs from 'dcmjs-codecs';
+import jpegLossless from 'jpeg-lossless-decoder-js';
+import { DicomError, ErrorCode, normalizeErrorString } from '../errors.js';
+import type { PixelModule } from './frames.js';
+
+/**
+ * Decoders for encapsulated transfer syntaxes (PS3.5 Annex A.4, A.8; Table A-1), one frame at a time.
+ * dcmjs-codecs' WebAssembly codecs are bit-exact against DCMTK/GDCM for the syntaxes listed here
+ * (reference/js-stack.md §4); jpeg-lossless-decoder-js is the fallback for process 14.
+ */
+
+/** Transfer Syntax UIDs (PS3.6 Table A-1) this module can decode, grouped by codec. */
+export const CompressedSyntax = {
+  RleLossless: '1.2.840.10008.1.2.5',
+  JpegBaseline: '1.2.840.10008.1.2.4.50',
+  JpegExtended: '1.2.840.10008.1.2.4.51',
+  JpegLossless: '1.2.840.10008.1.2.4.57',
+  JpegLosslessSv1: '1.2.840.10008.1.2.4.70',
+  JpegLsLossless: '1.2.840.10008.1.2.4.80',
+  JpegLsNearLossless: '1.2.840.10008.1.2.4.81',
+  Jpeg2000Lossless: '1.2.840.10008.1.2.4.90',
+  Jpeg2000: '1.2.840.10008.1.2.4.91',
+  HtJpeg2000Lossless: '1.2.840.10008.1.2.4.201',
+  HtJpeg2000LosslessRpcl: '1.2.840.10008.1.2.4.202',
+  HtJpeg2000: '1.2.840.10008.1.2.4.203',
+  /** Deflated Image Frame Compression (PS3.5 §8.2.16): each frame is raw deflate of native bytes. */
+  DeflatedImageFrame: '1.2.840.10008.1.2.8.1',
+} as const;
+export type CompressedSyntax = (typeof CompressedSyntax)[keyof typeof CompressedSyntax];
+
+const SUPPORTED: ReadonlySet<string> = new Set(Object.values(CompressedSyntax));
+
+export function isSupportedCompressedSyntax(ts: string): ts is CompressedSyntax {
+  return SUPPORTED.has(ts);
+}
+
+/** A decoded, still-raw frame: little-endian samples of BitsAllocated bits, unmasked. */
+export interface CodecOutput {
+  readonly bytes: Uint8Array;
+  readonly photometricInterpretation: string;
+  readonly planarConfiguration: 0 | 1;
+}
+
+interface CodecContext {
+  getDecodedBuffer(): Uint8Array | undefined;
+  getPhotometricInterpretation(): string | undefined;
+  getPlanarConfiguration(): number | undefined;
+}
+
+interface NativeCodecsApi {
+  initializeAsync(opts?: { logCodecsInfo?: boolean; logCodecsTrace?: boolean }): Promise<void>;
+  decodeRle(ctx: unknown, p?: unknown): CodecContext;
+  decodeJpeg(ctx: unknown, p?: { convertColorspaceToRgb?: boolean }): CodecContext;
+  decodeJpegLs(ctx: unknown, p?: unknown): CodecContext;
+  decodeJpeg2000(ctx: unknown, p?: unknown): CodecContext;
+  decodeHtJpeg2000(ctx: unknown, p?: unknown): CodecContext;
+}
+
+const codecsLib = dcmjsCodecs as {
+  NativeCodecs: NativeCodecsApi;
+  Context: new (attrs: Record<string, unknown>) => unknown;
+  log?: { setLevel(l: string): void };
+};
+
+/**
+ * dcmjs-codecs and its Emscripten runtime print to stdout (js-stack.md §4). Codec calls are
+ * synchronous, so swapping stdout/console for their duration cannot hide anyone else's output.
+ */
+function quietly<T>(fn: () => T): T {
+  const write = process.stdout.write;
+  const { log, info, warn, debug } = console;
+  const noop = (): boolean => true;
+  process.stdout.write = noop as unknown as typeof process.stdout.write;
+  console.log = console.info = console.warn = console.debug = noop;
+  try {
+    return fn();
+  } finally {
+    process.stdout.write = write;
+    Object.assign(console, { log, info, warn, debug });
+  }
+}
+
+let ready: Promise<NativeCodecsApi> | undefined;
+
+/** Load the WebAssembly codecs once per process (or worker). */
+export function nativeCodecs(): Promise<NativeCodecsApi> {
+  if (ready === undefined) {
+    codecsLib.log?.setLevel('silent');
+    ready = codecsLib.NativeCodecs.initializeAsync({ logCodecsInfo: false, logCodecsTrace: false }).then(
+      () => codecsLib.NativeCodecs,
+    );
+    ready.catch(() => {
+      ready = undefined;
+    });
+  }
+  return ready;
+}
+
+function expectedFrameBytes(pm: PixelModule): number {
+  return (pm.rows * pm.columns * pm.samplesPerPixel * pm.bitsAllocated) / 8;
+}
+
+/** Process 14 fallback (ITU T.81 H.1) with jpeg-lossless-decoder-js; grey or 3-component. */
+function decodeJpegLosslessJs(bytes: Uint8Array, pm: PixelModule): Uint8Array {
+  const numBytes = pm.bitsAllocated <= 8 ? 1 : 2;
+  const buf = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+  const decoder = new jpegLossless.Decoder();
+  const out = decoder.decode(buf, 0, bytes.byteLength, numBytes) as Uint8Array | Uint16Array;
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/**
+ * Decode one encapsulated frame. Colour JPEG (YBR_FULL/YBR_FULL_422) comes back as RGB, as DCMTK's
+ * dcmdjpeg does; JPEG 2000 YBR_RCT/YBR_ICT come back as RGB because the codestream's multiple
+ * component transform is reversed by the decoder (PS3.5 §8.2.4, A.4.4).
+ */
+export async function decodeCompressedFrame(ts: string, bytes: Uint8Array, pm: PixelModule): Promise<CodecOutput> {
+  if (!isSupportedCompressedSyntax(ts)) {
+    throw new DicomError(ErrorCode.DicomUnsupported, `transfer syntax ${ts} is not supported by the pixel decoder`);
+  }
+  const expected = expectedFrameBytes(pm);
+  if (ts === CompressedSyntax.DeflatedImageFrame) {
+    let inflated: Uint8Array;
+    try {
+      inflated = new Uint8Array(inflateRawSync(bytes));
+    } catch (err) {
+      throw new DicomError(ErrorCode.DicomInvalid, `Deflated Image Frame: ${normalizeErrorString(err)}`, {
+        cause: err,
+      });
+    }
+    return {
+      bytes: inflated,
+      photometricInterpretation: pm.photometricInterpretation,
+      planarConfiguration: pm.planarConfiguration,
+    };
+  }
+  const codecs = await nativeCodecs();
+  const ctx = new codecsLib.Context({
+    width: pm.columns,
+    height: pm.rows,
+    bitsAllocated: pm.bitsAllocated,
+    bitsStored: pm.bitsStored,
+    samplesPerPixel: pm.samplesPerPixel,
+    pixelRepresentation: pm.pixelRepresentation,
+    planarConfiguration: pm.planarConfiguration,
+    photometricInterpretation: pm.photometricInterpretation,
+    encodedBuffer: bytes,
+  });
+  let out: CodecContext;
+  try {
+    out = quietly(() => {
+      switch (ts) {
+        case CompressedSyntax.RleLossless:
+          return codecs.decodeRle(ctx);
+        case CompressedSyntax.JpegBaseline:
+        case CompressedSyntax.JpegExtended:
+        case CompressedSyntax.JpegLossless:
+        case CompressedSyntax.JpegLosslessSv1:
+          // DCMTK honours Photometric Interpretation RGB even without an Adobe marker (no colour
+          // transform); libjpeg would otherwise assume YCbCr for 3 components (PS3.5 §8.2.1).
+          return codecs.decodeJpeg(ctx, { convertColorspaceToRgb: pm.photometricInterpretation !== 'RGB' });
+        case CompressedSyntax.JpegLsLossless:
+        case CompressedSyntax.JpegLsNearLossless:
+          return codecs.decodeJpegLs(ctx);
+        case CompressedSyntax.Jpeg2000Lossless:
+        case CompressedSyntax.Jpeg2000:
+          return codecs.decodeJpeg2000(ctx);
+        default:
+          return codecs.decodeHtJpeg2000(ctx);
+      }
+    });
+  } catch (err) {
+    if (ts === CompressedSyntax.JpegLossless || ts === CompressedSyntax.JpegLosslessSv1) {
+      try {
+        const decoded = decodeJpegLosslessJs(bytes, pm);
+        if (decoded.byteLength >= expected) {
+          return { bytes: decoded, photometricInterpretation: pm.photometricInterpretation, planarConfiguration: 0 };
+        }
+      } catch {
+        // fall through to the codec's own error, which is the more informative one
+      }
+    }
+    throw new DicomError(
+      ErrorCode.DicomInvalid,
+      `cannot decode frame (transfer syntax ${ts}): ${normalizeErrorString(err)}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  const decoded = out.getDecodedBuffer();
+  if (decoded === undefined || decoded.byteLength < expected) {
+    throw new DicomError(
+      ErrorCode.DicomInvalid,
+      `decoded frame is ${decoded?.byteLength ?? 0} bytes, ${expected} expected (transfer syntax ${ts})`,
+    );
+  }
+  let pi = out.getPhotometricInterpretation() ?? pm.photometricInterpretation;
+  if (pi === 'YBR_RCT' || pi === 'YBR_ICT') pi = 'RGB';
+  return {
+    bytes: decoded,
+    photometricInterpretation: pi,
+    planarConfiguration: out.getPlanarConfiguration() === 1 ? 1 : 0,
+  };
+}

@@ -1,0 +1,395 @@
+import { DicomError, ErrorCode, SrValidationError } from '../../errors.js';
+import { isValidUid, type NaturalDataset, parsePart10 } from '../dataset.js';
+import { type Code, code, formatCode } from './coding.js';
+import {
+  CodeContentItem,
+  ContainerContentItem,
+  type ContentItem,
+  ContinuityOfContent,
+  ImageContentItem,
+  isRelationshipType,
+  isValueType,
+  NumContentItem,
+  OtherContentItem,
+  PnameContentItem,
+  ReferencedContentItem,
+  type RelationshipType,
+  TextContentItem,
+  UidRefContentItem,
+  ValueType,
+} from './content-items.js';
+
+/**
+ * Read an SR document (PS3.3 §C.17) back into the typed content tree of content-items.ts. Used to
+ * check our own output and to show foreign SRs. Works on bytes only (STYLE §2.1).
+ */
+
+/** One referenced instance from the Hierarchical SOP Instance Reference Macro (PS3.3 Table C.17-3a). */
+export interface SrEvidenceReference {
+  readonly studyInstanceUid: string;
+  readonly seriesInstanceUid: string;
+  readonly sopClassUid: string;
+  readonly sopInstanceUid: string;
+}
+
+export interface SrDocument {
+  readonly transferSyntaxUid: string;
+  readonly implementationClassUid: string | undefined;
+  readonly implementationVersionName: string | undefined;
+  /** Specific Character Set as written in the file (dcmjs rewrites its copy to ISO_IR 192). */
+  readonly specificCharacterSet: string | undefined;
+  readonly sopClassUid: string;
+  readonly sopInstanceUid: string;
+  readonly studyInstanceUid: string;
+  readonly seriesInstanceUid: string;
+  readonly modality: string | undefined;
+  readonly seriesNumber: number | undefined;
+  readonly seriesDescription: string | undefined;
+  readonly instanceNumber: number | undefined;
+  readonly manufacturer: string | undefined;
+  readonly manufacturerModelName: string | undefined;
+  readonly softwareVersions: string | undefined;
+  readonly deviceSerialNumber: string | undefined;
+  /** Device UIDs (0018,1002) from the Contributing Equipment Sequence. */
+  readonly contributingDeviceUids: readonly string[];
+  readonly completionFlag: string | undefined;
+  readonly completionFlagDescription: string | undefined;
+  readonly verificationFlag: string | undefined;
+  readonly preliminaryFlag: string | undefined;
+  /** Number of items in the Verifying Observer Sequence (0040,A073). */
+  readonly verifyingObserverCount: number;
+  readonly contentDate: string | undefined;
+  readonly contentTime: string | undefined;
+  readonly timezoneOffsetFromUtc: string | undefined;
+  readonly instanceCreationDate: string | undefined;
+  readonly instanceCreationTime: string | undefined;
+  /** Template Identifier (0040,DB00) of the root's Content Template Sequence, if any. */
+  readonly templateIdentifier: string | undefined;
+  readonly currentRequestedProcedureEvidence: readonly SrEvidenceReference[];
+  readonly pertinentOtherEvidence: readonly SrEvidenceReference[];
+  /** The root CONTAINER. */
+  readonly content: ContainerContentItem;
+}
+
+/** SR Storage SOP Classes we accept (PS3.4 Table B.5-1): Basic Text, Enhanced, Comprehensive, Comprehensive 3D, Extensible. */
+const SR_SOP_CLASSES: ReadonlySet<string> = new Set([
+  '1.2.840.10008.5.1.4.1.1.88.11',
+  '1.2.840.10008.5.1.4.1.1.88.22',
+  '1.2.840.10008.5.1.4.1.1.88.33',
+  '1.2.840.10008.5.1.4.1.1.88.34',
+  '1.2.840.10008.5.1.4.1.1.88.35',
+]);
+
+/** Node decoders for the single-byte character sets of PS3.3 Table C.12-2 we can repair. */
+const CHARSET_DECODER: Readonly<Record<string, string>> = {
+  'ISO_IR 192': 'utf-8',
+  'ISO_IR 101': 'iso-8859-2',
+  'ISO_IR 109': 'iso-8859-3',
+  'ISO_IR 110': 'iso-8859-4',
+  'ISO_IR 144': 'iso-8859-5',
+  'ISO_IR 127': 'iso-8859-6',
+  'ISO_IR 126': 'iso-8859-7',
+  'ISO_IR 138': 'iso-8859-8',
+  'ISO_IR 148': 'iso-8859-9',
+  'ISO_IR 203': 'iso-8859-15',
+};
+
+/**
+ * dcmjs 0.52.2 decodes string values inside sequence items with its default latin1 decoder, ignoring
+ * the Specific Character Set (dcmjs-org/dcmjs #503, #508): UTF-8 "é" arrives as "Ã©". Latin1 maps each
+ * byte to one code point, so the bytes can be recovered exactly and decoded with the right charset.
+ * Returns the input unchanged when it is pure ASCII, when it holds a code point > U+00FF (so it was not
+ * produced by that decoder), or when the bytes are not valid in the target charset.
+ */
+function redecoder(charset: string | undefined): ((s: string) => string) | undefined {
+  if (charset === undefined || charset === '' || charset === 'ISO_IR 6' || charset === 'ISO_IR 100') return undefined; // latin1 is right
+  const label = CHARSET_DECODER[charset];
+  if (label === undefined) return undefined;
+  const decoder = new TextDecoder(label, { fatal: true });
+  return (s: string) => {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: ASCII fast path
+    if (/^[\u0000-\u007f]*$/.test(s)) return s;
+    const bytes = new Uint8Array(s.length);
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 0xff) return s;
+      bytes[i] = c;
+    }
+    try {
+      return decoder.decode(bytes);
+    } catch {
+      return s;
+    }
+  };
+}
+
+function isPersonName(x: object): boolean {
+  return Object.keys(x).every((k) => k === 'Alphabetic' || k === 'Ideographic' || k === 'Phonetic');
+}
+
+/** Apply `fix` to every string below depth 0 (inside sequence items), copying, never mutating. */
+function repairNested(value: unknown, fix: (s: string) => string, nested: boolean): unknown {
+  if (typeof value === 'string') return nested ? fix(value) : value;
+  if (Array.isArray(value)) return value.map((v) => repairNested(v, fix, nested));
+  if (value !== null && typeof value === 'object' && !(value instanceof ArrayBuffer) && !ArrayBuffer.isView(value)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) {
+      // Keyword values that are sequences (arrays of objects) carry nested items.
+      // Person Name values ({Alphabetic, Ideographic, Phonetic}) are not items: dcmjs decodes them right at top level.
+      const isSequence =
+        Array.isArray(v) &&
+        v.some((x) => x !== null && typeof x === 'object' && !ArrayBuffer.isView(x) && !isPersonName(x));
+      out[k] = k === '_vrMap' ? v : repairNested(v, fix, nested || isSequence);
+    }
+    return out;
+  }
+  return value;
+}
+
+function str(v: unknown): string | undefined {
+  if (Array.isArray(v)) return str(v[0]);
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number') return String(v);
+  return undefined;
+}
+function num(v: unknown): number | undefined {
+  const s = str(v);
+  if (s === undefined || s.trim() === '') return undefined;
+  const n = Number(s);
+  return Number.isFinite(n) ? n : undefined;
+}
+function items(v: unknown): NaturalDataset[] {
+  return Array.isArray(v) ? v.filter((x): x is NaturalDataset => x !== null && typeof x === 'object') : [];
+}
+function numbers(v: unknown): number[] {
+  const list = Array.isArray(v) ? v : v === undefined || v === null || v === '' ? [] : [v];
+  return list.map((x) => Number(x)).filter((n) => Number.isFinite(n));
+}
+
+function readCode(item: NaturalDataset | undefined): Code | undefined {
+  if (item === undefined) return undefined;
+  const value = str(item.CodeValue) ?? str(item.LongCodeValue) ?? str(item.URNCodeValue);
+  const scheme = str(item.CodingSchemeDesignator) ?? '';
+  const meaning = str(item.CodeMeaning) ?? '';
+  const version = str(item.CodingSchemeVersion);
+  return code(value ?? '', scheme, meaning, version === '' ? undefined : version);
+}
+
+const COMMON_KEYS: ReadonlySet<string> = new Set([
+  '_vrMap',
+  'RelationshipType',
+  'ValueType',
+  'ConceptNameCodeSequence',
+  'ContentSequence',
+  'ContinuityOfContent',
+  'ContentTemplateSequence',
+]);
+
+/** Parse one content item (and its subtree); `path` is the 1-based position path used in errors (PS3.3 §C.17.3.2.5). */
+function readItem(ds: NaturalDataset, path: string, isRoot: boolean): ContentItem {
+  try {
+    const rel = str(ds.RelationshipType);
+    let relationshipType: RelationshipType | undefined;
+    if (!isRoot) {
+      if (!isRelationshipType(rel)) throw new SrValidationError(`unknown Relationship Type ${JSON.stringify(rel)}`);
+      relationshipType = rel;
+    }
+    const refIds = numbers(ds.ReferencedContentItemIdentifier);
+    const vt = str(ds.ValueType);
+    if (vt === undefined && refIds.length > 0 && relationshipType !== undefined) {
+      return new ReferencedContentItem({ relationshipType, referencedContentItemIdentifier: refIds });
+    }
+    if (!isValueType(vt)) throw new SrValidationError(`unknown Value Type ${JSON.stringify(vt)}`);
+    const name = readCode(items(ds.ConceptNameCodeSequence)[0]);
+    const children = items(ds.ContentSequence).map((c, i) => readItem(c, `${path}.${i + 1}`, false));
+    const base = {
+      ...(name === undefined ? {} : { name }),
+      ...(relationshipType === undefined ? {} : { relationshipType }),
+      children,
+    };
+    switch (vt) {
+      case ValueType.CONTAINER: {
+        const tid = str(items(ds.ContentTemplateSequence)[0]?.TemplateIdentifier);
+        const continuity = str(ds.ContinuityOfContent);
+        return new ContainerContentItem({
+          ...base,
+          continuityOfContent:
+            continuity === ContinuityOfContent.CONTINUOUS
+              ? ContinuityOfContent.CONTINUOUS
+              : ContinuityOfContent.SEPARATE,
+          ...(tid === undefined ? {} : { templateIdentifier: tid }),
+        });
+      }
+      case ValueType.TEXT:
+        return new TextContentItem({ ...(base as typeof base & { name: Code }), value: str(ds.TextValue) ?? '' });
+      case ValueType.CODE:
+        return new CodeContentItem({
+          ...(base as typeof base & { name: Code }),
+          value: readCode(items(ds.ConceptCodeSequence)[0]) ?? (undefined as unknown as Code),
+        });
+      case ValueType.UIDREF:
+        return new UidRefContentItem({ ...(base as typeof base & { name: Code }), value: str(ds.UID) ?? '' });
+      case ValueType.NUM: {
+        const mv = items(ds.MeasuredValueSequence)[0];
+        const value = mv === undefined ? undefined : num(mv.NumericValue);
+        const unit = mv === undefined ? undefined : readCode(items(mv.MeasurementUnitsCodeSequence)[0]);
+        return new NumContentItem({
+          ...(base as typeof base & { name: Code }),
+          value,
+          ...(unit === undefined ? {} : { unit }),
+        });
+      }
+      case ValueType.PNAME: {
+        const pn = Array.isArray(ds.PersonName) ? ds.PersonName[0] : ds.PersonName;
+        const value = typeof pn === 'string' ? pn : str((pn as { Alphabetic?: unknown } | undefined)?.Alphabetic);
+        return new PnameContentItem({ ...(base as typeof base & { name: Code }), value: value ?? '' });
+      }
+      case ValueType.IMAGE: {
+        const ref = items(ds.ReferencedSOPSequence)[0];
+        return new ImageContentItem({
+          ...base,
+          referencedSopClassUid: str(ref?.ReferencedSOPClassUID) ?? '',
+          referencedSopInstanceUid: str(ref?.ReferencedSOPInstanceUID) ?? '',
+          frameNumbers: numbers(ref?.ReferencedFrameNumber),
+        });
+      }
+      default: {
+        const attributes: NaturalDataset = {};
+        for (const [k, v] of Object.entries(ds)) if (!COMMON_KEYS.has(k)) attributes[k] = v;
+        return new OtherContentItem({ ...base, valueType: vt, attributes });
+      }
+    }
+  } catch (err) {
+    if (err instanceof DicomError) throw err;
+    // A foreign SR that breaks our model is bad input: classify it once, here (STYLE rule 2).
+    throw new DicomError(ErrorCode.DicomInvalid, `readSr: content item ${path}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+}
+
+function readEvidence(seq: unknown): SrEvidenceReference[] {
+  const out: SrEvidenceReference[] = [];
+  for (const study of items(seq)) {
+    for (const series of items(study.ReferencedSeriesSequence)) {
+      for (const sop of items(series.ReferencedSOPSequence)) {
+        out.push({
+          studyInstanceUid: str(study.StudyInstanceUID) ?? '',
+          seriesInstanceUid: str(series.SeriesInstanceUID) ?? '',
+          sopClassUid: str(sop.ReferencedSOPClassUID) ?? '',
+          sopInstanceUid: str(sop.ReferencedSOPInstanceUID) ?? '',
+        });
+      }
+    }
+  }
+  return out;
+}
+
+/** Parse an SR Part 10 file. Throws DicomError(dicom-invalid) for non-SR or malformed content. */
+export function readSr(part10: Uint8Array): SrDocument {
+  const inst = parsePart10(part10);
+  const charsetRaw = (inst.dict['00080005'] as { _rawValue?: unknown } | undefined)?._rawValue;
+  const specificCharacterSet = str(charsetRaw)?.trim();
+  const fix = redecoder(specificCharacterSet);
+  const d = (fix === undefined ? inst.dataset : repairNested(inst.dataset, fix, false)) as NaturalDataset;
+
+  const sopClassUid = str(d.SOPClassUID);
+  if (sopClassUid === undefined || !SR_SOP_CLASSES.has(sopClassUid)) {
+    throw new DicomError(ErrorCode.DicomInvalid, 'readSr: SOP Class UID is not an SR Storage SOP Class');
+  }
+  const uid = (kw: string): string => {
+    const v = str(d[kw]);
+    if (!isValidUid(v)) throw new DicomError(ErrorCode.DicomInvalid, `readSr: missing or invalid ${kw}`);
+    return v;
+  };
+  if (str(d.ValueType) !== ValueType.CONTAINER) {
+    throw new DicomError(ErrorCode.DicomInvalid, 'readSr: root content item is not a CONTAINER (PS3.3 §C.17.3)');
+  }
+  const content = readItem(d, '1', true) as ContainerContentItem;
+  return {
+    transferSyntaxUid: inst.transferSyntaxUid,
+    implementationClassUid: str(inst.meta.ImplementationClassUID),
+    implementationVersionName: str(inst.meta.ImplementationVersionName)?.trim(),
+    specificCharacterSet,
+    sopClassUid,
+    sopInstanceUid: uid('SOPInstanceUID'),
+    studyInstanceUid: uid('StudyInstanceUID'),
+    seriesInstanceUid: uid('SeriesInstanceUID'),
+    modality: str(d.Modality),
+    seriesNumber: num(d.SeriesNumber),
+    seriesDescription: str(d.SeriesDescription),
+    instanceNumber: num(d.InstanceNumber),
+    manufacturer: str(d.Manufacturer),
+    manufacturerModelName: str(d.ManufacturerModelName),
+    softwareVersions: str(d.SoftwareVersions),
+    deviceSerialNumber: str(d.DeviceSerialNumber),
+    contributingDeviceUids: items(d.ContributingEquipmentSequence)
+      .map((e) => str(e.DeviceUID))
+      .filter((u): u is string => u !== undefined),
+    completionFlag: str(d.CompletionFlag),
+    completionFlagDescription: str(d.CompletionFlagDescription),
+    verificationFlag: str(d.VerificationFlag),
+    preliminaryFlag: str(d.PreliminaryFlag),
+    verifyingObserverCount: items(d.VerifyingObserverSequence).length,
+    contentDate: str(d.ContentDate),
+    contentTime: str(d.ContentTime),
+    timezoneOffsetFromUtc: str(d.TimezoneOffsetFromUTC),
+    instanceCreationDate: str(d.InstanceCreationDate),
+    instanceCreationTime: str(d.InstanceCreationTime),
+    templateIdentifier: content.templateIdentifier,
+    currentRequestedProcedureEvidence: readEvidence(d.CurrentRequestedProcedureEvidenceSequence),
+    pertinentOtherEvidence: readEvidence(d.PertinentOtherEvidenceSequence),
+    content,
+  };
+}
+
+const RENDER_TEXT_MAX = 4000;
+
+function renderValue(item: ContentItem): string {
+  if (item instanceof TextContentItem || item instanceof PnameContentItem || item instanceof UidRefContentItem) {
+    const v = item.value.length > RENDER_TEXT_MAX ? `${item.value.slice(0, RENDER_TEXT_MAX)}…` : item.value;
+    return ` = "${v.replace(/\r\n|\r|\n/g, ' ⏎ ')}"`;
+  }
+  if (item instanceof CodeContentItem) return ` = ${formatCode(item.value)}`;
+  if (item instanceof NumContentItem)
+    return item.value === undefined ? ' = (no value)' : ` = ${item.value} ${item.unit?.value ?? ''}`.trimEnd();
+  if (item instanceof ImageContentItem) {
+    const frames = item.frameNumbers.length > 0 ? ` frames ${item.frameNumbers.join(',')}` : '';
+    return ` = image ${item.referencedSopClassUid} / ${item.referencedSopInstanceUid}${frames}`;
+  }
+  if (item instanceof ContainerContentItem)
+    return ` [${item.continuityOfContent}${item.templateIdentifier ? `, TID ${item.templateIdentifier}` : ''}]`;
+  if (item instanceof ReferencedContentItem) return ` -> item ${item.referencedContentItemIdentifier.join('.')}`;
+  if (item instanceof OtherContentItem) {
+    const a = item.attributes;
+    const v = str(a.Date) ?? str(a.Time) ?? str(a.DateTime) ?? str(a.GraphicType) ?? str(a.TemporalRangeType);
+    return v === undefined ? '' : ` = ${v}`;
+  }
+  return '';
+}
+
+function renderItem(item: ContentItem, depth: number, lines: string[]): void {
+  const rel = item.relationshipType === undefined ? '' : `${item.relationshipType} `;
+  const name = item.name === undefined ? '' : ` ${formatCode(item.name)}`;
+  lines.push(`${'  '.repeat(depth)}${rel}${item.valueType}${name}${renderValue(item)}`);
+  for (const child of item.children) renderItem(child, depth + 1, lines);
+}
+
+/**
+ * Plain-text, indented rendering of the document flags and content tree (for the demo and operators).
+ * Deliberately omits the Patient module: no PHI on a console. Multi-line text is folded onto one line.
+ */
+export function renderSrTree(doc: SrDocument): string {
+  const lines = [
+    `SR ${doc.sopInstanceUid} (SOP Class ${doc.sopClassUid})`,
+    `Series ${doc.seriesNumber ?? '-'} "${doc.seriesDescription ?? ''}"`,
+    `Preliminary: ${doc.preliminaryFlag ?? '-'}  Completion: ${doc.completionFlag ?? '-'}${
+      doc.completionFlagDescription ? ` (${doc.completionFlagDescription})` : ''
+    }  Verification: ${doc.verificationFlag ?? '-'}`,
+    `Content: ${doc.contentDate ?? ''} ${doc.contentTime ?? ''} ${doc.timezoneOffsetFromUtc ?? ''}`.trimEnd(),
+    `Evidence: ${doc.currentRequestedProcedureEvidence.length} instance(s)`,
+    '',
+  ];
+  renderItem(doc.content, 0, lines);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,83 @@
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import path from 'node:path';
+import { DicomwebError, ErrorCode, RadScribeError } from '../errors.js';
+import type { DicomwebClient } from '../pacs/dicomweb-client.js';
+
+/** A draft SR ready to leave the gateway. */
+export interface OutgoingSr {
+  readonly studyInstanceUid: string;
+  readonly sopInstanceUid: string;
+  readonly part10: Uint8Array;
+}
+
+/**
+ * Where draft SRs go (config `destinations`). `send` is idempotent: the SR's SOP Instance UID is
+ * derived from its inputs, so a retry re-sends the same instance and the receiver keeps one copy.
+ */
+export interface SrDestination {
+  readonly name: string;
+  /** Human-readable location without credentials, for audit rows and logs. */
+  readonly location: string;
+  send(sr: OutgoingSr): Promise<{ location: string }>;
+}
+
+/** Writes `<dir>/<StudyInstanceUID>/<SOPInstanceUID>.dcm` atomically (temp file, fsync, rename). */
+export class FolderDestination implements SrDestination {
+  readonly location: string;
+  constructor(
+    readonly name: string,
+    private readonly dir: string,
+  ) {
+    this.location = `file://${dir}`;
+  }
+
+  async send(sr: OutgoingSr): Promise<{ location: string }> {
+    const studyDir = path.join(this.dir, sr.studyInstanceUid);
+    const final = path.join(studyDir, `${sr.sopInstanceUid}.dcm`);
+    const tmp = `${final}.${process.pid}.tmp`;
+    try {
+      mkdirSync(studyDir, { recursive: true });
+      const fd = openSync(tmp, 'w');
+      try {
+        writeSync(fd, sr.part10);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+      renameSync(tmp, final);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code === 'ENOSPC' ? ErrorCode.OutOfResources : ErrorCode.Internal;
+      throw new RadScribeError(code, `writing SR to folder destination "${this.name}" failed`, { cause: err });
+    }
+    return { location: final };
+  }
+}
+
+/**
+ * Sends the SR into the same study on a PACS by STOW-RS (PS3.18 §10.5). Success requires the
+ * instance in the Referenced SOP Sequence; a Failed SOP Sequence entry is classified by its Failure
+ * Reason: A7xx (out of resources) is transient, everything else permanent (dicom-sr-and-audit.md §6).
+ */
+export class StowRsDestination implements SrDestination {
+  constructor(
+    readonly name: string,
+    private readonly client: DicomwebClient,
+    readonly location: string,
+  ) {}
+
+  async send(sr: OutgoingSr): Promise<{ location: string }> {
+    const res = await this.client.storeInstances(sr.studyInstanceUid, [sr.part10]);
+    const ok = res.referenced.find((r) => r.sopInstanceUid === sr.sopInstanceUid);
+    if (ok) return { location: ok.retrieveUrl ?? `${this.location}/studies/${sr.studyInstanceUid}` };
+    const failed = res.failed.find((f) => f.sopInstanceUid === sr.sopInstanceUid) ?? res.failed[0];
+    const reason = failed?.failureReason;
+    const transient = reason !== undefined && (reason & 0xff00) === 0xa700;
+    throw new DicomwebError(
+      transient ? ErrorCode.PacsUnavailable : ErrorCode.PacsRejected,
+      'POST',
+      `${this.location}/studies/${sr.studyInstanceUid}`,
+      res.httpStatus,
+      reason === undefined ? 'SR not in the STOW-RS response' : `SR refused with Failure Reason 0x${reason.toString(16).padStart(4, '0').toUpperCase()}`,
+    );
+  }
+}

@@ -1,0 +1,69 @@
+import type { ImageInput } from './image-input.js';
+import type { ExecutionProvider } from './mllama-model.js';
+import type { ModelManifest } from './model-manifest.js';
+import type { GenerationTimings } from './generate.js';
+import type { StopReason } from './stopping.js';
+
+/** Messages between InferenceClient (main thread) and inference-worker.ts. Plain structured-clone data. */
+
+export interface LoadRequest {
+  type: 'load';
+  bundleDir: string;
+  executionProviders?: ExecutionProvider[];
+  intraOpNumThreads?: number;
+}
+
+export interface DescribeOptions {
+  prompt?: string;
+  maxNewTokens?: number;
+  timeoutMs?: number;
+}
+
+export interface DescribeRequest {
+  type: 'describe';
+  id: number;
+  image: ImageInput;
+  opts: DescribeOptions;
+}
+
+export interface AbortRequest {
+  type: 'abort';
+  id: number;
+}
+
+export interface DisposeRequest {
+  type: 'dispose';
+}
+
+export type WorkerRequest = LoadRequest | DescribeRequest | AbortRequest | DisposeRequest;
+
+export interface ModelInfo {
+  name: string;
+  version: string;
+  path: string;
+  fixture: boolean;
+  label?: string;
+  deviceUid?: string;
+}
+
+export interface DescribeResult {
+  text: string;
+  tokenIds: number[];
+  stopReason: StopReason;
+  timings: GenerationTimings;
+  provider: string;
+  model: ModelInfo;
+}
+
+export interface SerializedError {
+  name: string;
+  code: string;
+  message: string;
+}
+
+export type WorkerResponse =
+  | { type: 'loaded'; manifest: ModelManifest; provider: string; bundleDir: string; preprocessorConfigPath: string }
+  | { type: 'load-failed'; error: SerializedError }
+  | { type: 'result'; id: number; result: DescribeResult }
+  | { type: 'error'; id: number; error: SerializedError }
+  | { type: 'disposed' };

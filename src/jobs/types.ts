@@ -1,0 +1,88 @@
+import type { ErrorCode } from '../errors.js';
+
+/**
+ * Job queue vocabulary (STYLE rule 1; medplum `queue/types.ts`). Matches the CHECK constraints on
+ * `jobs.state` and `jobs.kind` in migrations/0001_init.sql.
+ */
+
+export const JobState = {
+  /** Waiting for `run_at`; claimable. */
+  Queued: 'queued',
+  /** Claimed by a worker holding a lease (`locked_by`, `locked_until`). */
+  Running: 'running',
+  /** Handler returned; `result` holds its output. Terminal. */
+  Succeeded: 'succeeded',
+  /** Permanent error, or retryable error after `max_attempts`. Terminal. */
+  Failed: 'failed',
+  /** Withdrawn by an operator before it ran. Terminal. */
+  Cancelled: 'cancelled',
+} as const;
+export type JobState = (typeof JobState)[keyof typeof JobState];
+
+export const JobKind = {
+  /** Run the VLM over a complete study and write a draft SR (the whole RadScribe pipeline). */
+  DescribeStudy: 'describe-study',
+} as const;
+export type JobKind = (typeof JobKind)[keyof typeof JobKind];
+
+/** Why a describe-study job exists. */
+export const DescribeStudyTrigger = {
+  /** The study's stability window elapsed with no new instances (src/jobs/study-stability.ts). */
+  Stable: 'stable',
+  /** An operator or the CLI asked for it. */
+  Manual: 'manual',
+} as const;
+export type DescribeStudyTrigger = (typeof DescribeStudyTrigger)[keyof typeof DescribeStudyTrigger];
+
+export interface DescribeStudyPayload {
+  readonly trigger: DescribeStudyTrigger;
+  /** Instances the study held when the job was queued (a re-run after late instances sees more). */
+  readonly instanceCount?: number;
+}
+
+/** Payload type per job kind (graphile-worker `Tasks` map). */
+export interface JobPayloads {
+  'describe-study': DescribeStudyPayload;
+}
+
+export interface Job<K extends JobKind = JobKind> {
+  readonly id: number;
+  readonly kind: K;
+  readonly state: JobState;
+  readonly studyInstanceUid: string;
+  readonly payload: JobPayloads[K];
+  /** Lower runs first. */
+  readonly priority: number;
+  readonly runAt: Date;
+  /** Incremented when claimed, so it counts started attempts. */
+  readonly attempts: number;
+  readonly maxAttempts: number;
+  readonly lockedBy: string | null;
+  readonly lockedUntil: Date | null;
+  readonly errorCode: ErrorCode | null;
+  readonly lastError: string | null;
+  readonly result: unknown;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+export interface EnqueueRequest<K extends JobKind = JobKind> {
+  readonly kind: K;
+  readonly studyInstanceUid: string;
+  readonly payload: JobPayloads[K];
+  /** Lower runs first; default 0. */
+  readonly priority?: number;
+  readonly maxAttempts?: number;
+  /** Delay before the job becomes claimable. */
+  readonly delayMs?: number;
+}
+
+export interface JobListFilter {
+  readonly state?: JobState;
+  readonly kind?: JobKind;
+  readonly studyInstanceUid?: string;
+  readonly limit?: number;
+}
+
+/** The worker's handler: return value is stored as `result` (JSON). Must honour `signal`. */
+export type JobHandler = (job: Job, signal: AbortSignal) => Promise<unknown>;

@@ -1,0 +1,192 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import type pg from 'pg';
+import { errorCodeOf, normalizeErrorString } from '../errors.js';
+import { childLogger, type Logger } from '../logger.js';
+import { JobQueue } from './job-queue.js';
+import { COUNT_PENDING_WORK } from './queries.js';
+import { promoteStableStudies } from './study-stability.js';
+import type { Job, JobHandler } from './types.js';
+
+/**
+ * The job worker (medplum `queue/worker.ts`): a self-rescheduling loop (js-stack.md §10: no cron for
+ * polling) that promotes stable studies, claims due jobs, runs the injected handler under a renewed
+ * lease, and records the outcome with the error's code (STYLE rule 2).
+ */
+
+export const DEFAULT_POLL_INTERVAL_MS = 1_000;
+/** Long enough for one describe-study on a slow GPU between renewals; renewed every leaseMs/3. */
+export const DEFAULT_LEASE_MS = 5 * 60_000;
+/** One GPU, one model: one study at a time. */
+export const DEFAULT_CONCURRENCY = 1;
+/** Quiet period after the last instance before a study counts as complete. */
+export const DEFAULT_STABILITY_WINDOW_MS = 30_000;
+export const DEFAULT_RUN_UNTIL_IDLE_TIMEOUT_MS = 120_000;
+
+export interface JobWorkerOptions {
+  readonly pool: pg.Pool;
+  readonly handler: JobHandler;
+  /** Defaults to a JobQueue on `pool` with default backoff. */
+  readonly queue?: JobQueue;
+  readonly workerId?: string;
+  readonly pollIntervalMs?: number;
+  readonly leaseMs?: number;
+  readonly concurrency?: number;
+  readonly stabilityWindowMs?: number;
+  readonly logger?: Logger;
+}
+
+export interface RunUntilIdleResult {
+  /** Jobs this call ran to an outcome (succeeded, retried or failed). */
+  readonly processed: number;
+  /** False when the timeout passed with work still pending. */
+  readonly idle: boolean;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
+
+export class JobWorker {
+  readonly workerId: string;
+  readonly #pool: pg.Pool;
+  readonly #queue: JobQueue;
+  readonly #handler: JobHandler;
+  readonly #pollIntervalMs: number;
+  readonly #leaseMs: number;
+  readonly #concurrency: number;
+  readonly #stabilityWindowMs: number;
+  readonly #log: Logger;
+  readonly #inFlight = new Map<number, { done: Promise<void>; abort: AbortController }>();
+  #running = false;
+  #timer: NodeJS.Timeout | undefined;
+  #ticking: Promise<void> | undefined;
+
+  constructor(options: JobWorkerOptions) {
+    this.#pool = options.pool;
+    this.#queue = options.queue ?? new JobQueue(options.pool);
+    this.#handler = options.handler;
+    this.workerId = options.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    this.#pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
+    this.#leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+    this.#concurrency = Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY);
+    this.#stabilityWindowMs = options.stabilityWindowMs ?? DEFAULT_STABILITY_WINDOW_MS;
+    this.#log = options.logger ?? childLogger('job-worker', { workerId: this.workerId });
+  }
+
+  get running(): boolean {
+    return this.#running;
+  }
+
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#log.info('worker started', { concurrency: this.#concurrency, leaseMs: this.#leaseMs });
+    this.#schedule(0);
+  }
+
+  /**
+   * Stop claiming and wait for in-flight jobs to finish (drain). With `abort`, their handlers are
+   * signalled to stop first; an aborted job is recorded as failed with its handler's error code.
+   * Idempotent.
+   */
+  async stop(options: { abort?: boolean } = {}): Promise<void> {
+    this.#running = false;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (options.abort) for (const f of this.#inFlight.values()) f.abort.abort();
+    await this.#ticking;
+    await Promise.allSettled([...this.#inFlight.values()].map((f) => f.done));
+  }
+
+  /**
+   * For tests and the demo: promote, claim and run jobs one at a time until no study is receiving or
+   * queued and no job is queued or running, or until `timeoutMs` passes. Do not combine with start().
+   */
+  async runUntilIdle(options: { timeoutMs?: number } = {}): Promise<RunUntilIdleResult> {
+    const deadline = Date.now() + (options.timeoutMs ?? DEFAULT_RUN_UNTIL_IDLE_TIMEOUT_MS);
+    let processed = 0;
+    while (Date.now() < deadline) {
+      await promoteStableStudies(this.#pool, this.#stabilityWindowMs);
+      const job = await this.#queue.claimNext(this.workerId, this.#leaseMs);
+      if (job) {
+        await this.#run(job, new AbortController());
+        processed++;
+        continue;
+      }
+      const { rows } = await this.#pool.query<{ studies: number; jobs: number }>(COUNT_PENDING_WORK);
+      const pending = rows[0];
+      if (!pending || pending.studies + pending.jobs === 0) return { processed, idle: true };
+      await sleep(Math.min(this.#pollIntervalMs, deadline - Date.now()));
+    }
+    return { processed, idle: false };
+  }
+
+  #schedule(delayMs: number): void {
+    if (!this.#running) return;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#ticking = this.#tick().finally(() => {
+        this.#ticking = undefined;
+        this.#schedule(this.#pollIntervalMs);
+      });
+    }, delayMs);
+  }
+
+  async #tick(): Promise<void> {
+    try {
+      await promoteStableStudies(this.#pool, this.#stabilityWindowMs);
+      while (this.#running && this.#inFlight.size < this.#concurrency) {
+        const job = await this.#queue.claimNext(this.workerId, this.#leaseMs);
+        if (!job) break;
+        const abort = new AbortController();
+        const done = this.#run(job, abort).finally(() => {
+          this.#inFlight.delete(job.id);
+          // A slot freed: look for the next job now rather than after a full poll interval.
+          if (this.#running && !this.#ticking) this.#schedule(0);
+        });
+        this.#inFlight.set(job.id, { done, abort });
+      }
+    } catch (err: unknown) {
+      this.#log.warn('worker poll failed', { errorCode: errorCodeOf(err), error: normalizeErrorString(err) });
+    }
+  }
+
+  /** Run one claimed job to an outcome. Never throws: a lost DB leaves the lease to expire. */
+  async #run(job: Job, abort: AbortController): Promise<void> {
+    const log = this.#log.child({ jobId: job.id, kind: job.kind, studyInstanceUid: job.studyInstanceUid });
+    const renew = setInterval(
+      () => {
+        this.#queue.extendLease(job.id, this.workerId, this.#leaseMs).then(
+          (held) => {
+            if (!held) {
+              log.warn('job lease lost, aborting handler');
+              abort.abort();
+            }
+          },
+          (err: unknown) => log.warn('job lease renewal failed', { error: normalizeErrorString(err) }),
+        );
+      },
+      Math.max(10, Math.floor(this.#leaseMs / 3)),
+    );
+    const started = Date.now();
+    try {
+      let result: unknown;
+      try {
+        result = await this.#handler(job, abort.signal);
+      } catch (err: unknown) {
+        clearInterval(renew);
+        const code = errorCodeOf(err);
+        log.warn('job handler failed', { errorCode: code, durationMs: Date.now() - started });
+        await this.#queue.fail(job.id, code, normalizeErrorString(err), this.workerId);
+        return;
+      }
+      clearInterval(renew);
+      await this.#queue.complete(job.id, result ?? null, this.workerId);
+      log.info('job handler finished', { durationMs: Date.now() - started });
+    } catch (err: unknown) {
+      log.error('could not record job outcome', { errorCode: errorCodeOf(err), error: normalizeErrorString(err) });
+    } finally {
+      clearInterval(renew);
+    }
+  }
+}

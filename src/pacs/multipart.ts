@@ -1,0 +1,355 @@
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { PassThrough, Readable } from 'node:stream';
+import { ErrorCode, RadScribeError } from '../errors.js';
+
+/**
+ * Streaming multipart/related (RFC 2387) on the RFC 2046 §5.1.1 grammar:
+ *
+ *   multipart-body := [preamble CRLF] dash-boundary transport-padding CRLF body-part
+ *                     *encapsulation close-delimiter transport-padding [CRLF epilogue]
+ *   delimiter      := CRLF dash-boundary          dash-boundary := "--" boundary
+ *
+ * Bodies are handed out as streams while the request is still arriving; memory per request is a
+ * small window (boundary length + one socket chunk + the part headers), never a whole part or request.
+ * DICOMweb STOW-RS (PS3.18 §10.5) and WADO-RS (§10.4) both use this container.
+ */
+
+/** Why a multipart stream was refused. Closed set; each maps to one ErrorCode below. */
+export const MultipartFailure = {
+  /** Grammar violated (no boundary found, header block malformed). */
+  Malformed: 'malformed',
+  /** Stream ended before the close delimiter (client disconnect, truncated upload). */
+  Truncated: 'truncated',
+  /** One part's body exceeded `maxPartBytes`; the parser skips it and goes on. */
+  PartTooLarge: 'part-too-large',
+  /** The whole stream exceeded `maxTotalBytes`; parsing stops. */
+  TotalTooLarge: 'total-too-large',
+} as const;
+export type MultipartFailure = (typeof MultipartFailure)[keyof typeof MultipartFailure];
+
+export class MultipartError extends RadScribeError {
+  override name = 'MultipartError';
+  readonly failure: MultipartFailure;
+  constructor(failure: MultipartFailure, message: string, options?: { cause?: unknown }) {
+    super(
+      failure === MultipartFailure.PartTooLarge ? ErrorCode.OutOfResources : ErrorCode.RequestInvalid,
+      `multipart: ${message}`,
+      options,
+    );
+    this.failure = failure;
+  }
+}
+
+export function isMultipartError(err: unknown, failure?: MultipartFailure): err is MultipartError {
+  return err instanceof MultipartError && (failure === undefined || err.failure === failure);
+}
+
+export interface MultipartLimits {
+  /** Largest accepted body of one part. */
+  readonly maxPartBytes: number;
+  /** Largest accepted stream, preamble and epilogue included. */
+  readonly maxTotalBytes: number;
+  /** Largest header block of one part. */
+  readonly maxHeaderBytes: number;
+}
+
+export const DEFAULT_MULTIPART_LIMITS: MultipartLimits = {
+  maxPartBytes: 2 * 1024 ** 3,
+  maxTotalBytes: 20 * 1024 ** 3,
+  maxHeaderBytes: 16 * 1024,
+};
+
+export interface MultipartPart {
+  /** 0-based position in the stream. */
+  readonly index: number;
+  /** Header names lower-cased (RFC 822 names are case-insensitive). */
+  readonly headers: Readonly<Record<string, string>>;
+  /** The part's body. Consume or destroy it before asking for the next part; unread data is discarded. */
+  readonly body: Readable;
+}
+
+const CRLF = Buffer.from('\r\n');
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+/** Transport padding is LWSP (RFC 2046 §5.1.1); a line longer than this is not a boundary line. */
+const MAX_PADDING = 1024;
+
+/** Pulls chunks from a source into one growing buffer; counts bytes against the total cap. */
+class ByteWindow {
+  buf: Buffer;
+  total = 0;
+  ended = false;
+  private readonly it: AsyncIterator<Uint8Array | string>;
+  constructor(
+    source: AsyncIterable<Uint8Array | string>,
+    private readonly maxTotal: number,
+    initial: Buffer,
+  ) {
+    this.it = source[Symbol.asyncIterator]();
+    this.buf = initial;
+  }
+  /** Append the next chunk; false at end of stream. */
+  async more(): Promise<boolean> {
+    if (this.ended) return false;
+    let r: IteratorResult<Uint8Array | string>;
+    try {
+      r = await this.it.next();
+    } catch (err: unknown) {
+      this.ended = true;
+      throw new MultipartError(MultipartFailure.Truncated, 'source stream failed', { cause: err });
+    }
+    if (r.done) {
+      this.ended = true;
+      return false;
+    }
+    const chunk = typeof r.value === 'string' ? Buffer.from(r.value) : Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
+    this.total += chunk.length;
+    if (this.total > this.maxTotal) {
+      this.ended = true;
+      throw new MultipartError(MultipartFailure.TotalTooLarge, `stream exceeds ${this.maxTotal} bytes`);
+    }
+    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    return true;
+  }
+  consume(n: number): void {
+    this.buf = this.buf.subarray(n);
+  }
+}
+
+function parseHeaderBlock(block: string): Record<string, string> {
+  const headers: Record<string, string> = {};
+  let last: string | undefined;
+  for (const line of block.split('\r\n')) {
+    if (line === '') continue;
+    if ((line[0] === ' ' || line[0] === '\t') && last !== undefined) {
+      // obs-fold continuation (RFC 822 §3.1.1).
+      headers[last] = `${headers[last]} ${line.trim()}`;
+      continue;
+    }
+    const colon = line.indexOf(':');
+    if (colon <= 0) throw new MultipartError(MultipartFailure.Malformed, 'part header line without a name');
+    last = line.slice(0, colon).trim().toLowerCase();
+    headers[last] = line.slice(colon + 1).trim();
+  }
+  return headers;
+}
+
+/** Write with backpressure; a destroyed consumer turns the rest of the part into a discard. */
+async function push(body: PassThrough, chunk: Buffer): Promise<void> {
+  if (body.destroyed || chunk.length === 0) return;
+  if (body.write(chunk)) return;
+  await new Promise<void>((resolve) => {
+    const done = (): void => {
+      body.off('drain', done);
+      body.off('close', done);
+      resolve();
+    };
+    body.on('drain', done);
+    body.on('close', done);
+  });
+}
+
+/**
+ * Parse a multipart stream. Yields each part with its body as a stream; the generator resumes only
+ * after the caller asks for the next part, and by then the previous body has been fully delivered
+ * (or discarded). A body that exceeds `maxPartBytes` is destroyed with MultipartError(part-too-large)
+ * and the parser skips to the next part. Grammar violations, truncation and the total cap throw.
+ * The caller owns `source`: on an error it is left as is (an HTTP server must still answer on the
+ * same socket), so destroy or cancel it yourself where that is wanted.
+ */
+export async function* parseMultipart(
+  source: AsyncIterable<Uint8Array | string>,
+  boundary: string,
+  limits: Partial<MultipartLimits> = {},
+): AsyncGenerator<MultipartPart, void, undefined> {
+  const lim: MultipartLimits = { ...DEFAULT_MULTIPART_LIMITS, ...limits };
+  if (!/^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$/.test(boundary)) {
+    throw new MultipartError(MultipartFailure.Malformed, 'boundary violates RFC 2046 §5.1.1 bchars');
+  }
+  const delimiter = Buffer.from(`\r\n--${boundary}`);
+  // A virtual CRLF in front lets "--boundary" at offset 0 and "preamble CRLF --boundary" match alike.
+  const win = new ByteWindow(source, lim.maxTotalBytes, Buffer.from(CRLF));
+  let current: PassThrough | undefined;
+  try {
+    // Preamble: discard up to the first delimiter, keeping a tail that could start one.
+    for (;;) {
+      const at = win.buf.indexOf(delimiter);
+      if (at >= 0) {
+        win.consume(at + delimiter.length);
+        break;
+      }
+      win.consume(Math.max(0, win.buf.length - (delimiter.length - 1)));
+      if (!(await win.more())) throw new MultipartError(MultipartFailure.Malformed, 'no boundary delimiter found');
+    }
+    let index = 0;
+    for (;;) {
+      // After a dash-boundary: "--" closes, else transport-padding CRLF opens a part.
+      const tail = await peekBoundaryTail(win);
+      if (tail.kind === 'not-boundary') {
+        throw new MultipartError(MultipartFailure.Malformed, 'boundary line followed by unexpected characters');
+      }
+      win.consume(tail.length);
+      if (tail.kind === 'close') break;
+      const headers = await readHeaders(win, lim.maxHeaderBytes);
+      const body = new PassThrough();
+      current = body;
+      const pump = pumpBody(win, body, delimiter, lim.maxPartBytes);
+      // Errors surface through the body stream and, below, through the generator.
+      pump.catch(() => undefined);
+      yield { index: index++, headers, body };
+      if (!body.readableFlowing && !body.destroyed) body.resume(); // discard what the caller left unread
+      await pump;
+      current = undefined;
+    }
+    // Epilogue (RFC 2046: to be ignored). Drain it so the peer is not reset while we answer.
+    win.buf = Buffer.alloc(0);
+    while (await win.more()) win.buf = Buffer.alloc(0);
+  } catch (err: unknown) {
+    if (current && !current.destroyed) current.destroy(err as Error);
+    throw err;
+  }
+}
+
+type BoundaryTail = { readonly kind: 'open' | 'close'; readonly length: number } | { readonly kind: 'not-boundary' };
+
+/**
+ * Classify the bytes after a dash-boundary without consuming them: "--" is the close delimiter,
+ * LWSP* CRLF opens the next part (RFC 2046 §5.1.1 transport-padding), anything else is not a boundary.
+ */
+async function peekBoundaryTail(win: ByteWindow): Promise<BoundaryTail> {
+  for (;;) {
+    const b = win.buf;
+    if (b.length >= 1 && b[0] === 0x2d) {
+      if (b.length >= 2) return b[1] === 0x2d ? { kind: 'close', length: 2 } : { kind: 'not-boundary' };
+    } else {
+      let i = 0;
+      while (i < b.length && (b[i] === 0x20 || b[i] === 0x09)) i++;
+      if (i > MAX_PADDING) return { kind: 'not-boundary' };
+      if (i < b.length) {
+        if (b[i] !== 0x0d) return { kind: 'not-boundary' };
+        if (i + 1 < b.length) return b[i + 1] === 0x0a ? { kind: 'open', length: i + 2 } : { kind: 'not-boundary' };
+      }
+    }
+    if (!(await win.more())) throw new MultipartError(MultipartFailure.Truncated, 'stream ended in a boundary line');
+  }
+}
+
+async function readHeaders(win: ByteWindow, maxHeaderBytes: number): Promise<Record<string, string>> {
+  for (;;) {
+    // No headers at all: the boundary line's CRLF is followed directly by the blank line.
+    if (win.buf.length >= 2 && win.buf[0] === 0x0d && win.buf[1] === 0x0a) {
+      win.consume(2);
+      return {};
+    }
+    const end = win.buf.indexOf(CRLFCRLF);
+    if (end >= 0) {
+      if (end > maxHeaderBytes) throw new MultipartError(MultipartFailure.Malformed, `part headers exceed ${maxHeaderBytes} bytes`);
+      const block = win.buf.subarray(0, end).toString('latin1');
+      win.consume(end + CRLFCRLF.length);
+      return parseHeaderBlock(block);
+    }
+    if (win.buf.length > maxHeaderBytes) {
+      throw new MultipartError(MultipartFailure.Malformed, `part headers exceed ${maxHeaderBytes} bytes`);
+    }
+    if (!(await win.more())) throw new MultipartError(MultipartFailure.Truncated, 'stream ended in part headers');
+  }
+}
+
+/** Move body bytes to `body` up to the next delimiter; leaves the window just after the dash-boundary. */
+async function pumpBody(win: ByteWindow, body: PassThrough, delimiter: Buffer, maxPartBytes: number): Promise<void> {
+  let size = 0;
+  let overflow = false;
+  const emit = async (chunk: Buffer): Promise<void> => {
+    if (overflow) return;
+    size += chunk.length;
+    if (size > maxPartBytes) {
+      overflow = true;
+      body.destroy(new MultipartError(MultipartFailure.PartTooLarge, `part exceeds ${maxPartBytes} bytes`));
+      return;
+    }
+    await push(body, chunk);
+  };
+  try {
+    let from = 0;
+    for (;;) {
+      const at = win.buf.indexOf(delimiter, from);
+      if (at >= 0) {
+        // Only a delimiter followed by "--" or LWSP CRLF ends the part; anything else is body text
+        // that merely looks like a boundary (RFC 2046 forbids it, senders still produce it).
+        const save = win.buf;
+        win.consume(at + delimiter.length);
+        const tail = await peekBoundaryTail(win);
+        if (tail.kind !== 'not-boundary') {
+          await emit(save.subarray(0, at));
+          if (!overflow && !body.destroyed) body.end();
+          return;
+        }
+        // Not a boundary: emit through the delimiter bytes and keep scanning.
+        await emit(save.subarray(0, at + delimiter.length));
+        from = 0;
+        continue;
+      }
+      const safe = Math.max(0, win.buf.length - (delimiter.length - 1));
+      if (safe > 0) {
+        const chunk = win.buf.subarray(0, safe);
+        win.consume(safe);
+        await emit(chunk);
+      }
+      from = 0;
+      if (!(await win.more())) throw new MultipartError(MultipartFailure.Truncated, 'stream ended inside a part body');
+    }
+  } catch (err: unknown) {
+    if (!body.destroyed) body.destroy(err as Error);
+    throw err;
+  }
+}
+
+/** One outbound part: a file path (streamed from disk) or bytes. */
+export interface OutboundPart {
+  readonly contentType: string;
+  readonly body: string | Uint8Array;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+function partHead(part: OutboundPart, boundary: string): Buffer {
+  // Every part opens with CRLF "--" boundary: for the first one the CRLF ends an empty preamble
+  // (RFC 2046 §5.1.1), as dicomweb-client writes it.
+  let head = `\r\n--${boundary}\r\nContent-Type: ${part.contentType}\r\n`;
+  for (const [k, v] of Object.entries(part.headers ?? {})) head += `${k}: ${v}\r\n`;
+  return Buffer.from(`${head}\r\n`, 'latin1');
+}
+
+const closeDelimiter = (boundary: string): Buffer => Buffer.from(`\r\n--${boundary}--\r\n`, 'latin1');
+
+/**
+ * Exact byte length of `multipartBody(parts, boundary)`, so the request can carry Content-Length.
+ * Orthanc 1.10 loses the first part of a chunked (no Content-Length) STOW-RS request, and some
+ * servers refuse chunked request bodies outright.
+ */
+export async function multipartBodyLength(parts: readonly OutboundPart[], boundary: string): Promise<number> {
+  let n = closeDelimiter(boundary).length;
+  for (const part of parts) {
+    n += partHead(part, boundary).length;
+    n += typeof part.body === 'string' ? (await stat(part.body)).size : part.body.byteLength;
+  }
+  return n;
+}
+
+/**
+ * Build a multipart/related body as a stream (outbound STOW-RS, PS3.18 §10.5.1.2). Files are read
+ * from disk as the peer consumes the body, so a study upload never sits in memory.
+ */
+export function multipartBody(parts: readonly OutboundPart[], boundary: string): Readable {
+  async function* generate(): AsyncGenerator<Buffer> {
+    for (const part of parts) {
+      yield partHead(part, boundary);
+      if (typeof part.body === 'string') {
+        for await (const chunk of createReadStream(part.body)) yield chunk as Buffer;
+      } else {
+        yield Buffer.from(part.body.buffer, part.body.byteOffset, part.body.byteLength);
+      }
+    }
+    yield closeDelimiter(boundary);
+  }
+  return Readable.from(generate(), { objectMode: false });
+}

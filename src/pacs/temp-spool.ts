@@ -1,0 +1,40 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import { Transform } from 'node:stream';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReceivedFile } from '../ingest/types.js';
+
+/**
+ * Stream one received instance into a temporary file, hashing as it goes, so that neither STOW-RS
+ * nor WADO-RS retrieval ever holds an instance in memory. The caller owns the file afterwards and
+ * hands it to `InstanceSink.accept` (which moves or deletes it); on any error the partial file is
+ * removed here, so an aborted upload leaves nothing behind.
+ */
+export async function spoolToTempFile(body: Readable, tmpDir: string, prefix: string): Promise<ReceivedFile> {
+  const filePath = path.join(tmpDir, `${prefix}-${randomUUID()}.part`);
+  const hash = createHash('sha256');
+  let sizeBytes = 0;
+  const tap = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      sizeBytes += chunk.length;
+      cb(null, chunk);
+    },
+  });
+  try {
+    // 'wx': never overwrite; flags keep a hostile name from following a symlink (random name anyway).
+    await pipeline(body, tap, createWriteStream(filePath, { flags: 'wx', mode: 0o600 }));
+  } catch (err: unknown) {
+    await rm(filePath, { force: true });
+    throw err;
+  }
+  return { path: filePath, sizeBytes, sha256: hash.digest('hex') };
+}
+
+/** Remove a temp file the sink did not take (idempotent). */
+export async function discardTempFile(file: ReceivedFile | string): Promise<void> {
+  await rm(typeof file === 'string' ? file : file.path, { force: true });
+}

@@ -1,0 +1,210 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'winston';
+import { type NaturalDataset, parsePart10 } from '../dicom/dataset.js';
+import { buildDraftSr } from '../dicom/sr/document.js';
+import { DicomError, ErrorCode, RadScribeError, errorCodeOf, normalizeErrorString } from '../errors.js';
+import type { OutgoingSr, SrDestination } from '../export/sr-destination.js';
+import { childLogger } from '../logger.js';
+import { type ImageCandidate, type SelectionPolicy, selectFrames } from './frame-selection.js';
+import type { PreparedInput } from './image-prep-types.js';
+import { chooseDestination } from './routing.js';
+import type { RouteConfig } from '../config.js';
+
+/** A stored instance of the study, as the repository lists it. */
+export interface StoredInstance {
+  readonly sopInstanceUid: string;
+  readonly seriesInstanceUid: string;
+  readonly sopClassUid: string;
+  readonly modality: string | null | undefined;
+  readonly filePath: string;
+}
+
+/** What the pipeline needs from the model runtime (InferenceClient implements it). */
+export interface DraftModel {
+  readonly info: { name: string; version: string; deviceUid: string; fixture: boolean; label?: string; prompt: string; provider: string };
+  readonly preprocessorConfig: unknown;
+  describe(input: PreparedInput, opts: { signal?: AbortSignal }): Promise<{ text: string; tokenIds: number[]; stopReason: string; timings: unknown }>;
+}
+
+export interface ImagePreparer {
+  prepare(filePath: string, frameIndex: number, preprocessorConfig: unknown): Promise<{ input: PreparedInput }>;
+}
+
+/** Audit and bookkeeping side effects, written by the gateway to PostgreSQL. */
+export interface PipelineRecorder {
+  inferenceRun(ev: { studyInstanceUid: string; sopInstanceUid: string; frame: number; outcome: 'success' | 'failure'; detail: Record<string, unknown> }): Promise<void>;
+  srExported(ev: { studyInstanceUid: string; srSopInstanceUid: string; destination: string; location: string; jobId: number; filePath?: string }): Promise<void>;
+  srExportFailed(ev: { studyInstanceUid: string; srSopInstanceUid: string; destination: string; jobId: number; code: ErrorCode; message: string }): Promise<void>;
+}
+
+export interface DescribeStudyDeps {
+  readonly listInstances: (studyInstanceUid: string) => Promise<StoredInstance[]>;
+  readonly model: DraftModel;
+  readonly images: ImagePreparer;
+  readonly selection: SelectionPolicy;
+  readonly routes: readonly RouteConfig[];
+  readonly defaultDestination: string;
+  readonly destinations: ReadonlyMap<string, SrDestination>;
+  readonly recorder: PipelineRecorder;
+  readonly logger?: Logger;
+}
+
+export interface DescribeStudyResult {
+  readonly srSopInstanceUid: string;
+  readonly destination: string;
+  readonly location: string;
+  readonly selected: number;
+  readonly described: number;
+  readonly skipped: { sopInstanceUid: string; frame: number; code: ErrorCode }[];
+}
+
+/** The label the fixture's text carries wherever it appears (issue #2: "labelled as a test fixture"). */
+export const FIXTURE_TEXT_PREFIX = '[TEST FIXTURE — OUTPUT IS MEANINGLESS] ';
+
+interface Candidate extends ImageCandidate {
+  readonly filePath: string;
+  readonly header: NaturalDataset;
+}
+
+function num(v: unknown): number | undefined {
+  const n = typeof v === 'string' ? Number.parseInt(v, 10) : typeof v === 'number' ? v : Number.NaN;
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/**
+ * One describe-study job: select frames, prepare tiles, run the model, build the draft SR, send it.
+ * Per-image failures (an unsupported transfer syntax, a corrupt frame) skip that image and make the
+ * SR PARTIAL; nothing described at all is a job failure with the first image's error code.
+ */
+export async function describeStudy(
+  deps: DescribeStudyDeps,
+  job: { id: number; studyInstanceUid: string },
+  signal?: AbortSignal,
+): Promise<DescribeStudyResult> {
+  const log = deps.logger ?? childLogger('describe-study', { jobId: job.id, studyInstanceUid: job.studyInstanceUid });
+  const stored = await deps.listInstances(job.studyInstanceUid);
+  const candidates: Candidate[] = [];
+  for (const s of stored) {
+    let header: NaturalDataset;
+    try {
+      header = parsePart10(readFileSync(s.filePath), { untilPixelData: true }).dataset;
+    } catch (err) {
+      log.warn('stored instance unreadable; skipped', { sopInstanceUid: s.sopInstanceUid, code: errorCodeOf(err) });
+      continue;
+    }
+    candidates.push({
+      sopInstanceUid: s.sopInstanceUid,
+      seriesInstanceUid: s.seriesInstanceUid,
+      sopClassUid: s.sopClassUid,
+      modality: s.modality ?? undefined,
+      instanceNumber: num(header.InstanceNumber),
+      numberOfFrames: num(header.NumberOfFrames) ?? 1,
+      // Image Pixel Module (PS3.3 C.7.6.3): Rows/Columns are Type 1 wherever pixel data exists.
+      hasPixelData: num(header.Rows) !== undefined && num(header.Columns) !== undefined,
+      filePath: s.filePath,
+      header,
+    });
+  }
+  const selected = selectFrames(candidates, deps.selection);
+  if (selected.length === 0) throw new DicomError(ErrorCode.DicomUnsupported, 'study has no image the selection policy accepts');
+
+  const findings: { sopClassUid: string; sopInstanceUid: string; frameNumber?: number; text: string }[] = [];
+  const skipped: DescribeStudyResult['skipped'] = [];
+  let firstError: unknown;
+  for (const sel of selected) {
+    if (signal?.aborted) throw new RadScribeError(ErrorCode.Timeout, 'describe-study aborted');
+    const c = sel.candidate;
+    const started = Date.now();
+    try {
+      const { input } = await deps.images.prepare(c.filePath, sel.frameIndex, deps.model.preprocessorConfig);
+      const prepMs = Date.now() - started;
+      const out = await deps.model.describe(input, signal ? { signal } : {});
+      const text = deps.model.info.fixture ? `${FIXTURE_TEXT_PREFIX}${out.text}` : out.text;
+      findings.push({
+        sopClassUid: c.sopClassUid,
+        sopInstanceUid: c.sopInstanceUid,
+        ...(c.numberOfFrames > 1 ? { frameNumber: sel.frameIndex + 1 } : {}),
+        text,
+      });
+      await deps.recorder.inferenceRun({
+        studyInstanceUid: job.studyInstanceUid,
+        sopInstanceUid: c.sopInstanceUid,
+        frame: sel.frameIndex + 1,
+        outcome: 'success',
+        detail: {
+          model: deps.model.info.name,
+          modelVersion: deps.model.info.version,
+          deviceUid: deps.model.info.deviceUid,
+          provider: deps.model.info.provider,
+          tokens: out.tokenIds.length,
+          stopReason: out.stopReason,
+          // A hash, never the text: the audit table holds no PHI and no model output.
+          textSha256: createHash('sha256').update(text).digest('hex'),
+          tiles: input.tiles,
+          prepareMs: prepMs,
+          totalMs: Date.now() - started,
+        },
+      });
+      log.info('image described', { sopInstanceUid: c.sopInstanceUid, frame: sel.frameIndex + 1, tokens: out.tokenIds.length });
+    } catch (err) {
+      const code = errorCodeOf(err);
+      firstError ??= err;
+      skipped.push({ sopInstanceUid: c.sopInstanceUid, frame: sel.frameIndex + 1, code });
+      await deps.recorder.inferenceRun({
+        studyInstanceUid: job.studyInstanceUid,
+        sopInstanceUid: c.sopInstanceUid,
+        frame: sel.frameIndex + 1,
+        outcome: 'failure',
+        detail: { code, message: normalizeErrorString(err) },
+      });
+      log.warn('image not described', { sopInstanceUid: c.sopInstanceUid, frame: sel.frameIndex + 1, code });
+    }
+  }
+  if (findings.length === 0) throw firstError instanceof Error ? firstError : new RadScribeError(ErrorCode.Internal, 'no image described');
+
+  const describedUids = new Set(findings.map((f) => f.sopInstanceUid));
+  const sources = selected.map((s) => s.candidate).filter((c, i, all) => all.indexOf(c) === i && describedUids.has(c.sopInstanceUid));
+  const sr = buildDraftSr({
+    sources: sources.map((c) => c.header),
+    findings,
+    algorithm: {
+      name: deps.model.info.name,
+      version: deps.model.info.version,
+      manufacturer: 'RadScribe',
+      deviceUid: deps.model.info.deviceUid,
+      parameters: deps.model.info.prompt,
+      fixture: deps.model.info.fixture,
+    },
+    completionComplete: skipped.length === 0,
+  });
+
+  const modalities = [...new Set(candidates.map((c) => c.modality).filter((m): m is string => !!m))];
+  const destName = chooseDestination(deps.routes, deps.defaultDestination, modalities);
+  const dest = deps.destinations.get(destName);
+  if (!dest) throw new RadScribeError(ErrorCode.ConfigInvalid, `destination "${destName}" is not configured`);
+  const outgoing: OutgoingSr = { studyInstanceUid: job.studyInstanceUid, sopInstanceUid: sr.sopInstanceUid, part10: sr.part10 };
+  let location: string;
+  try {
+    ({ location } = await dest.send(outgoing));
+  } catch (err) {
+    await deps.recorder.srExportFailed({
+      studyInstanceUid: job.studyInstanceUid,
+      srSopInstanceUid: sr.sopInstanceUid,
+      destination: destName,
+      jobId: job.id,
+      code: errorCodeOf(err),
+      message: normalizeErrorString(err),
+    });
+    throw err;
+  }
+  await deps.recorder.srExported({
+    studyInstanceUid: job.studyInstanceUid,
+    srSopInstanceUid: sr.sopInstanceUid,
+    destination: destName,
+    location,
+    jobId: job.id,
+  });
+  log.info('draft SR exported', { srSopInstanceUid: sr.sopInstanceUid, destination: destName, described: findings.length, skipped: skipped.length });
+  return { srSopInstanceUid: sr.sopInstanceUid, destination: destName, location, selected: selected.length, described: findings.length, skipped };
+}

@@ -1,0 +1,94 @@
+import { Worker } from 'node:worker_threads';
+import { ErrorCode, RadScribeError } from '../errors.js';
+import { workerScript } from '../runtime-paths.js';
+import type { PreparedInput, PrepRequest, PrepResponse } from './image-prep-types.js';
+
+export const DEFAULT_FRAME_TIMEOUT_MS = 60_000;
+export const DEFAULT_WORKER_MEMORY_MB = 2048;
+
+export interface ImagePrepOptions {
+  frameTimeoutMs?: number;
+  maxOldGenerationSizeMb?: number;
+}
+
+/**
+ * Owns one image-preparation worker thread. A frame that exceeds its time limit or the worker's
+ * memory cap kills the worker (a hostile file must not hang or crash the gateway); the next request
+ * starts a fresh one. One request at a time: the GPU model is the bottleneck, not decoding.
+ */
+export class ImagePrepClient {
+  private worker: Worker | undefined;
+  private nextId = 1;
+  private chain: Promise<unknown> = Promise.resolve();
+  private closed = false;
+  private readonly timeoutMs: number;
+  private readonly memoryMb: number;
+
+  constructor(opts: ImagePrepOptions = {}) {
+    this.timeoutMs = opts.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
+    this.memoryMb = opts.maxOldGenerationSizeMb ?? DEFAULT_WORKER_MEMORY_MB;
+  }
+
+  prepare(filePath: string, frameIndex: number, preprocessorConfig: unknown): Promise<{ input: PreparedInput; image: { width: number; height: number; channels: number } }> {
+    const run = () => this.run({ id: this.nextId++, filePath, frameIndex, preprocessorConfig });
+    const p = this.chain.then(run, run);
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  private ensureWorker(): Worker {
+    if (this.closed) throw new RadScribeError(ErrorCode.Internal, 'image preparation client is closed');
+    if (!this.worker) {
+      this.worker = new Worker(workerScript('pipeline/image-prep-worker'), {
+        resourceLimits: { maxOldGenerationSizeMb: this.memoryMb },
+      });
+      this.worker.unref();
+    }
+    return this.worker;
+  }
+
+  private run(req: PrepRequest): Promise<{ input: PreparedInput; image: { width: number; height: number; channels: number } }> {
+    const worker = this.ensureWorker();
+    return new Promise((resolve, reject) => {
+      const cleanup = () => {
+        clearTimeout(timer);
+        worker.off('message', onMessage);
+        worker.off('error', onError);
+        worker.off('exit', onExit);
+      };
+      const kill = (err: RadScribeError) => {
+        cleanup();
+        this.worker = undefined;
+        void worker.terminate();
+        reject(err);
+      };
+      const timer = setTimeout(
+        () => kill(new RadScribeError(ErrorCode.Timeout, `preparing frame ${req.frameIndex + 1} exceeded ${this.timeoutMs} ms`)),
+        this.timeoutMs,
+      );
+      const onMessage = (res: PrepResponse) => {
+        if (res.id !== req.id) return;
+        cleanup();
+        if (res.ok) resolve({ input: res.input, image: res.image });
+        else reject(new RadScribeError(res.code, res.message));
+      };
+      const onError = (err: Error) => {
+        const oom = /memory/i.test(err.message) || (err as { code?: string }).code === 'ERR_WORKER_OUT_OF_MEMORY';
+        kill(new RadScribeError(oom ? ErrorCode.OutOfResources : ErrorCode.Internal, `image preparation worker failed: ${err.message}`));
+      };
+      const onExit = (code: number) => kill(new RadScribeError(ErrorCode.Internal, `image preparation worker exited (${code})`));
+      worker.on('message', onMessage);
+      worker.on('error', onError);
+      worker.on('exit', onExit);
+      worker.postMessage(req);
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const w = this.worker;
+    this.worker = undefined;
+    if (w) await w.terminate();
+  }
+}

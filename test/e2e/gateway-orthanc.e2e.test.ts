@@ -1,0 +1,106 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parsePart10 } from '../../src/dicom/dataset.js';
+import { readSr } from '../../src/dicom/sr/reader.js';
+import { DicomwebClient } from '../../src/pacs/dicomweb-client.js';
+import { getString, Tag } from '../../src/pacs/dicom-json.js';
+import { startTestGateway, type TestGateway, waitFor } from '../support/gateway.js';
+import { orthancAvailable, startOrthanc } from '../support/orthanc.js';
+
+/**
+ * [REQ-SKEL-04] and [REQ-SKEL-05]: the gateway against a real PACS (Orthanc + DICOMweb plugin,
+ * running in this test's private network namespace). The SR must end up in Orthanc in the same
+ * study, and read back from Orthanc with the draft flags and the evidence intact.
+ */
+const avail = orthancAvailable();
+const d = avail.ok ? describe : describe.skip;
+if (!avail.ok) console.warn(`gateway-orthanc e2e skipped: ${avail.reason}`);
+
+const SR_SOP_CLASS = '1.2.840.10008.5.1.4.1.1.88.33';
+
+d('gateway with Orthanc as the PACS', () => {
+  let orthanc: Awaited<ReturnType<typeof startOrthanc>>;
+  let pacs: DicomwebClient;
+  beforeAll(async () => {
+    orthanc = await startOrthanc();
+    pacs = new DicomwebClient({ baseUrl: orthanc.baseUrl, auth: { type: 'basic', ...orthanc.auth }, timeoutMs: 30_000 });
+    process.env.RADSCRIBE_TEST_ORTHANC_PASSWORD = orthanc.auth.password;
+  });
+  afterAll(async () => {
+    await orthanc?.stop();
+  });
+
+  function gatewayOverrides(poll: boolean) {
+    return {
+      remoteNodes: [
+        {
+          name: 'orthanc',
+          baseUrl: orthanc.baseUrl,
+          auth: { type: 'basic', username: orthanc.auth.username, passwordEnv: 'RADSCRIBE_TEST_ORTHANC_PASSWORD' },
+          poll: { enabled: poll, intervalMs: 500, lookbackDays: 36500, query: {} },
+        },
+      ],
+      destinations: [{ name: 'orthanc-stow', type: 'stow-rs', node: 'orthanc' }],
+      defaultDestination: 'orthanc-stow',
+    };
+  }
+
+  async function srInOrthanc(study: string) {
+    const found = await waitFor(
+      'draft SR in Orthanc',
+      async () => {
+        const hits = await pacs.searchForInstances(study, undefined, { SOPClassUID: SR_SOP_CLASS });
+        return hits.length > 0 ? hits : undefined;
+      },
+      120_000,
+    );
+    expect(found).toHaveLength(1);
+    const srSop = getString(found[0]!, Tag.SOPInstanceUID)!;
+    const srSeries = getString(found[0]!, Tag.SeriesInstanceUID)!;
+    const bytes: Buffer[] = [];
+    await pacs.retrieveInstance(study, srSeries, srSop, {
+      onInstance: async (body) => {
+        for await (const chunk of body as AsyncIterable<Buffer>) bytes.push(Buffer.from(chunk));
+      },
+    });
+    return readSr(Buffer.concat(bytes));
+  }
+
+  it('[REQ-SKEL-04] a study uploaded to the PACS is found by QIDO, fetched by WADO, described, and the SR stored back by STOW', async () => {
+    const file = path.join(__dirname, '../fixtures/dicom/CT_small.dcm');
+    const src = parsePart10(readFileSync(file)).dataset;
+    const up = await pacs.storeInstances(undefined, [file]);
+    expect(up.failed).toEqual([]);
+    let t: TestGateway | undefined;
+    try {
+      t = await startTestGateway('pglite', gatewayOverrides(true));
+      const sr = await srInOrthanc(src.StudyInstanceUID as string);
+      expect(sr.studyInstanceUid).toBe(src.StudyInstanceUID);
+      expect(sr.preliminaryFlag).toBe('PRELIMINARY');
+      expect(sr.verificationFlag).toBe('UNVERIFIED');
+      expect(sr.currentRequestedProcedureEvidence.map((e) => e.sopInstanceUid)).toEqual([src.SOPInstanceUID]);
+      const kinds = (await t.gw.db.pool.query<{ kind: string }>(`SELECT DISTINCT kind FROM audit_events`)).rows.map((r) => r.kind);
+      expect(kinds).toEqual(expect.arrayContaining(['remote-query', 'remote-retrieve', 'instance-received', 'sr-exported']));
+    } finally {
+      await t?.close();
+    }
+  });
+
+  it('[REQ-SKEL-05] a study pushed to the gateway by STOW-RS ends with an SR in the PACS', async () => {
+    const file = path.join(__dirname, '../fixtures/dicom/MR_small.dcm');
+    const src = parsePart10(readFileSync(file)).dataset;
+    let t: TestGateway | undefined;
+    try {
+      t = await startTestGateway('pglite', gatewayOverrides(false));
+      const gwClient = new DicomwebClient({ baseUrl: `${t.gw.baseUrl}/dicomweb`, timeoutMs: 30_000 });
+      const res = await gwClient.storeInstances(undefined, [file]);
+      expect(res.httpStatus).toBe(200);
+      const sr = await srInOrthanc(src.StudyInstanceUID as string);
+      expect(sr.studyInstanceUid).toBe(src.StudyInstanceUID);
+      expect(sr.verificationFlag).toBe('UNVERIFIED');
+      expect(sr.currentRequestedProcedureEvidence.map((e) => e.sopInstanceUid)).toEqual([src.SOPInstanceUID]);
+    } finally {
+      await t?.close();
+    }
+  });
+});

@@ -1,0 +1,96 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { loadConfig, type RadScribeConfig } from '../../src/config.js';
+import { Gateway } from '../../src/gateway.js';
+
+/**
+ * Database backends a gateway test runs against: the embedded PGlite always, and the PostgreSQL
+ * server named by DATABASE_URL when it is set (CI sets it), so both paths are exercised in one run.
+ */
+export type Backend = 'pglite' | 'postgresql';
+export function backends(): Backend[] {
+  return process.env.DATABASE_URL ? ['pglite', 'postgresql'] : ['pglite'];
+}
+
+/** A fresh database on the server for one test file (dropped on close). */
+async function createServerDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
+  const base = process.env.DATABASE_URL as string;
+  const name = `radscribe_gw_${randomBytes(6).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: base });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const u = new URL(base);
+  u.pathname = `/${name}`;
+  return {
+    url: u.toString(),
+    drop: async () => {
+      const c = new pg.Client({ connectionString: base });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+export interface TestGateway {
+  readonly gw: Gateway;
+  readonly config: RadScribeConfig;
+  readonly dataDir: string;
+  /** Stop the gateway and start it again on the same data (restart survival). */
+  restart(): Promise<Gateway>;
+  close(): Promise<void>;
+}
+
+export async function startTestGateway(backend: Backend, overrides: Record<string, unknown> = {}): Promise<TestGateway> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'rs-gw-'));
+  const server = backend === 'postgresql' ? await createServerDatabase() : undefined;
+  const config = loadConfig({
+    env: {},
+    overrides: {
+      dataDir,
+      database: { url: server?.url ?? '' },
+      http: { host: '127.0.0.1', port: 0 },
+      ingest: { stabilityWindowMs: 300 },
+      jobs: { pollIntervalMs: 100 },
+      destinations: [{ name: 'outbox', type: 'folder', path: path.join(dataDir, 'outbox') }],
+      defaultDestination: 'outbox',
+      ...(overrides as object),
+    } as never,
+  });
+  let gw = await Gateway.start(config, { actor: 'test' });
+  let closed = false;
+  return {
+    get gw() {
+      return gw;
+    },
+    config,
+    dataDir,
+    async restart() {
+      await gw.stop('test');
+      gw = await Gateway.start(config, { actor: 'test' });
+      return gw;
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      await gw.stop('test');
+      await server?.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Wait until `fn` returns a value, polling; throws after the timeout. */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

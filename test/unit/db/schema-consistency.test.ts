@@ -1,0 +1,35 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { AuditEventKind } from '../../../src/audit/audit-codes.js';
+import { RemoteStudyState } from '../../../src/ingest/remote-study-tracker.js';
+import { StudyState } from '../../../src/ingest/study-repository.js';
+import { ReceivedVia } from '../../../src/ingest/types.js';
+import { JobKind, JobState } from '../../../src/jobs/types.js';
+import { MIGRATIONS_DIR } from '../../../src/runtime-paths.js';
+
+/** STYLE §2.7: every state column's CHECK list equals its `as const` object. */
+const sql = ['0001_init.sql', '0002_audit.sql']
+  .map((f) => readFileSync(path.join(MIGRATIONS_DIR, f), 'utf8'))
+  .join('\n');
+
+function checkValues(table: string, column: string): string[] {
+  const body = sql.slice(sql.indexOf(`CREATE TABLE ${table} (`));
+  const m = new RegExp(`CHECK \\(${column} IN \\(([^)]*)\\)\\)`).exec(body);
+  if (!m?.[1]) throw new Error(`no CHECK on ${table}.${column}`);
+  return [...m[1].matchAll(/'([^']+)'/g)].map((x) => x[1] as string).sort();
+}
+
+const values = (o: Record<string, string>): string[] => Object.values(o).sort();
+
+describe('schema CHECK constraints match the TypeScript closed sets', () => {
+  it.each([
+    ['studies', 'state', values(StudyState)],
+    ['instances', 'received_via', values(ReceivedVia)],
+    ['jobs', 'kind', values(JobKind)],
+    ['jobs', 'state', values(JobState)],
+    ['remote_studies', 'state', values(RemoteStudyState)],
+    ['audit_events', 'kind', values(AuditEventKind)],
+  ])('%s.%s', (table, column, expected) => {
+    expect(checkValues(table, column)).toEqual(expected);
+  });
+});

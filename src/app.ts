@@ -1,6 +1,6 @@
-import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Router } from 'express';
-import { ErrorCode, RadScribeError, errorCodeOf, normalizeErrorString, toHttpStatus } from './errors.js';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError, toHttpStatus } from './errors.js';
 import { childLogger } from './logger.js';
 
 /**
@@ -38,7 +38,10 @@ export function createApp(deps: AppDeps): express.Express {
       res.end();
       return;
     }
-    res.status(status).json({ error: code, message: status >= 500 && code === ErrorCode.Internal ? 'internal error' : normalizeErrorString(err) });
+    res.status(status).json({
+      error: code,
+      message: status >= 500 && code === ErrorCode.Internal ? 'internal error' : normalizeErrorString(err),
+    });
   });
   return app;
 }

@@ -8,7 +8,7 @@ import { type LoadConfigOptions, loadConfig, type RadScribeConfig } from './conf
 import { migrate } from './db/migrate.js';
 import { openDatabase } from './db/pool.js';
 import { readSr, renderSrTree } from './dicom/sr/reader.js';
-import { ConfigError, RadScribeError, normalizeErrorString } from './errors.js';
+import { ConfigError, normalizeErrorString, RadScribeError } from './errors.js';
 import { Gateway } from './gateway.js';
 import { JobQueue } from './jobs/job-queue.js';
 import { setLogLevel } from './logger.js';
@@ -115,7 +115,11 @@ async function cmdAudit(args: Args): Promise<number> {
     await migrate(db.pool);
     if (sub === 'verify') {
       const r = await verifyAuditChain(db.pool);
-      process.stdout.write(r.ok ? `audit chain intact: ${r.checked} events\n` : `AUDIT CHAIN BROKEN at event ${r.firstBrokenId} (${r.checked} checked)\n`);
+      process.stdout.write(
+        r.ok
+          ? `audit chain intact: ${r.checked} events\n`
+          : `AUDIT CHAIN BROKEN at event ${r.firstBrokenId} (${r.checked} checked)\n`,
+      );
       return r.ok ? 0 : 1;
     }
     const since = flag(args, 'since');
@@ -144,7 +148,9 @@ export function formatAuditTable(events: readonly AuditRow[]): string {
   const lines = events.map((e) => {
     const r = e as unknown as Record<string, unknown>;
     const at = r.occurredAt instanceof Date ? r.occurredAt.toISOString() : String(r.occurredAt ?? '');
-    const who = [r.actor, r.source && `from ${String(r.source)}`, r.destination && `to ${String(r.destination)}`].filter(Boolean).join(' ');
+    const who = [r.actor, r.source && `from ${String(r.source)}`, r.destination && `to ${String(r.destination)}`]
+      .filter(Boolean)
+      .join(' ');
     const study = r.studyInstanceUid ? ` study=${String(r.studyInstanceUid)}` : '';
     return `${String(r.id).padStart(6)}  ${at}  ${String(r.kind).padEnd(18)} DCM ${String(r.eventId ?? '')} outcome=${String(r.outcome ?? '')}  ${who}${study}`;
   });
@@ -176,13 +182,21 @@ async function cmdDemo(args: Args): Promise<number> {
   const gw = await Gateway.start(cfg, { actor: 'demo' });
   try {
     out(`RadScribe demo — gateway at ${gw.baseUrl}, database: ${gw.db.describe()}`);
-    out(`model: ${gw.modelInfo.name} ${gw.modelInfo.version} on ${gw.modelInfo.provider}${gw.modelInfo.fixture ? ` — ${gw.modelInfo.label ?? 'TEST FIXTURE'}` : ''}`);
+    out(
+      `model: ${gw.modelInfo.name} ${gw.modelInfo.version} on ${gw.modelInfo.provider}${gw.modelInfo.fixture ? ` — ${gw.modelInfo.label ?? 'TEST FIXTURE'}` : ''}`,
+    );
     const sampleDir = path.join(PACKAGE_ROOT, 'test', 'fixtures', 'sample-study');
-    const files = readdirSync(sampleDir).filter((f) => f.endsWith('.dcm')).map((f) => path.join(sampleDir, f));
+    const files = readdirSync(sampleDir)
+      .filter((f) => f.endsWith('.dcm'))
+      .map((f) => path.join(sampleDir, f));
     const client = new DicomwebClient({ baseUrl: `${gw.baseUrl}/dicomweb`, timeoutMs: 60_000 });
     const stow = await client.storeInstances(undefined, files);
-    out(`STOW-RS ${files.length} instance(s) → HTTP ${stow.httpStatus}: ${stow.referenced.length} stored, ${stow.failed.length} failed`);
-    const study = stow.referenced[0]?.retrieveUrl?.match(/studies\/([0-9.]+)/)?.[1] ?? (await studyOf(gw, stow.referenced[0]?.sopInstanceUid));
+    out(
+      `STOW-RS ${files.length} instance(s) → HTTP ${stow.httpStatus}: ${stow.referenced.length} stored, ${stow.failed.length} failed`,
+    );
+    const study =
+      stow.referenced[0]?.retrieveUrl?.match(/studies\/([0-9.]+)/)?.[1] ??
+      (await studyOf(gw, stow.referenced[0]?.sopInstanceUid));
     if (!study) throw new RadScribeError('internal', 'sample study was not stored');
     await ensureJob(gw, study);
     const job = await waitForJob(gw, study, timeoutMs);
@@ -191,7 +205,9 @@ async function cmdDemo(args: Args): Promise<number> {
       return 1;
     }
     const result = job.result as { srSopInstanceUid: string; location: string; described: number; selected: number };
-    out(`\nDraft SR ${result.srSopInstanceUid} (${result.described}/${result.selected} image(s) described) — content tree:\n`);
+    out(
+      `\nDraft SR ${result.srSopInstanceUid} (${result.described}/${result.selected} image(s) described) — content tree:\n`,
+    );
     out(renderSrTree(readSr(readFileSync(result.location))));
     out('\nAudit events for this study:');
     const events = await listAudit(gw.db.pool, { studyInstanceUid: study, limit: 100 }, 'demo');
@@ -206,7 +222,10 @@ async function cmdDemo(args: Args): Promise<number> {
 
 async function studyOf(gw: Gateway, sop: string | undefined): Promise<string | undefined> {
   if (!sop) return undefined;
-  const r = await gw.db.pool.query<{ study_instance_uid: string }>('SELECT study_instance_uid FROM instances WHERE sop_instance_uid = $1', [sop]);
+  const r = await gw.db.pool.query<{ study_instance_uid: string }>(
+    'SELECT study_instance_uid FROM instances WHERE sop_instance_uid = $1',
+    [sop],
+  );
   return r.rows[0]?.study_instance_uid;
 }
 
@@ -215,10 +234,16 @@ async function studyOf(gw: Gateway, sop: string | undefined): Promise<string | u
  * do not reopen the study; ask for a manual describe-study job then (the SR UID will be the same).
  */
 async function ensureJob(gw: Gateway, study: string): Promise<void> {
-  const s = await gw.db.pool.query<{ state: string }>('SELECT state FROM studies WHERE study_instance_uid = $1', [study]);
+  const s = await gw.db.pool.query<{ state: string }>('SELECT state FROM studies WHERE study_instance_uid = $1', [
+    study,
+  ]);
   const state = s.rows[0]?.state;
   if (state === 'done' || state === 'failed') {
-    await new JobQueue(gw.db.pool).enqueue(gw.db.pool, { kind: 'describe-study', studyInstanceUid: study, payload: { trigger: 'manual' } });
+    await new JobQueue(gw.db.pool).enqueue(gw.db.pool, {
+      kind: 'describe-study',
+      studyInstanceUid: study,
+      payload: { trigger: 'manual' },
+    });
   }
 }
 
@@ -231,7 +256,8 @@ async function waitForJob(gw: Gateway, study: string, timeoutMs: number) {
     const recent = jobs.filter((j) => j.createdAt >= since || j.state === 'queued' || j.state === 'running');
     const done = recent.find((j) => j.state === 'succeeded' || j.state === 'failed' || j.state === 'cancelled');
     if (done && !recent.some((j) => j.state === 'queued' || j.state === 'running')) return done;
-    if (Date.now() > deadline) throw new RadScribeError('timeout', `no finished describe-study job for the sample study within ${timeoutMs} ms`);
+    if (Date.now() > deadline)
+      throw new RadScribeError('timeout', `no finished describe-study job for the sample study within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }

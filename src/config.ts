@@ -174,12 +174,23 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
 
   const remoteNodes = v.arr(doc, 'remoteNodes').map((n, i) => validateRemoteNode(v, n, `remoteNodes[${i}]`));
   const nodeNames = new Set(remoteNodes.map((n) => n.name));
-  const destinations = v.arr(doc, 'destinations').map((d, i) => validateDestination(v, d, `destinations[${i}]`, nodeNames));
+  const destinations = v
+    .arr(doc, 'destinations')
+    .map((d, i) => validateDestination(v, d, `destinations[${i}]`, nodeNames));
   const destNames = new Set(destinations.map((d) => d.name));
-  v.unique(remoteNodes.map((n) => n.name), 'remoteNodes', 'name');
-  v.unique(destinations.map((d) => d.name), 'destinations', 'name');
+  v.unique(
+    remoteNodes.map((n) => n.name),
+    'remoteNodes',
+    'name',
+  );
+  v.unique(
+    destinations.map((d) => d.name),
+    'destinations',
+    'name',
+  );
   const defaultDestination = v.str(doc, 'defaultDestination', '');
-  if (!destNames.has(defaultDestination)) v.problem('defaultDestination', `must name one of destinations (${[...destNames].join(', ') || 'none defined'})`);
+  if (!destNames.has(defaultDestination))
+    v.problem('defaultDestination', `must name one of destinations (${[...destNames].join(', ') || 'none defined'})`);
   const routes = v.arr(doc, 'routes').map((r, i): RouteConfig => {
     const p = `routes[${i}]`;
     const ro = v.asObj(r, p);
@@ -191,14 +202,20 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
   });
 
   const eps = v.strArr(model, 'executionProviders', 'model');
-  for (const ep of eps) if (ep !== 'cuda' && ep !== 'cpu') v.problem('model.executionProviders', `unknown execution provider "${ep}" (cuda, cpu)`);
+  for (const ep of eps)
+    if (ep !== 'cuda' && ep !== 'cpu')
+      v.problem('model.executionProviders', `unknown execution provider "${ep}" (cuda, cpu)`);
   if (eps.length === 0) v.problem('model.executionProviders', 'must list at least one provider');
   const level = v.str(log, 'level', 'log');
-  if (!['error', 'warn', 'info', 'debug'].includes(level)) v.problem('log.level', 'must be one of error, warn, info, debug');
+  if (!['error', 'warn', 'info', 'debug'].includes(level))
+    v.problem('log.level', 'must be one of error, warn, info, debug');
 
   const cfg: RadScribeConfig = {
     dataDir: v.str(doc, 'dataDir', ''),
-    database: { url: v.str(database, 'url', 'database', true), poolSize: v.int(database, 'poolSize', 'database', 1, 100) },
+    database: {
+      url: v.str(database, 'url', 'database', true),
+      poolSize: v.int(database, 'poolSize', 'database', 1, 100),
+    },
     http: {
       host: v.str(http, 'host', 'http'),
       port: v.int(http, 'port', 'http', 0, 65535),
@@ -262,8 +279,11 @@ function validateRemoteNode(v: Validator, n: unknown, p: string): RemoteNodeConf
     timeoutMs: o.timeoutMs === undefined ? DEFAULT_REMOTE_TIMEOUT_MS : v.int(o, 'timeoutMs', p, 100, 3_600_000),
     poll: {
       enabled: poll.enabled === undefined ? false : v.bool(poll, 'enabled', `${p}.poll`),
-      intervalMs: poll.intervalMs === undefined ? DEFAULT_POLL_INTERVAL_MS : v.int(poll, 'intervalMs', `${p}.poll`, 100, 86_400_000),
-      lookbackDays: poll.lookbackDays === undefined ? 1 : v.int(poll, 'lookbackDays', `${p}.poll`, 0, 3650),
+      intervalMs:
+        poll.intervalMs === undefined
+          ? DEFAULT_POLL_INTERVAL_MS
+          : v.int(poll, 'intervalMs', `${p}.poll`, 100, 86_400_000),
+      lookbackDays: poll.lookbackDays === undefined ? 1 : v.int(poll, 'lookbackDays', `${p}.poll`, 0, 36500),
       query: q,
     },
   };
@@ -339,7 +359,8 @@ class Validator {
     if (s === '') return s;
     try {
       const u = new URL(s);
-      if (u.protocol !== 'http:' && u.protocol !== 'https:') this.problem(this.key(parent, k), 'must be an http(s) URL');
+      if (u.protocol !== 'http:' && u.protocol !== 'https:')
+        this.problem(this.key(parent, k), 'must be an http(s) URL');
     } catch {
       this.problem(this.key(parent, k), 'must be an absolute URL');
     }

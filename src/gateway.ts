@@ -5,12 +5,13 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import express from 'express';
 import { createApp } from './app.js';
-import { type AuditEventKind as AuditKind, AuditEventKind as Kinds, EventOutcome } from './audit/audit-codes.js';
+import { type AuditEventKind as AuditKind, EventOutcome, AuditEventKind as Kinds } from './audit/audit-codes.js';
 import { listAudit, recordAudit } from './audit/audit-log.js';
 import { type RadScribeConfig, redactedConfig } from './config.js';
-import { type Database, openDatabase } from './db/pool.js';
 import { migrate } from './db/migrate.js';
-import { ErrorCode, RadScribeError, normalizeErrorString } from './errors.js';
+import { type Database, openDatabase } from './db/pool.js';
+import { deriveUid } from './dicom/sr/document.js';
+import { ErrorCode, normalizeErrorString, RadScribeError } from './errors.js';
 import { FolderDestination, type SrDestination, StowRsDestination } from './export/sr-destination.js';
 import { InferenceClient } from './inference/inference-client.js';
 import { InstanceStore } from './ingest/instance-store.js';
@@ -21,9 +22,8 @@ import { childLogger } from './logger.js';
 import { DicomwebClient } from './pacs/dicomweb-client.js';
 import { QidoPoller } from './pacs/qido-poller.js';
 import { createStowRouter } from './pacs/stow-router.js';
-import { type DraftModel, type PipelineRecorder, describeStudy } from './pipeline/describe-study.js';
+import { type DraftModel, describeStudy, type PipelineRecorder } from './pipeline/describe-study.js';
 import { ImagePrepClient } from './pipeline/image-prep-client.js';
-import { deriveUid } from './dicom/sr/document.js';
 
 /**
  * The running gateway: one owner for every resource (database, HTTP server, model worker, image
@@ -56,7 +56,11 @@ export class Gateway {
     const log = childLogger('gateway');
     const actor = opts.actor ?? 'radscribe';
     mkdirSync(config.dataDir, { recursive: true });
-    const db = await openDatabase({ url: config.database.url || undefined, dataDir: config.dataDir, poolSize: config.database.poolSize });
+    const db = await openDatabase({
+      url: config.database.url || undefined,
+      dataDir: config.dataDir,
+      poolSize: config.database.poolSize,
+    });
     let model: InferenceClient | undefined;
     let images: ImagePrepClient | undefined;
     try {
@@ -81,15 +85,23 @@ export class Gateway {
         name: manifest.name,
         version: manifest.version,
         // PS3.3 C.17.5 Contributing Equipment: a Device UID that changes whenever the model changes.
-        deviceUid: manifest.deviceUid ?? deriveUid('radscribe-model', createHash('sha256').update(manifestBytes).digest('hex')),
+        deviceUid:
+          manifest.deviceUid ?? deriveUid('radscribe-model', createHash('sha256').update(manifestBytes).digest('hex')),
         fixture: manifest.fixture,
         ...(manifest.label ? { label: manifest.label } : {}),
         prompt: manifest.prompt,
         provider: model.provider,
       };
-      log.info('model ready', { model: info.name, version: info.version, provider: info.provider, fixture: info.fixture });
+      log.info('model ready', {
+        model: info.name,
+        version: info.version,
+        provider: info.provider,
+        fixture: info.fixture,
+      });
       images = new ImagePrepClient();
-      const preprocessorConfig = JSON.parse(readFileSync(path.join(config.model.bundle, manifest.configFiles.preprocessorConfig), 'utf8')) as unknown;
+      const preprocessorConfig = JSON.parse(
+        readFileSync(path.join(config.model.bundle, manifest.configFiles.preprocessorConfig), 'utf8'),
+      ) as unknown;
 
       const clients = new Map(config.remoteNodes.map((n) => [n.name, dicomwebClientFor(n)]));
       const destinations = new Map<string, SrDestination>();
@@ -177,7 +189,10 @@ export class Gateway {
       });
       worker.start();
       for (const p of pollers) p.start();
-      await audit(db, Kinds.ApplicationStart, { actor, detail: { model: info.name, modelVersion: info.version, provider: info.provider } });
+      await audit(db, Kinds.ApplicationStart, {
+        actor,
+        detail: { model: info.name, modelVersion: info.version, provider: info.provider },
+      });
       log.info('gateway started', { url: gw.baseUrl, remoteNodes: config.remoteNodes.length, pollers: pollers.length });
       return gw;
     } catch (err) {
@@ -226,7 +241,12 @@ export class Gateway {
         status: database === 'ok' ? 'ok' : 'degraded',
         database,
         databaseBackend: this.db.embedded ? 'embedded-pglite' : 'postgresql',
-        model: { name: this.modelInfo.name, version: this.modelInfo.version, provider: this.modelInfo.provider, fixture: this.modelInfo.fixture },
+        model: {
+          name: this.modelInfo.name,
+          version: this.modelInfo.version,
+          provider: this.modelInfo.provider,
+          fixture: this.modelInfo.fixture,
+        },
       },
     };
   }
@@ -278,8 +298,11 @@ async function auditConfiguration(db: Database, config: RadScribeConfig, actor: 
   const last = prev.rows[0]?.detail;
   if (last?.configSha256 === hash) return;
   const sections: Record<string, string> = {};
-  for (const [k, v] of Object.entries(doc)) sections[k] = createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16);
-  const changed = last?.sections ? Object.keys(sections).filter((k) => sections[k] !== last.sections?.[k]) : Object.keys(sections);
+  for (const [k, v] of Object.entries(doc))
+    sections[k] = createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16);
+  const changed = last?.sections
+    ? Object.keys(sections).filter((k) => sections[k] !== last.sections?.[k])
+    : Object.keys(sections);
   await recordAudit(db.pool, { kind: Kinds.ConfigChange, actor, detail: { configSha256: hash, sections, changed } });
 }
 

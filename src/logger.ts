@@ -69,7 +69,9 @@ export function rootLogger(): winston.Logger {
         winston.format.json(),
       ),
       // stderr keeps stdout free for command output (audit list, describe --json).
-      transports: [new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'debug', 'verbose', 'silly'] })],
+      transports: [
+        new winston.transports.Console({ stderrLevels: ['error', 'warn', 'info', 'debug', 'verbose', 'silly'] }),
+      ],
     });
   }
   return root;

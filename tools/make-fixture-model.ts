@@ -155,7 +155,10 @@ export function generateFixtureBundle(outDir: string, seed = DEFAULT_SEED): Mode
     fileEntries[rel] = { sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length };
   }
 
-  const pastNames = selfAttentionLayers(text).flatMap((i) => [`past_key_values.${i}.key`, `past_key_values.${i}.value`]);
+  const pastNames = selfAttentionLayers(text).flatMap((i) => [
+    `past_key_values.${i}.key`,
+    `past_key_values.${i}.value`,
+  ]);
   const manifest: ModelManifest = {
     formatVersion: MANIFEST_FORMAT_VERSION,
     modelFamily: 'mllama',

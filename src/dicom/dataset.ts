@@ -48,7 +48,10 @@ export function parsePart10(buf: Uint8Array, options: { untilPixelData?: boolean
   if (buf.byteLength < 132 || buf[128] !== 0x44 || buf[129] !== 0x49 || buf[130] !== 0x43 || buf[131] !== 0x4d) {
     throw new DicomError(ErrorCode.DicomInvalid, 'not a DICOM Part 10 file: no "DICM" prefix at offset 128');
   }
-  let parsed: { meta: Record<string, { vr: string; Value: unknown[] }>; dict: Record<string, { vr: string; Value: unknown[] }> };
+  let parsed: {
+    meta: Record<string, { vr: string; Value: unknown[] }>;
+    dict: Record<string, { vr: string; Value: unknown[] }>;
+  };
   try {
     parsed = dcmjs.data.DicomMessage.readFile(toArrayBuffer(buf), {
       ignoreErrors: false,
@@ -56,15 +59,20 @@ export function parsePart10(buf: Uint8Array, options: { untilPixelData?: boolean
       includeUntilTagValue: false,
     }) as unknown as typeof parsed;
   } catch (err) {
-    throw new DicomError(ErrorCode.DicomInvalid, `unreadable DICOM data set: ${(err as Error)?.message ?? String(err)}`, {
-      cause: err,
-    });
+    throw new DicomError(
+      ErrorCode.DicomInvalid,
+      `unreadable DICOM data set: ${(err as Error)?.message ?? String(err)}`,
+      {
+        cause: err,
+      },
+    );
   }
   const naturalize = dcmjs.data.DicomMetaDictionary.naturalizeDataset as (d: unknown) => NaturalDataset;
   const meta = naturalize(parsed.meta);
   const dataset = naturalize(parsed.dict);
   const ts = meta.TransferSyntaxUID;
-  if (!isValidUid(ts)) throw new DicomError(ErrorCode.DicomInvalid, 'file meta lacks a valid Transfer Syntax UID (0002,0010)');
+  if (!isValidUid(ts))
+    throw new DicomError(ErrorCode.DicomInvalid, 'file meta lacks a valid Transfer Syntax UID (0002,0010)');
   return { meta, dataset, dict: parsed.dict, transferSyntaxUid: ts };
 }
 

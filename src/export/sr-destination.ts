@@ -77,7 +77,9 @@ export class StowRsDestination implements SrDestination {
       'POST',
       `${this.location}/studies/${sr.studyInstanceUid}`,
       res.httpStatus,
-      reason === undefined ? 'SR not in the STOW-RS response' : `SR refused with Failure Reason 0x${reason.toString(16).padStart(4, '0').toUpperCase()}`,
+      reason === undefined
+        ? 'SR not in the STOW-RS response'
+        : `SR refused with Failure Reason 0x${reason.toString(16).padStart(4, '0').toUpperCase()}`,
     );
   }
 }

@@ -53,7 +53,11 @@ function ones(n: number): ort.Tensor {
 }
 
 function positions(start: number, n: number): ort.Tensor {
-  return new ort.Tensor('int64', BigInt64Array.from({ length: n }, (_, i) => BigInt(start + i)), [1, n]);
+  return new ort.Tensor(
+    'int64',
+    BigInt64Array.from({ length: n }, (_, i) => BigInt(start + i)),
+    [1, n],
+  );
 }
 
 function maskTensor(m: CrossAttentionMask): ort.Tensor {
@@ -76,7 +80,10 @@ export async function generate(
 ): Promise<GenerateResult> {
   validateImageInput(image, model.image);
   const imageTokenId = model.imageTokenId;
-  const criteria: StoppingCriterion[] = [new StopTokenCriterion(opts.stopTokenIds), new MaxNewTokensCriterion(opts.maxNewTokens)];
+  const criteria: StoppingCriterion[] = [
+    new StopTokenCriterion(opts.stopTokenIds),
+    new MaxNewTokensCriterion(opts.maxNewTokens),
+  ];
   if (opts.deadlineMs !== undefined) criteria.push(new DeadlineCriterion(opts.deadlineMs));
   if (opts.signal) criteria.push(new AbortCriterion(opts.signal));
   const sampler = new Sampler(opts.sampling ?? { doSample: false });

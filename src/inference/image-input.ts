@@ -17,11 +17,19 @@ export interface ImageGeometry {
   maxAspectRatioId: number;
 }
 
+/**
+ * Realm-independent check: a Float32Array that crossed a worker boundary (structured clone) or comes
+ * from another vm context (jest) fails `instanceof` although it is one.
+ */
+export function isFloat32Array(v: unknown): v is Float32Array {
+  return ArrayBuffer.isView(v) && Object.prototype.toString.call(v) === '[object Float32Array]';
+}
+
 /** Rejects malformed input before it reaches ORT (model-contract §5.7: aspect_ratio_id is a gather index). */
 export function validateImageInput(img: ImageInput, geo: ImageGeometry): void {
   const problems: string[] = [];
   const expected = [1, 1, geo.maxTiles, geo.numChannels, geo.imageSize, geo.imageSize];
-  if (!(img.pixelValues instanceof Float32Array)) problems.push('pixelValues must be a Float32Array');
+  if (!isFloat32Array(img.pixelValues)) problems.push('pixelValues must be a Float32Array');
   if (!Array.isArray(img.dims) || img.dims.length !== 6 || img.dims.some((d, i) => d !== expected[i])) {
     problems.push(`dims must be [${expected.join(',')}]`);
   } else if (img.pixelValues.length !== img.dims.reduce((a, b) => a * b, 1)) {

@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { ErrorCode, type ErrorCode as ErrorCodeT, ModelError, RadScribeError } from '../errors.js';
 import { childLogger } from '../logger.js';
 import { workerScript } from '../runtime-paths.js';
-import type { ImageInput } from './image-input.js';
+import { type ImageInput, isFloat32Array } from './image-input.js';
 import type { ExecutionProvider } from './mllama-model.js';
 import type { ModelManifest } from './model-manifest.js';
 import type { DescribeResult, SerializedError, WorkerRequest, WorkerResponse } from './worker-protocol.js';
@@ -62,22 +62,42 @@ export class InferenceClient {
     readonly preprocessorConfigPath: string,
   ) {
     worker.on('message', (msg: WorkerResponse) => this.onMessage(msg));
-    worker.on('error', (err) => this.failAll(new RadScribeError(ErrorCode.InferenceFailed, `inference worker crashed: ${err.message}`, { cause: err })));
+    worker.on('error', (err) =>
+      this.failAll(
+        new RadScribeError(ErrorCode.InferenceFailed, `inference worker crashed: ${err.message}`, { cause: err }),
+      ),
+    );
     worker.on('exit', (code) => {
-      if (!this.closed) this.failAll(new RadScribeError(ErrorCode.InferenceFailed, `inference worker exited with code ${code}`));
+      if (!this.closed)
+        this.failAll(new RadScribeError(ErrorCode.InferenceFailed, `inference worker exited with code ${code}`));
     });
   }
 
   static async start(opts: InferenceClientOptions): Promise<InferenceClient> {
     const worker = new Worker(workerScript('inference/inference-worker'));
+    let detach = () => {};
     const loaded = await new Promise<Extract<WorkerResponse, { type: 'loaded' }>>((resolve, reject) => {
       const onMessage = (msg: WorkerResponse) => {
         if (msg.type === 'loaded') resolve(msg);
         else if (msg.type === 'load-failed') reject(revive(msg.error));
       };
+      const onError = (err: Error) =>
+        reject(
+          new RadScribeError(ErrorCode.InferenceFailed, `inference worker crashed during load: ${err.message}`, {
+            cause: err,
+          }),
+        );
+      const onExit = (code: number) =>
+        reject(new RadScribeError(ErrorCode.InferenceFailed, `inference worker exited with code ${code} during load`));
       worker.on('message', onMessage);
-      worker.once('error', (err) => reject(new RadScribeError(ErrorCode.InferenceFailed, `inference worker crashed during load: ${err.message}`)));
-      worker.once('exit', (code) => reject(new RadScribeError(ErrorCode.InferenceFailed, `inference worker exited with code ${code} during load`)));
+      worker.on('error', onError);
+      worker.on('exit', onExit);
+      // Only our own listeners: Worker keeps internal ones (ref counting), so never removeAllListeners().
+      detach = () => {
+        worker.off('message', onMessage);
+        worker.off('error', onError);
+        worker.off('exit', onExit);
+      };
       const req: WorkerRequest = {
         type: 'load',
         bundleDir: opts.bundleDir,
@@ -85,13 +105,25 @@ export class InferenceClient {
         ...(opts.intraOpNumThreads !== undefined ? { intraOpNumThreads: opts.intraOpNumThreads } : {}),
       };
       worker.postMessage(req);
-    }).catch(async (err: unknown) => {
-      await worker.terminate();
-      throw err;
+    })
+      .catch(async (err: unknown) => {
+        detach();
+        await worker.terminate();
+        throw err;
+      })
+      .finally(() => detach());
+    log.info('inference worker ready', {
+      name: loaded.manifest.name,
+      version: loaded.manifest.version,
+      provider: loaded.provider,
     });
-    worker.removeAllListeners();
-    log.info('inference worker ready', { name: loaded.manifest.name, version: loaded.manifest.version, provider: loaded.provider });
-    return new InferenceClient(worker, loaded.manifest, loaded.provider, loaded.bundleDir, loaded.preprocessorConfigPath);
+    return new InferenceClient(
+      worker,
+      loaded.manifest,
+      loaded.provider,
+      loaded.bundleDir,
+      loaded.preprocessorConfigPath,
+    );
   }
 
   /**
@@ -101,8 +133,10 @@ export class InferenceClient {
   describe(image: ImageInput, opts: DescribeCallOptions = {}): Promise<DescribeResult> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.closed) return Promise.reject(new RadScribeError(ErrorCode.InferenceFailed, 'InferenceClient is closed'));
-    if (!(image?.pixelValues instanceof Float32Array)) {
-      return Promise.reject(new RadScribeError(ErrorCode.RequestInvalid, 'invalid image input: pixelValues must be a Float32Array'));
+    if (!isFloat32Array(image?.pixelValues)) {
+      return Promise.reject(
+        new RadScribeError(ErrorCode.RequestInvalid, 'invalid image input: pixelValues must be a Float32Array'),
+      );
     }
     const id = this.nextId++;
     return new Promise<DescribeResult>((resolve, reject) => {
@@ -122,17 +156,26 @@ export class InferenceClient {
       const req: WorkerRequest = {
         type: 'describe',
         id,
-        image: { pixelValues: image.pixelValues, dims: [...image.dims], aspectRatioId: image.aspectRatioId, aspectRatioMask: [...image.aspectRatioMask] },
+        image: {
+          pixelValues: image.pixelValues,
+          dims: [...image.dims],
+          aspectRatioId: image.aspectRatioId,
+          aspectRatioMask: [...image.aspectRatioMask],
+        },
         opts: {
           ...(opts.prompt !== undefined ? { prompt: opts.prompt } : {}),
           ...(opts.maxNewTokens !== undefined ? { maxNewTokens: opts.maxNewTokens } : {}),
           ...(opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
         },
       };
-      // A SharedArrayBuffer-backed or subarray view cannot be transferred safely; copy in that case.
+      // A SharedArrayBuffer-backed or subarray view cannot be transferred safely; copy in that case. The tag
+      // check (not instanceof) also accepts buffers from another realm (vm contexts, jest).
       const buf = image.pixelValues.buffer;
-      const transferable = buf instanceof ArrayBuffer && image.pixelValues.byteOffset === 0 && image.pixelValues.byteLength === buf.byteLength;
-      this.worker.postMessage(req, transferable ? [buf] : []);
+      const transferable =
+        Object.prototype.toString.call(buf) === '[object ArrayBuffer]' &&
+        image.pixelValues.byteOffset === 0 &&
+        image.pixelValues.byteLength === buf.byteLength;
+      this.worker.postMessage(req, transferable ? [buf as ArrayBuffer] : []);
       if (opts.signal?.aborted) onAbort();
     });
   }
@@ -169,7 +212,8 @@ export class InferenceClient {
           this.worker.postMessage({ type: 'dispose' } satisfies WorkerRequest);
         });
       }
-      for (const p of this.pending.values()) p.reject(new RadScribeError(ErrorCode.InferenceFailed, 'InferenceClient closed'));
+      for (const p of this.pending.values())
+        p.reject(new RadScribeError(ErrorCode.InferenceFailed, 'InferenceClient closed'));
       this.pending.clear();
       await this.worker.terminate();
     })();

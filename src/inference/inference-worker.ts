@@ -3,8 +3,8 @@ import { parentPort } from 'node:worker_threads';
 import { errorCodeOf, normalizeErrorString } from '../errors.js';
 import { childLogger } from '../logger.js';
 import { generate } from './generate.js';
-import { loadModelBundle, type ModelBundle } from './model-bundle.js';
 import { MllamaModel } from './mllama-model.js';
+import { loadModelBundle, type ModelBundle } from './model-bundle.js';
 import { ChatTokenizer } from './tokenizer.js';
 import type { DescribeRequest, SerializedError, WorkerRequest, WorkerResponse } from './worker-protocol.js';
 
@@ -51,8 +51,18 @@ async function load(req: Extract<WorkerRequest, { type: 'load' }>): Promise<void
       imageTokenId: bundle.manifest.specialTokens.image,
     });
     loaded = { bundle, model, tokenizer };
-    log.info('model loaded', { name: bundle.manifest.name, version: bundle.manifest.version, provider: model.provider });
-    send({ type: 'loaded', manifest: bundle.manifest, provider: model.provider, bundleDir: bundle.dir, preprocessorConfigPath: bundle.preprocessorConfigPath });
+    log.info('model loaded', {
+      name: bundle.manifest.name,
+      version: bundle.manifest.version,
+      provider: model.provider,
+    });
+    send({
+      type: 'loaded',
+      manifest: bundle.manifest,
+      provider: model.provider,
+      bundleDir: bundle.dir,
+      preprocessorConfigPath: bundle.preprocessorConfigPath,
+    });
   } catch (err: unknown) {
     send({ type: 'load-failed', error: serialize(err) });
   }

@@ -40,8 +40,10 @@ function num(record: unknown, key: string, file: string): number {
 function checkIo(role: OnnxRole, spec: OnnxGraphSpec, session: ort.InferenceSession): string[] {
   const problems: string[] = [];
   for (const n of spec.inputs) if (!session.inputNames.includes(n)) problems.push(`${spec.path}: input ${n} missing`);
-  for (const n of spec.outputs) if (!session.outputNames.includes(n)) problems.push(`${spec.path}: output ${n} missing`);
-  for (const n of session.inputNames) if (!spec.inputs.includes(n)) problems.push(`${spec.path}: unexpected input ${n} (${role})`);
+  for (const n of spec.outputs)
+    if (!session.outputNames.includes(n)) problems.push(`${spec.path}: output ${n} missing`);
+  for (const n of session.inputNames)
+    if (!spec.inputs.includes(n)) problems.push(`${spec.path}: unexpected input ${n} (${role})`);
   return problems;
 }
 
@@ -64,7 +66,10 @@ export class MllamaModel {
     const eps = opts.executionProviders?.length ? opts.executionProviders : DEFAULT_EXECUTION_PROVIDERS;
     const failures: string[] = [];
     for (const ep of eps) {
-      const sessionOptions: ort.InferenceSession.SessionOptions = { executionProviders: [ep], graphOptimizationLevel: 'all' };
+      const sessionOptions: ort.InferenceSession.SessionOptions = {
+        executionProviders: [ep],
+        graphOptimizationLevel: 'all',
+      };
       if (opts.intraOpNumThreads !== undefined) sessionOptions.intraOpNumThreads = opts.intraOpNumThreads;
       const sessions: ort.InferenceSession[] = [];
       try {
@@ -85,7 +90,10 @@ export class MllamaModel {
         throw err;
       }
     }
-    throw new ModelError(ErrorCode.ModelInvalid, `no execution provider could load ${bundle.dir}: ${failures.join('; ')}`);
+    throw new ModelError(
+      ErrorCode.ModelInvalid,
+      `no execution provider could load ${bundle.dir}: ${failures.join('; ')}`,
+    );
   }
 
   private static fromSessions(
@@ -104,12 +112,16 @@ export class MllamaModel {
     const pastNames = decoder.inputNames.filter((n) => PAST_RE.test(n));
     for (const n of pastNames) {
       const layer = Number(PAST_RE.exec(n)?.[1]);
-      if (m.crossAttentionLayers.includes(layer)) problems.push(`${m.onnx.decoder.path}: ${n} is a cross-attention layer`);
+      if (m.crossAttentionLayers.includes(layer))
+        problems.push(`${m.onnx.decoder.path}: ${n} is a cross-attention layer`);
       const present = n.replace('past_key_values.', 'present.');
       if (!decoder.outputNames.includes(present)) problems.push(`${m.onnx.decoder.path}: output ${present} missing`);
     }
     if (problems.length > 0) {
-      throw new ModelError(ErrorCode.ModelInvalid, `model bundle ${bundle.dir} does not match its graphs:\n  - ${problems.join('\n  - ')}`);
+      throw new ModelError(
+        ErrorCode.ModelInvalid,
+        `model bundle ${bundle.dir} does not match its graphs:\n  - ${problems.join('\n  - ')}`,
+      );
     }
     const tc = bundle.config.text_config;
     const vc = bundle.config.vision_config;
@@ -117,7 +129,10 @@ export class MllamaModel {
     const hidden = num(tc, 'hidden_size', 'config.json text_config');
     const text: TextGeometry = {
       kvHeads: num(tc, 'num_key_value_heads', 'config.json text_config'),
-      headDim: (tc as Record<string, unknown>).head_dim === undefined ? hidden / heads : num(tc, 'head_dim', 'config.json text_config'),
+      headDim:
+        (tc as Record<string, unknown>).head_dim === undefined
+          ? hidden / heads
+          : num(tc, 'head_dim', 'config.json text_config'),
       vocabSize: num(tc, 'vocab_size', 'config.json text_config'),
     };
     const ratios = (vc as Record<string, unknown> | undefined)?.supported_aspect_ratios;
@@ -140,7 +155,11 @@ export class MllamaModel {
     const out = await this.run(this.vision, 'vision_encoder', {
       pixel_values: new ort.Tensor('float32', img.pixelValues, img.dims),
       aspect_ratio_ids: new ort.Tensor('int64', BigInt64Array.of(BigInt(img.aspectRatioId)), [1, 1]),
-      aspect_ratio_mask: new ort.Tensor('int64', BigInt64Array.from(img.aspectRatioMask, (v) => BigInt(v)), [1, 1, img.aspectRatioMask.length]),
+      aspect_ratio_mask: new ort.Tensor(
+        'int64',
+        BigInt64Array.from(img.aspectRatioMask, (v) => BigInt(v)),
+        [1, 1, img.aspectRatioMask.length],
+      ),
     });
     return out.cross_attention_states as ort.Tensor;
   }
@@ -149,7 +168,11 @@ export class MllamaModel {
   async embedTokens(ids: readonly number[]): Promise<ort.Tensor> {
     this.assertOpen();
     const out = await this.run(this.embed, 'embed_tokens', {
-      input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, (v) => BigInt(v)), [1, ids.length]),
+      input_ids: new ort.Tensor(
+        'int64',
+        BigInt64Array.from(ids, (v) => BigInt(v)),
+        [1, ids.length],
+      ),
     });
     return out.inputs_embeds as ort.Tensor;
   }
@@ -160,11 +183,19 @@ export class MllamaModel {
     return this.run(this.decoder, 'decoder_model_merged', feeds);
   }
 
-  private async run(session: ort.InferenceSession, graph: string, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+  private async run(
+    session: ort.InferenceSession,
+    graph: string,
+    feeds: Record<string, ort.Tensor>,
+  ): Promise<Record<string, ort.Tensor>> {
     try {
       return (await session.run(feeds)) as Record<string, ort.Tensor>;
     } catch (err: unknown) {
-      throw new RadScribeError(ErrorCode.InferenceFailed, `onnxruntime run of ${graph} failed: ${normalizeErrorString(err)}`, { cause: err });
+      throw new RadScribeError(
+        ErrorCode.InferenceFailed,
+        `onnxruntime run of ${graph} failed: ${normalizeErrorString(err)}`,
+        { cause: err },
+      );
     }
   }
 

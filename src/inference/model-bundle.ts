@@ -3,13 +3,7 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ErrorCode, ModelError, normalizeErrorString } from '../errors.js';
-import {
-  ImagePosition,
-  MANIFEST_FORMAT_VERSION,
-  ModelFamily,
-  type ModelManifest,
-  OnnxRole,
-} from './model-manifest.js';
+import { ImagePosition, MANIFEST_FORMAT_VERSION, ModelFamily, type ModelManifest, OnnxRole } from './model-manifest.js';
 
 /**
  * Loads and verifies a model bundle directory (model-contract §11.1–2: "validate against the manifest at
@@ -61,13 +55,20 @@ function checkManifestShape(m: Record<string, unknown>): string[] {
   need(typeof m.fixture === 'boolean', 'fixture must be a boolean');
   need(m.label === undefined || typeof m.label === 'string', 'label must be a string');
   need(typeof m.prompt === 'string' && m.prompt.length > 0, 'prompt must be a non-empty string');
-  need(Object.values(ImagePosition).includes(m.imagePosition as ImagePosition), 'imagePosition must be before-text|after-text');
+  need(
+    Object.values(ImagePosition).includes(m.imagePosition as ImagePosition),
+    'imagePosition must be before-text|after-text',
+  );
   need(isRecord(m.files), 'files must be an object');
   if (isRecord(m.files)) {
     for (const [rel, f] of Object.entries(m.files)) {
-      const ok = isRecord(f) && typeof f.sha256 === 'string' && /^[0-9a-f]{64}$/.test(f.sha256) && Number.isInteger(f.size);
+      const ok =
+        isRecord(f) && typeof f.sha256 === 'string' && /^[0-9a-f]{64}$/.test(f.sha256) && Number.isInteger(f.size);
       need(ok, `files["${rel}"] needs sha256 (64 hex) and size`);
-      need(!path.isAbsolute(rel) && !rel.split(/[\\/]/).includes('..'), `files["${rel}"] must be relative inside the bundle`);
+      need(
+        !path.isAbsolute(rel) && !rel.split(/[\\/]/).includes('..'),
+        `files["${rel}"] must be relative inside the bundle`,
+      );
     }
   }
   need(isRecord(m.onnx), 'onnx must be an object');
@@ -79,13 +80,21 @@ function checkManifestShape(m: Record<string, unknown>): string[] {
   need(isRecord(m.configFiles), 'configFiles must be an object');
   const st = m.specialTokens;
   need(
-    isRecord(st) && Number.isInteger(st.bos) && isIntArray(st.eos) && st.eos.length > 0 && Number.isInteger(st.pad) && Number.isInteger(st.image),
+    isRecord(st) &&
+      Number.isInteger(st.bos) &&
+      isIntArray(st.eos) &&
+      st.eos.length > 0 &&
+      Number.isInteger(st.pad) &&
+      Number.isInteger(st.image),
     'specialTokens needs bos, eos[], pad, image',
   );
   need(isIntArray(m.crossAttentionLayers), 'crossAttentionLayers must be an integer array');
   const gen = m.generation;
   need(
-    isRecord(gen) && typeof gen.doSample === 'boolean' && Number.isInteger(gen.maxNewTokens) && (gen.maxNewTokens as number) > 0,
+    isRecord(gen) &&
+      typeof gen.doSample === 'boolean' &&
+      Number.isInteger(gen.maxNewTokens) &&
+      (gen.maxNewTokens as number) > 0,
     'generation needs doSample and a positive maxNewTokens',
   );
   need(isRecord(m.provenance), 'provenance must be an object');
@@ -143,7 +152,8 @@ export async function loadModelBundle(bundleDir: string): Promise<ModelBundle> {
   const preprocessorConfig = await readJson(path.join(dir, cf.preprocessorConfig), cf.preprocessorConfig, problems);
 
   // Cross-file consistency: the manifest must agree with the HF configs the graphs were built from.
-  if (config.model_type !== manifest.modelFamily) problems.push(`${cf.config}: model_type must be "${manifest.modelFamily}"`);
+  if (config.model_type !== manifest.modelFamily)
+    problems.push(`${cf.config}: model_type must be "${manifest.modelFamily}"`);
   if (config.image_token_index !== manifest.specialTokens.image)
     problems.push(`${cf.config}: image_token_index != manifest specialTokens.image`);
   const textConfig = isRecord(config.text_config) ? config.text_config : {};

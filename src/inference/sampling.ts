@@ -45,11 +45,16 @@ export class Sampler {
   private readonly rng: Mulberry32;
 
   constructor(private readonly opts: SamplingOptions) {
-    for (const [k, v] of Object.entries({ temperature: opts.temperature, topP: opts.topP, repetitionPenalty: opts.repetitionPenalty })) {
+    for (const [k, v] of Object.entries({
+      temperature: opts.temperature,
+      topP: opts.topP,
+      repetitionPenalty: opts.repetitionPenalty,
+    })) {
       if (v !== undefined && !(v > 0)) throw new RangeError(`${k} must be > 0`);
     }
     if (opts.topP !== undefined && opts.topP > 1) throw new RangeError('topP must be <= 1');
-    if (opts.topK !== undefined && !(Number.isInteger(opts.topK) && opts.topK > 0)) throw new RangeError('topK must be a positive integer');
+    if (opts.topK !== undefined && !(Number.isInteger(opts.topK) && opts.topK > 0))
+      throw new RangeError('topK must be a positive integer');
     this.rng = new Mulberry32(opts.seed ?? 0);
   }
 

@@ -31,7 +31,8 @@ export class StopTokenCriterion implements StoppingCriterion {
 
 export class MaxNewTokensCriterion implements StoppingCriterion {
   constructor(private readonly maxNewTokens: number) {
-    if (!(Number.isInteger(maxNewTokens) && maxNewTokens >= 0)) throw new RangeError('maxNewTokens must be an integer >= 0');
+    if (!(Number.isInteger(maxNewTokens) && maxNewTokens >= 0))
+      throw new RangeError('maxNewTokens must be an integer >= 0');
   }
   check(generated: readonly number[]): StopReason | null {
     return generated.length >= this.maxNewTokens ? StopReason.MaxNewTokens : null;

@@ -23,12 +23,15 @@ export class ChatTokenizer {
 
   constructor(opts: ChatTokenizerOptions) {
     const chatTemplate = opts.tokenizerConfig.chat_template;
-    if (typeof chatTemplate !== 'string') throw new ModelError(ErrorCode.ModelInvalid, 'tokenizer_config.json: chat_template missing');
+    if (typeof chatTemplate !== 'string')
+      throw new ModelError(ErrorCode.ModelInvalid, 'tokenizer_config.json: chat_template missing');
     try {
       this.tokenizer = new Tokenizer(opts.tokenizerJson, opts.tokenizerConfig);
       this.template = new Template(chatTemplate);
     } catch (err: unknown) {
-      throw new ModelError(ErrorCode.ModelInvalid, 'tokenizer.json or chat_template could not be loaded', { cause: err });
+      throw new ModelError(ErrorCode.ModelInvalid, 'tokenizer.json or chat_template could not be loaded', {
+        cause: err,
+      });
     }
     this.config = opts.tokenizerConfig;
     this.imageTokenId = opts.imageTokenId;
@@ -71,7 +74,12 @@ export class ChatTokenizer {
    * ids must decode back to the exact text (Llama-3's byte-level BPE round-trips exactly, js-stack.md §2).
    */
   encode(text: string): number[] {
-    const { ids } = this.tokenizer.encode(text, { add_special_tokens: false });
+    let ids: number[];
+    try {
+      ids = this.tokenizer.encode(text, { add_special_tokens: false }).ids;
+    } catch (err: unknown) {
+      throw new RadScribeError(ErrorCode.RequestInvalid, 'prompt could not be tokenized', { cause: err });
+    }
     if (this.decode(ids, false) !== text) {
       throw new RadScribeError(ErrorCode.RequestInvalid, 'prompt contains characters outside the tokenizer vocabulary');
     }
@@ -79,6 +87,8 @@ export class ChatTokenizer {
   }
 
   decode(ids: readonly number[], skipSpecialTokens = true): string {
+    // @huggingface/tokenizers throws on an empty list; zero generated tokens is a valid empty text.
+    if (ids.length === 0) return '';
     return this.tokenizer.decode([...ids], { skip_special_tokens: skipSpecialTokens });
   }
 

@@ -1,7 +1,7 @@
+import type { GenerationTimings } from './generate.js';
 import type { ImageInput } from './image-input.js';
 import type { ExecutionProvider } from './mllama-model.js';
 import type { ModelManifest } from './model-manifest.js';
-import type { GenerationTimings } from './generate.js';
 import type { StopReason } from './stopping.js';
 
 /** Messages between InferenceClient (main thread) and inference-worker.ts. Plain structured-clone data. */

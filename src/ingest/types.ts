@@ -1,5 +1,5 @@
-import type { ErrorCode } from '../errors.js';
 import type { InstanceIdentity } from '../dicom/dataset.js';
+import type { ErrorCode } from '../errors.js';
 
 /**
  * The seam between the protocol front ends (STOW-RS router, WADO-RS retrieval by the QIDO poller,

@@ -1,8 +1,14 @@
 import { Readable } from 'node:stream';
 import { DicomwebError, ErrorCode, errorCodeOf, normalizeErrorString } from '../errors.js';
 import type { DicomJsonDataset } from './dicom-json.js';
-import { Tag, getNumber, getSequence, getString, isDicomJsonDataset } from './dicom-json.js';
-import { MediaTypes, multipartRelatedContentType, newBoundary, parseMediaType, wadoAcceptHeader } from './media-type.js';
+import { getNumber, getSequence, getString, isDicomJsonDataset, Tag } from './dicom-json.js';
+import {
+  MediaTypes,
+  multipartRelatedContentType,
+  newBoundary,
+  parseMediaType,
+  wadoAcceptHeader,
+} from './media-type.js';
 import { multipartBody, multipartBodyLength, parseMultipart } from './multipart.js';
 
 /**
@@ -87,11 +93,18 @@ export class DicomwebClient {
 
   // ---- QIDO-RS (PS3.18 §10.6) ----
 
-  searchForStudies(query: Readonly<Record<string, string>> = {}, options: QidoOptions = {}): Promise<DicomJsonDataset[]> {
+  searchForStudies(
+    query: Readonly<Record<string, string>> = {},
+    options: QidoOptions = {},
+  ): Promise<DicomJsonDataset[]> {
     return this.search('/studies', query, options, 'searchForStudies');
   }
 
-  searchForSeries(studyInstanceUid: string, query: Readonly<Record<string, string>> = {}, options: QidoOptions = {}): Promise<DicomJsonDataset[]> {
+  searchForSeries(
+    studyInstanceUid: string,
+    query: Readonly<Record<string, string>> = {},
+    options: QidoOptions = {},
+  ): Promise<DicomJsonDataset[]> {
     return this.search(`/studies/${enc(studyInstanceUid)}/series`, query, options, 'searchForSeries');
   }
 
@@ -115,10 +128,19 @@ export class DicomwebClient {
   }
 
   retrieveSeries(studyInstanceUid: string, seriesInstanceUid: string, options: RetrieveOptions): Promise<number> {
-    return this.retrieve(`/studies/${enc(studyInstanceUid)}/series/${enc(seriesInstanceUid)}`, options, 'retrieveSeries');
+    return this.retrieve(
+      `/studies/${enc(studyInstanceUid)}/series/${enc(seriesInstanceUid)}`,
+      options,
+      'retrieveSeries',
+    );
   }
 
-  retrieveInstance(studyInstanceUid: string, seriesInstanceUid: string, sopInstanceUid: string, options: RetrieveOptions): Promise<number> {
+  retrieveInstance(
+    studyInstanceUid: string,
+    seriesInstanceUid: string,
+    sopInstanceUid: string,
+    options: RetrieveOptions,
+  ): Promise<number> {
     return this.retrieve(
       `/studies/${enc(studyInstanceUid)}/series/${enc(seriesInstanceUid)}/instances/${enc(sopInstanceUid)}`,
       options,
@@ -144,7 +166,10 @@ export class DicomwebClient {
    * with the per-instance outcome, so a caller can retry only the failed instances
    * (dicom-sr-and-audit.md §6); every other status throws.
    */
-  async storeInstances(studyInstanceUid: string | undefined, files: ReadonlyArray<string | Uint8Array>): Promise<StowResult> {
+  async storeInstances(
+    studyInstanceUid: string | undefined,
+    files: ReadonlyArray<string | Uint8Array>,
+  ): Promise<StowResult> {
     const url = studyInstanceUid ? `${this.baseUrl}/studies/${enc(studyInstanceUid)}` : `${this.baseUrl}/studies`;
     const boundary = newBoundary();
     const parts = files.map((f) => ({ contentType: MediaTypes.Dicom, body: f }));
@@ -152,14 +177,25 @@ export class DicomwebClient {
     try {
       length = await multipartBodyLength(parts, boundary);
     } catch (err: unknown) {
-      throw new DicomwebError(errorCodeOf(err), 'POST', redactUrl(url), undefined, `storeInstances: cannot read input file: ${normalizeErrorString(err)}`, { cause: err });
+      throw new DicomwebError(
+        errorCodeOf(err),
+        'POST',
+        redactUrl(url),
+        undefined,
+        `storeInstances: cannot read input file: ${normalizeErrorString(err)}`,
+        { cause: err },
+      );
     }
     const body = multipartBody(parts, boundary);
     const { res, done } = await this.request(
       'storeInstances',
       'POST',
       url,
-      { accept: MediaTypes.DicomJson, 'content-type': multipartRelatedContentType(boundary), 'content-length': String(length) },
+      {
+        accept: MediaTypes.DicomJson,
+        'content-type': multipartRelatedContentType(boundary),
+        'content-length': String(length),
+      },
       body,
       [409],
     );
@@ -170,7 +206,14 @@ export class DicomwebClient {
         try {
           json = JSON.parse(text);
         } catch (err: unknown) {
-          throw new DicomwebError(ErrorCode.PacsRejected, 'POST', redactUrl(url), res.status, 'storeInstances: response is not DICOM JSON', { cause: err });
+          throw new DicomwebError(
+            ErrorCode.PacsRejected,
+            'POST',
+            redactUrl(url),
+            res.status,
+            'storeInstances: response is not DICOM JSON',
+            { cause: err },
+          );
         }
       }
       // Some servers wrap the response dataset in an array.
@@ -183,7 +226,12 @@ export class DicomwebClient {
 
   // ---- internals ----
 
-  private async search(pathPart: string, query: Readonly<Record<string, string>>, options: QidoOptions, method: string): Promise<DicomJsonDataset[]> {
+  private async search(
+    pathPart: string,
+    query: Readonly<Record<string, string>>,
+    options: QidoOptions,
+    method: string,
+  ): Promise<DicomJsonDataset[]> {
     const u = new URL(`${this.baseUrl}${pathPart}`);
     for (const [k, v] of Object.entries(query)) u.searchParams.append(k, v);
     if (options.limit !== undefined) u.searchParams.set('limit', String(options.limit));
@@ -207,7 +255,14 @@ export class DicomwebClient {
     const accept = wadoAcceptHeader(options.transferSyntax ? { transferSyntax: options.transferSyntax } : {});
     const { res, done, touch } = await this.request(method, 'GET', url, { accept });
     const fail = (code: ErrorCode, msg: string, cause?: unknown): DicomwebError =>
-      new DicomwebError(code, 'GET', redactUrl(url), res.status, `${method}: ${msg}`, cause === undefined ? undefined : { cause });
+      new DicomwebError(
+        code,
+        'GET',
+        redactUrl(url),
+        res.status,
+        `${method}: ${msg}`,
+        cause === undefined ? undefined : { cause },
+      );
     let boundary: string | undefined;
     try {
       const mt = parseMediaType(res.headers.get('content-type') ?? '');
@@ -221,10 +276,9 @@ export class DicomwebClient {
       throw fail(ErrorCode.PacsRejected, 'response is not multipart/related with a boundary');
     }
     const source = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
-    source.on('data', touch);
     let count = 0;
     try {
-      for await (const part of parseMultipart(source, boundary)) {
+      for await (const part of parseMultipart(tapped(source, touch), boundary)) {
         count++;
         await options.onInstance(part.body, part.headers);
       }
@@ -269,15 +323,20 @@ export class DicomwebClient {
     try {
       const init: RequestInit & { duplex?: 'half' } = { method: httpMethod, headers: h, signal: controller.signal };
       if (body) {
-        body.on('data', touch);
-        init.body = body as unknown as BodyInit;
+        // Never add a 'data' listener to a body someone else reads: it would switch the stream to
+        // flowing mode and the bytes emitted before fetch attaches would be lost.
+        init.body = tapped(body, touch) as unknown as BodyInit;
         init.duplex = 'half';
       }
       res = await fetch(url, init);
     } catch (err: unknown) {
       done();
-      const why = controller.signal.aborted ? `timed out after ${this.timeoutMs} ms` : `network error: ${causeText(err)}`;
-      throw new DicomwebError(ErrorCode.PacsUnavailable, httpMethod, shownUrl, undefined, `${method}: ${why}`, { cause: err });
+      const why = controller.signal.aborted
+        ? `timed out after ${this.timeoutMs} ms`
+        : `network error: ${causeText(err)}`;
+      throw new DicomwebError(ErrorCode.PacsUnavailable, httpMethod, shownUrl, undefined, `${method}: ${why}`, {
+        cause: err,
+      });
     }
     if (res.ok || extraOk.includes(res.status)) return { res, done, touch };
     done();
@@ -285,6 +344,19 @@ export class DicomwebClient {
     const code = res.status >= 500 || res.status === 429 ? ErrorCode.PacsUnavailable : ErrorCode.PacsRejected;
     throw new DicomwebError(code, httpMethod, shownUrl, res.status, `${method}: HTTP ${res.status}`);
   }
+}
+
+/** Re-yield a stream's chunks, resetting the idle timer on each. */
+function tapped(source: AsyncIterable<Uint8Array>, touch: () => void): Readable {
+  return Readable.from(
+    (async function* () {
+      for await (const chunk of source) {
+        touch();
+        yield chunk;
+      }
+    })(),
+    { objectMode: false },
+  );
 }
 
 function enc(uid: string): string {
@@ -317,10 +389,23 @@ async function readJsonArray(res: Response, method: string, url: string): Promis
   try {
     json = JSON.parse(text);
   } catch (err: unknown) {
-    throw new DicomwebError(ErrorCode.PacsRejected, 'GET', redactUrl(url), res.status, `${method}: response is not DICOM JSON`, { cause: err });
+    throw new DicomwebError(
+      ErrorCode.PacsRejected,
+      'GET',
+      redactUrl(url),
+      res.status,
+      `${method}: response is not DICOM JSON`,
+      { cause: err },
+    );
   }
   if (!Array.isArray(json)) {
-    throw new DicomwebError(ErrorCode.PacsRejected, 'GET', redactUrl(url), res.status, `${method}: expected a DICOM JSON array`);
+    throw new DicomwebError(
+      ErrorCode.PacsRejected,
+      'GET',
+      redactUrl(url),
+      res.status,
+      `${method}: expected a DICOM JSON array`,
+    );
   }
   return json.filter(isDicomJsonDataset);
 }

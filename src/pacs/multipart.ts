@@ -102,7 +102,10 @@ class ByteWindow {
       this.ended = true;
       return false;
     }
-    const chunk = typeof r.value === 'string' ? Buffer.from(r.value) : Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
+    const chunk =
+      typeof r.value === 'string'
+        ? Buffer.from(r.value)
+        : Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
     this.total += chunk.length;
     if (this.total > this.maxTotal) {
       this.ended = true;
@@ -243,7 +246,8 @@ async function readHeaders(win: ByteWindow, maxHeaderBytes: number): Promise<Rec
     }
     const end = win.buf.indexOf(CRLFCRLF);
     if (end >= 0) {
-      if (end > maxHeaderBytes) throw new MultipartError(MultipartFailure.Malformed, `part headers exceed ${maxHeaderBytes} bytes`);
+      if (end > maxHeaderBytes)
+        throw new MultipartError(MultipartFailure.Malformed, `part headers exceed ${maxHeaderBytes} bytes`);
       const block = win.buf.subarray(0, end).toString('latin1');
       win.consume(end + CRLFCRLF.length);
       return parseHeaderBlock(block);
@@ -322,9 +326,8 @@ function partHead(part: OutboundPart, boundary: string): Buffer {
 const closeDelimiter = (boundary: string): Buffer => Buffer.from(`\r\n--${boundary}--\r\n`, 'latin1');
 
 /**
- * Exact byte length of `multipartBody(parts, boundary)`, so the request can carry Content-Length.
- * Orthanc 1.10 loses the first part of a chunked (no Content-Length) STOW-RS request, and some
- * servers refuse chunked request bodies outright.
+ * Exact byte length of `multipartBody(parts, boundary)`, so the request can carry Content-Length:
+ * some servers and proxies refuse chunked request bodies.
  */
 export async function multipartBodyLength(parts: readonly OutboundPart[], boundary: string): Promise<number> {
   let n = closeDelimiter(boundary).length;

@@ -1,11 +1,11 @@
+import { isValidUid } from '../dicom/dataset.js';
+import type { ErrorCode as ErrorCodeT } from '../errors.js';
+import { ErrorCode, errorCodeOf, normalizeErrorString, RETRYABLE_CODES } from '../errors.js';
+import type { InstanceOutcome, InstanceSink } from '../ingest/types.js';
+import { ReceivedVia } from '../ingest/types.js';
 import type { Logger } from '../logger.js';
 import { childLogger } from '../logger.js';
-import { ErrorCode, RETRYABLE_CODES, errorCodeOf, normalizeErrorString } from '../errors.js';
-import type { ErrorCode as ErrorCodeT } from '../errors.js';
-import { isValidUid } from '../dicom/dataset.js';
-import { ReceivedVia } from '../ingest/types.js';
-import type { InstanceOutcome, InstanceSink } from '../ingest/types.js';
-import { Tag, getString } from './dicom-json.js';
+import { getString, Tag } from './dicom-json.js';
 import type { DicomwebClient } from './dicomweb-client.js';
 import { discardTempFile, spoolToTempFile } from './temp-spool.js';
 
@@ -73,8 +73,12 @@ export interface QidoPollerOptions {
   /** WADO-RS transfer-syntax Accept parameter (see media-type.ts `wadoAcceptHeader`). */
   readonly transferSyntax?: string | undefined;
   /** Audit hooks (the lead wires them to the audit table); their errors are logged, never fatal. */
-  readonly onQuery?: ((node: string, query: Readonly<Record<string, string>>, resultCount: number) => Promise<void> | void) | undefined;
-  readonly onRetrieve?: ((node: string, studyInstanceUid: string, counts: RetrieveCounts) => Promise<void> | void) | undefined;
+  readonly onQuery?:
+    | ((node: string, query: Readonly<Record<string, string>>, resultCount: number) => Promise<void> | void)
+    | undefined;
+  readonly onRetrieve?:
+    | ((node: string, studyInstanceUid: string, counts: RetrieveCounts) => Promise<void> | void)
+    | undefined;
   readonly logger?: Logger | undefined;
   /** Clock, for tests of the StudyDate window. */
   readonly now?: (() => Date) | undefined;
@@ -93,7 +97,10 @@ function toDA(d: Date): string {
 }
 
 export class QidoPoller {
-  private readonly o: Required<Pick<QidoPollerOptions, 'intervalMs' | 'lookbackDays' | 'pageSize' | 'maxPages' | 'backoff'>> & QidoPollerOptions;
+  private readonly o: Required<
+    Pick<QidoPollerOptions, 'intervalMs' | 'lookbackDays' | 'pageSize' | 'maxPages' | 'backoff'>
+  > &
+    QidoPollerOptions;
   private readonly log: Logger;
   private timer: NodeJS.Timeout | undefined;
   private inFlight: Promise<unknown> | undefined;
@@ -191,6 +198,8 @@ export class QidoPoller {
         fresh++;
       }
       // A short page is the last one; a page with nothing new means the server ignores offset.
+      // Orthanc 1.10 applies limit/offset before filtering on ModalitiesInStudy, so with such a
+      // filter a page can come back short early: give those nodes a pageSize above one poll's yield.
       if (results.length < this.o.pageSize || fresh === 0) break;
     }
     await this.hook(() => this.o.onQuery?.(node.name, query, studies.length));
@@ -224,7 +233,11 @@ export class QidoPoller {
       if (firstFailure) {
         studiesFailed++;
         await this.o.tracker.markFailed(node.name, studyUid, firstFailure.code, firstFailure.message);
-        this.log.warn('WADO-RS study retrieve failed', { studyInstanceUid: studyUid, code: firstFailure.code, ...counts });
+        this.log.warn('WADO-RS study retrieve failed', {
+          studyInstanceUid: studyUid,
+          code: firstFailure.code,
+          ...counts,
+        });
       } else {
         studiesRetrieved++;
         await this.o.tracker.markRetrieved(node.name, studyUid);
@@ -255,7 +268,10 @@ export class QidoPoller {
     try {
       await fn();
     } catch (err: unknown) {
-      this.log.error('audit hook failed', { code: errorCodeOf(err) ?? ErrorCode.Internal, error: normalizeErrorString(err) });
+      this.log.error('audit hook failed', {
+        code: errorCodeOf(err) ?? ErrorCode.Internal,
+        error: normalizeErrorString(err),
+      });
     }
   }
 }

@@ -1,16 +1,16 @@
-import express from 'express';
 import type { NextFunction, Request, Response } from 'express';
+import express from 'express';
+import { isValidUid } from '../dicom/dataset.js';
+import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError, toHttpStatus } from '../errors.js';
+import type { InstanceOutcome, InstanceSink } from '../ingest/types.js';
+import { FailureReason, ReceivedVia } from '../ingest/types.js';
 import type { Logger } from '../logger.js';
 import { childLogger } from '../logger.js';
-import { ErrorCode, RadScribeError, errorCodeOf, normalizeErrorString, toHttpStatus } from '../errors.js';
-import { isValidUid } from '../dicom/dataset.js';
-import { FailureReason, ReceivedVia } from '../ingest/types.js';
-import type { InstanceOutcome, InstanceSink } from '../ingest/types.js';
 import type { DicomJsonDataset } from './dicom-json.js';
-import { Tag, sqAttr, uiAttr, urAttr, usAttr } from './dicom-json.js';
-import { MediaTypes, parseMediaType } from './media-type.js';
+import { sqAttr, Tag, uiAttr, urAttr, usAttr } from './dicom-json.js';
 import type { MediaType } from './media-type.js';
-import { DEFAULT_MULTIPART_LIMITS, MultipartFailure, isMultipartError, parseMultipart } from './multipart.js';
+import { MediaTypes, parseMediaType } from './media-type.js';
+import { DEFAULT_MULTIPART_LIMITS, isMultipartError, MultipartFailure, parseMultipart } from './multipart.js';
 import { discardTempFile, spoolToTempFile } from './temp-spool.js';
 
 /**
@@ -45,8 +45,19 @@ export interface StowRouterDeps {
 
 /** One STOW-RS part's result, in request order. */
 export type PartResult =
-  | { readonly ok: true; readonly sopClassUid: string; readonly sopInstanceUid: string; readonly studyInstanceUid: string; readonly seriesInstanceUid: string }
-  | { readonly ok: false; readonly failureReason: FailureReason; readonly sopClassUid?: string; readonly sopInstanceUid?: string };
+  | {
+      readonly ok: true;
+      readonly sopClassUid: string;
+      readonly sopInstanceUid: string;
+      readonly studyInstanceUid: string;
+      readonly seriesInstanceUid: string;
+    }
+  | {
+      readonly ok: false;
+      readonly failureReason: FailureReason;
+      readonly sopClassUid?: string;
+      readonly sopInstanceUid?: string;
+    };
 
 function defaultActor(_req: Request, res: Response): string | undefined {
   const u: unknown = res.locals.user;
@@ -70,7 +81,10 @@ function checkContentType(header: string | undefined): { boundary: string } {
   }
   const type = mt.params.type?.toLowerCase();
   if (type !== undefined && type !== MediaTypes.Dicom) {
-    throw new RadScribeError(ErrorCode.MediaTypeUnsupported, `STOW-RS part type ${type} is not supported; send ${MediaTypes.Dicom}`);
+    throw new RadScribeError(
+      ErrorCode.MediaTypeUnsupported,
+      `STOW-RS part type ${type} is not supported; send ${MediaTypes.Dicom}`,
+    );
   }
   const boundary = mt.params.boundary;
   if (!boundary) throw new RadScribeError(ErrorCode.RequestInvalid, 'multipart/related without a boundary parameter');
@@ -127,15 +141,36 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
       } catch (err: unknown) {
         // The sink contract says it never throws; if it does, the part failed, the request goes on.
         log.error('instance sink threw', { code: errorCodeOf(err), error: normalizeErrorString(err) });
-        outcome = { status: 'failed', failureReason: FailureReason.ProcessingFailure, code: errorCodeOf(err), message: normalizeErrorString(err) };
+        outcome = {
+          status: 'failed',
+          failureReason: FailureReason.ProcessingFailure,
+          code: errorCodeOf(err),
+          message: normalizeErrorString(err),
+        };
       }
       if (outcome.status === 'failed' || outcome.storedPath !== file.path) await discardTempFile(file);
       if (outcome.status === 'failed') {
-        log.info('STOW-RS instance failed', { part: part.index, code: outcome.code, failureReason: outcome.failureReason, sopInstanceUid: outcome.sopInstanceUid });
-        results.push({ ok: false, failureReason: outcome.failureReason, sopClassUid: outcome.sopClassUid, sopInstanceUid: outcome.sopInstanceUid });
+        log.info('STOW-RS instance failed', {
+          part: part.index,
+          code: outcome.code,
+          failureReason: outcome.failureReason,
+          sopInstanceUid: outcome.sopInstanceUid,
+        });
+        results.push({
+          ok: false,
+          failureReason: outcome.failureReason,
+          sopClassUid: outcome.sopClassUid,
+          sopInstanceUid: outcome.sopInstanceUid,
+        });
       } else {
         const id = outcome.identity;
-        results.push({ ok: true, sopClassUid: id.sopClassUid, sopInstanceUid: id.sopInstanceUid, studyInstanceUid: id.studyInstanceUid, seriesInstanceUid: id.seriesInstanceUid });
+        results.push({
+          ok: true,
+          sopClassUid: id.sopClassUid,
+          sopInstanceUid: id.sopInstanceUid,
+          studyInstanceUid: id.studyInstanceUid,
+          seriesInstanceUid: id.seriesInstanceUid,
+        });
       }
     }
     if (req.socket.destroyed) return;
@@ -144,8 +179,17 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
     const failed = results.length - stored;
     // PS3.18 §10.5.3 (Table 10.5.3-1 in recent editions): 200 all stored, 202 some failed, 409 none stored.
     const status = failed === 0 ? 200 : stored > 0 ? 202 : 409;
-    log.info('STOW-RS request done', { status, stored, failed, studyInstanceUid: studyParam, durationMs: Date.now() - started });
-    res.status(status).type(MediaTypes.DicomJson).send(JSON.stringify(stowResponse(results, baseOf(req), studyParam)));
+    log.info('STOW-RS request done', {
+      status,
+      stored,
+      failed,
+      studyInstanceUid: studyParam,
+      durationMs: Date.now() - started,
+    });
+    res
+      .status(status)
+      .type(MediaTypes.DicomJson)
+      .send(JSON.stringify(stowResponse(results, baseOf(req), studyParam)));
   }
 
   router.post('/studies', storeInstances);
@@ -164,8 +208,15 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
       return;
     }
     const status = toHttpStatus(code);
-    log.log(status >= 500 ? 'error' : 'info', 'STOW-RS request refused', { status, code, error: normalizeErrorString(err) });
-    res.status(status).type('application/json').send(JSON.stringify({ error: code, message: normalizeErrorString(err) }));
+    log.log(status >= 500 ? 'error' : 'info', 'STOW-RS request refused', {
+      status,
+      code,
+      error: normalizeErrorString(err),
+    });
+    res
+      .status(status)
+      .type('application/json')
+      .send(JSON.stringify({ error: code, message: normalizeErrorString(err) }));
   });
   return router;
 }
@@ -179,7 +230,11 @@ function safeEssence(header: string): string | undefined {
 }
 
 /** Store Instances Response Module (PS3.18 §10.5.3, Table 10.5.3-2) as DICOM JSON. */
-export function stowResponse(results: readonly PartResult[], base: string, studyFromUrl: string | undefined): DicomJsonDataset {
+export function stowResponse(
+  results: readonly PartResult[],
+  base: string,
+  studyFromUrl: string | undefined,
+): DicomJsonDataset {
   const okStudies = new Set(results.flatMap((r) => (r.ok ? [r.studyInstanceUid] : [])));
   const study = studyFromUrl ?? (okStudies.size === 1 ? [...okStudies][0] : undefined);
   const referenced: DicomJsonDataset[] = [];
@@ -189,7 +244,9 @@ export function stowResponse(results: readonly PartResult[], base: string, study
       referenced.push({
         [Tag.ReferencedSOPClassUID]: uiAttr(r.sopClassUid),
         [Tag.ReferencedSOPInstanceUID]: uiAttr(r.sopInstanceUid),
-        [Tag.RetrieveURL]: urAttr(`${base}/studies/${r.studyInstanceUid}/series/${r.seriesInstanceUid}/instances/${r.sopInstanceUid}`),
+        [Tag.RetrieveURL]: urAttr(
+          `${base}/studies/${r.studyInstanceUid}/series/${r.seriesInstanceUid}/instances/${r.sopInstanceUid}`,
+        ),
       });
     } else {
       const item: DicomJsonDataset = {};

@@ -1,15 +1,15 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'winston';
+import type { RouteConfig } from '../config.js';
 import { type NaturalDataset, parsePart10 } from '../dicom/dataset.js';
 import { buildDraftSr } from '../dicom/sr/document.js';
-import { DicomError, ErrorCode, RadScribeError, errorCodeOf, normalizeErrorString } from '../errors.js';
+import { DicomError, ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from '../errors.js';
 import type { OutgoingSr, SrDestination } from '../export/sr-destination.js';
 import { childLogger } from '../logger.js';
 import { type ImageCandidate, type SelectionPolicy, selectFrames } from './frame-selection.js';
 import type { PreparedInput } from './image-prep-types.js';
 import { chooseDestination } from './routing.js';
-import type { RouteConfig } from '../config.js';
 
 /** A stored instance of the study, as the repository lists it. */
 export interface StoredInstance {
@@ -22,9 +22,20 @@ export interface StoredInstance {
 
 /** What the pipeline needs from the model runtime (InferenceClient implements it). */
 export interface DraftModel {
-  readonly info: { name: string; version: string; deviceUid: string; fixture: boolean; label?: string; prompt: string; provider: string };
+  readonly info: {
+    name: string;
+    version: string;
+    deviceUid: string;
+    fixture: boolean;
+    label?: string;
+    prompt: string;
+    provider: string;
+  };
   readonly preprocessorConfig: unknown;
-  describe(input: PreparedInput, opts: { signal?: AbortSignal }): Promise<{ text: string; tokenIds: number[]; stopReason: string; timings: unknown }>;
+  describe(
+    input: PreparedInput,
+    opts: { signal?: AbortSignal },
+  ): Promise<{ text: string; tokenIds: number[]; stopReason: string; timings: unknown }>;
 }
 
 export interface ImagePreparer {
@@ -33,9 +44,29 @@ export interface ImagePreparer {
 
 /** Audit and bookkeeping side effects, written by the gateway to PostgreSQL. */
 export interface PipelineRecorder {
-  inferenceRun(ev: { studyInstanceUid: string; sopInstanceUid: string; frame: number; outcome: 'success' | 'failure'; detail: Record<string, unknown> }): Promise<void>;
-  srExported(ev: { studyInstanceUid: string; srSopInstanceUid: string; destination: string; location: string; jobId: number; filePath?: string }): Promise<void>;
-  srExportFailed(ev: { studyInstanceUid: string; srSopInstanceUid: string; destination: string; jobId: number; code: ErrorCode; message: string }): Promise<void>;
+  inferenceRun(ev: {
+    studyInstanceUid: string;
+    sopInstanceUid: string;
+    frame: number;
+    outcome: 'success' | 'failure';
+    detail: Record<string, unknown>;
+  }): Promise<void>;
+  srExported(ev: {
+    studyInstanceUid: string;
+    srSopInstanceUid: string;
+    destination: string;
+    location: string;
+    jobId: number;
+    filePath?: string;
+  }): Promise<void>;
+  srExportFailed(ev: {
+    studyInstanceUid: string;
+    srSopInstanceUid: string;
+    destination: string;
+    jobId: number;
+    code: ErrorCode;
+    message: string;
+  }): Promise<void>;
 }
 
 export interface DescribeStudyDeps {
@@ -107,7 +138,8 @@ export async function describeStudy(
     });
   }
   const selected = selectFrames(candidates, deps.selection);
-  if (selected.length === 0) throw new DicomError(ErrorCode.DicomUnsupported, 'study has no image the selection policy accepts');
+  if (selected.length === 0)
+    throw new DicomError(ErrorCode.DicomUnsupported, 'study has no image the selection policy accepts');
 
   const findings: { sopClassUid: string; sopInstanceUid: string; frameNumber?: number; text: string }[] = [];
   const skipped: DescribeStudyResult['skipped'] = [];
@@ -146,7 +178,11 @@ export async function describeStudy(
           totalMs: Date.now() - started,
         },
       });
-      log.info('image described', { sopInstanceUid: c.sopInstanceUid, frame: sel.frameIndex + 1, tokens: out.tokenIds.length });
+      log.info('image described', {
+        sopInstanceUid: c.sopInstanceUid,
+        frame: sel.frameIndex + 1,
+        tokens: out.tokenIds.length,
+      });
     } catch (err) {
       const code = errorCodeOf(err);
       firstError ??= err;
@@ -161,10 +197,13 @@ export async function describeStudy(
       log.warn('image not described', { sopInstanceUid: c.sopInstanceUid, frame: sel.frameIndex + 1, code });
     }
   }
-  if (findings.length === 0) throw firstError instanceof Error ? firstError : new RadScribeError(ErrorCode.Internal, 'no image described');
+  if (findings.length === 0)
+    throw firstError instanceof Error ? firstError : new RadScribeError(ErrorCode.Internal, 'no image described');
 
   const describedUids = new Set(findings.map((f) => f.sopInstanceUid));
-  const sources = selected.map((s) => s.candidate).filter((c, i, all) => all.indexOf(c) === i && describedUids.has(c.sopInstanceUid));
+  const sources = selected
+    .map((s) => s.candidate)
+    .filter((c, i, all) => all.indexOf(c) === i && describedUids.has(c.sopInstanceUid));
   const sr = buildDraftSr({
     sources: sources.map((c) => c.header),
     findings,
@@ -183,7 +222,11 @@ export async function describeStudy(
   const destName = chooseDestination(deps.routes, deps.defaultDestination, modalities);
   const dest = deps.destinations.get(destName);
   if (!dest) throw new RadScribeError(ErrorCode.ConfigInvalid, `destination "${destName}" is not configured`);
-  const outgoing: OutgoingSr = { studyInstanceUid: job.studyInstanceUid, sopInstanceUid: sr.sopInstanceUid, part10: sr.part10 };
+  const outgoing: OutgoingSr = {
+    studyInstanceUid: job.studyInstanceUid,
+    sopInstanceUid: sr.sopInstanceUid,
+    part10: sr.part10,
+  };
   let location: string;
   try {
     ({ location } = await dest.send(outgoing));
@@ -205,6 +248,18 @@ export async function describeStudy(
     location,
     jobId: job.id,
   });
-  log.info('draft SR exported', { srSopInstanceUid: sr.sopInstanceUid, destination: destName, described: findings.length, skipped: skipped.length });
-  return { srSopInstanceUid: sr.sopInstanceUid, destination: destName, location, selected: selected.length, described: findings.length, skipped };
+  log.info('draft SR exported', {
+    srSopInstanceUid: sr.sopInstanceUid,
+    destination: destName,
+    described: findings.length,
+    skipped: skipped.length,
+  });
+  return {
+    srSopInstanceUid: sr.sopInstanceUid,
+    destination: destName,
+    location,
+    selected: selected.length,
+    described: findings.length,
+    skipped,
+  };
 }

@@ -41,7 +41,10 @@ export function evenlySpaced(count: number, n: number): number[] {
   return out;
 }
 
-export function selectFrames<C extends ImageCandidate>(candidates: readonly C[], policy: SelectionPolicy): SelectedFrame<C>[] {
+export function selectFrames<C extends ImageCandidate>(
+  candidates: readonly C[],
+  policy: SelectionPolicy,
+): SelectedFrame<C>[] {
   const images = candidates.filter((c) => c.hasPixelData);
   const each = new Set(policy.eachImage.map((m) => m.toUpperCase()));
   const out: SelectedFrame<C>[] = [];
@@ -56,11 +59,14 @@ export function selectFrames<C extends ImageCandidate>(candidates: readonly C[],
     }
   }
   for (const list of bySeries.values()) {
-    list.sort((a, b) => (a.instanceNumber ?? 0) - (b.instanceNumber ?? 0) || a.sopInstanceUid.localeCompare(b.sopInstanceUid));
+    list.sort(
+      (a, b) => (a.instanceNumber ?? 0) - (b.instanceNumber ?? 0) || a.sopInstanceUid.localeCompare(b.sopInstanceUid),
+    );
     if (list.length === 1 && list[0] && list[0].numberOfFrames > 1) {
       // One enhanced multi-frame object holds the whole series: spread over its frames.
       const only = list[0];
-      for (const f of evenlySpaced(only.numberOfFrames, policy.perSeriesSlices)) out.push({ candidate: only, frameIndex: f });
+      for (const f of evenlySpaced(only.numberOfFrames, policy.perSeriesSlices))
+        out.push({ candidate: only, frameIndex: f });
       continue;
     }
     for (const i of evenlySpaced(list.length, policy.perSeriesSlices)) {

@@ -29,7 +29,11 @@ export class ImagePrepClient {
     this.memoryMb = opts.maxOldGenerationSizeMb ?? DEFAULT_WORKER_MEMORY_MB;
   }
 
-  prepare(filePath: string, frameIndex: number, preprocessorConfig: unknown): Promise<{ input: PreparedInput; image: { width: number; height: number; channels: number } }> {
+  prepare(
+    filePath: string,
+    frameIndex: number,
+    preprocessorConfig: unknown,
+  ): Promise<{ input: PreparedInput; image: { width: number; height: number; channels: number } }> {
     const run = () => this.run({ id: this.nextId++, filePath, frameIndex, preprocessorConfig });
     const p = this.chain.then(run, run);
     this.chain = p.catch(() => undefined);
@@ -47,7 +51,9 @@ export class ImagePrepClient {
     return this.worker;
   }
 
-  private run(req: PrepRequest): Promise<{ input: PreparedInput; image: { width: number; height: number; channels: number } }> {
+  private run(
+    req: PrepRequest,
+  ): Promise<{ input: PreparedInput; image: { width: number; height: number; channels: number } }> {
     const worker = this.ensureWorker();
     return new Promise((resolve, reject) => {
       const cleanup = () => {
@@ -63,7 +69,13 @@ export class ImagePrepClient {
         reject(err);
       };
       const timer = setTimeout(
-        () => kill(new RadScribeError(ErrorCode.Timeout, `preparing frame ${req.frameIndex + 1} exceeded ${this.timeoutMs} ms`)),
+        () =>
+          kill(
+            new RadScribeError(
+              ErrorCode.Timeout,
+              `preparing frame ${req.frameIndex + 1} exceeded ${this.timeoutMs} ms`,
+            ),
+          ),
         this.timeoutMs,
       );
       const onMessage = (res: PrepResponse) => {
@@ -74,9 +86,15 @@ export class ImagePrepClient {
       };
       const onError = (err: Error) => {
         const oom = /memory/i.test(err.message) || (err as { code?: string }).code === 'ERR_WORKER_OUT_OF_MEMORY';
-        kill(new RadScribeError(oom ? ErrorCode.OutOfResources : ErrorCode.Internal, `image preparation worker failed: ${err.message}`));
+        kill(
+          new RadScribeError(
+            oom ? ErrorCode.OutOfResources : ErrorCode.Internal,
+            `image preparation worker failed: ${err.message}`,
+          ),
+        );
       };
-      const onExit = (code: number) => kill(new RadScribeError(ErrorCode.Internal, `image preparation worker exited (${code})`));
+      const onExit = (code: number) =>
+        kill(new RadScribeError(ErrorCode.Internal, `image preparation worker exited (${code})`));
       worker.on('message', onMessage);
       worker.on('error', onError);
       worker.on('exit', onExit);

@@ -2,8 +2,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parsePart10 } from '../../src/dicom/dataset.js';
 import { readSr } from '../../src/dicom/sr/reader.js';
-import { DicomwebClient } from '../../src/pacs/dicomweb-client.js';
 import { getString, Tag } from '../../src/pacs/dicom-json.js';
+import { DicomwebClient } from '../../src/pacs/dicomweb-client.js';
 import { startTestGateway, type TestGateway, waitFor } from '../support/gateway.js';
 import { orthancAvailable, startOrthanc } from '../support/orthanc.js';
 
@@ -23,7 +23,11 @@ d('gateway with Orthanc as the PACS', () => {
   let pacs: DicomwebClient;
   beforeAll(async () => {
     orthanc = await startOrthanc();
-    pacs = new DicomwebClient({ baseUrl: orthanc.baseUrl, auth: { type: 'basic', ...orthanc.auth }, timeoutMs: 30_000 });
+    pacs = new DicomwebClient({
+      baseUrl: orthanc.baseUrl,
+      auth: { type: 'basic', ...orthanc.auth },
+      timeoutMs: 30_000,
+    });
     process.env.RADSCRIBE_TEST_ORTHANC_PASSWORD = orthanc.auth.password;
   });
   afterAll(async () => {
@@ -79,8 +83,12 @@ d('gateway with Orthanc as the PACS', () => {
       expect(sr.preliminaryFlag).toBe('PRELIMINARY');
       expect(sr.verificationFlag).toBe('UNVERIFIED');
       expect(sr.currentRequestedProcedureEvidence.map((e) => e.sopInstanceUid)).toEqual([src.SOPInstanceUID]);
-      const kinds = (await t.gw.db.pool.query<{ kind: string }>(`SELECT DISTINCT kind FROM audit_events`)).rows.map((r) => r.kind);
-      expect(kinds).toEqual(expect.arrayContaining(['remote-query', 'remote-retrieve', 'instance-received', 'sr-exported']));
+      const kinds = (await t.gw.db.pool.query<{ kind: string }>(`SELECT DISTINCT kind FROM audit_events`)).rows.map(
+        (r) => r.kind,
+      );
+      expect(kinds).toEqual(
+        expect.arrayContaining(['remote-query', 'remote-retrieve', 'instance-received', 'sr-exported']),
+      );
     } finally {
       await t?.close();
     }

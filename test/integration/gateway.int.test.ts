@@ -76,11 +76,14 @@ describe.each(backends())('gateway on %s', (backend) => {
     expect(tree).toContain(FIXTURE_TEXT_PREFIX.trim());
 
     const kinds = (
-      await t.gw.db.pool.query<{ kind: string }>(`SELECT kind FROM audit_events WHERE study_instance_uid = $1 ORDER BY id`, [
-        sample.StudyInstanceUID,
-      ])
+      await t.gw.db.pool.query<{ kind: string }>(
+        `SELECT kind FROM audit_events WHERE study_instance_uid = $1 ORDER BY id`,
+        [sample.StudyInstanceUID],
+      )
     ).rows.map((r) => r.kind);
-    expect(kinds).toEqual(expect.arrayContaining(['instance-received', 'study-queued', 'inference-run', 'sr-exported']));
+    expect(kinds).toEqual(
+      expect.arrayContaining(['instance-received', 'study-queued', 'inference-run', 'sr-exported']),
+    );
     expect(kinds.indexOf('instance-received')).toBeLessThan(kinds.indexOf('sr-exported'));
     expect((await verifyAuditChain(t.gw.db.pool)).ok).toBe(true);
 
@@ -100,7 +103,12 @@ describe.each(backends())('gateway on %s', (backend) => {
     const boundary = 'rs-test-boundary';
     const part = (b: Buffer) =>
       Buffer.concat([Buffer.from(`--${boundary}\r\nContent-Type: application/dicom\r\n\r\n`), b, Buffer.from('\r\n')]);
-    const body = Buffer.concat([part(Buffer.from('this is not DICOM')), part(good), part(truncated), Buffer.from(`--${boundary}--\r\n`)]);
+    const body = Buffer.concat([
+      part(Buffer.from('this is not DICOM')),
+      part(good),
+      part(truncated),
+      Buffer.from(`--${boundary}--\r\n`),
+    ]);
     const res = await fetch(url, {
       method: 'POST',
       headers: { 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}` },
@@ -112,16 +120,22 @@ describe.each(backends())('gateway on %s', (backend) => {
     expect(json['00081198']?.Value).toHaveLength(2);
     for (const f of json['00081198']?.Value ?? []) expect(f['00081197']?.Value?.[0]).toBe(0xc000);
     const mr = parsePart10(good).dataset;
-    const row = await t.gw.db.pool.query(`SELECT file_path FROM instances WHERE sop_instance_uid = $1`, [mr.SOPInstanceUID]);
+    const row = await t.gw.db.pool.query(`SELECT file_path FROM instances WHERE sop_instance_uid = $1`, [
+      mr.SOPInstanceUID,
+    ]);
     expect(row.rowCount).toBe(1);
     expect((await fetch(`${t.gw.baseUrl}/health`)).status).toBe(200);
   });
 
   it('[REQ-SKEL-03] state survives a restart', async () => {
     await t.restart();
-    const r = await t.gw.db.pool.query(`SELECT state FROM studies WHERE study_instance_uid = $1`, [sample.StudyInstanceUID]);
+    const r = await t.gw.db.pool.query(`SELECT state FROM studies WHERE study_instance_uid = $1`, [
+      sample.StudyInstanceUID,
+    ]);
     expect(r.rows[0]?.state).toBe('done');
-    const starts = await t.gw.db.pool.query(`SELECT count(*)::int AS n FROM audit_events WHERE kind = 'application-start'`);
+    const starts = await t.gw.db.pool.query(
+      `SELECT count(*)::int AS n FROM audit_events WHERE kind = 'application-start'`,
+    );
     expect(starts.rows[0]?.n).toBe(2);
   });
 });

@@ -2,16 +2,16 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { FIXTURES_DIR } from '../../src/runtime-paths.js';
 import { FailureReason } from '../../src/ingest/types.js';
-import { Tag, getNumber, getSequence, getString } from '../../src/pacs/dicom-json.js';
 import type { DicomJsonDataset } from '../../src/pacs/dicom-json.js';
+import { getNumber, getSequence, getString, Tag } from '../../src/pacs/dicom-json.js';
 import { multipartRelatedContentType, newBoundary } from '../../src/pacs/media-type.js';
-import { multipartBody } from '../../src/pacs/multipart.js';
 import type { OutboundPart } from '../../src/pacs/multipart.js';
+import { multipartBody } from '../../src/pacs/multipart.js';
 import { createStowRouter } from '../../src/pacs/stow-router.js';
-import { startTestServer } from '../support/http.js';
+import { FIXTURES_DIR } from '../../src/runtime-paths.js';
 import type { TestHttpServer } from '../support/http.js';
+import { startTestServer } from '../support/http.js';
 import { RecordingSink } from '../support/recording-sink.js';
 
 const dcm = (name: string): string => path.join(FIXTURES_DIR, 'dicom', name);
@@ -32,7 +32,10 @@ beforeEach(async () => {
   await (await import('node:fs/promises')).mkdir(tmpDir);
   sink = new RecordingSink(path.join(work, 'store'));
   server = await startTestServer((app) => {
-    app.use('/dicomweb', createStowRouter({ sink, tmpDir, limits: { maxPartBytes: 64 * 1024, maxRequestBytes: 1024 * 1024 } }));
+    app.use(
+      '/dicomweb',
+      createStowRouter({ sink, tmpDir, limits: { maxPartBytes: 64 * 1024, maxRequestBytes: 1024 * 1024 } }),
+    );
   });
 });
 afterEach(async () => {
@@ -40,7 +43,11 @@ afterEach(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-async function post(parts: OutboundPart[], urlPath = '/dicomweb/studies', contentType?: string): Promise<{ status: number; body: DicomJsonDataset; type: string | null }> {
+async function post(
+  parts: OutboundPart[],
+  urlPath = '/dicomweb/studies',
+  contentType?: string,
+): Promise<{ status: number; body: DicomJsonDataset; type: string | null }> {
   const boundary = newBoundary();
   const res = await fetch(`${server.url}${urlPath}`, {
     method: 'POST',
@@ -107,10 +114,18 @@ describe('STOW-RS router (PS3.18 §10.5) on real express', () => {
   });
 
   test('[REQ-STOW-05] wrong Content-Type → 415 with a typed error body, nothing stored', async () => {
-    const res = await fetch(`${server.url}/dicomweb/studies`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const res = await fetch(`${server.url}/dicomweb/studies`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
     expect(res.status).toBe(415);
     expect(((await res.json()) as { error: string }).error).toBe('media-type-unsupported');
-    const jsonParts = await post([part(Buffer.from('{}'), 'application/dicom+json')], '/dicomweb/studies', multipartRelatedContentType('x', 'application/dicom+json'));
+    const jsonParts = await post(
+      [part(Buffer.from('{}'), 'application/dicom+json')],
+      '/dicomweb/studies',
+      multipartRelatedContentType('x', 'application/dicom+json'),
+    );
     expect(jsonParts.status).toBe(415);
     expect(sink.received).toHaveLength(0);
   });
@@ -142,16 +157,28 @@ describe('STOW-RS router (PS3.18 §10.5) on real express', () => {
       await readFile(FREN),
       Buffer.from(`\r\n--${b}--\r\nepilogue`),
     ]);
-    const res = await fetch(`${server.url}/dicomweb/studies`, { method: 'POST', headers: { 'content-type': `multipart/related; type="application/dicom"; boundary=${b}` }, body });
+    const res = await fetch(`${server.url}/dicomweb/studies`, {
+      method: 'POST',
+      headers: { 'content-type': `multipart/related; type="application/dicom"; boundary=${b}` },
+      body,
+    });
     expect(res.status).toBe(200);
     expect(sink.stored.size).toBe(1);
   });
 
   test('[REQ-STOW-09] malformed multipart (no boundary in body) → 400; missing close delimiter → 400', async () => {
     const ct = 'multipart/related; type="application/dicom"; boundary=abc';
-    const none = await fetch(`${server.url}/dicomweb/studies`, { method: 'POST', headers: { 'content-type': ct }, body: 'no parts here' });
+    const none = await fetch(`${server.url}/dicomweb/studies`, {
+      method: 'POST',
+      headers: { 'content-type': ct },
+      body: 'no parts here',
+    });
     expect(none.status).toBe(400);
-    const trunc = await fetch(`${server.url}/dicomweb/studies`, { method: 'POST', headers: { 'content-type': ct }, body: Buffer.concat([Buffer.from('--abc\r\n\r\n'), await readFile(FREN)]) });
+    const trunc = await fetch(`${server.url}/dicomweb/studies`, {
+      method: 'POST',
+      headers: { 'content-type': ct },
+      body: Buffer.concat([Buffer.from('--abc\r\n\r\n'), await readFile(FREN)]),
+    });
     expect(trunc.status).toBe(400);
     expect(sink.received).toHaveLength(0);
     expect(await readdir(tmpDir)).toEqual([]);
@@ -161,7 +188,9 @@ describe('STOW-RS router (PS3.18 §10.5) on real express', () => {
     const big = Buffer.alloc(100 * 1024, 1);
     const r = await post([part(FREN), part(big)]);
     expect(r.status).toBe(202);
-    expect(getNumber(getSequence(r.body, Tag.FailedSOPSequence)[0] as DicomJsonDataset, Tag.FailureReason)).toBe(FailureReason.OutOfResources);
+    expect(getNumber(getSequence(r.body, Tag.FailedSOPSequence)[0] as DicomJsonDataset, Tag.FailureReason)).toBe(
+      FailureReason.OutOfResources,
+    );
     expect(sink.stored.size).toBe(1);
     expect(await readdir(tmpDir)).toEqual([]);
   });
@@ -170,10 +199,19 @@ describe('STOW-RS router (PS3.18 §10.5) on real express', () => {
     const b = 'disc0nnect';
     const req = http.request(`${server.url}/dicomweb/studies`, {
       method: 'POST',
-      headers: { 'content-type': `multipart/related; type="application/dicom"; boundary=${b}`, 'transfer-encoding': 'chunked' },
+      headers: {
+        'content-type': `multipart/related; type="application/dicom"; boundary=${b}`,
+        'transfer-encoding': 'chunked',
+      },
     });
     req.on('error', () => undefined);
-    req.write(Buffer.concat([Buffer.from(`--${b}\r\nContent-Type: application/dicom\r\n\r\n`), await readFile(FREN), Buffer.from(`\r\n--${b}\r\n\r\n`)]));
+    req.write(
+      Buffer.concat([
+        Buffer.from(`--${b}\r\nContent-Type: application/dicom\r\n\r\n`),
+        await readFile(FREN),
+        Buffer.from(`\r\n--${b}\r\n\r\n`),
+      ]),
+    );
     const second = await readFile(RLE);
     req.write(second.subarray(0, 1000));
     // Wait until the first part reached the sink, then drop the connection mid-part.

@@ -23,10 +23,10 @@ async function createServerDatabase(): Promise<{ url: string; drop: () => Promis
   await admin.connect();
   await admin.query(`CREATE DATABASE ${name}`);
   await admin.end();
-  const u = new URL(base);
-  u.pathname = `/${name}`;
+  // Not WHATWG URL: a socket URL (postgresql://user@/db?host=/run/postgresql) has an empty host.
+  const url = base.replace(/^(postgres(?:ql)?:\/\/[^/]*)\/[^?]*/, `$1/${name}`);
   return {
-    url: u.toString(),
+    url,
     drop: async () => {
       const c = new pg.Client({ connectionString: base });
       await c.connect();
@@ -45,7 +45,10 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-export async function startTestGateway(backend: Backend, overrides: Record<string, unknown> = {}): Promise<TestGateway> {
+export async function startTestGateway(
+  backend: Backend,
+  overrides: Record<string, unknown> = {},
+): Promise<TestGateway> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'rs-gw-'));
   const server = backend === 'postgresql' ? await createServerDatabase() : undefined;
   const config = loadConfig({

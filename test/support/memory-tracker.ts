@@ -13,7 +13,8 @@ export class MemoryStudyTracker implements RemoteStudyTracker {
   }
   async markSeen(node: string, studyInstanceUid: string): Promise<void> {
     this.calls.push(`seen ${studyInstanceUid}`);
-    if (!this.state.has(this.key(node, studyInstanceUid))) this.state.set(this.key(node, studyInstanceUid), { status: 'seen' });
+    if (!this.state.has(this.key(node, studyInstanceUid)))
+      this.state.set(this.key(node, studyInstanceUid), { status: 'seen' });
   }
   async markRetrieved(node: string, studyInstanceUid: string): Promise<void> {
     this.calls.push(`retrieved ${studyInstanceUid}`);

@@ -66,7 +66,14 @@ export async function startOrthanc(): Promise<OrthancHandle> {
     RegisteredUsers: { [auth.username]: auth.password },
     ExecuteLuaEnabled: false,
     StableAge: 1,
-    DicomWeb: { Enable: true, Root: '/dicom-web/', EnableWado: true, WadoRoot: '/wado', Host: `127.0.0.1:${httpPort}`, Ssl: false },
+    DicomWeb: {
+      Enable: true,
+      Root: '/dicom-web/',
+      EnableWado: true,
+      WadoRoot: '/wado',
+      Host: `127.0.0.1:${httpPort}`,
+      Ssl: false,
+    },
   };
   const configPath = path.join(dir, 'orthanc.json');
   await writeFile(configPath, JSON.stringify(config, null, 2));

@@ -1,9 +1,9 @@
 import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { DicomError, ErrorCode, errorCodeOf, normalizeErrorString } from '../../src/errors.js';
 import { instanceIdentity, parsePart10 } from '../../src/dicom/dataset.js';
-import { FailureReason } from '../../src/ingest/types.js';
+import { DicomError, ErrorCode, errorCodeOf, normalizeErrorString } from '../../src/errors.js';
 import type { InstanceOutcome, InstanceSink, ReceiptContext, ReceivedFile } from '../../src/ingest/types.js';
+import { FailureReason } from '../../src/ingest/types.js';
 
 /**
  * A real (file-backed, not DB-backed) InstanceSink for tests of the protocol front ends: parses the
@@ -35,19 +35,36 @@ export class RecordingSink implements InstanceSink {
       identity = instanceIdentity(parsePart10(buf));
     } catch (err: unknown) {
       await rm(file.path, { force: true });
-      return { status: 'failed', failureReason: FailureReason.CannotUnderstand, code: errorCodeOf(err), message: normalizeErrorString(err) };
+      return {
+        status: 'failed',
+        failureReason: FailureReason.CannotUnderstand,
+        code: errorCodeOf(err),
+        message: normalizeErrorString(err),
+      };
     }
     const ids = { sopClassUid: identity.sopClassUid, sopInstanceUid: identity.sopInstanceUid };
     if (ctx.expectedStudyInstanceUid !== undefined && ctx.expectedStudyInstanceUid !== identity.studyInstanceUid) {
       await rm(file.path, { force: true });
       const err = new DicomError(ErrorCode.StudyMismatch, 'Study Instance UID differs from the request URI');
-      return { status: 'failed', failureReason: FailureReason.DataSetDoesNotMatchSopClass, code: err.code, message: err.message, ...ids };
+      return {
+        status: 'failed',
+        failureReason: FailureReason.DataSetDoesNotMatchSopClass,
+        code: err.code,
+        message: err.message,
+        ...ids,
+      };
     }
     const prior = this.stored.get(identity.sopInstanceUid);
     if (prior) {
       await rm(file.path, { force: true });
       if (prior.sha256 === file.sha256) return { status: 'duplicate', identity, storedPath: prior.storedPath };
-      return { status: 'failed', failureReason: FailureReason.DuplicateSopInstance, code: ErrorCode.DicomInvalid, message: 'same SOP Instance UID, different content', ...ids };
+      return {
+        status: 'failed',
+        failureReason: FailureReason.DuplicateSopInstance,
+        code: ErrorCode.DicomInvalid,
+        message: 'same SOP Instance UID, different content',
+        ...ids,
+      };
     }
     await mkdir(this.storeDir, { recursive: true });
     const storedPath = path.join(this.storeDir, `${identity.sopInstanceUid}.dcm`);

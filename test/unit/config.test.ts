@@ -24,7 +24,11 @@ describe('loadConfig', () => {
     const f = tmpYaml('http:\n  port: 9000\ningest:\n  stabilityWindowMs: 5\n');
     const cfg = loadConfig({
       file: f,
-      env: { RADSCRIBE_HTTP_PORT: '9100', RADSCRIBE_INGEST_STABILITY_WINDOW_MS: '250', DATABASE_URL: 'postgresql://u:pw@h/db' },
+      env: {
+        RADSCRIBE_HTTP_PORT: '9100',
+        RADSCRIBE_INGEST_STABILITY_WINDOW_MS: '250',
+        DATABASE_URL: 'postgresql://u:pw@h/db',
+      },
     });
     expect(cfg.http.port).toBe(9100);
     expect(cfg.ingest.stabilityWindowMs).toBe(250);

@@ -1,4 +1,11 @@
-import { ErrorCode, RadScribeError, errorCodeOf, toHttpStatus, RETRYABLE_CODES, ConfigError } from '../../src/errors.js';
+import {
+  ConfigError,
+  ErrorCode,
+  errorCodeOf,
+  RadScribeError,
+  RETRYABLE_CODES,
+  toHttpStatus,
+} from '../../src/errors.js';
 
 describe('errors', () => {
   it('classifies once and maps to HTTP only from the code', () => {

@@ -20,9 +20,15 @@ describe('FolderDestination', () => {
 
   it('classifies a write failure as a typed error', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'rs-outbox-'));
-    await new FolderDestination('x', dir).send({ studyInstanceUid: 'f', sopInstanceUid: '1', part10: new Uint8Array(1) });
+    await new FolderDestination('x', dir).send({
+      studyInstanceUid: 'f',
+      sopInstanceUid: '1',
+      part10: new Uint8Array(1),
+    });
     const bad = new FolderDestination('bad', path.join(dir, 'f', '1.dcm'));
-    const err = await bad.send({ studyInstanceUid: '1.2', sopInstanceUid: '1.3', part10: new Uint8Array(1) }).catch((e: unknown) => e);
+    const err = await bad
+      .send({ studyInstanceUid: '1.2', sopInstanceUid: '1.3', part10: new Uint8Array(1) })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(RadScribeError);
     expect((err as RadScribeError).code).toBe(ErrorCode.Internal);
   });

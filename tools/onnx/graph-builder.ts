@@ -57,7 +57,8 @@ export class GraphBuilder {
   /** A float32 initializer (weights). */
   weight(name: string, dims: readonly number[], data: Float32Array): string {
     const expected = dims.reduce((a, b) => a * b, 1);
-    if (data.length !== expected) throw new Error(`initializer ${name}: ${data.length} values for dims ${dims.join('x')}`);
+    if (data.length !== expected)
+      throw new Error(`initializer ${name}: ${data.length} values for dims ${dims.join('x')}`);
     this.initializers.push({
       name,
       dims: [...dims],
@@ -71,7 +72,9 @@ export class GraphBuilder {
   ints(values: readonly number[], dims: readonly number[] = [values.length]): string {
     const name = `const_i64_${this.counter++}`;
     const buf = Buffer.alloc(values.length * 8);
-    values.forEach((v, i) => buf.writeBigInt64LE(BigInt(v), i * 8));
+    values.forEach((v, i) => {
+      buf.writeBigInt64LE(BigInt(v), i * 8);
+    });
     this.initializers.push({ name, dims: [...dims], dataType: DType.INT64, rawData: buf });
     return name;
   }

@@ -1,5 +1,5 @@
 import { DType, GraphBuilder } from './graph-builder.js';
-import { FLOAT32_MIN, layerNorm, linear, quickGelu, rmsNorm, silu, tanhGate, WeightSource } from './layers.js';
+import { FLOAT32_MIN, layerNorm, linear, quickGelu, rmsNorm, silu, tanhGate, type WeightSource } from './layers.js';
 
 /**
  * The three transformers.js-layout graphs (model-contract §4, §11.1) of a tiny Mllama. Geometry is the real
@@ -55,7 +55,14 @@ export function buildVisionEncoder(v: TinyVisionConfig, textHidden: number, w: W
   const T = v.maxNumTiles;
   const side = v.imageSize / v.patchSize;
   const nTok = tokensPerTile(v);
-  const pixel = g.input('pixel_values', DType.FLOAT, ['batch', 'num_images', T, v.numChannels, v.imageSize, v.imageSize]);
+  const pixel = g.input('pixel_values', DType.FLOAT, [
+    'batch',
+    'num_images',
+    T,
+    v.numChannels,
+    v.imageSize,
+    v.imageSize,
+  ]);
   const arIds = g.input('aspect_ratio_ids', DType.INT64, ['batch', 'num_images']);
   const arMask = g.input('aspect_ratio_mask', DType.INT64, ['batch', 'num_images', T]);
 
@@ -65,7 +72,10 @@ export function buildVisionEncoder(v: TinyVisionConfig, textHidden: number, w: W
     [D, v.numChannels, v.patchSize, v.patchSize],
     w.normal(D * v.numChannels * v.patchSize ** 2, 1 / Math.sqrt(v.numChannels * v.patchSize ** 2)),
   );
-  const conv = g.op('Conv', [x, convW], { kernel_shape: [v.patchSize, v.patchSize], strides: [v.patchSize, v.patchSize] });
+  const conv = g.op('Conv', [x, convW], {
+    kernel_shape: [v.patchSize, v.patchSize],
+    strides: [v.patchSize, v.patchSize],
+  });
   const patches = g.op('Transpose', [g.op('Reshape', [conv, g.ints([0, D, side * side])])], { perm: [0, 2, 1] });
 
   const n = g.op('Slice', [g.op('Shape', [patches]), g.ints([0]), g.ints([1])]);
@@ -189,13 +199,32 @@ function mlp(g: GraphBuilder, w: WeightSource, t: TinyTextConfig, name: string, 
 }
 
 /** MllamaSelfAttentionDecoderLayer: pre-RMSNorm, RoPE, GQA with past/present KV, SwiGLU MLP. */
-function selfLayer(g: GraphBuilder, w: WeightSource, t: TinyTextConfig, s: DecoderShared, i: number, x: string): string {
+function selfLayer(
+  g: GraphBuilder,
+  w: WeightSource,
+  t: TinyTextConfig,
+  s: DecoderShared,
+  i: number,
+  x: string,
+): string {
   const p = `layers.${i}`;
   const h = rmsNorm(g, w, `${p}.input_layernorm`, x, t.hiddenSize, t.rmsNormEps);
   const qDim = t.numAttentionHeads * t.headDim;
   const kvDim = t.numKeyValueHeads * t.headDim;
-  const q = applyRope(g, t, splitHeads(g, linear(g, w, `${p}.self_attn.q_proj`, h, t.hiddenSize, qDim), t.numAttentionHeads, t.headDim), s.cos, s.sin);
-  const k = applyRope(g, t, splitHeads(g, linear(g, w, `${p}.self_attn.k_proj`, h, t.hiddenSize, kvDim), t.numKeyValueHeads, t.headDim), s.cos, s.sin);
+  const q = applyRope(
+    g,
+    t,
+    splitHeads(g, linear(g, w, `${p}.self_attn.q_proj`, h, t.hiddenSize, qDim), t.numAttentionHeads, t.headDim),
+    s.cos,
+    s.sin,
+  );
+  const k = applyRope(
+    g,
+    t,
+    splitHeads(g, linear(g, w, `${p}.self_attn.k_proj`, h, t.hiddenSize, kvDim), t.numKeyValueHeads, t.headDim),
+    s.cos,
+    s.sin,
+  );
   const v = splitHeads(g, linear(g, w, `${p}.self_attn.v_proj`, h, t.hiddenSize, kvDim), t.numKeyValueHeads, t.headDim);
   const kvDims = ['batch', t.numKeyValueHeads, 'past_sequence_length', t.headDim];
   const pastK = g.input(`past_key_values.${i}.key`, DType.FLOAT, kvDims);
@@ -213,15 +242,27 @@ function selfLayer(g: GraphBuilder, w: WeightSource, t: TinyTextConfig, s: Decod
 
 /**
  * MllamaCrossAttentionDecoderLayer: q_norm/k_norm over head_dim, no RoPE, tanh-gated attention and MLP; the
- * MLP output is multiplied by full_text_row_masked_out_mask. Cross K/V are recomputed from
+ * attention and MLP outputs are multiplied by full_text_row_masked_out_mask. Cross K/V are recomputed from
  * cross_attention_states on every step (v1, model-contract §11.7).
  */
-function crossLayer(g: GraphBuilder, w: WeightSource, t: TinyTextConfig, s: DecoderShared, i: number, x: string): string {
+function crossLayer(
+  g: GraphBuilder,
+  w: WeightSource,
+  t: TinyTextConfig,
+  s: DecoderShared,
+  i: number,
+  x: string,
+): string {
   const p = `layers.${i}`;
   const qDim = t.numAttentionHeads * t.headDim;
   const kvDim = t.numKeyValueHeads * t.headDim;
   const h = rmsNorm(g, w, `${p}.input_layernorm`, x, t.hiddenSize, t.rmsNormEps);
-  const q0 = splitHeads(g, linear(g, w, `${p}.cross_attn.q_proj`, h, t.hiddenSize, qDim), t.numAttentionHeads, t.headDim);
+  const q0 = splitHeads(
+    g,
+    linear(g, w, `${p}.cross_attn.q_proj`, h, t.hiddenSize, qDim),
+    t.numAttentionHeads,
+    t.headDim,
+  );
   const q = rmsNorm(g, w, `${p}.cross_attn.q_norm`, q0, t.headDim, t.rmsNormEps);
   // HF: k_proj(states).view(bsz, -1, kvH, D): all images and tiles of one sample form one key sequence.
   const kvShape = g.op('Concat', [s.batch, g.ints([-1, t.numKeyValueHeads, t.headDim])], { axis: 0 });
@@ -229,7 +270,11 @@ function crossLayer(g: GraphBuilder, w: WeightSource, t: TinyTextConfig, s: Deco
   const k0 = toHeads(linear(g, w, `${p}.cross_attn.k_proj`, s.crossStates, t.hiddenSize, kvDim));
   const k = rmsNorm(g, w, `${p}.cross_attn.k_norm`, k0, t.headDim, t.rmsNormEps);
   const v = toHeads(linear(g, w, `${p}.cross_attn.v_proj`, s.crossStates, t.hiddenSize, kvDim));
-  const attn = linear(g, w, `${p}.cross_attn.o_proj`, attention(g, t, q, k, v, s.allowedCross), qDim, t.hiddenSize);
+  const attnRaw = linear(g, w, `${p}.cross_attn.o_proj`, attention(g, t, q, k, v, s.allowedCross), qDim, t.hiddenSize);
+  // Meta's reference (llama-models `llama3/multimodal/model.py` CrossAttention: `output * full_text_row_masked_out_mask`)
+  // also zeroes the attention output of rows that see no image; HF applies it to the MLP only. We follow
+  // Meta so only tokens at or after <|image|> see the image (model-contract §2.2), padded tiles included.
+  const attn = g.op('Mul', [attnRaw, s.fullTextRow]);
   const x2 = g.op('Add', [x, tanhGate(g, w, `${p}.cross_attn_attn_gate`, attn)]);
   const h2 = rmsNorm(g, w, `${p}.post_attention_layernorm`, x2, t.hiddenSize, t.rmsNormEps);
   const m = g.op('Mul', [mlp(g, w, t, `${p}.mlp`, h2), s.fullTextRow]);
@@ -248,7 +293,12 @@ export function buildDecoder(t: TinyTextConfig, v: TinyVisionConfig, w: WeightSo
   const attnMask = g.input('attention_mask', DType.INT64, ['batch', 'total_sequence_length']);
   const posIds = g.input('position_ids', DType.INT64, ['batch', 'sequence_length']);
   const crossStates = g.input('cross_attention_states', DType.FLOAT, ['num_tiles_total', nTok, t.hiddenSize]);
-  const crossMask = g.input('cross_attention_mask', DType.INT64, ['batch', 'sequence_length', 'num_images', v.maxNumTiles]);
+  const crossMask = g.input('cross_attention_mask', DType.INT64, [
+    'batch',
+    'sequence_length',
+    'num_images',
+    v.maxNumTiles,
+  ]);
 
   const shape = g.op('Shape', [embeds]);
   const batch = g.op('Slice', [shape, g.ints([0]), g.ints([1])]);

@@ -62,10 +62,7 @@ function addedToken(id: number, content: string): Record<string, unknown> {
 export function tokenizerJson(): Record<string, unknown> {
   const ids = tokenizerIds();
   const vocab = Object.fromEntries(baseVocab().map((c, i) => [c, i]));
-  const added = [
-    ...SPECIAL_TOKENS.map((t) => addedToken(ids.special[t], t)),
-    addedToken(ids.image, IMAGE_TOKEN),
-  ];
+  const added = [...SPECIAL_TOKENS.map((t) => addedToken(ids.special[t], t)), addedToken(ids.image, IMAGE_TOKEN)];
   return {
     version: '1.0',
     truncation: null,

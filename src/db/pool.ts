@@ -48,7 +48,11 @@ export function redactDatabaseUrl(url: string): string {
 
 function makePool(config: pg.PoolConfig, statementTimeoutMs: number): pg.Pool {
   // Sent as a startup parameter, so it holds before the first query on every connection.
-  const pool = new pg.Pool({ ...config, statement_timeout: Math.max(0, Math.trunc(statementTimeoutMs)) });
+  const timeout = Math.max(0, Math.trunc(statementTimeoutMs));
+  // statement_timeout bounds work on the server; query_timeout (client side) also bounds a query that
+  // never reaches it, e.g. one queued behind another connection's open transaction in pglite-socket,
+  // so a stuck query becomes a database-unavailable error the job queue retries instead of a hang.
+  const pool = new pg.Pool({ ...config, statement_timeout: timeout, query_timeout: timeout > 0 ? timeout + 5_000 : 0 });
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', (err) => log.warn('idle database connection failed', { error: normalizeErrorString(err) }));
   return pool;

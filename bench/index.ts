@@ -1,0 +1,27 @@
+import { readdirSync } from 'node:fs';
+import path from 'node:path';
+
+/**
+ * `npm run bench`: runs every bench/*.bench.js (compiled from bench/*.bench.ts) in turn, or only
+ * those whose name contains one of the arguments (`npm run bench -- decode`). Each benchmark
+ * measures RadScribe against a named peer side by side in the same run and prints ratios; none of
+ * this belongs in timed tests. A benchmark module exports `run(): Promise<void>`.
+ */
+async function main(): Promise<void> {
+  const filters = process.argv.slice(2);
+  const files = readdirSync(__dirname)
+    .filter((f) => f.endsWith('.bench.js'))
+    .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
+    .sort();
+  if (files.length === 0) throw new Error(`no benchmark matches ${filters.join(', ') || '(none defined)'}`);
+  for (const f of files) {
+    process.stdout.write(`\n# ${f.replace(/\.bench\.js$/, '')}\n`);
+    const mod = (await import(path.join(__dirname, f))) as { run: () => Promise<void> };
+    await mod.run();
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

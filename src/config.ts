@@ -34,9 +34,18 @@ export interface RemoteNodeConfig {
   poll: { enabled: boolean; intervalMs: number; lookbackDays: number; query: Record<string, string> };
 }
 
-export type DestinationConfig =
-  | { name: string; type: 'folder'; path: string }
-  | { name: string; type: 'stow-rs'; node: string };
+/** SR output profile per destination (issue #5): TID 2000 report, or IHE AIR (TID 1500, Comprehensive 3D SR). */
+export const SrProfile = { Report: 'report', Air: 'air' } as const;
+export type SrProfile = (typeof SrProfile)[keyof typeof SrProfile];
+
+interface DestinationCommon {
+  name: string;
+  /** Which SR the destination receives. Default report. */
+  srProfile: SrProfile;
+  /** Also send an Encapsulated PDF of the draft in the same series, for viewers that do not render SR. */
+  pdfCompanion: boolean;
+}
+export type DestinationConfig = (DestinationCommon & { type: 'folder'; path: string }) | (DestinationCommon & { type: 'stow-rs'; node: string });
 
 export interface RouteConfig {
   name: string;
@@ -293,14 +302,21 @@ function validateDestination(v: Validator, d: unknown, p: string, nodes: Readonl
   const o = v.asObj(d, p);
   const name = v.str(o, 'name', p);
   const type = v.str(o, 'type', p);
-  if (type === 'folder') return { name, type, path: v.str(o, 'path', p) };
+  const srProfile = (o.srProfile ?? 'report') as string;
+  if (srProfile !== 'report' && srProfile !== 'air') v.problem(`${p}.srProfile`, 'must be report or air');
+  const common = {
+    name,
+    srProfile: srProfile as SrProfile,
+    pdfCompanion: o.pdfCompanion === undefined ? false : v.bool(o, 'pdfCompanion', p),
+  };
+  if (type === 'folder') return { ...common, type, path: v.str(o, 'path', p) };
   if (type === 'stow-rs') {
     const node = v.str(o, 'node', p);
     if (!nodes.has(node)) v.problem(`${p}.node`, `unknown remote node "${node}"`);
-    return { name, type, node };
+    return { ...common, type, node };
   }
   v.problem(`${p}.type`, 'must be folder or stow-rs');
-  return { name, type: 'folder', path: '' };
+  return { ...common, type: 'folder', path: '' };
 }
 
 /** Collects problems instead of throwing, so every error is reported at once. */

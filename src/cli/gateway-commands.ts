@@ -96,7 +96,8 @@ export function formatAuditTable(events: readonly AuditRow[]): string {
  * events, leave the SR in the outbox folder.
  */
 async function cmdDemo(args: Args): Promise<number> {
-  const demoDir = path.join(PACKAGE_ROOT, 'var', 'demo');
+  // The demo keeps its own data directory (var/demo) unless RADSCRIBE_DATA_DIR names another.
+  const demoDir = path.resolve(process.env.RADSCRIBE_DATA_DIR ?? path.join(PACKAGE_ROOT, 'var', 'demo'));
   const cfg = configFrom(args, {
     overrides: {
       dataDir: demoDir,

@@ -111,6 +111,18 @@ function decodeJpegLosslessJs(bytes: Uint8Array, pm: PixelModule): Uint8Array {
 }
 
 /**
+ * JPEG-LS with interleave mode 0 (ITU T.87 §C.2.3: one component per scan) comes out of CharLS plane
+ * by plane whatever Planar Configuration says (PS3.5 §8.2.3 leaves the choice to the codestream).
+ * Read Ns of the first SOS (FFDA): 1 means one scan per component.
+ */
+function jpegLsPlaneByPlane(bytes: Uint8Array): boolean {
+  for (let i = 0; i + 4 < bytes.byteLength; i++) {
+    if (bytes[i] === 0xff && bytes[i + 1] === 0xda) return bytes[i + 4] === 1;
+  }
+  return false;
+}
+
+/**
  * Decode one encapsulated frame. Colour JPEG (YBR_FULL/YBR_FULL_422) comes back as RGB, as DCMTK's
  * dcmdjpeg does; JPEG 2000 YBR_RCT/YBR_ICT come back as RGB because the codestream's multiple
  * component transform is reversed by the decoder (PS3.5 §8.2.4, A.4.4).
@@ -198,9 +210,11 @@ export async function decodeCompressedFrame(ts: string, bytes: Uint8Array, pm: P
   }
   let pi = out.getPhotometricInterpretation() ?? pm.photometricInterpretation;
   if (pi === 'YBR_RCT' || pi === 'YBR_ICT') pi = 'RGB';
+  const jpegLs = ts === CompressedSyntax.JpegLsLossless || ts === CompressedSyntax.JpegLsNearLossless;
   return {
     bytes: decoded,
     photometricInterpretation: pi,
-    planarConfiguration: out.getPlanarConfiguration() === 1 ? 1 : 0,
+    planarConfiguration:
+      out.getPlanarConfiguration() === 1 || (jpegLs && pm.samplesPerPixel > 1 && jpegLsPlaneByPlane(bytes)) ? 1 : 0,
   };
 }

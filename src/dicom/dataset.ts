@@ -1,5 +1,5 @@
 import dcmjs from 'dcmjs';
-import { DicomError, ErrorCode } from '../errors.js';
+import { DicomError, ErrorCode, normalizeErrorString } from '../errors.js';
 
 /**
  * Part 10 parsing on dcmjs (PS3.10 §7). Works on buffers only; no I/O here (STYLE §2.1).
@@ -40,40 +40,217 @@ function toArrayBuffer(buf: Uint8Array): ArrayBuffer {
   return buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer;
 }
 
-/**
- * Parse a Part 10 file. `untilTag` stops before a tag (e.g. '7FE00010' to skip pixel data when only
- * the header is needed). Throws DicomError(dicom-invalid) for anything dcmjs cannot read.
- */
-export function parsePart10(buf: Uint8Array, options: { untilPixelData?: boolean } = {}): Part10Instance {
-  if (buf.byteLength < 132 || buf[128] !== 0x44 || buf[129] !== 0x49 || buf[130] !== 0x43 || buf[131] !== 0x4d) {
-    throw new DicomError(ErrorCode.DicomInvalid, 'not a DICOM Part 10 file: no "DICM" prefix at offset 128');
-  }
-  let parsed: {
-    meta: Record<string, { vr: string; Value: unknown[] }>;
-    dict: Record<string, { vr: string; Value: unknown[] }>;
-  };
-  try {
-    parsed = dcmjs.data.DicomMessage.readFile(toArrayBuffer(buf), {
+type DcmjsDict = Record<string, { vr: string; Value: unknown[] }>;
+
+/** dcmjs messages that only concern text decoding (PS3.5 §6.1.2.5); pixel data is unaffected by them. */
+const CHARSET_ERROR = /character set/i;
+
+function readWithDcmjs(buf: Uint8Array, untilPixelData: boolean): { meta: DcmjsDict; dict: DcmjsDict } {
+  const read = (b: Uint8Array) =>
+    dcmjs.data.DicomMessage.readFile(toArrayBuffer(b), {
       ignoreErrors: false,
-      untilTag: options.untilPixelData ? '7FE00010' : undefined,
+      untilTag: untilPixelData ? '7FE00010' : undefined,
       includeUntilTagValue: false,
-    }) as unknown as typeof parsed;
+    }) as unknown as { meta: DcmjsDict; dict: DcmjsDict };
+  try {
+    return read(buf);
   } catch (err) {
-    throw new DicomError(
-      ErrorCode.DicomInvalid,
-      `unreadable DICOM data set: ${(err as Error)?.message ?? String(err)}`,
-      {
-        cause: err,
-      },
-    );
+    // dcmjs refuses code extensions (ISO 2022, several values in Specific Character Set, PS3.3
+    // C.12.1.1.2). Text decoding must never block pixel decoding: read again with one character set.
+    if (CHARSET_ERROR.test(normalizeErrorString(err))) {
+      const patched = withSingleCharacterSet(buf);
+      if (patched !== undefined) {
+        try {
+          return read(patched);
+        } catch (err2) {
+          throw unreadable(err2);
+        }
+      }
+    }
+    throw unreadable(err);
   }
+}
+
+function unreadable(err: unknown): DicomError {
+  return new DicomError(ErrorCode.DicomInvalid, `unreadable DICOM data set: ${normalizeErrorString(err)}`, {
+    cause: err,
+  });
+}
+
+function finish(parsed: { meta: DcmjsDict; dict: DcmjsDict }, fallbackTs?: string): Part10Instance {
   const naturalize = dcmjs.data.DicomMetaDictionary.naturalizeDataset as (d: unknown) => NaturalDataset;
   const meta = naturalize(parsed.meta);
   const dataset = naturalize(parsed.dict);
-  const ts = meta.TransferSyntaxUID;
+  const ts = meta.TransferSyntaxUID ?? fallbackTs;
   if (!isValidUid(ts))
     throw new DicomError(ErrorCode.DicomInvalid, 'file meta lacks a valid Transfer Syntax UID (0002,0010)');
   return { meta, dataset, dict: parsed.dict, transferSyntaxUid: ts };
+}
+
+function hasDicmPrefix(buf: Uint8Array, at: number): boolean {
+  return buf[at] === 0x44 && buf[at + 1] === 0x49 && buf[at + 2] === 0x43 && buf[at + 3] === 0x4d;
+}
+
+/**
+ * Parse a Part 10 file (PS3.10 §7.1: 128-byte preamble, "DICM", File Meta Information). This is what
+ * STOW-RS and C-STORE intake accept. `untilPixelData` stops before (7FE0,0010) when only the header
+ * is needed. Throws DicomError(dicom-invalid) for anything that cannot be read.
+ */
+export function parsePart10(buf: Uint8Array, options: { untilPixelData?: boolean } = {}): Part10Instance {
+  if (buf.byteLength < 132 || !hasDicmPrefix(buf, 128)) {
+    throw new DicomError(ErrorCode.DicomInvalid, 'not a DICOM Part 10 file: no "DICM" prefix at offset 128');
+  }
+  return finish(readWithDcmjs(buf, options.untilPixelData ?? false));
+}
+
+/** How {@link parseDicomFile} found the data set (for logs and tests). */
+export const DicomFileLayout = {
+  /** Preamble, "DICM", File Meta Information with group length: a conformant Part 10 file. */
+  Part10: 'part10',
+  /** File Meta Information present but without preamble, "DICM" or (0002,0000) group length. */
+  MetaRepaired: 'meta-repaired',
+  /** A bare data set (no File Meta Information, as ACR-NEMA-era files); transfer syntax guessed. */
+  NoMeta: 'no-meta',
+} as const;
+export type DicomFileLayout = (typeof DicomFileLayout)[keyof typeof DicomFileLayout];
+
+const IMPLICIT_VR_LE = '1.2.840.10008.1.2';
+const EXPLICIT_VR_LE = '1.2.840.10008.1.2.1';
+
+/** Is there an explicit-VR group 0002 element header at `at` (PS3.10 §7.1 is always explicit VR LE)? */
+function metaElementAt(buf: Uint8Array, at: number): boolean {
+  return at + 8 <= buf.byteLength && buf[at] === 0x02 && buf[at + 1] === 0x00 && isVrChar(buf[at + 4]) && isVrChar(buf[at + 5]);
+}
+
+function isVrChar(b: number | undefined): boolean {
+  return b !== undefined && b >= 0x41 && b <= 0x5a;
+}
+
+const LONG_VRS: ReadonlySet<string> = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
+
+/**
+ * Read the group 0002 elements starting at `at` (explicit VR LE, PS3.10 §7.1). Returns the raw bytes
+ * of each element except (0002,0000), the offset where the data set starts, and the Transfer Syntax UID.
+ */
+function readMetaElements(buf: Uint8Array, at: number): { elements: Uint8Array[]; end: number; ts: string | undefined } {
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const elements: Uint8Array[] = [];
+  let pos = at;
+  let ts: string | undefined;
+  while (metaElementAt(buf, pos)) {
+    const element = dv.getUint16(pos + 2, true);
+    const vr = String.fromCharCode(buf[pos + 4] ?? 0, buf[pos + 5] ?? 0);
+    const long = LONG_VRS.has(vr);
+    const headerLen = long ? 12 : 8;
+    if (pos + headerLen > buf.byteLength) break;
+    const len = long ? dv.getUint32(pos + 8, true) : dv.getUint16(pos + 6, true);
+    const end = pos + headerLen + len;
+    if (len === 0xffffffff || end > buf.byteLength) {
+      throw new DicomError(ErrorCode.DicomInvalid, 'File Meta Information element length exceeds the file');
+    }
+    if (element === 0x0010) ts = new TextDecoder('latin1').decode(buf.subarray(pos + headerLen, end)).replace(/[\0\s]+$/, '');
+    if (element !== 0x0000) elements.push(buf.subarray(pos, end));
+    pos = end;
+  }
+  return { elements, end: pos, ts };
+}
+
+function uiElement(element: number, value: string): Uint8Array {
+  const v = value.length % 2 === 1 ? `${value}\0` : value;
+  const out = new Uint8Array(8 + v.length);
+  const dv = new DataView(out.buffer);
+  dv.setUint16(0, 0x0002, true);
+  dv.setUint16(2, element, true);
+  out[4] = 0x55; // 'U'
+  out[5] = 0x49; // 'I'
+  dv.setUint16(6, v.length, true);
+  for (let i = 0; i < v.length; i++) out[8 + i] = v.charCodeAt(i);
+  return out;
+}
+
+/** Preamble + "DICM" + (0002,0000) + the given meta elements + the data set bytes. */
+function rebuildPart10(elements: readonly Uint8Array[], dataSet: Uint8Array): Uint8Array {
+  const metaLen = elements.reduce((n, e) => n + e.byteLength, 0);
+  const out = new Uint8Array(132 + 12 + metaLen + dataSet.byteLength);
+  out.set([0x44, 0x49, 0x43, 0x4d], 128);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(132, 0x00000002, true); // (0002,0000)
+  out.set([0x55, 0x4c], 136); // UL
+  dv.setUint16(138, 4, true);
+  dv.setUint32(140, metaLen, true);
+  let pos = 144;
+  for (const e of elements) {
+    out.set(e, pos);
+    pos += e.byteLength;
+  }
+  out.set(dataSet, pos);
+  return out;
+}
+
+/**
+ * Read a DICOM file from disk or the command line as leniently as DCMTK's `dcmdump` does by default:
+ * a conformant Part 10 file; File Meta Information without preamble, "DICM" or group length; or a
+ * bare data set without File Meta Information (implicit or explicit VR Little Endian, told apart by
+ * whether bytes 4–5 are a VR). PS3.10 §7.1 requires the preamble for files, so network intake keeps
+ * using {@link parsePart10}; this is for files an operator hands us.
+ */
+export function parseDicomFile(
+  buf: Uint8Array,
+  options: { untilPixelData?: boolean } = {},
+): Part10Instance & { readonly layout: DicomFileLayout } {
+  const until = options.untilPixelData ?? false;
+  // "DICM" at 128 followed by a group 0002 element: the normal case, parsed without copying.
+  const part10 = buf.byteLength >= 132 && hasDicmPrefix(buf, 128) && metaElementAt(buf, 132);
+  if (part10 && buf[132 + 2] === 0x00 && buf[132 + 3] === 0x00) {
+    return { ...finish(readWithDcmjs(buf, until)), layout: DicomFileLayout.Part10 };
+  }
+  const metaStart = part10 ? 132 : hasDicmPrefix(buf, 0) && metaElementAt(buf, 4) ? 4 : 0;
+  if (metaElementAt(buf, metaStart)) {
+    const { elements, end, ts } = readMetaElements(buf, metaStart);
+    if (!isValidUid(ts)) {
+      throw new DicomError(ErrorCode.DicomInvalid, 'file meta lacks a valid Transfer Syntax UID (0002,0010)');
+    }
+    const rebuilt = rebuildPart10(elements, buf.subarray(end));
+    return { ...finish(readWithDcmjs(rebuilt, until)), layout: DicomFileLayout.MetaRepaired };
+  }
+  // No meta: a data set starts with an even group ≥ 0x0008 (PS3.5 §7.1); explicit VR if a VR follows.
+  if (buf.byteLength < 8 || (buf[0] ?? 1) % 2 !== 0 || buf[1] !== 0x00 || (buf[0] ?? 0) < 0x08) {
+    throw new DicomError(ErrorCode.DicomInvalid, 'not a DICOM file: neither File Meta Information nor a data set at the start');
+  }
+  const ts = isVrChar(buf[4]) && isVrChar(buf[5]) ? EXPLICIT_VR_LE : IMPLICIT_VR_LE;
+  const rebuilt = rebuildPart10([uiElement(0x0010, ts)], buf);
+  return { ...finish(readWithDcmjs(rebuilt, until), ts), layout: DicomFileLayout.NoMeta };
+}
+
+/**
+ * A copy of `buf` whose Specific Character Set (0008,0005) values are reduced to one term, the last
+ * non-empty one (a single term dcmjs does not know becomes blank) (for `\ISO 2022 IR 87` that is the JIS X 0208 set), padded to the same length so no
+ * other offset moves. Found by its element header: explicit VR `08 00 05 00 'CS' len16` or implicit
+ * `08 00 05 00 len32`. Only string decoding changes; undefined when no such element is found.
+ */
+function withSingleCharacterSet(buf: Uint8Array): Uint8Array | undefined {
+  const out = new Uint8Array(buf);
+  const dv = new DataView(out.buffer);
+  let patched = false;
+  for (let i = 0; i + 8 < out.byteLength; i++) {
+    if (out[i] !== 0x08 || out[i + 1] !== 0x00 || out[i + 2] !== 0x05 || out[i + 3] !== 0x00) continue;
+    const explicit = out[i + 4] === 0x43 && out[i + 5] === 0x53;
+    const len = explicit ? dv.getUint16(i + 6, true) : dv.getUint32(i + 4, true);
+    const start = i + 8;
+    if (len === 0 || len > 64 || start + len > out.byteLength) continue;
+    const text = new TextDecoder('latin1').decode(out.subarray(start, start + len));
+    if (!/^[A-Z0-9_ \\]*$/.test(text)) continue;
+    // One unknown term → the default repertoire (blank value, PS3.3 C.12.1.1.2).
+    const terms = text
+      .split('\\')
+      .map((t) => t.trim())
+      .filter((t) => t !== '');
+    const last = terms.length > 1 || text.includes('\\') ? terms.pop() : '';
+    const value = (last ?? '').padEnd(len, ' ');
+    for (let k = 0; k < len; k++) out[start + k] = value.charCodeAt(k);
+    patched = true;
+  }
+  return patched ? out : undefined;
 }
 
 /** Extract and validate the identifying UIDs; throws DicomError(dicom-invalid) naming the first missing one. */

@@ -3,7 +3,15 @@ import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ErrorCode, ModelError, normalizeErrorString } from '../errors.js';
-import { ImagePosition, MANIFEST_FORMAT_VERSION, ModelFamily, type ModelManifest, OnnxRole } from './model-manifest.js';
+import {
+  ImagePosition,
+  MANIFEST_FORMAT_VERSION,
+  ModelFamily,
+  type ModelManifest,
+  OnnxRole,
+  PreprocessingKind,
+  TensorDtype,
+} from './model-manifest.js';
 
 /**
  * Loads and verifies a model bundle directory (model-contract §11.1–2: "validate against the manifest at
@@ -49,7 +57,10 @@ function checkManifestShape(m: Record<string, unknown>): string[] {
     if (!cond) p.push(`manifest.json: ${msg}`);
   };
   need(m.formatVersion === MANIFEST_FORMAT_VERSION, `formatVersion must be ${MANIFEST_FORMAT_VERSION}`);
-  need(Object.values(ModelFamily).includes(m.modelFamily as ModelFamily), 'modelFamily must be "mllama"');
+  need(
+    Object.values(ModelFamily).includes(m.modelFamily as ModelFamily),
+    `modelFamily must be one of ${Object.values(ModelFamily).join('|')}`,
+  );
   need(typeof m.name === 'string' && m.name.length > 0, 'name must be a non-empty string');
   need(typeof m.version === 'string' && m.version.length > 0, 'version must be a non-empty string');
   need(typeof m.fixture === 'boolean', 'fixture must be a boolean');
@@ -76,6 +87,37 @@ function checkManifestShape(m: Record<string, unknown>): string[] {
     const g = isRecord(m.onnx) ? m.onnx[role] : undefined;
     const ok = isRecord(g) && typeof g.path === 'string' && Array.isArray(g.inputs) && Array.isArray(g.outputs);
     need(ok, `onnx.${role} needs path, inputs, outputs`);
+    if (!ok) continue;
+    for (const kind of ['inputs', 'outputs'] as const) {
+      (g[kind] as unknown[]).forEach((t, i) => {
+        const valid =
+          isRecord(t) &&
+          typeof t.name === 'string' &&
+          Object.values(TensorDtype).includes(t.dtype as TensorDtype) &&
+          Array.isArray(t.dims) &&
+          t.dims.every((d) => (typeof d === 'string' && d.length > 0) || (Number.isInteger(d) && (d as number) >= 0));
+        need(valid, `onnx.${role}.${kind}[${i}] needs name, dtype (${Object.values(TensorDtype).join('|')}), dims`);
+      });
+    }
+  }
+  const pre = m.preprocessing;
+  need(
+    isRecord(pre) &&
+      Object.values(PreprocessingKind).includes(pre.kind as PreprocessingKind) &&
+      Number.isInteger(pre.imageSize) &&
+      Number.isInteger(pre.maxTiles) &&
+      Array.isArray(pre.mean) &&
+      pre.mean.length === 3 &&
+      Array.isArray(pre.std) &&
+      pre.std.length === 3,
+    'preprocessing needs kind, imageSize, maxTiles, mean[3], std[3]',
+  );
+  need(typeof m.chatTemplate === 'string' && m.chatTemplate.length > 0, 'chatTemplate must be a non-empty string');
+  if (m.modelFamily === ModelFamily.EmbeddingMerge) {
+    need(
+      Number.isInteger(m.imageTokensPerImage) && (m.imageTokensPerImage as number) > 0,
+      'imageTokensPerImage must be a positive integer for embedding-merge',
+    );
   }
   need(isRecord(m.configFiles), 'configFiles must be an object');
   const st = m.specialTokens;
@@ -93,11 +135,25 @@ function checkManifestShape(m: Record<string, unknown>): string[] {
   need(
     isRecord(gen) &&
       typeof gen.doSample === 'boolean' &&
+      (gen.noRepeatNgramSize === undefined || (Number.isInteger(gen.noRepeatNgramSize) && (gen.noRepeatNgramSize as number) >= 0)) &&
       Number.isInteger(gen.maxNewTokens) &&
       (gen.maxNewTokens as number) > 0,
     'generation needs doSample and a positive maxNewTokens',
   );
-  need(isRecord(m.provenance), 'provenance must be an object');
+  const prov = m.provenance;
+  need(
+    isRecord(prov) &&
+      (prov.baseModel === null || typeof prov.baseModel === 'string') &&
+      (prov.adapter === null ||
+        (isRecord(prov.adapter) &&
+          typeof prov.adapter.name === 'string' &&
+          typeof prov.adapter.sha256 === 'string' &&
+          /^[0-9a-f]{64}$/.test(prov.adapter.sha256))) &&
+      typeof prov.trainingData === 'string' &&
+      Array.isArray(prov.licences) &&
+      typeof prov.intendedUse === 'string',
+    'provenance needs baseModel, adapter {name, sha256} | null, trainingData, licences[], intendedUse',
+  );
   return p;
 }
 
@@ -116,13 +172,27 @@ function fail(dir: string, problems: readonly string[]): never {
   throw new ModelError(ErrorCode.ModelInvalid, `model bundle ${dir} is invalid:\n  - ${problems.join('\n  - ')}`);
 }
 
-export async function loadModelBundle(bundleDir: string): Promise<ModelBundle> {
+/** Result of inspecting a bundle: every problem found, and the bundle when none stops loading. */
+export interface BundleInspection {
+  dir: string;
+  problems: string[];
+  /** Present when the manifest parsed; then the files were hash-checked. */
+  manifest?: ModelManifest;
+  /** Present only when `problems` is empty. */
+  bundle?: ModelBundle;
+}
+
+/**
+ * Checks manifest shape, every file's presence, size and sha256, and the manifest against the HF configs.
+ * Never throws for bundle problems: `radscribe model check` prints them all; `loadModelBundle` fails on them.
+ */
+export async function inspectModelBundle(bundleDir: string): Promise<BundleInspection> {
   const dir = path.resolve(bundleDir);
   const problems: string[] = [];
   const raw = await readJson(path.join(dir, 'manifest.json'), 'manifest.json', problems);
-  if (problems.length > 0) fail(dir, problems);
+  if (problems.length > 0) return { dir, problems };
   problems.push(...checkManifestShape(raw));
-  if (problems.length > 0) fail(dir, problems);
+  if (problems.length > 0) return { dir, problems };
   const manifest = raw as unknown as ModelManifest;
 
   // Every referenced file must be listed (so it is hashed), exist, and match size and sha256.
@@ -142,40 +212,64 @@ export async function loadModelBundle(bundleDir: string): Promise<ModelBundle> {
       }
     }),
   );
-  if (problems.length > 0) fail(dir, problems.sort());
+  problems.sort();
 
   const cf = manifest.configFiles;
-  const config = await readJson(path.join(dir, cf.config), cf.config, problems);
-  const generationConfig = await readJson(path.join(dir, cf.generationConfig), cf.generationConfig, problems);
-  const tokenizerJson = await readJson(path.join(dir, cf.tokenizer), cf.tokenizer, problems);
-  const tokenizerConfig = await readJson(path.join(dir, cf.tokenizerConfig), cf.tokenizerConfig, problems);
-  const preprocessorConfig = await readJson(path.join(dir, cf.preprocessorConfig), cf.preprocessorConfig, problems);
+  const configProblems: string[] = [];
+  const config = await readJson(path.join(dir, cf.config), cf.config, configProblems);
+  const generationConfig = await readJson(path.join(dir, cf.generationConfig), cf.generationConfig, configProblems);
+  const tokenizerJson = await readJson(path.join(dir, cf.tokenizer), cf.tokenizer, configProblems);
+  const tokenizerConfig = await readJson(path.join(dir, cf.tokenizerConfig), cf.tokenizerConfig, configProblems);
+  const preprocessorConfig = await readJson(
+    path.join(dir, cf.preprocessorConfig),
+    cf.preprocessorConfig,
+    configProblems,
+  );
+  // A missing file was already reported by the hash check; do not report it twice.
+  for (const c of configProblems) if (!problems.some((x) => c.startsWith(x.split(':')[0] as string))) problems.push(c);
 
   // Cross-file consistency: the manifest must agree with the HF configs the graphs were built from.
-  if (config.model_type !== manifest.modelFamily)
-    problems.push(`${cf.config}: model_type must be "${manifest.modelFamily}"`);
-  if (config.image_token_index !== manifest.specialTokens.image)
+  const imageTokenInConfig = config.image_token_index ?? config.image_token_id;
+  if (manifest.modelFamily === ModelFamily.Mllama) {
+    if (config.model_type !== 'mllama') problems.push(`${cf.config}: model_type must be "mllama"`);
+    const textConfig = isRecord(config.text_config) ? config.text_config : {};
+    if (JSON.stringify(textConfig.cross_attention_layers) !== JSON.stringify(manifest.crossAttentionLayers))
+      problems.push(`${cf.config}: text_config.cross_attention_layers != manifest crossAttentionLayers`);
+  } else if (manifest.crossAttentionLayers.length > 0) {
+    problems.push('manifest.json: crossAttentionLayers must be [] for embedding-merge');
+  }
+  if (imageTokenInConfig !== manifest.specialTokens.image)
     problems.push(`${cf.config}: image_token_index != manifest specialTokens.image`);
-  const textConfig = isRecord(config.text_config) ? config.text_config : {};
-  if (JSON.stringify(textConfig.cross_attention_layers) !== JSON.stringify(manifest.crossAttentionLayers))
-    problems.push(`${cf.config}: text_config.cross_attention_layers != manifest crossAttentionLayers`);
   if (typeof tokenizerConfig.chat_template !== 'string') problems.push(`${cf.tokenizerConfig}: chat_template missing`);
+  else if (tokenizerConfig.chat_template !== manifest.chatTemplate)
+    problems.push(`${cf.tokenizerConfig}: chat_template differs from manifest chatTemplate`);
   if (typeof preprocessorConfig.image_processor_type !== 'string')
     problems.push(`${cf.preprocessorConfig}: image_processor_type missing`);
-  if (problems.length > 0) fail(dir, problems);
+  if (problems.length > 0) return { dir, problems, manifest };
 
   const onnxPaths = Object.fromEntries(
     Object.values(OnnxRole).map((role) => [role, path.join(dir, manifest.onnx[role].path)]),
   ) as Record<OnnxRole, string>;
   return {
     dir,
+    problems,
     manifest,
-    onnxPaths,
-    config,
-    generationConfig,
-    tokenizerJson,
-    tokenizerConfig,
-    preprocessorConfig,
-    preprocessorConfigPath: path.join(dir, cf.preprocessorConfig),
+    bundle: {
+      dir,
+      manifest,
+      onnxPaths,
+      config,
+      generationConfig,
+      tokenizerJson,
+      tokenizerConfig,
+      preprocessorConfig,
+      preprocessorConfigPath: path.join(dir, cf.preprocessorConfig),
+    },
   };
+}
+
+export async function loadModelBundle(bundleDir: string): Promise<ModelBundle> {
+  const r = await inspectModelBundle(bundleDir);
+  if (!r.bundle) fail(r.dir, r.problems);
+  return r.bundle;
 }

@@ -1,13 +1,19 @@
 /**
  * manifest.json of a model bundle (model-contract §11.1): what the runtime needs to load, verify and drive
  * a bundle without guessing. HF files (config.json, tokenizer*.json, preprocessor_config.json,
- * generation_config.json) sit beside it and are listed in `files` with their hashes.
+ * generation_config.json) sit beside it and are listed in `files` with their hashes. Documented field by
+ * field in docs/model-bundle.md.
  */
 
-export const MANIFEST_FORMAT_VERSION = 1;
+export const MANIFEST_FORMAT_VERSION = 2;
 
-/** Model families the runtime can drive (model-contract §9: cross-attention vs embedding-merge VLMs). */
-export const ModelFamily = { Mllama: 'mllama' } as const;
+/**
+ * Model families the runtime can drive (model-contract §9: cross-attention vs embedding-merge VLMs).
+ * - mllama: the image never becomes tokens; cross_attention_states feed gated cross-attention layers.
+ * - embedding-merge: LLaVA / Gemma 3 / MedGemma / SmolVLM / Idefics3 style; image_features are scattered
+ *   into inputs_embeds at the image-token positions (transformers.js `modeling_utils.js`).
+ */
+export const ModelFamily = { Mllama: 'mllama', EmbeddingMerge: 'embedding-merge' } as const;
 export type ModelFamily = (typeof ModelFamily)[keyof typeof ModelFamily];
 
 /** Where the image token sits relative to the prompt text in the user turn (model-contract §2.2 pitfall). */
@@ -22,16 +28,37 @@ export const OnnxRole = {
 } as const;
 export type OnnxRole = (typeof OnnxRole)[keyof typeof OnnxRole];
 
+/** Element types a bundle may declare (onnxruntime-common Tensor.Type names). */
+export const TensorDtype = {
+  Float32: 'float32',
+  Float16: 'float16',
+  Int64: 'int64',
+  Int32: 'int32',
+  Bool: 'bool',
+} as const;
+export type TensorDtype = (typeof TensorDtype)[keyof typeof TensorDtype];
+
+/** How pixels become pixel_values (the plain path is SigLIP-style: one fixed-size resize, no tiles). */
+export const PreprocessingKind = { MllamaTiles: 'mllama-tiles', ResizeNormalize: 'resize-normalize' } as const;
+export type PreprocessingKind = (typeof PreprocessingKind)[keyof typeof PreprocessingKind];
+
 export interface ManifestFile {
   sha256: string;
   size: number;
 }
 
+/** One graph input or output: dtype and shape, a string dim is symbolic (e.g. "batch"). */
+export interface TensorSpec {
+  name: string;
+  dtype: TensorDtype;
+  dims: Array<number | string>;
+}
+
 export interface OnnxGraphSpec {
   /** Path relative to the bundle directory. */
   path: string;
-  inputs: string[];
-  outputs: string[];
+  inputs: TensorSpec[];
+  outputs: TensorSpec[];
 }
 
 export interface GenerationDefaults {
@@ -41,6 +68,32 @@ export interface GenerationDefaults {
   topK?: number;
   topP?: number;
   repetitionPenalty?: number;
+  noRepeatNgramSize?: number;
+}
+
+/** A summary of preprocessor_config.json so operators can read it without opening HF files. */
+export interface PreprocessingSpec {
+  kind: PreprocessingKind;
+  /** Tile (mllama) or full image (resize-normalize) side in pixels. */
+  imageSize: number;
+  maxTiles: number;
+  mean: [number, number, number];
+  std: [number, number, number];
+  rescaleFactor: number;
+  /** PIL filter id (2 = bilinear). */
+  resample: number;
+}
+
+export interface Provenance {
+  baseModel: string | null;
+  /** LoRA or other adapter merged into the weights; sha256 of its safetensors file. */
+  adapter: { name: string; sha256: string } | null;
+  trainingData: string;
+  licences: string[];
+  intendedUse: string;
+  weights: string;
+  generator?: string;
+  seed?: number;
 }
 
 export interface ModelManifest {
@@ -62,17 +115,16 @@ export interface ModelManifest {
     tokenizerConfig: string;
     preprocessorConfig: string;
   };
+  preprocessing: PreprocessingSpec;
   specialTokens: { bos: number; eos: number[]; pad: number; image: number };
+  /** Jinja chat template; must equal tokenizer_config.json chat_template. */
+  chatTemplate: string;
+  /** mllama: decoder layers that cross-attend (they have no self KV cache). [] for embedding-merge. */
   crossAttentionLayers: number[];
+  /** embedding-merge: rows of image_features per image = image tokens the prompt carries per image. */
+  imageTokensPerImage?: number;
   imagePosition: ImagePosition;
   prompt: string;
   generation: GenerationDefaults;
-  provenance: {
-    baseModel: string | null;
-    adapter: string | null;
-    weights: string;
-    intendedUse: string;
-    generator?: string;
-    seed?: number;
-  };
+  provenance: Provenance;
 }

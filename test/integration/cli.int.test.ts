@@ -48,3 +48,26 @@ describe('bin/radscribe', () => {
     expect(r.stderr).toContain('RADSCRIBE_NOPE: does not name a configuration key');
   });
 });
+
+describe('radscribe demo (the README main job)', () => {
+  it('runs end to end, leaves the SR in the outbox, and logs no PHI', () => {
+    const dataDir = mkdtempSync(path.join(tmpdir(), 'rs-demo-'));
+    try {
+      const r = run(['demo'], { RADSCRIBE_DATA_DIR: dataDir, RADSCRIBE_LOG_LEVEL: 'debug' });
+      expect(r.stderr).not.toMatch(/^radscribe: /m);
+      expect(r.status).toBe(0);
+      const srPath = /^SR file: (.+)$/m.exec(r.stdout)?.[1];
+      expect(srPath?.startsWith(path.join(dataDir, 'outbox'))).toBe(true);
+      expect(r.stdout).toContain('PRELIMINARY');
+      expect(r.stdout).toContain('UNVERIFIED');
+      expect(r.stdout).toMatch(/instance-received[\s\S]*study-queued[\s\S]*inference-run[\s\S]*sr-exported/);
+      // The sample's patient name and ID (PS3.3 C.7.1.1) must appear in no log line, even at debug.
+      expect(r.stderr.length).toBeGreaterThan(1000);
+      expect(r.stderr).not.toContain('CompressedSamples');
+      expect(r.stderr).not.toContain('11RG3'); // PatientID
+      expect(r.stderr).not.toContain('FUJI95706'); // AccessionNumber
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});

@@ -35,12 +35,17 @@ function testPath(): string {
   return state?.testPath ?? 'unknown';
 }
 
+/**
+ * RADSCRIBE_TEST_DB=pglite forces the embedded backend even when DATABASE_URL is set; CI uses it
+ * (test/integration/pglite-backend.int.test.ts) to run the same suites on both backends in one run.
+ */
 export function backendName(): 'postgresql' | 'pglite' {
+  if (process.env.RADSCRIBE_TEST_DB === 'pglite') return 'pglite';
   return process.env.DATABASE_URL ? 'postgresql' : 'pglite';
 }
 
 export async function testDatabase(options: TestDatabaseOptions = {}): Promise<TestDatabase> {
-  const url = process.env.DATABASE_URL;
+  const url = backendName() === 'postgresql' ? process.env.DATABASE_URL : undefined;
   const poolSize = options.poolSize ?? 5;
   if (url) {
     const hash = createHash('sha256').update(testPath()).digest('hex').slice(0, 10);

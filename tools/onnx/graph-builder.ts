@@ -12,7 +12,12 @@ const IR_VERSION = 8;
 
 export type Dim = number | string;
 export type AttrValue = number | number[] | string | { float: number } | { floats: number[] };
-export const DType = { FLOAT: onnx.TensorProto.DataType.FLOAT, INT64: onnx.TensorProto.DataType.INT64 } as const;
+export const DType = {
+  FLOAT: onnx.TensorProto.DataType.FLOAT,
+  INT64: onnx.TensorProto.DataType.INT64,
+  FLOAT16: onnx.TensorProto.DataType.FLOAT16,
+  BOOL: onnx.TensorProto.DataType.BOOL,
+} as const;
 export type DType = (typeof DType)[keyof typeof DType];
 
 function valueInfo(name: string, elemType: DType, dims: readonly Dim[]): onnx.IValueInfoProto {
@@ -36,22 +41,89 @@ function attribute(name: string, v: AttrValue): onnx.IAttributeProto {
   return { name, type: T.FLOATS, floats: v.floats };
 }
 
+/** A declared graph input or output as the manifest lists it (onnxruntime-common Tensor.Type names). */
+export interface IoSpec {
+  name: string;
+  dtype: 'float32' | 'float16' | 'int64' | 'bool';
+  dims: Dim[];
+}
+
+const DTYPE_NAME: Record<DType, IoSpec['dtype']> = {
+  [DType.FLOAT]: 'float32',
+  [DType.INT64]: 'int64',
+  [DType.FLOAT16]: 'float16',
+  [DType.BOOL]: 'bool',
+};
+
+/**
+ * `floatIo: 'float16'` declares every float graph input and output as float16 with a Cast at the boundary,
+ * while the arithmetic stays float32 inside. That is the I/O contract of an fp16 export (KV cache, logits,
+ * embeddings in float16), which is what the runtime's dtype handling must get right; the fixture's numbers
+ * stay comparable with the fp32 variant.
+ */
+export interface GraphBuilderOptions {
+  floatIo?: 'float32' | 'float16';
+}
+
 export class GraphBuilder {
   private readonly nodes: onnx.INodeProto[] = [];
+  private readonly io: { inputs: IoSpec[]; outputs: IoSpec[] } = { inputs: [], outputs: [] };
+  private readonly fp16Outputs: string[] = [];
+  private readonly fp16: boolean;
   private readonly initializers: onnx.ITensorProto[] = [];
   private readonly inputs: onnx.IValueInfoProto[] = [];
   private readonly outputs: onnx.IValueInfoProto[] = [];
   private counter = 0;
 
-  constructor(private readonly graphName: string) {}
+  constructor(
+    private readonly graphName: string,
+    opts: GraphBuilderOptions = {},
+  ) {
+    this.fp16 = opts.floatIo === 'float16';
+  }
 
+  /** Declares an input; returns the name to compute with (a float32 Cast of it when I/O is float16). */
   input(name: string, elemType: DType, dims: readonly Dim[]): string {
-    this.inputs.push(valueInfo(name, elemType, dims));
-    return name;
+    const declared = this.fp16 && elemType === DType.FLOAT ? DType.FLOAT16 : elemType;
+    this.inputs.push(valueInfo(name, declared, dims));
+    this.io.inputs.push({ name, dtype: DTYPE_NAME[declared], dims: [...dims] });
+    if (declared === elemType) return name;
+    return this.op('Cast', [name], { to: DType.FLOAT }, `${name}__f32`);
   }
 
   output(name: string, elemType: DType, dims: readonly Dim[]): void {
-    this.outputs.push(valueInfo(name, elemType, dims));
+    const declared = this.fp16 && elemType === DType.FLOAT ? DType.FLOAT16 : elemType;
+    this.outputs.push(valueInfo(name, declared, dims));
+    this.io.outputs.push({ name, dtype: DTYPE_NAME[declared], dims: [...dims] });
+    if (declared !== elemType) this.fp16Outputs.push(name);
+  }
+
+  /** The declared inputs and outputs, in declaration order, for manifest.json. */
+  ioSpec(): { inputs: IoSpec[]; outputs: IoSpec[] } {
+    return { inputs: [...this.io.inputs], outputs: [...this.io.outputs] };
+  }
+
+  /**
+   * float16 outputs: the float32 producer is renamed `<name>__f32` (and every consumer follows it), then a
+   * Cast writes the declared name. Done at encode time because outputs such as present.* are also consumed
+   * inside the graph after they are declared.
+   */
+  private castFp16Outputs(): void {
+    for (const name of this.fp16Outputs) {
+      const internal = `${name}__f32`;
+      for (const n of this.nodes) {
+        n.output = (n.output ?? []).map((o) => (o === name ? internal : o));
+        n.input = (n.input ?? []).map((i) => (i === name ? internal : i));
+      }
+      this.nodes.push({
+        opType: 'Cast',
+        name: `Cast_out_${name}`,
+        input: [internal],
+        output: [name],
+        attribute: [attribute('to', DType.FLOAT16)],
+      });
+    }
+    this.fp16Outputs.length = 0;
   }
 
   /** A float32 initializer (weights). */
@@ -113,6 +185,7 @@ export class GraphBuilder {
 
   /** Serializes the model; identical inputs give identical bytes. */
   encode(docString: string): Uint8Array {
+    this.castFp16Outputs();
     const model = onnx.ModelProto.create({
       irVersion: IR_VERSION,
       producerName: 'radscribe-make-fixture-model',

@@ -1,4 +1,4 @@
-import { DType, GraphBuilder } from './graph-builder.js';
+import { DType, GraphBuilder, type GraphBuilderOptions, type IoSpec } from './graph-builder.js';
 import { FLOAT32_MIN, layerNorm, linear, quickGelu, rmsNorm, silu, tanhGate, type WeightSource } from './layers.js';
 
 /**
@@ -35,6 +35,17 @@ export interface TinyVisionConfig {
   normEps: number;
 }
 
+/** Encoded model bytes plus the I/O it declares (copied into manifest.json). */
+export interface BuiltGraph {
+  bytes: Uint8Array;
+  io: { inputs: IoSpec[]; outputs: IoSpec[] };
+}
+
+function built(g: GraphBuilder, doc: string): BuiltGraph {
+  const io = g.ioSpec();
+  return { bytes: g.encode(doc), io };
+}
+
 export function tokensPerTile(v: TinyVisionConfig): number {
   return (v.imageSize / v.patchSize) ** 2 + 1;
 }
@@ -49,8 +60,13 @@ export function selfAttentionLayers(t: TinyTextConfig): number[] {
  * aspect_ratio_mask=1 (stand-in for the 32-layer joint-attention encoder whose mask comes from
  * aspect_ratio_mask, model-contract §3) → MLP block → post-LN → multi_modal_projector → [N·imgs·tiles, 1601, H].
  */
-export function buildVisionEncoder(v: TinyVisionConfig, textHidden: number, w: WeightSource): Uint8Array {
-  const g = new GraphBuilder('mllama_vision_encoder');
+export function buildVisionEncoder(
+  v: TinyVisionConfig,
+  textHidden: number,
+  w: WeightSource,
+  opts: GraphBuilderOptions = {},
+): BuiltGraph {
+  const g = new GraphBuilder('mllama_vision_encoder', opts);
   const D = v.hiddenSize;
   const T = v.maxNumTiles;
   const side = v.imageSize / v.patchSize;
@@ -114,21 +130,26 @@ export function buildVisionEncoder(v: TinyVisionConfig, textHidden: number, w: W
   const projected = linear(g, w, 'multi_modal_projector', h, D, textHidden, true);
   g.op('Identity', [projected], {}, 'cross_attention_states');
   g.output('cross_attention_states', DType.FLOAT, ['num_tiles_total', nTok, textHidden]);
-  return g.encode('RadScribe test fixture — output is meaningless. Tiny random-weight Mllama vision encoder.');
+  return built(g, 'RadScribe test fixture — output is meaningless. Tiny random-weight Mllama vision encoder.');
 }
 
 /** embed_tokens: a Gather over [vocab+8, H] (model-contract §2.1: `<|image|>` has its own row). */
-export function buildEmbedTokens(t: TinyTextConfig, w: WeightSource): Uint8Array {
-  const g = new GraphBuilder('mllama_embed_tokens');
+export function buildEmbedTokens(
+  t: Pick<TinyTextConfig, 'embedRows' | 'hiddenSize'>,
+  w: WeightSource,
+  opts: GraphBuilderOptions = {},
+  graphName = 'mllama_embed_tokens',
+): BuiltGraph {
+  const g = new GraphBuilder(graphName, opts);
   const ids = g.input('input_ids', DType.INT64, ['batch', 'sequence_length']);
   const table = g.weight('embed_tokens.weight', [t.embedRows, t.hiddenSize], w.normal(t.embedRows * t.hiddenSize, 1));
   g.op('Gather', [table, ids], { axis: 0 }, 'inputs_embeds');
   g.output('inputs_embeds', DType.FLOAT, ['batch', 'sequence_length', t.hiddenSize]);
-  return g.encode('RadScribe test fixture — output is meaningless. Tiny random-weight Mllama embed_tokens.');
+  return built(g, 'RadScribe test fixture — output is meaningless. Tiny random-weight embed_tokens.');
 }
 
 /** Llama rotary tables cos/sin [maxPos, headDim] with emb = cat(freqs, freqs) (HF `rotate_half` convention). */
-function ropeTables(t: TinyTextConfig): { cos: Float32Array; sin: Float32Array } {
+export function ropeTables(t: TinyTextConfig): { cos: Float32Array; sin: Float32Array } {
   const half = t.headDim / 2;
   const cos = new Float32Array(t.maxPositionEmbeddings * t.headDim);
   const sin = new Float32Array(t.maxPositionEmbeddings * t.headDim);
@@ -145,7 +166,7 @@ function ropeTables(t: TinyTextConfig): { cos: Float32Array; sin: Float32Array }
   return { cos, sin };
 }
 
-interface DecoderShared {
+export interface DecoderShared {
   batch: string;
   allowedSelf: string;
   allowedCross: string;
@@ -199,7 +220,7 @@ function mlp(g: GraphBuilder, w: WeightSource, t: TinyTextConfig, name: string, 
 }
 
 /** MllamaSelfAttentionDecoderLayer: pre-RMSNorm, RoPE, GQA with past/present KV, SwiGLU MLP. */
-function selfLayer(
+export function selfLayer(
   g: GraphBuilder,
   w: WeightSource,
   t: TinyTextConfig,
@@ -282,24 +303,16 @@ function crossLayer(
 }
 
 /**
- * decoder_model_merged: inputs_embeds, attention_mask, position_ids, cross_attention_states, raw
- * cross_attention_mask [B,S,imgs,tiles] (expanded in-graph, model-contract §5.2c) and past KV of the self
- * layers → logits [B,S,V] and present KV.
+ * Shared decoder prologue: batch size, the causal+padding self-attention mask, and RoPE cos/sin gathered
+ * by position_ids (so decode steps use past + i, model-contract §11.4).
  */
-export function buildDecoder(t: TinyTextConfig, v: TinyVisionConfig, w: WeightSource): Uint8Array {
-  const g = new GraphBuilder('mllama_text_decoder');
-  const nTok = tokensPerTile(v);
-  const embeds = g.input('inputs_embeds', DType.FLOAT, ['batch', 'sequence_length', t.hiddenSize]);
-  const attnMask = g.input('attention_mask', DType.INT64, ['batch', 'total_sequence_length']);
-  const posIds = g.input('position_ids', DType.INT64, ['batch', 'sequence_length']);
-  const crossStates = g.input('cross_attention_states', DType.FLOAT, ['num_tiles_total', nTok, t.hiddenSize]);
-  const crossMask = g.input('cross_attention_mask', DType.INT64, [
-    'batch',
-    'sequence_length',
-    'num_images',
-    v.maxNumTiles,
-  ]);
-
+export function decoderPrologue(
+  g: GraphBuilder,
+  t: TinyTextConfig,
+  embeds: string,
+  attnMask: string,
+  posIds: string,
+): Pick<DecoderShared, 'batch' | 'allowedSelf' | 'cos' | 'sin'> {
   const shape = g.op('Shape', [embeds]);
   const batch = g.op('Slice', [shape, g.ints([0]), g.ints([1])]);
   const seq = g.op('Slice', [shape, g.ints([1]), g.ints([2])]);
@@ -312,8 +325,43 @@ export function buildDecoder(t: TinyTextConfig, v: TinyVisionConfig, w: WeightSo
   const kPos = g.op('Range', [g.ints([0], []), scalar(total), one]);
   // Causal: key position ≤ query position (past + i); padding: attention_mask[b, t] == 1.
   const causal = g.op('LessOrEqual', [g.op('Unsqueeze', [kPos, axis0]), g.op('Unsqueeze', [qPos, g.ints([1])])]);
-  const pad = g.op('Unsqueeze', [g.op('Cast', [attnMask], { to: onnxBool }), g.ints([1, 2, 3])]);
+  const pad = g.op('Unsqueeze', [g.op('Cast', [attnMask], { to: DType.BOOL }), g.ints([1, 2, 3])]);
   const allowedSelf = g.op('And', [causal, pad]);
+
+  const rope = ropeTables(t);
+  const cosT = g.weight('rotary_emb.cos_cached', [t.maxPositionEmbeddings, t.headDim], rope.cos);
+  const sinT = g.weight('rotary_emb.sin_cached', [t.maxPositionEmbeddings, t.headDim], rope.sin);
+  const axis1 = g.ints([1]);
+  const cos = g.op('Unsqueeze', [g.op('Gather', [cosT, posIds], { axis: 0 }), axis1]);
+  const sin = g.op('Unsqueeze', [g.op('Gather', [sinT, posIds], { axis: 0 }), axis1]);
+  return { batch, allowedSelf, cos, sin };
+}
+
+/**
+ * decoder_model_merged: inputs_embeds, attention_mask, position_ids, cross_attention_states, raw
+ * cross_attention_mask [B,S,imgs,tiles] (expanded in-graph, model-contract §5.2c) and past KV of the self
+ * layers → logits [B,S,V] and present KV.
+ */
+export function buildDecoder(
+  t: TinyTextConfig,
+  v: TinyVisionConfig,
+  w: WeightSource,
+  opts: GraphBuilderOptions = {},
+): BuiltGraph {
+  const g = new GraphBuilder('mllama_text_decoder', opts);
+  const nTok = tokensPerTile(v);
+  const embeds = g.input('inputs_embeds', DType.FLOAT, ['batch', 'sequence_length', t.hiddenSize]);
+  const attnMask = g.input('attention_mask', DType.INT64, ['batch', 'total_sequence_length']);
+  const posIds = g.input('position_ids', DType.INT64, ['batch', 'sequence_length']);
+  const crossStates = g.input('cross_attention_states', DType.FLOAT, ['num_tiles_total', nTok, t.hiddenSize]);
+  const crossMask = g.input('cross_attention_mask', DType.INT64, [
+    'batch',
+    'sequence_length',
+    'num_images',
+    v.maxNumTiles,
+  ]);
+
+  const { batch, allowedSelf, cos, sin } = decoderPrologue(g, t, embeds, attnMask, posIds);
 
   // modeling_mllama `_prepare_cross_attention_mask`: repeat each tile ×1601, additive min mask, and rows with
   // no visible tile get mask 0 (= attend everything) via full_text_row_masked_out_mask; the MLP output of
@@ -323,18 +371,11 @@ export function buildDecoder(t: TinyTextConfig, v: TinyVisionConfig, w: WeightSo
   const cm4 = g.op('Unsqueeze', [cmTok, g.ints([1])]);
   const rowAny = g.op('ReduceMax', [cm4], { axes: [-1], keepdims: 1 });
   const allowedCross4 = g.op('Or', [
-    g.op('Cast', [cm4], { to: onnxBool }),
-    g.op('Not', [g.op('Cast', [rowAny], { to: onnxBool })]),
+    g.op('Cast', [cm4], { to: DType.BOOL }),
+    g.op('Not', [g.op('Cast', [rowAny], { to: DType.BOOL })]),
   ]);
   const allowedCross = g.op('Unsqueeze', [allowedCross4, g.ints([1])]);
   const fullTextRow = g.op('Squeeze', [rowAny, g.ints([1])]);
-
-  const rope = ropeTables(t);
-  const cosT = g.weight('rotary_emb.cos_cached', [t.maxPositionEmbeddings, t.headDim], rope.cos);
-  const sinT = g.weight('rotary_emb.sin_cached', [t.maxPositionEmbeddings, t.headDim], rope.sin);
-  const axis1 = g.ints([1]);
-  const cos = g.op('Unsqueeze', [g.op('Gather', [cosT, posIds], { axis: 0 }), axis1]);
-  const sin = g.op('Unsqueeze', [g.op('Gather', [sinT, posIds], { axis: 0 }), axis1]);
 
   const s: DecoderShared = { batch, allowedSelf, allowedCross, fullTextRow, cos, sin, crossStates };
   let x = embeds;
@@ -346,8 +387,5 @@ export function buildDecoder(t: TinyTextConfig, v: TinyVisionConfig, w: WeightSo
   g.op('Identity', [logits], {}, 'logits');
   // ORT returns outputs by name, so logits being declared after present.* is harmless.
   g.output('logits', DType.FLOAT, ['batch', 'sequence_length', t.vocabSize]);
-  return g.encode('RadScribe test fixture — output is meaningless. Tiny random-weight Mllama text decoder.');
+  return built(g, 'RadScribe test fixture — output is meaningless. Tiny random-weight Mllama text decoder.');
 }
-
-/** onnx TensorProto.DataType.BOOL. */
-const onnxBool = 9;

@@ -29,6 +29,13 @@ export const CodingScheme = {
   RFC5646: 'RFC5646',
   /** Unified Code for Units of Measure. */
   UCUM: 'UCUM',
+  /** UMLS, used by TID 1500 for (C0034375, UMLS, "Qualitative Evaluations"). */
+  UMLS: 'UMLS',
+  /**
+   * IHE's private designator for codes a profile defines before DICOM assigns one (the "99" prefix
+   * marks a private scheme, PS3.16 §8.1). IHE AIR Rev 1.1 §6.5.3.1 uses it for "Processing Algorithm".
+   */
+  IHE99: '99IHE',
 } as const;
 export type CodingScheme = (typeof CodingScheme)[keyof typeof CodingScheme];
 
@@ -127,4 +134,48 @@ export const Codes = {
   ArtificialIntelligence: code('123110', CodingScheme.DCM, 'Artificial Intelligence'),
   /** CID 7005 Contributing Equipment Purposes of Reference. */
   ProcessingEquipment: code('109102', CodingScheme.DCM, 'Processing Equipment'),
+  /**
+   * IHE AIR Rev 1.1 §6.5.3.1: Purpose of Reference of the algorithm's Contributing Equipment item. A
+   * placeholder code ("Newcode1") that IHE has not yet replaced by a DICOM code (docs/draft-sr.md).
+   */
+  ProcessingAlgorithm: code('Newcode1', CodingScheme.IHE99, 'Processing Algorithm'),
+  /** CID 7021 Measurement Report Document Titles: root of TID 1500. */
+  ImagingMeasurementReport: code('126000', CodingScheme.DCM, 'Imaging Measurement Report'),
+  /** TID 1500 row 4 (CID 100 Quantitative Diagnostic Imaging Procedures as value). */
+  ProcedureReported: code('121058', CodingScheme.DCM, 'Procedure reported'),
+  /** TID 1600 Image Library. */
+  ImageLibrary: code('111028', CodingScheme.DCM, 'Image Library'),
+  /** TID 1600 row 2. */
+  ImageLibraryGroup: code('126200', CodingScheme.DCM, 'Image Library Group'),
+  /** TID 1500 row 6. */
+  ImagingMeasurements: code('126010', CodingScheme.DCM, 'Imaging Measurements'),
+  /** TID 1501 row 1. */
+  MeasurementGroup: code('125007', CodingScheme.DCM, 'Measurement Group'),
+  /** TID 4108 Tracking Identifier rows 1–2. */
+  TrackingIdentifier: code('112039', CodingScheme.DCM, 'Tracking Identifier'),
+  TrackingUniqueIdentifier: code('112040', CodingScheme.DCM, 'Tracking Unique Identifier'),
+  /** TID 1500 row 12: root-level qualitative evaluations (we put the disclaimer there). */
+  QualitativeEvaluations: code('C0034375', CodingScheme.UMLS, 'Qualitative Evaluations'),
+  /** SNOMED CT "Clinical finding": the Finding (121071) value of a free-text AI observation. */
+  ClinicalFinding: code('404684003', CodingScheme.SCT, 'Clinical finding'),
 } as const;
+
+/**
+ * Imaging procedure per modality, the value of Procedure Reported (121058, DCM) in TID 1500 when the
+ * source carries no Procedure Code Sequence (0008,1032). SNOMED CT procedure codes as listed in CID 100
+ * "Quantitative Diagnostic Imaging Procedures"; anything else falls back to "Imaging procedure".
+ * IHE AIR §6.5.3.1: Procedure Reported describes the imaging procedure analyzed, not the algorithm.
+ */
+export const ImagingProcedureByModality: Readonly<Record<string, Code>> = {
+  CT: code('77477000', CodingScheme.SCT, 'Computerized axial tomography'),
+  MR: code('113091000', CodingScheme.SCT, 'Magnetic resonance imaging'),
+  PT: code('82918005', CodingScheme.SCT, 'Positron emission tomography'),
+  NM: code('371572003', CodingScheme.SCT, 'Nuclear medicine imaging procedure'),
+  US: code('16310003', CodingScheme.SCT, 'Ultrasonography'),
+  MG: code('71651007', CodingScheme.SCT, 'Mammography'),
+  CR: code('363680008', CodingScheme.SCT, 'Radiographic imaging procedure'),
+  DX: code('363680008', CodingScheme.SCT, 'Radiographic imaging procedure'),
+  XA: code('77343006', CodingScheme.SCT, 'Angiography'),
+};
+/** Fallback Procedure Reported: SNOMED CT "Imaging procedure". */
+export const IMAGING_PROCEDURE: Code = code('363679005', CodingScheme.SCT, 'Imaging procedure');

@@ -2,15 +2,20 @@ import { createHash } from 'node:crypto';
 import dcmjs from 'dcmjs';
 import { SrValidationError } from '../../errors.js';
 import { isValidUid, type NaturalDataset } from '../dataset.js';
-import { Codes } from './coding.js';
-import { codeToItem, sanitizeUnlimitedText } from './content-items.js';
+import { type Code, Codes, code, IMAGING_PROCEDURE, ImagingProcedureByModality } from './coding.js';
+import { type ContainerContentItem, codeToItem, sanitizeUnlimitedText } from './content-items.js';
 import {
   AlgorithmIdentification,
   BasicDiagnosticImagingReport,
   DeviceObserverIdentifyingAttributes,
   type ImageFinding,
+  ImageLibrary,
   LanguageOfContentItemAndDescendants,
+  MeasurementReport,
+  MeasurementsAndQualitativeEvaluations,
+  ObservationContext,
   ObserverContext,
+  TrackingIdentifier,
 } from './templates.js';
 import { isShortOrLongString } from './vr.js';
 
@@ -22,6 +27,23 @@ import { isShortOrLongString } from './vr.js';
 
 /** Comprehensive SR Storage (PS3.4 Table B.5-1). */
 export const COMPREHENSIVE_SR_SOP_CLASS_UID = '1.2.840.10008.5.1.4.1.1.88.33';
+/** Comprehensive 3D SR Storage (PS3.4 Table B.5-1), required by IHE AIR for TID 1500 results. */
+export const COMPREHENSIVE_3D_SR_SOP_CLASS_UID = '1.2.840.10008.5.1.4.1.1.88.34';
+
+/**
+ * Output profiles, chosen per destination (config `srProfile`):
+ * - `report`: Comprehensive SR, TID 2000 Basic Diagnostic Imaging Report (narrative findings);
+ * - `air`: Comprehensive 3D SR, TID 1500 Measurement Report per IHE AI Results (AIR Rev 1.1 §6.5.3.1).
+ */
+export const SrProfile = { Report: 'report', Air: 'air' } as const;
+export type SrProfile = (typeof SrProfile)[keyof typeof SrProfile];
+const SR_PROFILES: ReadonlySet<string> = new Set(Object.values(SrProfile));
+
+/** SOP Class per profile. */
+export const SR_PROFILE_SOP_CLASS: Readonly<Record<SrProfile, string>> = {
+  report: COMPREHENSIVE_SR_SOP_CLASS_UID,
+  air: COMPREHENSIVE_3D_SR_SOP_CLASS_UID,
+};
 /** Explicit VR Little Endian (PS3.5 §A.2). */
 export const EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
 /** RadScribe's Implementation Class UID (PS3.7 §D.3.3.2), a UUID-derived 2.25 root (PS3.5 §B.2). */
@@ -65,6 +87,18 @@ export interface DraftSrAlgorithm {
   readonly deviceSerialNumber?: string;
 }
 
+/**
+ * A document this draft replaces (PS3.3 §C.17.2 Predecessor Documents Sequence (0040,A360), Type 1C:
+ * "required if this SR Document replaces or amends one or more other SR Documents"), e.g. the draft of
+ * an earlier model version for the same inputs.
+ */
+export interface PredecessorDocument {
+  readonly sopClassUid: string;
+  readonly sopInstanceUid: string;
+  readonly seriesInstanceUid: string;
+  readonly studyInstanceUid: string;
+}
+
 export interface DraftSrParams {
   /** Headers of the input instances (the evidence); patient and study attributes come from the first. */
   readonly sources: readonly NaturalDataset[];
@@ -74,6 +108,18 @@ export interface DraftSrParams {
   readonly completionComplete?: boolean;
   /** Content / Instance Creation date-time; default now. */
   readonly now?: Date;
+  /** Output profile; default `report`. */
+  readonly profile?: SrProfile;
+  /** Earlier drafts this one replaces (a re-run with a new model version): Predecessor Documents Sequence. */
+  readonly predecessor?: readonly PredecessorDocument[];
+}
+
+/** A finding as written (text after sanitizeUnlimitedText), for companions such as the PDF. */
+export interface WrittenFinding {
+  readonly sopClassUid: string;
+  readonly sopInstanceUid: string;
+  readonly frameNumber?: number;
+  readonly text: string;
 }
 
 export interface DraftSr {
@@ -81,6 +127,23 @@ export interface DraftSr {
   readonly part10: Uint8Array;
   readonly sopInstanceUid: string;
   readonly seriesInstanceUid: string;
+  readonly studyInstanceUid: string;
+  readonly profile: SrProfile;
+  /** Findings as written into the content tree, in input order. */
+  readonly findings: readonly WrittenFinding[];
+  /** The disclaimer text item's value. */
+  readonly disclaimer: string;
+  /** Algorithm identification as written (TID 4019 and Contributing Equipment). */
+  readonly algorithm: {
+    readonly name: string;
+    readonly version: string;
+    readonly manufacturer: string;
+    readonly deviceUid: string;
+    readonly parameters: string | undefined;
+    readonly fixture: boolean;
+  };
+  /** The root CONTAINER of the content tree. */
+  readonly content: ContainerContentItem;
 }
 
 /**
@@ -111,9 +174,31 @@ export function draftSopInstanceUid(
   studyInstanceUid: string,
   deviceUid: string,
   inputSopInstanceUids: Iterable<string>,
+  profile: SrProfile = SrProfile.Report,
 ): string {
   const sorted = [...new Set(inputSopInstanceUids)].sort();
-  return deriveUid('sr-instance', studyInstanceUid, deviceUid, ...sorted);
+  // The report profile keeps the label it had before profiles existed, so drafts already exported
+  // re-send with the same UID; every other profile gets its own label and so its own UID.
+  const label = profile === SrProfile.Report ? 'sr-instance' : `sr-instance:${profile}`;
+  return deriveUid(label, studyInstanceUid, deviceUid, ...sorted);
+}
+
+/** SOP Instance UID of the Encapsulated PDF companion of an SR: one per SR instance, so retries de-duplicate too. */
+export function draftPdfSopInstanceUid(srSopInstanceUid: string): string {
+  return deriveUid('pdf-companion', srSopInstanceUid);
+}
+
+/**
+ * Device UID (0018,1002) of a model bundle: the manifest's own `deviceUid` if it declares one, else a
+ * UID derived from the SHA-256 of manifest.json, which changes whenever the weights (listed with their
+ * hashes in the manifest) change, as IHE AIR requires. Same derivation as the gateway's.
+ */
+export function modelDeviceUid(manifestJsonBytes: Uint8Array, declaredDeviceUid?: string): string {
+  if (declaredDeviceUid !== undefined) {
+    if (!isValidUid(declaredDeviceUid)) throw new SrValidationError('modelDeviceUid: manifest deviceUid is not a valid UID');
+    return declaredDeviceUid;
+  }
+  return deriveUid('radscribe-model', createHash('sha256').update(manifestJsonBytes).digest('hex'));
 }
 
 interface SourceInstance {

@@ -297,6 +297,11 @@ export function buildDraftSr(params: DraftSrParams): DraftSr {
   if (params.completionComplete !== undefined && typeof params.completionComplete !== 'boolean') {
     throw new SrValidationError('buildDraftSr: completionComplete must be a boolean');
   }
+  const profile = params.profile ?? SrProfile.Report;
+  if (!SR_PROFILES.has(profile)) {
+    throw new SrValidationError(`buildDraftSr: profile must be one of ${[...SR_PROFILES].join(', ')}`);
+  }
+  const predecessors = checkPredecessors(params.predecessor);
 
   // Sources: one study (the SR goes into the same study, PS3.3 §C.17.2: evidence of the current
   // requested procedure); de-duplicate repeated headers of the same instance.
@@ -364,29 +369,60 @@ export function buildDraftSr(params: DraftSrParams): DraftSr {
   });
 
   const seriesInstanceUid = draftSeriesInstanceUid(studyInstanceUid, deviceUid);
-  const sopInstanceUid = draftSopInstanceUid(studyInstanceUid, deviceUid, instances.keys());
+  const sopInstanceUid = draftSopInstanceUid(studyInstanceUid, deviceUid, instances.keys(), profile);
   const fixture = algorithm.fixture === true;
+  const parameters = algorithm.parameters === undefined ? undefined : sanitizeUnlimitedText(algorithm.parameters);
+  const disclaimer = (fixture ? FIXTURE_DISCLAIMER_PREFIX : '') + DRAFT_SR_DISCLAIMER;
 
-  const report = new BasicDiagnosticImagingReport({
-    language: new LanguageOfContentItemAndDescendants(),
-    observerContext: new ObserverContext({
-      observerIdentifyingAttributes: new DeviceObserverIdentifyingAttributes({
-        uid: deviceUid,
-        name,
-        manufacturer,
-        modelName: name,
-        serialNumber: serial,
-      }),
-    }),
-    algorithmIdentification: new AlgorithmIdentification({
+  const observerContext = new ObserverContext({
+    observerIdentifyingAttributes: new DeviceObserverIdentifyingAttributes({
+      uid: deviceUid,
       name,
-      version,
       manufacturer,
-      ...(algorithm.parameters === undefined ? {} : { parameters: [sanitizeUnlimitedText(algorithm.parameters)] }),
+      modelName: name,
+      serialNumber: serial,
     }),
-    findings: imageFindings,
-    disclaimer: (fixture ? FIXTURE_DISCLAIMER_PREFIX : '') + DRAFT_SR_DISCLAIMER,
   });
+  const algorithmIdentification = new AlgorithmIdentification({
+    name,
+    version,
+    manufacturer,
+    ...(parameters === undefined ? {} : { parameters: [parameters] }),
+  });
+  const root =
+    profile === SrProfile.Air
+      ? new MeasurementReport({
+          language: new LanguageOfContentItemAndDescendants(),
+          observationContext: new ObservationContext({ observerContext }),
+          procedureReported: proceduresReported(sources),
+          imageLibrary: new ImageLibrary({
+            images: [...instances.values()].map((inst) => ({
+              sopClassUid: inst.sopClassUid,
+              sopInstanceUid: inst.sopInstanceUid,
+            })),
+          }),
+          measurementGroups: imageFindings.map(
+            (f, i) =>
+              new MeasurementsAndQualitativeEvaluations({
+                // Tracking UID: stable per (SR, finding position), so a re-send carries the same UIDs.
+                trackingIdentifier: new TrackingIdentifier({
+                  identifier: `AI draft finding ${i + 1}`,
+                  uid: deriveUid('tracking', sopInstanceUid, String(i)),
+                }),
+                algorithmIdentification,
+                text: f.text,
+                image: f,
+              }),
+          ),
+          disclaimer,
+        }).root
+      : new BasicDiagnosticImagingReport({
+          language: new LanguageOfContentItemAndDescendants(),
+          observerContext,
+          algorithmIdentification,
+          findings: imageFindings,
+          disclaimer,
+        }).root;
 
   // Completion Flag (PS3.3 §C.17.2.1): COMPLETE only when every input image was described.
   const missing = [...instances.keys()].filter((uid) => !described.has(uid)).length;
@@ -409,7 +445,7 @@ export function buildDraftSr(params: DraftSrParams): DraftSr {
   const ds: NaturalDataset = {
     // SOP Common (C.12.1)
     SpecificCharacterSet: 'ISO_IR 192',
-    SOPClassUID: COMPREHENSIVE_SR_SOP_CLASS_UID,
+    SOPClassUID: SR_PROFILE_SOP_CLASS[profile],
     SOPInstanceUID: sopInstanceUid,
     InstanceCreationDate: t.date,
     InstanceCreationTime: t.time,
@@ -434,7 +470,11 @@ export function buildDraftSr(params: DraftSrParams): DraftSr {
     // IHE AIR: the algorithm as Contributing Equipment with its Device UID (PS3.3 §C.12.1, Table C.12-1).
     ContributingEquipmentSequence: [
       {
-        PurposeOfReferenceCodeSequence: [codeToItem(Codes.ProcessingEquipment)],
+        // AIR Rev 1.1 §6.5.3.1 prescribes its own Purpose of Reference; the report profile keeps the
+        // standard CID 7005 code (109102, DCM, "Processing Equipment").
+        PurposeOfReferenceCodeSequence: [
+          codeToItem(profile === SrProfile.Air ? Codes.ProcessingAlgorithm : Codes.ProcessingEquipment),
+        ],
         Manufacturer: manufacturer,
         ManufacturerModelName: name,
         SoftwareVersions: version,
@@ -451,6 +491,7 @@ export function buildDraftSr(params: DraftSrParams): DraftSr {
     VerificationFlag: 'UNVERIFIED',
     ContentDate: t.date,
     ContentTime: t.time,
+    ...(predecessors.length > 0 ? { PredecessorDocumentsSequence: hierarchicalReferences(predecessors) } : {}),
     CurrentRequestedProcedureEvidenceSequence: [
       {
         StudyInstanceUID: studyInstanceUid,
@@ -464,11 +505,88 @@ export function buildDraftSr(params: DraftSrParams): DraftSr {
       },
     ],
     PerformedProcedureCodeSequence: [],
-    // SR Document Content (C.17.3): the root container, with Content Template Sequence (DCMR 2000).
-    ...report.root.toDataset(),
+    // SR Document Content (C.17.3): the root container, with Content Template Sequence (DCMR 2000 / 1500).
+    ...root.toDataset(),
   });
 
-  return { dataset: ds, part10: writePart10(ds), sopInstanceUid, seriesInstanceUid };
+  return {
+    dataset: ds,
+    part10: writePart10(ds),
+    sopInstanceUid,
+    seriesInstanceUid,
+    studyInstanceUid,
+    profile,
+    findings: imageFindings.map((f) => ({
+      sopClassUid: f.sopClassUid,
+      sopInstanceUid: f.sopInstanceUid,
+      ...(f.frameNumbers?.[0] === undefined ? {} : { frameNumber: f.frameNumbers[0] }),
+      text: f.text,
+    })),
+    disclaimer,
+    algorithm: { name, version, manufacturer, deviceUid, parameters, fixture },
+    content: root,
+  };
+}
+
+function checkPredecessors(list: unknown): PredecessorDocument[] {
+  if (list === undefined) return [];
+  if (!Array.isArray(list)) throw new SrValidationError('buildDraftSr: predecessor must be an array');
+  return list.map((p: unknown, i) => {
+    if (p === null || typeof p !== 'object')
+      throw new SrValidationError(`buildDraftSr: predecessor[${i}] must be an object`);
+    const r = p as Record<string, unknown>;
+    for (const k of ['sopClassUid', 'sopInstanceUid', 'seriesInstanceUid', 'studyInstanceUid'] as const) {
+      if (!isValidUid(r[k])) throw new SrValidationError(`buildDraftSr: predecessor[${i}].${k} must be a valid UID`);
+    }
+    return r as unknown as PredecessorDocument;
+  });
+}
+
+/** Hierarchical SOP Instance Reference Macro (PS3.3 Table C.17-3a): study → series → SOP, first-seen order. */
+function hierarchicalReferences(refs: readonly PredecessorDocument[]): NaturalDataset[] {
+  const studies = new Map<string, Map<string, PredecessorDocument[]>>();
+  for (const r of refs) {
+    const series = studies.get(r.studyInstanceUid) ?? new Map<string, PredecessorDocument[]>();
+    series.set(r.seriesInstanceUid, [...(series.get(r.seriesInstanceUid) ?? []), r]);
+    studies.set(r.studyInstanceUid, series);
+  }
+  return [...studies.entries()].map(([study, series]) => ({
+    StudyInstanceUID: study,
+    ReferencedSeriesSequence: [...series.entries()].map(([seriesUid, list]) => ({
+      SeriesInstanceUID: seriesUid,
+      ReferencedSOPSequence: list.map((r) => ({
+        ReferencedSOPClassUID: r.sopClassUid,
+        ReferencedSOPInstanceUID: r.sopInstanceUid,
+      })),
+    })),
+  }));
+}
+
+/**
+ * Procedure Reported (121058, DCM) values for TID 1500: the sources' Procedure Code Sequence (0008,1032)
+ * items when they are complete codes, else one imaging procedure per source modality (IHE AIR
+ * §6.5.3.1: the imaging procedure analyzed, not the algorithm). De-duplicated, first-seen order.
+ */
+function proceduresReported(sources: readonly NaturalDataset[]): Code[] {
+  const out = new Map<string, Code>();
+  const add = (c: Code) => out.set(`${c.scheme}|${c.value}`, c);
+  for (const ds of sources) {
+    const seq = Array.isArray(ds.ProcedureCodeSequence) ? (ds.ProcedureCodeSequence as NaturalDataset[]) : [];
+    for (const item of seq) {
+      try {
+        add(code(String(item.CodeValue ?? ''), String(item.CodingSchemeDesignator ?? ''), String(item.CodeMeaning ?? '')));
+      } catch {
+        // An incomplete or over-long code in the source: fall back to the modality below.
+      }
+    }
+  }
+  if (out.size === 0) {
+    for (const ds of sources) {
+      const modality = typeof ds.Modality === 'string' ? ds.Modality.trim().toUpperCase() : '';
+      add(ImagingProcedureByModality[modality] ?? IMAGING_PROCEDURE);
+    }
+  }
+  return [...out.values()];
 }
 
 /** Serialise a naturalized dataset as Part 10 (PS3.10 §7.1), Explicit VR Little Endian, with our File Meta. */

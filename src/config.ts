@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { SrProfile } from './dicom/sr/document.js';
 import { ConfigError } from './errors.js';
 import { PACKAGE_ROOT } from './runtime-paths.js';
 
@@ -35,8 +36,7 @@ export interface RemoteNodeConfig {
 }
 
 /** SR output profile per destination (issue #5): TID 2000 report, or IHE AIR (TID 1500, Comprehensive 3D SR). */
-export const SrProfile = { Report: 'report', Air: 'air' } as const;
-export type SrProfile = (typeof SrProfile)[keyof typeof SrProfile];
+export { SrProfile };
 
 interface DestinationCommon {
   name: string;
@@ -45,7 +45,9 @@ interface DestinationCommon {
   /** Also send an Encapsulated PDF of the draft in the same series, for viewers that do not render SR. */
   pdfCompanion: boolean;
 }
-export type DestinationConfig = (DestinationCommon & { type: 'folder'; path: string }) | (DestinationCommon & { type: 'stow-rs'; node: string });
+export type DestinationConfig =
+  | (DestinationCommon & { type: 'folder'; path: string })
+  | (DestinationCommon & { type: 'stow-rs'; node: string });
 
 export interface RouteConfig {
   name: string;
@@ -303,7 +305,8 @@ function validateDestination(v: Validator, d: unknown, p: string, nodes: Readonl
   const name = v.str(o, 'name', p);
   const type = v.str(o, 'type', p);
   const srProfile = (o.srProfile ?? 'report') as string;
-  if (srProfile !== 'report' && srProfile !== 'air') v.problem(`${p}.srProfile`, 'must be report or air');
+  if (!(Object.values(SrProfile) as string[]).includes(srProfile))
+    v.problem(`${p}.srProfile`, `must be one of ${Object.values(SrProfile).join(', ')}`);
   const common = {
     name,
     srProfile: srProfile as SrProfile,

@@ -9,10 +9,12 @@ import { type AuditEventKind as AuditKind, EventOutcome, AuditEventKind as Kinds
 import { listAudit, recordAudit } from './audit/audit-log.js';
 import { type RadScribeConfig, redactedConfig } from './config.js';
 import { migrate } from './db/migrate.js';
-import { type Database, openDatabase } from './db/pool.js';
-import { deriveUid } from './dicom/sr/document.js';
+import { type Database, openDatabase, withTransaction } from './db/pool.js';
+import { loadPdfFonts, type PdfFont } from './dicom/pdf/fonts.js';
+import { modelDeviceUid } from './dicom/sr/document.js';
 import { ErrorCode, normalizeErrorString, RadScribeError } from './errors.js';
 import { FolderDestination, type SrDestination, StowRsDestination } from './export/sr-destination.js';
+import { SrExportLedger } from './export/sr-export-ledger.js';
 import { InferenceClient } from './inference/inference-client.js';
 import { InstanceStore } from './ingest/instance-store.js';
 import { PgRemoteStudyTracker } from './ingest/remote-study-tracker.js';
@@ -22,7 +24,12 @@ import { childLogger } from './logger.js';
 import { DicomwebClient } from './pacs/dicomweb-client.js';
 import { QidoPoller } from './pacs/qido-poller.js';
 import { createStowRouter } from './pacs/stow-router.js';
-import { type DraftModel, describeStudy, type PipelineRecorder } from './pipeline/describe-study.js';
+import {
+  type DraftModel,
+  describeStudy,
+  type PipelineRecorder,
+  type RoutedDestination,
+} from './pipeline/describe-study.js';
 import { ImagePrepClient } from './pipeline/image-prep-client.js';
 
 /**
@@ -85,8 +92,7 @@ export class Gateway {
         name: manifest.name,
         version: manifest.version,
         // PS3.3 C.17.5 Contributing Equipment: a Device UID that changes whenever the model changes.
-        deviceUid:
-          manifest.deviceUid ?? deriveUid('radscribe-model', createHash('sha256').update(manifestBytes).digest('hex')),
+        deviceUid: modelDeviceUid(manifestBytes, manifest.deviceUid),
         fixture: manifest.fixture,
         ...(manifest.label ? { label: manifest.label } : {}),
         prompt: manifest.prompt,
@@ -104,15 +110,23 @@ export class Gateway {
       ) as unknown;
 
       const clients = new Map(config.remoteNodes.map((n) => [n.name, dicomwebClientFor(n)]));
-      const destinations = new Map<string, SrDestination>();
+      const destinations = new Map<string, RoutedDestination>();
       for (const d of config.destinations) {
-        if (d.type === 'folder') destinations.set(d.name, new FolderDestination(d.name, d.path));
+        let destination: SrDestination | undefined;
+        if (d.type === 'folder') destination = new FolderDestination(d.name, d.path);
         else {
           const node = config.remoteNodes.find((n) => n.name === d.node);
           const client = clients.get(d.node);
-          if (node && client) destinations.set(d.name, new StowRsDestination(d.name, client, node.baseUrl));
+          if (node && client) destination = new StowRsDestination(d.name, client, node.baseUrl);
         }
+        if (destination)
+          destinations.set(d.name, { destination, srProfile: d.srProfile, pdfCompanion: d.pdfCompanion });
       }
+      // Fonts are read once, and only when a destination wants PDF companions; missing fonts stop
+      // start-up with a configuration error rather than failing every job later.
+      const pdfFonts: PdfFont[] | undefined = config.destinations.some((d) => d.pdfCompanion)
+        ? loadPdfFonts()
+        : undefined;
 
       const recorder = auditRecorder(db);
       const draftModel: DraftModel = {
@@ -142,6 +156,8 @@ export class Gateway {
               defaultDestination: config.defaultDestination,
               destinations,
               recorder,
+              ledger: new SrExportLedger(db.pool),
+              ...(pdfFonts ? { pdfFonts } : {}),
             },
             job,
             signal,
@@ -317,39 +333,37 @@ function auditRecorder(db: Database): PipelineRecorder {
         sopInstanceUids: [ev.sopInstanceUid],
         detail: { frame: ev.frame, ...ev.detail },
       }).then(() => undefined),
-    srExported: async (ev) => {
-      await db.pool.query(
-        `INSERT INTO sr_exports (sop_instance_uid, study_instance_uid, job_id, destination, state, file_path, sent_at)
-         VALUES ($1, $2, $3, $4, 'sent', $5, now())
-         ON CONFLICT (sop_instance_uid) DO UPDATE SET state = 'sent', job_id = EXCLUDED.job_id, destination = EXCLUDED.destination,
-           file_path = EXCLUDED.file_path, sent_at = now(), error_code = NULL, last_error = NULL`,
-        [ev.srSopInstanceUid, ev.studyInstanceUid, ev.jobId, ev.destination, ev.location],
-      );
-      await recordAudit(db.pool, {
-        kind: Kinds.SrExported,
-        actor: 'radscribe',
-        destination: ev.destination,
-        studyInstanceUid: ev.studyInstanceUid,
-        sopInstanceUids: [ev.srSopInstanceUid],
-        detail: { location: ev.location, jobId: ev.jobId },
-      });
-    },
-    srExportFailed: async (ev) => {
-      await db.pool.query(
-        `INSERT INTO sr_exports (sop_instance_uid, study_instance_uid, job_id, destination, state, error_code, last_error)
-         VALUES ($1, $2, $3, $4, 'failed', $5, $6)
-         ON CONFLICT (sop_instance_uid) DO UPDATE SET state = 'failed', error_code = EXCLUDED.error_code, last_error = EXCLUDED.last_error`,
-        [ev.srSopInstanceUid, ev.studyInstanceUid, ev.jobId, ev.destination, ev.code, ev.message],
-      );
-      await recordAudit(db.pool, {
-        kind: Kinds.SrExported,
-        outcome: EventOutcome.SeriousFailure,
-        actor: 'radscribe',
-        destination: ev.destination,
-        studyInstanceUid: ev.studyInstanceUid,
-        sopInstanceUids: [ev.srSopInstanceUid],
-        detail: { code: ev.code, jobId: ev.jobId },
-      });
-    },
+    // The ledger row and its audit event commit together (STYLE §2.6: audit in the same transaction).
+    srExported: (ev) =>
+      withTransaction(db.pool, async (client) => {
+        await new SrExportLedger(client).recordSent(ev.record, ev.location);
+        await recordAudit(client, {
+          kind: Kinds.SrExported,
+          actor: 'radscribe',
+          destination: ev.record.destination,
+          studyInstanceUid: ev.record.studyInstanceUid,
+          sopInstanceUids: [ev.record.sopInstanceUid],
+          detail: {
+            location: ev.location,
+            jobId: ev.record.jobId,
+            sopClassUid: ev.record.sopClassUid,
+            object: ev.record.objectKind,
+            deviceUid: ev.record.deviceUid,
+          },
+        });
+      }),
+    srExportFailed: (ev) =>
+      withTransaction(db.pool, async (client) => {
+        await new SrExportLedger(client).recordFailed(ev.record, ev.code, ev.message);
+        await recordAudit(client, {
+          kind: Kinds.SrExported,
+          outcome: EventOutcome.SeriousFailure,
+          actor: 'radscribe',
+          destination: ev.record.destination,
+          studyInstanceUid: ev.record.studyInstanceUid,
+          sopInstanceUids: [ev.record.sopInstanceUid],
+          detail: { code: ev.code, jobId: ev.record.jobId, object: ev.record.objectKind },
+        });
+      }),
   };
 }

@@ -3,9 +3,12 @@ import { readFileSync } from 'node:fs';
 import type { Logger } from 'winston';
 import type { RouteConfig } from '../config.js';
 import { type NaturalDataset, parsePart10 } from '../dicom/dataset.js';
-import { buildDraftSr } from '../dicom/sr/document.js';
+import { buildEncapsulatedPdf } from '../dicom/pdf/encapsulated-pdf.js';
+import type { PdfFont } from '../dicom/pdf/fonts.js';
+import { buildDraftSr, type SrProfile } from '../dicom/sr/document.js';
 import { DicomError, ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from '../errors.js';
 import type { OutgoingSr, SrDestination } from '../export/sr-destination.js';
+import { ExportedObjectKind, type ExportRecord, type SrExportLedger } from '../export/sr-export-ledger.js';
 import { childLogger } from '../logger.js';
 import { type ImageCandidate, type SelectionPolicy, selectFrames } from './frame-selection.js';
 import type { PreparedInput } from './image-prep-types.js';
@@ -51,22 +54,8 @@ export interface PipelineRecorder {
     outcome: 'success' | 'failure';
     detail: Record<string, unknown>;
   }): Promise<void>;
-  srExported(ev: {
-    studyInstanceUid: string;
-    srSopInstanceUid: string;
-    destination: string;
-    location: string;
-    jobId: number;
-    filePath?: string;
-  }): Promise<void>;
-  srExportFailed(ev: {
-    studyInstanceUid: string;
-    srSopInstanceUid: string;
-    destination: string;
-    jobId: number;
-    code: ErrorCode;
-    message: string;
-  }): Promise<void>;
+  srExported(ev: { record: ExportRecord; location: string }): Promise<void>;
+  srExportFailed(ev: { record: ExportRecord; code: ErrorCode; message: string }): Promise<void>;
 }
 
 export interface DescribeStudyDeps {
@@ -76,15 +65,28 @@ export interface DescribeStudyDeps {
   readonly selection: SelectionPolicy;
   readonly routes: readonly RouteConfig[];
   readonly defaultDestination: string;
-  readonly destinations: ReadonlyMap<string, SrDestination>;
+  readonly destinations: ReadonlyMap<string, RoutedDestination>;
   readonly recorder: PipelineRecorder;
+  /** What was exported where; finds the predecessor a new model version's draft replaces. */
+  readonly ledger: Pick<SrExportLedger, 'findPredecessor'>;
+  /** Unicode fonts for PDF companions (loaded once at start-up when any destination wants one). */
+  readonly pdfFonts?: readonly PdfFont[];
   readonly logger?: Logger;
+}
+
+/** A configured destination with what it receives (config `destinations[]`). */
+export interface RoutedDestination {
+  readonly destination: SrDestination;
+  readonly srProfile: SrProfile;
+  readonly pdfCompanion: boolean;
 }
 
 export interface DescribeStudyResult {
   readonly srSopInstanceUid: string;
   readonly destination: string;
   readonly location: string;
+  readonly pdfSopInstanceUid?: string;
+  readonly predecessorSopInstanceUid?: string;
   readonly selected: number;
   readonly described: number;
   readonly skipped: { sopInstanceUid: string; frame: number; code: ErrorCode }[];
@@ -204,60 +206,101 @@ export async function describeStudy(
   const sources = selected
     .map((s) => s.candidate)
     .filter((c, i, all) => all.indexOf(c) === i && describedUids.has(c.sopInstanceUid));
-  const sr = buildDraftSr({
-    sources: sources.map((c) => c.header),
-    findings,
-    algorithm: {
-      name: deps.model.info.name,
-      version: deps.model.info.version,
-      manufacturer: 'RadScribe',
-      deviceUid: deps.model.info.deviceUid,
-      parameters: deps.model.info.prompt,
-      fixture: deps.model.info.fixture,
-    },
-    completionComplete: skipped.length === 0,
-  });
 
   const modalities = [...new Set(candidates.map((c) => c.modality).filter((m): m is string => !!m))];
   const destName = chooseDestination(deps.routes, deps.defaultDestination, modalities);
-  const dest = deps.destinations.get(destName);
-  if (!dest) throw new RadScribeError(ErrorCode.ConfigInvalid, `destination "${destName}" is not configured`);
-  const outgoing: OutgoingSr = {
-    studyInstanceUid: job.studyInstanceUid,
-    sopInstanceUid: sr.sopInstanceUid,
-    part10: sr.part10,
+  const routed = deps.destinations.get(destName);
+  if (!routed) throw new RadScribeError(ErrorCode.ConfigInvalid, `destination "${destName}" is not configured`);
+
+  const algorithm = {
+    name: deps.model.info.name,
+    version: deps.model.info.version,
+    manufacturer: 'RadScribe',
+    deviceUid: deps.model.info.deviceUid,
+    parameters: deps.model.info.prompt,
+    fixture: deps.model.info.fixture,
   };
-  let location: string;
-  try {
-    ({ location } = await dest.send(outgoing));
-  } catch (err) {
-    await deps.recorder.srExportFailed({
-      studyInstanceUid: job.studyInstanceUid,
-      srSopInstanceUid: sr.sopInstanceUid,
-      destination: destName,
-      jobId: job.id,
-      code: errorCodeOf(err),
-      message: normalizeErrorString(err),
+  const draft = (predecessor?: Parameters<typeof buildDraftSr>[0]['predecessor']) =>
+    buildDraftSr({
+      sources: sources.map((c) => c.header),
+      findings,
+      algorithm,
+      completionComplete: skipped.length === 0,
+      profile: routed.srProfile,
+      ...(predecessor ? { predecessor } : {}),
     });
-    throw err;
-  }
-  await deps.recorder.srExported({
+  // A draft by another model version for the same study and destination is this one's predecessor
+  // (PS3.3 C.17.2.1 Predecessor Documents Sequence): the reader sees which draft replaced which.
+  const first = draft();
+  const prior = await deps.ledger.findPredecessor({
     studyInstanceUid: job.studyInstanceUid,
-    srSopInstanceUid: sr.sopInstanceUid,
     destination: destName,
-    location,
-    jobId: job.id,
+    sopClassUid: first.dataset.SOPClassUID as string,
+    deviceUid: algorithm.deviceUid,
   });
+  const sr = prior ? draft([prior]) : first;
+
+  const exportOne = async (obj: OutgoingSr, record: ExportRecord): Promise<string> => {
+    try {
+      const { location } = await routed.destination.send(obj);
+      await deps.recorder.srExported({ record, location });
+      return location;
+    } catch (err) {
+      await deps.recorder.srExportFailed({ record, code: errorCodeOf(err), message: normalizeErrorString(err) });
+      throw err;
+    }
+  };
+  const base = {
+    studyInstanceUid: job.studyInstanceUid,
+    deviceUid: algorithm.deviceUid,
+    destination: destName,
+    jobId: job.id,
+  };
+  const location = await exportOne(
+    { studyInstanceUid: job.studyInstanceUid, sopInstanceUid: sr.sopInstanceUid, part10: sr.part10 },
+    {
+      ...base,
+      sopInstanceUid: sr.sopInstanceUid,
+      sopClassUid: sr.dataset.SOPClassUID as string,
+      seriesInstanceUid: sr.seriesInstanceUid,
+      objectKind: ExportedObjectKind.Sr,
+    },
+  );
+  let pdfSopInstanceUid: string | undefined;
+  if (routed.pdfCompanion) {
+    if (!deps.pdfFonts) {
+      throw new RadScribeError(
+        ErrorCode.ConfigInvalid,
+        `destination "${destName}" wants a PDF companion but no PDF fonts are loaded`,
+      );
+    }
+    const pdf = await buildEncapsulatedPdf({ sr, fonts: deps.pdfFonts });
+    await exportOne(
+      { studyInstanceUid: job.studyInstanceUid, sopInstanceUid: pdf.sopInstanceUid, part10: pdf.part10 },
+      {
+        ...base,
+        sopInstanceUid: pdf.sopInstanceUid,
+        sopClassUid: pdf.dataset.SOPClassUID as string,
+        seriesInstanceUid: pdf.seriesInstanceUid,
+        objectKind: ExportedObjectKind.Pdf,
+      },
+    );
+    pdfSopInstanceUid = pdf.sopInstanceUid;
+  }
   log.info('draft SR exported', {
     srSopInstanceUid: sr.sopInstanceUid,
     destination: destName,
+    profile: routed.srProfile,
     described: findings.length,
     skipped: skipped.length,
+    predecessor: prior?.sopInstanceUid,
   });
   return {
     srSopInstanceUid: sr.sopInstanceUid,
     destination: destName,
     location,
+    ...(pdfSopInstanceUid ? { pdfSopInstanceUid } : {}),
+    ...(prior ? { predecessorSopInstanceUid: prior.sopInstanceUid } : {}),
     selected: selected.length,
     described: findings.length,
     skipped,

@@ -1,0 +1,103 @@
+import type { Queryable } from '../db/pool.js';
+import type { PredecessorDocument } from '../dicom/sr/document.js';
+import type { ErrorCode } from '../errors.js';
+
+/** What kind of object an export row records. Matches the CHECK on sr_exports.object_kind. */
+export const ExportedObjectKind = { Sr: 'sr', Pdf: 'pdf' } as const;
+export type ExportedObjectKind = (typeof ExportedObjectKind)[keyof typeof ExportedObjectKind];
+
+export interface ExportRecord {
+  readonly sopInstanceUid: string;
+  readonly sopClassUid: string;
+  readonly seriesInstanceUid: string;
+  readonly studyInstanceUid: string;
+  readonly deviceUid: string;
+  readonly destination: string;
+  readonly objectKind: ExportedObjectKind;
+  readonly jobId: number;
+}
+
+export const UPSERT_SENT = `
+INSERT INTO sr_exports (sop_instance_uid, study_instance_uid, job_id, destination, state, file_path, sent_at,
+                        sop_class_uid, series_instance_uid, device_uid, object_kind)
+VALUES ($1, $2, $3, $4, 'sent', $5, now(), $6, $7, $8, $9)
+ON CONFLICT (sop_instance_uid, destination) DO UPDATE
+  SET state = 'sent', job_id = EXCLUDED.job_id, file_path = EXCLUDED.file_path, sent_at = now(),
+      error_code = NULL, last_error = NULL`;
+
+export const UPSERT_FAILED = `
+INSERT INTO sr_exports (sop_instance_uid, study_instance_uid, job_id, destination, state, file_path,
+                        sop_class_uid, series_instance_uid, device_uid, object_kind, error_code, last_error)
+VALUES ($1, $2, $3, $4, 'failed', '', $5, $6, $7, $8, $9, $10)
+ON CONFLICT (sop_instance_uid, destination) DO UPDATE
+  SET state = CASE WHEN sr_exports.state = 'sent' THEN 'sent' ELSE 'failed' END,
+      error_code = EXCLUDED.error_code, last_error = EXCLUDED.last_error`;
+
+/**
+ * The latest SR of the same class sent for this study to this destination by a DIFFERENT model
+ * (Device UID): the draft a re-run with a new model version replaces. Uses sr_exports_predecessor_idx.
+ */
+export const SELECT_PREDECESSOR = `
+SELECT sop_instance_uid, sop_class_uid, series_instance_uid, study_instance_uid
+  FROM sr_exports
+ WHERE study_instance_uid = $1 AND destination = $2 AND sop_class_uid = $3 AND state = 'sent'
+   AND object_kind = 'sr' AND device_uid IS DISTINCT FROM $4
+ ORDER BY sent_at DESC
+ LIMIT 1`;
+
+/** The gateway's memory of what it exported where (table sr_exports). */
+export class SrExportLedger {
+  constructor(private readonly q: Queryable) {}
+
+  async findPredecessor(r: {
+    studyInstanceUid: string;
+    destination: string;
+    sopClassUid: string;
+    deviceUid: string;
+  }): Promise<PredecessorDocument | undefined> {
+    const { rows } = await this.q.query<{
+      sop_instance_uid: string;
+      sop_class_uid: string;
+      series_instance_uid: string;
+      study_instance_uid: string;
+    }>(SELECT_PREDECESSOR, [r.studyInstanceUid, r.destination, r.sopClassUid, r.deviceUid]);
+    const row = rows[0];
+    return row
+      ? {
+          sopInstanceUid: row.sop_instance_uid,
+          sopClassUid: row.sop_class_uid,
+          seriesInstanceUid: row.series_instance_uid,
+          studyInstanceUid: row.study_instance_uid,
+        }
+      : undefined;
+  }
+
+  async recordSent(r: ExportRecord, location: string): Promise<void> {
+    await this.q.query(UPSERT_SENT, [
+      r.sopInstanceUid,
+      r.studyInstanceUid,
+      r.jobId,
+      r.destination,
+      location,
+      r.sopClassUid,
+      r.seriesInstanceUid,
+      r.deviceUid,
+      r.objectKind,
+    ]);
+  }
+
+  async recordFailed(r: ExportRecord, code: ErrorCode, message: string): Promise<void> {
+    await this.q.query(UPSERT_FAILED, [
+      r.sopInstanceUid,
+      r.studyInstanceUid,
+      r.jobId,
+      r.destination,
+      r.sopClassUid,
+      r.seriesInstanceUid,
+      r.deviceUid,
+      r.objectKind,
+      code,
+      message,
+    ]);
+  }
+}

@@ -32,7 +32,18 @@ export interface RemoteNodeConfig {
   baseUrl: string;
   auth: RemoteNodeAuthConfig;
   timeoutMs: number;
-  poll: { enabled: boolean; intervalMs: number; lookbackDays: number; query: Record<string, string> };
+  poll: {
+    enabled: boolean;
+    intervalMs: number;
+    lookbackDays: number;
+    query: Record<string, string>;
+    /**
+     * WADO-RS `transfer-syntax` to ask for (PS3.18 §8.7.3.5.2): unset = the server's default (Orthanc
+     * transcodes to Explicit VR LE), `*` = as stored (keeps lossless compression; orthanc-dicomweb 1.7
+     * refuses it), or a UID.
+     */
+    transferSyntax?: string;
+  };
 }
 
 /** SR output profile per destination (issue #5): TID 2000 report, or IHE AIR (TID 1500, Comprehensive 3D SR). */
@@ -296,6 +307,7 @@ function validateRemoteNode(v: Validator, n: unknown, p: string): RemoteNodeConf
           : v.int(poll, 'intervalMs', `${p}.poll`, 100, 86_400_000),
       lookbackDays: poll.lookbackDays === undefined ? 1 : v.int(poll, 'lookbackDays', `${p}.poll`, 0, 36500),
       query: q,
+      ...(poll.transferSyntax === undefined ? {} : { transferSyntax: v.str(poll, 'transferSyntax', `${p}.poll`) }),
     },
   };
 }

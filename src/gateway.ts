@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -31,6 +31,7 @@ import {
   type RoutedDestination,
 } from './pipeline/describe-study.js';
 import { ImagePrepClient } from './pipeline/image-prep-client.js';
+import { retrieveTranscodedPart10 } from './pipeline/transcode-fallback.js';
 
 /**
  * The running gateway: one owner for every resource (database, HTTP server, model worker, image
@@ -157,6 +158,7 @@ export class Gateway {
               destinations,
               recorder,
               ledger: new SrExportLedger(db.pool),
+              transcode: (inst, { studyInstanceUid }) => transcodedCopy(config, clients, inst, studyInstanceUid),
               ...(pdfFonts ? { pdfFonts } : {}),
             },
             job,
@@ -180,6 +182,7 @@ export class Gateway {
               tmpDir,
               intervalMs: n.poll.intervalMs,
               lookbackDays: n.poll.lookbackDays,
+              ...(n.poll.transferSyntax ? { transferSyntax: n.poll.transferSyntax } : {}),
               onQuery: (node, query, count) =>
                 audit(db, Kinds.RemoteQuery, { actor, destination: node, detail: { query, results: count } }),
               onRetrieve: (node, studyInstanceUid, counts) =>
@@ -282,6 +285,32 @@ export class Gateway {
     await this.model.close();
     await this.db.close();
   }
+}
+
+/**
+ * An Explicit VR Little Endian copy of an instance, transcoded by the PACS it was retrieved from,
+ * kept under <dataDir>/transcoded (issue #3: fallback for syntaxes no local decoder handles).
+ * Only instances that came from a configured remote node by WADO-RS have such a source.
+ */
+async function transcodedCopy(
+  config: RadScribeConfig,
+  clients: ReadonlyMap<string, DicomwebClient>,
+  inst: { sopInstanceUid: string; seriesInstanceUid: string; receivedVia?: string; actor?: string | null },
+  studyInstanceUid: string,
+): Promise<string | undefined> {
+  const client = inst.receivedVia === 'wado-rs' && inst.actor ? clients.get(inst.actor) : undefined;
+  if (!client) return undefined;
+  const file = path.join(config.dataDir, 'transcoded', `${inst.sopInstanceUid}.dcm`);
+  if (existsSync(file)) return file;
+  const { bytes } = await retrieveTranscodedPart10(client, {
+    studyInstanceUid,
+    seriesInstanceUid: inst.seriesInstanceUid,
+    sopInstanceUid: inst.sopInstanceUid,
+  });
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(`${file}.tmp`, bytes);
+  renameSync(`${file}.tmp`, file);
+  return file;
 }
 
 function dicomwebClientFor(n: RadScribeConfig['remoteNodes'][number]): DicomwebClient {

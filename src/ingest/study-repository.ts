@@ -40,6 +40,8 @@ export interface StoredInstance {
   readonly sizeBytes: number;
   readonly receivedVia: ReceivedVia;
   readonly receivedAt: Date;
+  /** Who sent it: HTTP user, calling AE title, or the remote node it was retrieved from. */
+  readonly actor: string | null;
 }
 
 export const SELECT_STUDY = 'SELECT * FROM studies WHERE study_instance_uid = $1';
@@ -47,7 +49,7 @@ export const SELECT_STUDY = 'SELECT * FROM studies WHERE study_instance_uid = $1
 /** Series then instance order is stable for the pipeline; the index instances_study_idx covers it. */
 export const SELECT_STUDY_INSTANCES = `
 SELECT sop_instance_uid, series_instance_uid, sop_class_uid, modality, file_path, transfer_syntax_uid,
-       file_sha256, size_bytes, received_via, received_at
+       file_sha256, size_bytes, received_via, received_at, actor
 FROM instances WHERE study_instance_uid = $1
 ORDER BY series_instance_uid, received_at, sop_instance_uid`;
 
@@ -115,6 +117,7 @@ export class StudyRepository {
       size_bytes: string | number;
       received_via: ReceivedVia;
       received_at: Date;
+      actor: string | null;
     }>(SELECT_STUDY_INSTANCES, [studyInstanceUid]);
     return rows.map((r) => ({
       sopInstanceUid: r.sop_instance_uid,
@@ -127,6 +130,7 @@ export class StudyRepository {
       sizeBytes: Number(r.size_bytes),
       receivedVia: r.received_via,
       receivedAt: r.received_at,
+      actor: r.actor,
     }));
   }
 

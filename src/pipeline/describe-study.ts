@@ -21,6 +21,8 @@ export interface StoredInstance {
   readonly sopClassUid: string;
   readonly modality: string | null | undefined;
   readonly filePath: string;
+  readonly receivedVia?: string;
+  readonly actor?: string | null;
 }
 
 /** What the pipeline needs from the model runtime (InferenceClient implements it). */
@@ -71,6 +73,15 @@ export interface DescribeStudyDeps {
   readonly ledger: Pick<SrExportLedger, 'findPredecessor'>;
   /** Unicode fonts for PDF companions (loaded once at start-up when any destination wants one). */
   readonly pdfFonts?: readonly PdfFont[];
+  /**
+   * For an instance our decoders reject (dicom-unsupported), a path to an Explicit VR Little Endian
+   * copy transcoded by the PACS it came from (WADO-RS transfer-syntax, PS3.18 §8.7.3.5), or
+   * undefined when the instance has no such source.
+   */
+  readonly transcode?: (
+    instance: StoredInstance,
+    candidate: { studyInstanceUid: string },
+  ) => Promise<string | undefined>;
   readonly logger?: Logger;
 }
 
@@ -98,11 +109,34 @@ export const FIXTURE_TEXT_PREFIX = '[TEST FIXTURE — OUTPUT IS MEANINGLESS] ';
 interface Candidate extends ImageCandidate {
   readonly filePath: string;
   readonly header: NaturalDataset;
+  readonly stored: StoredInstance;
 }
 
 function num(v: unknown): number | undefined {
   const n = typeof v === 'string' ? Number.parseInt(v, 10) : typeof v === 'number' ? v : Number.NaN;
   return Number.isFinite(n) ? n : undefined;
+}
+
+async function prepareWithFallback(
+  deps: DescribeStudyDeps,
+  c: Candidate,
+  frameIndex: number,
+  studyInstanceUid: string,
+): Promise<{ input: PreparedInput; transcoded: boolean }> {
+  try {
+    return {
+      input: (await deps.images.prepare(c.filePath, frameIndex, deps.model.preprocessorConfig)).input,
+      transcoded: false,
+    };
+  } catch (err) {
+    if (errorCodeOf(err) !== ErrorCode.DicomUnsupported || !deps.transcode) throw err;
+    const copy = await deps.transcode(c.stored, { studyInstanceUid });
+    if (!copy) throw err;
+    return {
+      input: (await deps.images.prepare(copy, frameIndex, deps.model.preprocessorConfig)).input,
+      transcoded: true,
+    };
+  }
 }
 
 /**
@@ -137,6 +171,7 @@ export async function describeStudy(
       hasPixelData: num(header.Rows) !== undefined && num(header.Columns) !== undefined,
       filePath: s.filePath,
       header,
+      stored: s,
     });
   }
   const selected = selectFrames(candidates, deps.selection);
@@ -151,7 +186,7 @@ export async function describeStudy(
     const c = sel.candidate;
     const started = Date.now();
     try {
-      const { input } = await deps.images.prepare(c.filePath, sel.frameIndex, deps.model.preprocessorConfig);
+      const { input, transcoded } = await prepareWithFallback(deps, c, sel.frameIndex, job.studyInstanceUid);
       const prepMs = Date.now() - started;
       const out = await deps.model.describe(input, signal ? { signal } : {});
       const text = deps.model.info.fixture ? `${FIXTURE_TEXT_PREFIX}${out.text}` : out.text;
@@ -176,6 +211,7 @@ export async function describeStudy(
           // A hash, never the text: the audit table holds no PHI and no model output.
           textSha256: createHash('sha256').update(text).digest('hex'),
           tiles: input.tiles,
+          transcodedByPacs: transcoded,
           prepareMs: prepMs,
           totalMs: Date.now() - started,
         },

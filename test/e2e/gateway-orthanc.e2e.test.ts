@@ -34,14 +34,20 @@ d('gateway with Orthanc as the PACS', () => {
     await orthanc?.stop();
   });
 
-  function gatewayOverrides(poll: boolean) {
+  function gatewayOverrides(poll: boolean, transferSyntax?: string) {
     return {
       remoteNodes: [
         {
           name: 'orthanc',
           baseUrl: orthanc.baseUrl,
           auth: { type: 'basic', username: orthanc.auth.username, passwordEnv: 'RADSCRIBE_TEST_ORTHANC_PASSWORD' },
-          poll: { enabled: poll, intervalMs: 500, lookbackDays: 36500, query: {} },
+          poll: {
+            enabled: poll,
+            intervalMs: 500,
+            lookbackDays: 36500,
+            query: {},
+            ...(transferSyntax ? { transferSyntax } : {}),
+          },
         },
       ],
       destinations: [{ name: 'orthanc-stow', type: 'stow-rs', node: 'orthanc' }],
@@ -107,6 +113,34 @@ d('gateway with Orthanc as the PACS', () => {
       expect(sr.studyInstanceUid).toBe(src.StudyInstanceUID);
       expect(sr.verificationFlag).toBe('UNVERIFIED');
       expect(sr.currentRequestedProcedureEvidence.map((e) => e.sopInstanceUid)).toEqual([src.SOPInstanceUID]);
+    } finally {
+      await t?.close();
+    }
+  });
+
+  it('[REQ-PIX-01] an instance no local decoder handles is described from a copy the PACS transcodes', async () => {
+    // JPEG progressive (1.2.840.10008.1.2.4.55, retired): no Node decoder; Orthanc transcodes it.
+    const file = path.join(__dirname, '../fixtures/corpus/compressed/CTImage_jpeg_progressive_55_retired.dcm');
+    const src = parsePart10(readFileSync(file)).dataset;
+    expect((await pacs.storeInstances(undefined, [file])).failed).toEqual([]);
+    let t: TestGateway | undefined;
+    try {
+      // Retrieve as stored, so the gateway holds the .55 original and must ask for a transcoded copy.
+      t = await startTestGateway('pglite', gatewayOverrides(true, '1.2.840.10008.1.2.4.55'));
+      const sr = await srInOrthanc(src.StudyInstanceUID as string);
+      expect(sr.completionFlag).toBe('COMPLETE');
+      const stored = await t.gw.db.pool.query(`SELECT transfer_syntax_uid FROM instances WHERE sop_instance_uid = $1`, [
+        src.SOPInstanceUID,
+      ]);
+      expect(stored.rows[0]?.transfer_syntax_uid).toBe('1.2.840.10008.1.2.4.55');
+      expect(sr.currentRequestedProcedureEvidence.map((e) => e.sopInstanceUid)).toEqual([src.SOPInstanceUID]);
+      const runs = await t.gw.db.pool.query<{ outcome: number; detail: { transcodedByPacs?: boolean } }>(
+        `SELECT outcome, detail FROM audit_events WHERE kind = 'inference-run' AND study_instance_uid = $1`,
+        [src.StudyInstanceUID],
+      );
+      expect(runs.rows).toHaveLength(1);
+      expect(runs.rows[0]?.outcome).toBe(0);
+      expect(runs.rows[0]?.detail.transcodedByPacs).toBe(true);
     } finally {
       await t?.close();
     }

@@ -106,9 +106,8 @@ export class Gateway {
         fixture: info.fixture,
       });
       images = new ImagePrepClient();
-      const preprocessorConfig = JSON.parse(
-        readFileSync(path.join(config.model.bundle, manifest.configFiles.preprocessorConfig), 'utf8'),
-      ) as unknown;
+      // The bundle's own preprocessor_config.json drives the tiler (Mllama tiles or the plain path).
+      const preprocessorConfig = model.preprocessorConfig;
 
       const clients = new Map(config.remoteNodes.map((n) => [n.name, dicomwebClientFor(n)]));
       const destinations = new Map<string, RoutedDestination>();

@@ -367,7 +367,9 @@ function parseArgs(argv: readonly string[]): { out: string; opts: FixtureOptions
     } else throw new Error(`unknown argument ${a}`);
   }
   if (!out)
-    throw new Error('usage: make-fixture-model --out <dir> [--family F] [--seed N] [--float-io T] [--layers N] [--hidden N]');
+    throw new Error(
+      'usage: make-fixture-model --out <dir> [--family F] [--seed N] [--float-io T] [--layers N] [--hidden N]',
+    );
   return { out, opts };
 }
 

@@ -1,8 +1,23 @@
 import type { CliCommand } from './args.js';
+import { describeCommand } from './describe.js';
 import { auditCommand, demoCommand, migrateCommand, serveCommand } from './gateway-commands.js';
+import { modelCommand } from './model-check.js';
+import { renderCommand } from './render.js';
+import { srCommand } from './sr.js';
+import { tilesCommand } from './tiles.js';
 
 /**
  * Every `radscribe` subcommand, in the order `radscribe help` lists them. To add one: create
  * src/cli/<name>.ts exporting a CliCommand and add it here (one import line, one entry).
  */
-export const COMMANDS: readonly CliCommand[] = [serveCommand, demoCommand, migrateCommand, auditCommand];
+export const COMMANDS: readonly CliCommand[] = [
+  serveCommand,
+  demoCommand,
+  migrateCommand,
+  auditCommand,
+  srCommand,
+  modelCommand,
+  describeCommand,
+  renderCommand,
+  tilesCommand,
+];

@@ -3,9 +3,9 @@ import { DicomError, ErrorCode, normalizeErrorString } from '../errors.js';
 
 /**
  * Part 10 parsing on dcmjs (PS3.10 §7). Works on buffers only; no I/O here (STYLE §2.1).
- * dcmjs logs at warn for every unknown tag; silence it once.
+ * dcmjs logs every unknown tag or odd VR (at warn and error); we report through typed errors, so silence it once.
  */
-(dcmjs as unknown as { log: { setLevel(l: string): void } }).log.setLevel('error');
+(dcmjs as unknown as { log: { setLevel(l: string): void } }).log.setLevel('silent');
 
 /** A naturalized dataset (dcmjs keyword → value). */
 export type NaturalDataset = Record<string, unknown>;
@@ -119,20 +119,43 @@ const EXPLICIT_VR_LE = '1.2.840.10008.1.2.1';
 
 /** Is there an explicit-VR group 0002 element header at `at` (PS3.10 §7.1 is always explicit VR LE)? */
 function metaElementAt(buf: Uint8Array, at: number): boolean {
-  return at + 8 <= buf.byteLength && buf[at] === 0x02 && buf[at + 1] === 0x00 && isVrChar(buf[at + 4]) && isVrChar(buf[at + 5]);
+  return (
+    at + 8 <= buf.byteLength &&
+    buf[at] === 0x02 &&
+    buf[at + 1] === 0x00 &&
+    isVrChar(buf[at + 4]) &&
+    isVrChar(buf[at + 5])
+  );
 }
 
 function isVrChar(b: number | undefined): boolean {
   return b !== undefined && b >= 0x41 && b <= 0x5a;
 }
 
-const LONG_VRS: ReadonlySet<string> = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'SV', 'UC', 'UN', 'UR', 'UT', 'UV']);
+const LONG_VRS: ReadonlySet<string> = new Set([
+  'OB',
+  'OD',
+  'OF',
+  'OL',
+  'OV',
+  'OW',
+  'SQ',
+  'SV',
+  'UC',
+  'UN',
+  'UR',
+  'UT',
+  'UV',
+]);
 
 /**
  * Read the group 0002 elements starting at `at` (explicit VR LE, PS3.10 §7.1). Returns the raw bytes
  * of each element except (0002,0000), the offset where the data set starts, and the Transfer Syntax UID.
  */
-function readMetaElements(buf: Uint8Array, at: number): { elements: Uint8Array[]; end: number; ts: string | undefined } {
+function readMetaElements(
+  buf: Uint8Array,
+  at: number,
+): { elements: Uint8Array[]; end: number; ts: string | undefined } {
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const elements: Uint8Array[] = [];
   let pos = at;
@@ -148,7 +171,8 @@ function readMetaElements(buf: Uint8Array, at: number): { elements: Uint8Array[]
     if (len === 0xffffffff || end > buf.byteLength) {
       throw new DicomError(ErrorCode.DicomInvalid, 'File Meta Information element length exceeds the file');
     }
-    if (element === 0x0010) ts = new TextDecoder('latin1').decode(buf.subarray(pos + headerLen, end)).replace(/[\0\s]+$/, '');
+    if (element === 0x0010)
+      ts = new TextDecoder('latin1').decode(buf.subarray(pos + headerLen, end)).replace(/[\0\s]+$/, '');
     if (element !== 0x0000) elements.push(buf.subarray(pos, end));
     pos = end;
   }
@@ -215,7 +239,10 @@ export function parseDicomFile(
   }
   // No meta: a data set starts with an even group ≥ 0x0008 (PS3.5 §7.1); explicit VR if a VR follows.
   if (buf.byteLength < 8 || (buf[0] ?? 1) % 2 !== 0 || buf[1] !== 0x00 || (buf[0] ?? 0) < 0x08) {
-    throw new DicomError(ErrorCode.DicomInvalid, 'not a DICOM file: neither File Meta Information nor a data set at the start');
+    throw new DicomError(
+      ErrorCode.DicomInvalid,
+      'not a DICOM file: neither File Meta Information nor a data set at the start',
+    );
   }
   const ts = isVrChar(buf[4]) && isVrChar(buf[5]) ? EXPLICIT_VR_LE : IMPLICIT_VR_LE;
   const rebuilt = rebuildPart10([uiElement(0x0010, ts)], buf);

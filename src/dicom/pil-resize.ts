@@ -18,6 +18,40 @@ function bilinearFilter(x: number): number {
   return ax < 1 ? 1 - ax : 0;
 }
 
+/** Resample.c bicubic_filter, a = -0.5 (support 2). */
+function bicubicFilter(x: number): number {
+  const a = -0.5;
+  const ax = x < 0 ? -x : x;
+  if (ax < 1) return ((a + 2) * ax - (a + 3)) * ax * ax + 1;
+  if (ax < 2) return (((ax - 5) * ax + 8) * ax - 4) * a;
+  return 0;
+}
+
+function sinc(x: number): number {
+  if (x === 0) return 1;
+  const px = x * Math.PI;
+  return Math.sin(px) / px;
+}
+
+/** Resample.c lanczos_filter, a = 3 (support 3). */
+function lanczosFilter(x: number): number {
+  return x > -3 && x < 3 ? sinc(x) * sinc(x / 3) : 0;
+}
+
+/** PIL resample ids as stored in preprocessor_config.json `resample` (PIL.Image.Resampling). */
+export const PilFilter = { Lanczos: 1, Bilinear: 2, Bicubic: 3 } as const;
+export type PilFilter = (typeof PilFilter)[keyof typeof PilFilter];
+
+const FILTERS: Readonly<Record<PilFilter, { fn: (x: number) => number; support: number }>> = {
+  [PilFilter.Lanczos]: { fn: lanczosFilter, support: 3 },
+  [PilFilter.Bilinear]: { fn: bilinearFilter, support: 1 },
+  [PilFilter.Bicubic]: { fn: bicubicFilter, support: 2 },
+};
+
+export function isPilFilter(v: unknown): v is PilFilter {
+  return v === PilFilter.Lanczos || v === PilFilter.Bilinear || v === PilFilter.Bicubic;
+}
+
 interface Coeffs {
   /** Coefficients per kernel slot, `ksize` per output sample, 22-bit fixed point. */
   readonly kk: Int32Array;
@@ -27,10 +61,11 @@ interface Coeffs {
 }
 
 /** Resample.c precompute_coeffs + normalize_coeffs_8bpc, for box [0, inSize). */
-function precomputeCoeffs(inSize: number, outSize: number): Coeffs {
+function precomputeCoeffs(inSize: number, outSize: number, filter: PilFilter): Coeffs {
+  const { fn, support: base } = FILTERS[filter];
   const scale = inSize / outSize;
   const filterscale = Math.max(scale, 1);
-  const support = 1 * filterscale;
+  const support = base * filterscale;
   const ksize = Math.ceil(support) * 2 + 1;
   const kk = new Int32Array(outSize * ksize);
   const bounds = new Int32Array(outSize * 2);
@@ -46,7 +81,7 @@ function precomputeCoeffs(inSize: number, outSize: number): Coeffs {
     xmax -= xmin;
     let ww = 0;
     for (let x = 0; x < xmax; x++) {
-      const v = bilinearFilter((x + xmin - center + 0.5) * ss);
+      const v = fn((x + xmin - center + 0.5) * ss);
       w[x] = v;
       ww += v;
     }
@@ -69,7 +104,8 @@ function clip8(acc: number): number {
 
 /**
  * Resize an interleaved uint8 image (`channels` samples per pixel) to newW×newH exactly as
- * PIL `Image.resize((newW, newH), Image.BILINEAR)` does (reducing_gap None).
+ * PIL `Image.resize((newW, newH), filter)` does (reducing_gap None); BILINEAR unless told otherwise
+ * (BICUBIC and LANCZOS share the same separable fixed-point machinery in Resample.c).
  */
 export function resizeBilinearPil(
   src: Uint8Array,
@@ -78,6 +114,7 @@ export function resizeBilinearPil(
   channels: number,
   newW: number,
   newH: number,
+  filter: PilFilter = PilFilter.Bilinear,
 ): Uint8Array {
   if (!Number.isInteger(w) || !Number.isInteger(h) || !Number.isInteger(newW) || !Number.isInteger(newH)) {
     throw new RangeError('resizeBilinearPil: sizes must be integers');
@@ -89,7 +126,7 @@ export function resizeBilinearPil(
   const needV = newH !== h;
   if (!needH && !needV) return src.slice(0, w * h * channels);
 
-  const vert = precomputeCoeffs(h, newH);
+  const vert = precomputeCoeffs(h, newH, filter);
   // Only the source rows the vertical pass reads are resampled horizontally (ImagingResampleInner).
   const yFirst = vert.bounds[0] ?? 0;
   const yLast = (vert.bounds[newH * 2 - 2] ?? 0) + (vert.bounds[newH * 2 - 1] ?? 0);
@@ -98,7 +135,7 @@ export function resizeBilinearPil(
   let curW = w;
   let rowOffset = 0;
   if (needH) {
-    const hor = precomputeCoeffs(w, newW);
+    const hor = precomputeCoeffs(w, newW, filter);
     const rows = yLast - yFirst;
     const out = new Uint8Array(newW * rows * channels);
     for (let yy = 0; yy < rows; yy++) {

@@ -178,9 +178,24 @@ function normaliseSamples(raw: Uint8Array, pm: PixelModule): PixelArray {
         : signed
           ? new Int32Array(n)
           : new Uint32Array(n);
-  // Fast path: nothing to mask, and the typed array's own wrap-around does the sign extension.
-  if (shift === 0 && bs === pm.bitsAllocated && bytesPer > 1) {
-    for (let i = 0; i < n; i++) out[i] = read(i);
+  // Fast paths: nothing to mask (the typed array's own wrap-around does the sign extension), or
+  // integer bit operations for up to 16 bits, which cover nearly every image (CT/MR/CR 12–16 bits).
+  if (shift === 0 && bs === pm.bitsAllocated) {
+    if (bytesPer === 1 && !signed) return raw.slice(0, n);
+    if (bytesPer > 1) {
+      for (let i = 0; i < n; i++) out[i] = read(i);
+      return out;
+    }
+  }
+  if (bytesPer <= 2) {
+    const m = (1 << bs) - 1;
+    const ext = 32 - bs;
+    const wide =
+      bytesPer === 2 && raw.byteOffset % 2 === 0 ? new Uint16Array(raw.buffer, raw.byteOffset, n) : undefined;
+    for (let i = 0; i < n; i++) {
+      const v = ((wide !== undefined ? (wide[i] ?? 0) : read(i)) >> shift) & m;
+      out[i] = signed ? (v << ext) >> ext : v;
+    }
     return out;
   }
   const mask = bs >= 32 ? 0xffffffff : 2 ** bs - 1;

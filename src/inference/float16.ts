@@ -82,7 +82,9 @@ export function floatData(t: ort.Tensor): Float32Array {
 
 /** float32 values → a tensor of the declared float dtype. */
 export function floatTensor(type: 'float32' | 'float16', data: Float32Array, dims: readonly number[]): ort.Tensor {
-  return type === 'float32' ? new ort.Tensor('float32', data, dims) : new ort.Tensor('float16', encodeFloat16(data), dims);
+  return type === 'float32'
+    ? new ort.Tensor('float32', data, dims)
+    : new ort.Tensor('float16', encodeFloat16(data), dims);
 }
 
 /**
@@ -92,4 +94,21 @@ export function floatTensor(type: 'float32' | 'float16', data: Float32Array, dim
 export function castFloat(t: ort.Tensor, type: 'float32' | 'float16'): ort.Tensor {
   if (t.type === type) return t;
   return floatTensor(type, floatData(t), t.dims);
+}
+
+/**
+ * onnxruntime-node 1.30 on Node 24: onnxruntime-common stores float16 data as a Float16Array whenever the
+ * global exists (Node 24 has it), but the native binding only accepts a Uint16Array for float16 ("Tensor.data
+ * must be a typed array (4 or Float16Array) for float16 tensors, but got typed array (0)"). Every float16
+ * feed, including present.* tensors fed back as past_key_values, is therefore re-viewed as Uint16Array bits
+ * (same buffer, no copy) just before run().
+ */
+export function nativeFeeds(feeds: Record<string, ort.Tensor>): Record<string, ort.Tensor> {
+  for (const t of Object.values(feeds)) {
+    if (t.type !== 'float16') continue;
+    const d = t.data as unknown as { buffer: ArrayBuffer; byteOffset: number; length: number };
+    if (tag(d) === '[object Uint16Array]') continue;
+    (t as unknown as { cpuData: Uint16Array }).cpuData = new Uint16Array(d.buffer, d.byteOffset, d.length);
+  }
+  return feeds;
 }

@@ -1,13 +1,17 @@
 import { ErrorCode, RadScribeError } from '../errors.js';
 
-/** One preprocessed image as the tiler emits it (model-contract §1.2): pixel_values [1, 1, maxTiles, 3, H, W]. */
+/**
+ * One preprocessed image. Mllama (model-contract §1.2): pixel_values [1, 1, maxTiles, 3, H, W] plus the
+ * aspect ratio id and mask. Embedding-merge (SigLIP-style plain resize): pixel_values [1, 3, H, W] and no
+ * aspect ratio fields.
+ */
 export interface ImageInput {
   pixelValues: Float32Array;
   dims: number[];
-  /** 1..8, index+1 into supported_aspect_ratios; 0 (padded slot) is never valid for a real image. */
-  aspectRatioId: number;
-  /** [maxTiles] of 0/1, real tiles first. */
-  aspectRatioMask: number[];
+  /** Mllama: 1..8, index+1 into supported_aspect_ratios; 0 (padded slot) is never valid for a real image. */
+  aspectRatioId?: number;
+  /** Mllama: [maxTiles] of 0/1, real tiles first. */
+  aspectRatioMask?: number[];
 }
 
 export interface ImageGeometry {
@@ -35,7 +39,8 @@ export function validateImageInput(img: ImageInput, geo: ImageGeometry): void {
   } else if (img.pixelValues.length !== img.dims.reduce((a, b) => a * b, 1)) {
     problems.push(`pixelValues has ${img.pixelValues.length} values, dims need ${img.dims.reduce((a, b) => a * b, 1)}`);
   }
-  if (!(Number.isInteger(img.aspectRatioId) && img.aspectRatioId >= 1 && img.aspectRatioId <= geo.maxAspectRatioId)) {
+  const id = img.aspectRatioId ?? 0;
+  if (!(Number.isInteger(id) && id >= 1 && id <= geo.maxAspectRatioId)) {
     problems.push(`aspectRatioId must be an integer in 1..${geo.maxAspectRatioId}`);
   }
   const m = img.aspectRatioMask;
@@ -43,6 +48,21 @@ export function validateImageInput(img: ImageInput, geo: ImageGeometry): void {
     problems.push(`aspectRatioMask must be ${geo.maxTiles} values of 0/1 with the first = 1`);
   } else if (m.some((v, i) => v === 1 && i > 0 && m[i - 1] === 0)) {
     problems.push('aspectRatioMask must list real tiles first');
+  }
+  if (problems.length > 0) {
+    throw new RadScribeError(ErrorCode.RequestInvalid, `invalid image input: ${problems.join('; ')}`);
+  }
+}
+
+/** Embedding-merge input: pixel_values [1, C, S, S] (one fixed-size image, no tiles). */
+export function validatePlainImageInput(img: ImageInput, channels: number, size: number): void {
+  const problems: string[] = [];
+  const expected = [1, channels, size, size];
+  if (!isFloat32Array(img.pixelValues)) problems.push('pixelValues must be a Float32Array');
+  if (!Array.isArray(img.dims) || img.dims.length !== 4 || img.dims.some((d, i) => d !== expected[i])) {
+    problems.push(`dims must be [${expected.join(',')}]`);
+  } else if (img.pixelValues.length !== expected.reduce((a, b) => a * b, 1)) {
+    problems.push(`pixelValues has ${img.pixelValues.length} values, dims need ${expected.reduce((a, b) => a * b, 1)}`);
   }
   if (problems.length > 0) {
     throw new RadScribeError(ErrorCode.RequestInvalid, `invalid image input: ${problems.join('; ')}`);

@@ -2,11 +2,18 @@ import { createHash } from 'node:crypto';
 import { parentPort } from 'node:worker_threads';
 import { errorCodeOf, normalizeErrorString } from '../errors.js';
 import { childLogger } from '../logger.js';
-import { generate } from './generate.js';
-import { MllamaModel } from './mllama-model.js';
+import { generateBatch } from './generate.js';
 import { loadModelBundle, type ModelBundle } from './model-bundle.js';
+import { createVisionLanguageModel } from './model-factory.js';
 import { ChatTokenizer } from './tokenizer.js';
-import type { DescribeRequest, SerializedError, WorkerRequest, WorkerResponse } from './worker-protocol.js';
+import type { VisionLanguageModel } from './vision-language-model.js';
+import type {
+  DescribeRequest,
+  DescribeResult,
+  SerializedError,
+  WorkerRequest,
+  WorkerResponse,
+} from './worker-protocol.js';
 
 /**
  * worker_thread entry that owns the model (STYLE §2.1: onnxruntime-node `run()` blocks the event loop,
@@ -18,7 +25,7 @@ const log = childLogger('inference-worker');
 
 interface Loaded {
   bundle: ModelBundle;
-  model: MllamaModel;
+  model: VisionLanguageModel;
   tokenizer: ChatTokenizer;
 }
 
@@ -34,14 +41,30 @@ function serialize(err: unknown): SerializedError {
   };
 }
 
+/**
+ * The host is normally a child process (InferenceClient forks us with advanced serialization, so typed
+ * arrays arrive intact); a worker_thread parentPort is still accepted. A child process can be killed safely
+ * in the middle of a native ORT run; a worker_thread terminated there can abort the whole host process.
+ */
+const port =
+  parentPort ??
+  (process.send
+    ? {
+        postMessage: (m: WorkerResponse) => process.send?.(m),
+        on: (_: 'message', fn: (m: WorkerRequest) => void) => process.on('message', fn),
+      }
+    : undefined);
+// Never outlive the gateway: when the IPC channel closes, exit.
+if (!parentPort && process.send) process.on('disconnect', () => process.exit(0));
+
 function send(msg: WorkerResponse): void {
-  parentPort?.postMessage(msg);
+  port?.postMessage(msg);
 }
 
 async function load(req: Extract<WorkerRequest, { type: 'load' }>): Promise<void> {
   try {
     const bundle = await loadModelBundle(req.bundleDir);
-    const model = await MllamaModel.create(bundle, {
+    const model = await createVisionLanguageModel(bundle, {
       ...(req.executionProviders ? { executionProviders: req.executionProviders } : {}),
       ...(req.intraOpNumThreads !== undefined ? { intraOpNumThreads: req.intraOpNumThreads } : {}),
     });
@@ -49,12 +72,14 @@ async function load(req: Extract<WorkerRequest, { type: 'load' }>): Promise<void
       tokenizerJson: bundle.tokenizerJson,
       tokenizerConfig: bundle.tokenizerConfig,
       imageTokenId: bundle.manifest.specialTokens.image,
+      chatTemplate: bundle.manifest.chatTemplate,
     });
     loaded = { bundle, model, tokenizer };
     log.info('model loaded', {
       name: bundle.manifest.name,
       version: bundle.manifest.version,
       provider: model.provider,
+      family: model.family,
     });
     send({
       type: 'loaded',
@@ -62,6 +87,8 @@ async function load(req: Extract<WorkerRequest, { type: 'load' }>): Promise<void
       provider: model.provider,
       bundleDir: bundle.dir,
       preprocessorConfigPath: bundle.preprocessorConfigPath,
+      preprocessorConfig: bundle.preprocessorConfig,
+      dynamicBatch: model.dynamicBatch,
     });
   } catch (err: unknown) {
     send({ type: 'load-failed', error: serialize(err) });
@@ -72,35 +99,44 @@ async function describe(req: DescribeRequest, signal: AbortSignal): Promise<void
   if (!loaded) throw new Error('describe before load');
   const { bundle, model, tokenizer } = loaded;
   const m = bundle.manifest;
+  const g = m.generation;
+  const o = req.opts.sampling ?? {};
+  const pick = <T>(a: T | undefined, b: T | undefined) => a ?? b;
+  const sampling = Object.fromEntries(
+    Object.entries({
+      doSample: pick(o.doSample, g.doSample) ?? false,
+      temperature: pick(o.temperature, g.temperature),
+      topK: pick(o.topK, g.topK),
+      topP: pick(o.topP, g.topP),
+      repetitionPenalty: pick(o.repetitionPenalty, g.repetitionPenalty),
+      noRepeatNgramSize: pick(o.noRepeatNgramSize, g.noRepeatNgramSize),
+      seed: o.seed,
+    }).filter(([, v]) => v !== undefined),
+  ) as { doSample: boolean };
   const promptIds = tokenizer.encodePrompt(req.opts.prompt ?? m.prompt, m.imagePosition);
-  const result = await generate(model, promptIds, req.image, {
-    maxNewTokens: req.opts.maxNewTokens ?? m.generation.maxNewTokens,
+  const results = await generateBatch(model, promptIds, req.images, {
+    maxNewTokens: req.opts.maxNewTokens ?? g.maxNewTokens,
     stopTokenIds: m.specialTokens.eos,
-    sampling: {
-      doSample: m.generation.doSample,
-      ...(m.generation.temperature !== undefined ? { temperature: m.generation.temperature } : {}),
-      ...(m.generation.topK !== undefined ? { topK: m.generation.topK } : {}),
-      ...(m.generation.topP !== undefined ? { topP: m.generation.topP } : {}),
-      ...(m.generation.repetitionPenalty !== undefined ? { repetitionPenalty: m.generation.repetitionPenalty } : {}),
-    },
+    sampling,
     ...(req.opts.timeoutMs !== undefined ? { deadlineMs: Date.now() + req.opts.timeoutMs } : {}),
     signal,
   });
-  const text = tokenizer.decode(result.tokenIds, true);
-  // No PHI / model text in logs: token counts and a hash only (STYLE §2.6).
-  log.info('describe finished', {
-    promptTokens: promptIds.length,
-    newTokens: result.tokenIds.length,
-    stopReason: result.stopReason,
-    textSha256: createHash('sha256').update(text).digest('hex'),
-    visionEncoderMs: Math.round(result.timings.visionEncoderMs),
-    prefillMs: Math.round(result.timings.prefillMs),
-  });
-  send({
-    type: 'result',
-    id: req.id,
-    result: {
+  const promptTokens = model.expandPrompt(promptIds).length;
+  const out: DescribeResult[] = results.map((result) => {
+    const text = tokenizer.decode(result.tokenIds, true);
+    // No PHI / model text in logs: token counts and a hash only (STYLE §2.6).
+    log.info('describe finished', {
+      promptTokens,
+      newTokens: result.tokenIds.length,
+      stopReason: result.stopReason,
+      batch: req.images.length,
+      textSha256: createHash('sha256').update(text).digest('hex'),
+      visionEncoderMs: Math.round(result.timings.visionEncoderMs),
+      prefillMs: Math.round(result.timings.prefillMs),
+    });
+    return {
       text,
+      promptTokens,
       tokenIds: result.tokenIds,
       stopReason: result.stopReason,
       timings: result.timings,
@@ -113,11 +149,12 @@ async function describe(req: DescribeRequest, signal: AbortSignal): Promise<void
         ...(m.label !== undefined ? { label: m.label } : {}),
         ...(m.deviceUid !== undefined ? { deviceUid: m.deviceUid } : {}),
       },
-    },
+    };
   });
+  send({ type: 'result', id: req.id, results: out });
 }
 
-parentPort?.on('message', (msg: WorkerRequest) => {
+port?.on('message', (msg: WorkerRequest) => {
   switch (msg.type) {
     case 'load':
       queue = queue.then(() => load(msg));

@@ -1,4 +1,5 @@
 import * as ort from 'onnxruntime-node';
+import type { KvSpec } from './vision-language-model.js';
 
 /**
  * Owner of the self-attention past KV tensors (STYLE rule 11; transformers.js `cache_utils.js` DynamicCache):
@@ -9,23 +10,32 @@ export class KvCache {
   private past = new Map<string, ort.Tensor>();
   private disposed = false;
 
+  private readonly pastNames: readonly string[];
+
   /**
-   * @param pastNames decoder inputs matching `past_key_values.{i}.key|value`, discovered from the session.
+   * @param spec cache inputs (`past_key_values.{i}.key|value`) and their dtype, discovered from the session;
+   *   the cache is kept in the dtype the graph declares (fp16 graphs get fp16 KV, no conversion per step).
    */
   constructor(
-    private readonly pastNames: readonly string[],
-    private readonly kvHeads: number,
-    private readonly headDim: number,
+    private readonly spec: KvSpec,
+    private readonly batch = 1,
   ) {
+    this.pastNames = spec.names;
     this.reset();
   }
 
-  /** Empty cache [1, kvH, 0, D] (model-contract §4). */
+  /** Empty cache [B, kvH, 0, D] (model-contract §4). */
   reset(): void {
     this.disposeTensors();
     this.disposed = false;
+    const dims = [this.batch, this.spec.kvHeads, 0, this.spec.headDim];
     for (const name of this.pastNames) {
-      this.past.set(name, new ort.Tensor('float32', new Float32Array(0), [1, this.kvHeads, 0, this.headDim]));
+      this.past.set(
+        name,
+        this.spec.dtype === 'float16'
+          ? new ort.Tensor('float16', new Uint16Array(0), dims)
+          : new ort.Tensor('float32', new Float32Array(0), dims),
+      );
     }
   }
 

@@ -1,208 +1,224 @@
 import * as ort from 'onnxruntime-node';
-import { ErrorCode, ModelError, normalizeErrorString, RadScribeError } from '../errors.js';
-import { childLogger } from '../logger.js';
-import type { ImageGeometry, ImageInput } from './image-input.js';
+import { ErrorCode, RadScribeError } from '../errors.js';
+import { buildCrossAttentionMask } from './cross-attention-mask.js';
+import { castFloat, floatTensor } from './float16.js';
+import { type ImageGeometry, type ImageInput, numRealTiles, validateImageInput } from './image-input.js';
 import type { ModelBundle } from './model-bundle.js';
-import { type OnnxGraphSpec, OnnxRole } from './model-manifest.js';
+import { ModelFamily } from './model-manifest.js';
+import {
+  assertGraphsMatch,
+  configNumber,
+  createSessions,
+  discoverKv,
+  type ExecutionProvider,
+  floatTypeOf,
+  hasDynamicBatch,
+  type ImageEncoding,
+  type KvSpec,
+  type ModelOptions,
+  type OrtSessions,
+  releaseSessions,
+  TimedRunner,
+  type VisionLanguageModel,
+} from './vision-language-model.js';
+
+export type { ExecutionProvider } from './vision-language-model.js';
+export { DEFAULT_EXECUTION_PROVIDERS } from './vision-language-model.js';
+/** @deprecated name kept for callers of the walking skeleton; use ModelOptions. */
+export type MllamaModelOptions = ModelOptions;
 
 /**
- * Owns the three InferenceSessions of a Mllama bundle (model-contract §4, §11.6). Sessions are created by
- * path so external data resolves from disk. The provider is chosen by trying each requested EP alone, in
- * order: onnxruntime-node does not report which EP a multi-EP session ended up on, and a missing CUDA
- * provider library fails at create time (js-stack.md §1 "Execution providers").
+ * The cross-attention family (model-contract §2–§4, §11.1): vision_encoder → cross_attention_states
+ * [B·imgs·tiles, 1601, H], fed to the decoder on every step with the raw int64 cross_attention_mask
+ * [B, S, imgs, tiles] (v1 feeds states, not cross K/V, model-contract §11.7).
  */
 
-export const ExecutionProvider = { Cuda: 'cuda', Cpu: 'cpu' } as const;
-export type ExecutionProvider = (typeof ExecutionProvider)[keyof typeof ExecutionProvider];
-
-export interface MllamaModelOptions {
-  executionProviders?: readonly ExecutionProvider[];
-  intraOpNumThreads?: number;
+class MllamaEncoding implements ImageEncoding {
+  constructor(
+    readonly states: ort.Tensor,
+    readonly numTiles: readonly number[],
+  ) {}
+  get batch(): number {
+    return this.numTiles.length;
+  }
+  dispose(): void {
+    this.states.dispose();
+  }
 }
 
-export const DEFAULT_EXECUTION_PROVIDERS: readonly ExecutionProvider[] = [ExecutionProvider.Cpu];
-
-const PAST_RE = /^past_key_values\.(\d+)\.(key|value)$/;
-const log = childLogger('mllama-model');
-
-export interface TextGeometry {
-  kvHeads: number;
-  headDim: number;
-  vocabSize: number;
+function int64(values: ArrayLike<number>, dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor(
+    'int64',
+    BigInt64Array.from(Array.from(values), (v) => BigInt(v)),
+    dims,
+  );
 }
 
-function num(record: unknown, key: string, file: string): number {
-  const v = (record as Record<string, unknown> | undefined)?.[key];
-  if (typeof v !== 'number') throw new ModelError(ErrorCode.ModelInvalid, `${file}: ${key} missing`);
-  return v;
-}
-
-function checkIo(role: OnnxRole, spec: OnnxGraphSpec, session: ort.InferenceSession): string[] {
-  const problems: string[] = [];
-  for (const n of spec.inputs) if (!session.inputNames.includes(n)) problems.push(`${spec.path}: input ${n} missing`);
-  for (const n of spec.outputs)
-    if (!session.outputNames.includes(n)) problems.push(`${spec.path}: output ${n} missing`);
-  for (const n of session.inputNames)
-    if (!spec.inputs.includes(n)) problems.push(`${spec.path}: unexpected input ${n} (${role})`);
-  return problems;
-}
-
-export class MllamaModel {
+export class MllamaModel implements VisionLanguageModel {
+  readonly family = ModelFamily.Mllama;
   private closed = false;
+  private readonly runner = new TimedRunner();
 
   private constructor(
-    readonly provider: ExecutionProvider,
-    private readonly vision: ort.InferenceSession,
-    private readonly embed: ort.InferenceSession,
-    private readonly decoder: ort.InferenceSession,
-    /** Decoder cache inputs, discovered from the session (model-contract §11.2). */
-    readonly pastNames: readonly string[],
-    readonly text: TextGeometry,
+    private readonly s: OrtSessions,
+    readonly kv: KvSpec,
+    readonly vocabSize: number,
     readonly image: ImageGeometry,
     readonly imageTokenId: number,
+    readonly dynamicBatch: boolean,
+    readonly optionalDecoderInputs: ReadonlySet<string>,
+    private readonly dtypes: {
+      pixel: 'float32' | 'float16';
+      embeds: 'float32' | 'float16';
+      states: 'float32' | 'float16';
+    },
   ) {}
 
-  static async create(bundle: ModelBundle, opts: MllamaModelOptions = {}): Promise<MllamaModel> {
-    const eps = opts.executionProviders?.length ? opts.executionProviders : DEFAULT_EXECUTION_PROVIDERS;
-    const failures: string[] = [];
-    for (const ep of eps) {
-      const sessionOptions: ort.InferenceSession.SessionOptions = {
-        executionProviders: [ep],
-        graphOptimizationLevel: 'all',
-      };
-      if (opts.intraOpNumThreads !== undefined) sessionOptions.intraOpNumThreads = opts.intraOpNumThreads;
-      const sessions: ort.InferenceSession[] = [];
-      try {
-        for (const role of [OnnxRole.VisionEncoder, OnnxRole.EmbedTokens, OnnxRole.Decoder]) {
-          sessions.push(await ort.InferenceSession.create(bundle.onnxPaths[role], sessionOptions));
-        }
-      } catch (err: unknown) {
-        await Promise.all(sessions.map((s) => s.release()));
-        failures.push(`${ep}: ${normalizeErrorString(err)}`);
-        log.warn('execution provider unavailable, trying next', { ep, error: normalizeErrorString(err) });
-        continue;
-      }
-      const [vision, embed, decoder] = sessions as [ort.InferenceSession, ort.InferenceSession, ort.InferenceSession];
-      try {
-        return MllamaModel.fromSessions(bundle, ep, vision, embed, decoder);
-      } catch (err: unknown) {
-        await Promise.all(sessions.map((s) => s.release()));
-        throw err;
-      }
-    }
-    throw new ModelError(
-      ErrorCode.ModelInvalid,
-      `no execution provider could load ${bundle.dir}: ${failures.join('; ')}`,
-    );
+  get provider(): ExecutionProvider {
+    return this.s.provider;
   }
 
-  private static fromSessions(
-    bundle: ModelBundle,
-    ep: ExecutionProvider,
-    vision: ort.InferenceSession,
-    embed: ort.InferenceSession,
-    decoder: ort.InferenceSession,
-  ): MllamaModel {
-    const m = bundle.manifest;
-    const problems = [
-      ...checkIo(OnnxRole.VisionEncoder, m.onnx.visionEncoder, vision),
-      ...checkIo(OnnxRole.EmbedTokens, m.onnx.embedTokens, embed),
-      ...checkIo(OnnxRole.Decoder, m.onnx.decoder, decoder),
-    ];
-    const pastNames = decoder.inputNames.filter((n) => PAST_RE.test(n));
-    for (const n of pastNames) {
-      const layer = Number(PAST_RE.exec(n)?.[1]);
-      if (m.crossAttentionLayers.includes(layer))
-        problems.push(`${m.onnx.decoder.path}: ${n} is a cross-attention layer`);
-      const present = n.replace('past_key_values.', 'present.');
-      if (!decoder.outputNames.includes(present)) problems.push(`${m.onnx.decoder.path}: output ${present} missing`);
+  get runMs(): number {
+    return this.runner.runMs;
+  }
+
+  /** Decoder cache inputs, discovered from the session (model-contract §11.2). */
+  get pastNames(): readonly string[] {
+    return this.kv.names;
+  }
+
+  static async create(bundle: ModelBundle, opts: ModelOptions = {}): Promise<MllamaModel> {
+    const s = await createSessions(bundle, opts);
+    try {
+      return MllamaModel.fromSessions(bundle, s);
+    } catch (err: unknown) {
+      await releaseSessions(s);
+      throw err;
     }
-    if (problems.length > 0) {
-      throw new ModelError(
-        ErrorCode.ModelInvalid,
-        `model bundle ${bundle.dir} does not match its graphs:\n  - ${problems.join('\n  - ')}`,
-      );
-    }
+  }
+
+  static fromSessions(bundle: ModelBundle, s: OrtSessions): MllamaModel {
+    assertGraphsMatch(bundle, s);
     const tc = bundle.config.text_config;
     const vc = bundle.config.vision_config;
-    const heads = num(tc, 'num_attention_heads', 'config.json text_config');
-    const hidden = num(tc, 'hidden_size', 'config.json text_config');
-    const text: TextGeometry = {
-      kvHeads: num(tc, 'num_key_value_heads', 'config.json text_config'),
-      headDim:
-        (tc as Record<string, unknown>).head_dim === undefined
-          ? hidden / heads
-          : num(tc, 'head_dim', 'config.json text_config'),
-      vocabSize: num(tc, 'vocab_size', 'config.json text_config'),
-    };
+    const file = 'config.json text_config';
+    const heads = configNumber(tc, 'num_attention_heads', file);
+    const hidden = configNumber(tc, 'hidden_size', file);
+    const headDim =
+      (tc as Record<string, unknown>).head_dim === undefined ? hidden / heads : configNumber(tc, 'head_dim', file);
+    const kv = discoverKv(bundle, s.decoder, configNumber(tc, 'num_key_value_heads', file), headDim);
     const ratios = (vc as Record<string, unknown> | undefined)?.supported_aspect_ratios;
     const image: ImageGeometry = {
-      maxTiles: num(vc, 'max_num_tiles', 'config.json vision_config'),
-      imageSize: num(vc, 'image_size', 'config.json vision_config'),
-      numChannels: num(vc, 'num_channels', 'config.json vision_config'),
+      maxTiles: configNumber(vc, 'max_num_tiles', 'config.json vision_config'),
+      imageSize: configNumber(vc, 'image_size', 'config.json vision_config'),
+      numChannels: configNumber(vc, 'num_channels', 'config.json vision_config'),
       maxAspectRatioId: Array.isArray(ratios) ? ratios.length : 8,
     };
-    return new MllamaModel(ep, vision, embed, decoder, pastNames, text, image, m.specialTokens.image);
+    const dynamicBatch =
+      hasDynamicBatch(s.vision, ['pixel_values', 'aspect_ratio_ids', 'aspect_ratio_mask']) &&
+      hasDynamicBatch(s.embed, ['input_ids']) &&
+      hasDynamicBatch(s.decoder, ['inputs_embeds', 'cross_attention_mask', ...kv.names]);
+    const optional = new Set(
+      s.decoder.inputNames.filter((n) => n === 'num_logits_to_keep' || n === 'use_cache_branch'),
+    );
+    return new MllamaModel(
+      s,
+      kv,
+      configNumber(tc, 'vocab_size', file),
+      image,
+      bundle.manifest.specialTokens.image,
+      dynamicBatch,
+      optional,
+      {
+        pixel: floatTypeOf(s.vision, 'pixel_values'),
+        embeds: floatTypeOf(s.decoder, 'inputs_embeds'),
+        states: floatTypeOf(s.decoder, 'cross_attention_states'),
+      },
+    );
   }
 
   private assertOpen(): void {
     if (this.closed) throw new RadScribeError(ErrorCode.InferenceFailed, 'MllamaModel used after dispose');
   }
 
-  /** vision_encoder → cross_attention_states [imgs·tiles, 1601, H]. */
-  async encodeImage(img: ImageInput): Promise<ort.Tensor> {
-    this.assertOpen();
-    const out = await this.run(this.vision, 'vision_encoder', {
-      pixel_values: new ort.Tensor('float32', img.pixelValues, img.dims),
-      aspect_ratio_ids: new ort.Tensor('int64', BigInt64Array.of(BigInt(img.aspectRatioId)), [1, 1]),
-      aspect_ratio_mask: new ort.Tensor(
-        'int64',
-        BigInt64Array.from(img.aspectRatioMask, (v) => BigInt(v)),
-        [1, 1, img.aspectRatioMask.length],
-      ),
-    });
-    return out.cross_attention_states as ort.Tensor;
+  validateImage(img: ImageInput): void {
+    validateImageInput(img, this.image);
   }
 
-  /** embed_tokens → inputs_embeds [1, S, H]. */
-  async embedTokens(ids: readonly number[]): Promise<ort.Tensor> {
-    this.assertOpen();
-    const out = await this.run(this.embed, 'embed_tokens', {
-      input_ids: new ort.Tensor(
-        'int64',
-        BigInt64Array.from(ids, (v) => BigInt(v)),
-        [1, ids.length],
-      ),
-    });
-    return out.inputs_embeds as ort.Tensor;
+  /** Mllama keeps the single <|image|> token: the image enters through cross-attention, not the stream. */
+  expandPrompt(ids: readonly number[]): number[] {
+    return [...ids];
   }
 
-  /** One decoder_model_merged pass; returns logits and present.*. */
+  /** vision_encoder → cross_attention_states [B·tiles, 1601, H] for B images (one per batch row). */
+  async encodeImages(images: readonly ImageInput[]): Promise<MllamaEncoding> {
+    this.assertOpen();
+    const B = images.length;
+    const T = this.image.maxTiles;
+    const per = images[0]?.pixelValues.length ?? 0;
+    const pixels = new Float32Array(B * per);
+    images.forEach((img, b) => {
+      pixels.set(img.pixelValues, b * per);
+    });
+    const dims = [B, 1, T, this.image.numChannels, this.image.imageSize, this.image.imageSize];
+    const out = await this.runner.run(this.s.vision, 'vision_encoder', {
+      pixel_values: floatTensor(this.dtypes.pixel, pixels, dims),
+      aspect_ratio_ids: int64(
+        images.map((i) => i.aspectRatioId ?? 0),
+        [B, 1],
+      ),
+      aspect_ratio_mask: int64(
+        images.flatMap((i) => i.aspectRatioMask ?? []),
+        [B, 1, T],
+      ),
+    });
+    const raw = out.cross_attention_states as ort.Tensor;
+    const states = castFloat(raw, this.dtypes.states);
+    if (states !== raw) raw.dispose();
+    return new MllamaEncoding(
+      states,
+      images.map((i) => numRealTiles(i.aspectRatioMask ?? [])),
+    );
+  }
+
+  async decoderInputs(
+    enc: ImageEncoding,
+    history: readonly (readonly number[])[],
+    newCount: number,
+  ): Promise<Record<string, ort.Tensor>> {
+    this.assertOpen();
+    const e = enc as MllamaEncoding;
+    const B = history.length;
+    const T = this.image.maxTiles;
+    const ids: number[] = [];
+    const mask = new BigInt64Array(B * newCount * T);
+    history.forEach((row, b) => {
+      ids.push(...row.slice(row.length - newCount));
+      // The mask of the whole row, then its last newCount rows: for decode steps this is HF's "append the
+      // last row again" (_update_model_kwargs_for_generation), since every generated token is in the span.
+      const full = buildCrossAttentionMask(row, this.imageTokenId, [e.numTiles[b] ?? 0], T);
+      mask.set(full.data.subarray((row.length - newCount) * T), b * newCount * T);
+    });
+    const embedOut = await this.runner.run(this.s.embed, 'embed_tokens', { input_ids: int64(ids, [B, newCount]) });
+    const raw = embedOut.inputs_embeds as ort.Tensor;
+    const embeds = castFloat(raw, this.dtypes.embeds);
+    if (embeds !== raw) raw.dispose();
+    return {
+      inputs_embeds: embeds,
+      cross_attention_states: e.states,
+      cross_attention_mask: new ort.Tensor('int64', mask, [B, newCount, 1, T]),
+    };
+  }
+
   async decode(feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
     this.assertOpen();
-    return this.run(this.decoder, 'decoder_model_merged', feeds);
-  }
-
-  private async run(
-    session: ort.InferenceSession,
-    graph: string,
-    feeds: Record<string, ort.Tensor>,
-  ): Promise<Record<string, ort.Tensor>> {
-    try {
-      return (await session.run(feeds)) as Record<string, ort.Tensor>;
-    } catch (err: unknown) {
-      throw new RadScribeError(
-        ErrorCode.InferenceFailed,
-        `onnxruntime run of ${graph} failed: ${normalizeErrorString(err)}`,
-        { cause: err },
-      );
-    }
+    return this.runner.run(this.s.decoder, 'decoder_model_merged', feeds);
   }
 
   /** Idempotent. */
   async dispose(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    await Promise.all([this.vision.release(), this.embed.release(), this.decoder.release()]);
+    await releaseSessions(this.s);
   }
 }

@@ -135,7 +135,8 @@ function checkManifestShape(m: Record<string, unknown>): string[] {
   need(
     isRecord(gen) &&
       typeof gen.doSample === 'boolean' &&
-      (gen.noRepeatNgramSize === undefined || (Number.isInteger(gen.noRepeatNgramSize) && (gen.noRepeatNgramSize as number) >= 0)) &&
+      (gen.noRepeatNgramSize === undefined ||
+        (Number.isInteger(gen.noRepeatNgramSize) && (gen.noRepeatNgramSize as number) >= 0)) &&
       Number.isInteger(gen.maxNewTokens) &&
       (gen.maxNewTokens as number) > 0,
     'generation needs doSample and a positive maxNewTokens',

@@ -13,7 +13,30 @@ export interface SamplingOptions {
   topP?: number;
   /** HF RepetitionPenaltyLogitsProcessor: >1 discourages tokens already generated or in the prompt. */
   repetitionPenalty?: number;
+  /** HF NoRepeatNGramLogitsProcessor: an n-gram of this size never occurs twice (0 = off). */
+  noRepeatNgramSize?: number;
   seed?: number;
+}
+
+/**
+ * Tokens that would repeat an n-gram already in `history` (HF `_get_ngrams` / `_get_generated_ngrams`): the
+ * last n−1 tokens form the prefix; every earlier occurrence of that prefix bans the token that followed it.
+ */
+export function bannedNgramTokens(history: readonly number[], n: number): Set<number> {
+  const banned = new Set<number>();
+  if (n <= 0 || history.length + 1 < n) return banned;
+  const start = history.length - (n - 1);
+  for (let i = 0; i + n <= history.length; i++) {
+    let match = true;
+    for (let j = 0; j < n - 1; j++) {
+      if (history[i + j] !== history[start + j]) {
+        match = false;
+        break;
+      }
+    }
+    if (match) banned.add(history[i + n - 1] as number);
+  }
+  return banned;
 }
 
 export function argmax(logits: ArrayLike<number>): number {
@@ -55,12 +78,20 @@ export class Sampler {
     if (opts.topP !== undefined && opts.topP > 1) throw new RangeError('topP must be <= 1');
     if (opts.topK !== undefined && !(Number.isInteger(opts.topK) && opts.topK > 0))
       throw new RangeError('topK must be a positive integer');
+    if (
+      opts.noRepeatNgramSize !== undefined &&
+      !(Number.isInteger(opts.noRepeatNgramSize) && opts.noRepeatNgramSize >= 0)
+    )
+      throw new RangeError('noRepeatNgramSize must be an integer >= 0');
     this.rng = new Mulberry32(opts.seed ?? 0);
   }
 
   /** @param history prompt + generated ids, for the repetition penalty. */
   next(logits: Float32Array, history: readonly number[]): number {
     const scores = applyRepetitionPenalty(logits, history, this.opts.repetitionPenalty ?? 1);
+    for (const id of bannedNgramTokens(history, this.opts.noRepeatNgramSize ?? 0)) {
+      if (id < scores.length) scores[id] = Number.NEGATIVE_INFINITY;
+    }
     if (!this.opts.doSample) return argmax(scores);
     const temperature = this.opts.temperature ?? 1;
     // Sort once; top-k then top-p (nucleus) keep a prefix of the sorted candidates (HF warper order).

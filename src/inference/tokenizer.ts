@@ -13,6 +13,8 @@ export interface ChatTokenizerOptions {
   tokenizerJson: Record<string, unknown>;
   tokenizerConfig: Record<string, unknown>;
   imageTokenId: number;
+  /** manifest.json chatTemplate; defaults to tokenizer_config.json chat_template (the loader checks they agree). */
+  chatTemplate?: string;
 }
 
 export class ChatTokenizer {
@@ -22,7 +24,7 @@ export class ChatTokenizer {
   readonly imageTokenId: number;
 
   constructor(opts: ChatTokenizerOptions) {
-    const chatTemplate = opts.tokenizerConfig.chat_template;
+    const chatTemplate = opts.chatTemplate ?? opts.tokenizerConfig.chat_template;
     if (typeof chatTemplate !== 'string')
       throw new ModelError(ErrorCode.ModelInvalid, 'tokenizer_config.json: chat_template missing');
     try {

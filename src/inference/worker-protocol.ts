@@ -1,8 +1,8 @@
 import type { GenerationTimings } from './generate.js';
 import type { ImageInput } from './image-input.js';
-import type { ExecutionProvider } from './mllama-model.js';
 import type { ModelManifest } from './model-manifest.js';
 import type { StopReason } from './stopping.js';
+import type { ExecutionProvider } from './vision-language-model.js';
 
 /** Messages between InferenceClient (main thread) and inference-worker.ts. Plain structured-clone data. */
 
@@ -17,12 +17,23 @@ export interface DescribeOptions {
   prompt?: string;
   maxNewTokens?: number;
   timeoutMs?: number;
+  /** Overrides of the bundle's generation defaults (manifest `generation`). */
+  sampling?: {
+    doSample?: boolean;
+    temperature?: number;
+    topK?: number;
+    topP?: number;
+    repetitionPenalty?: number;
+    noRepeatNgramSize?: number;
+    seed?: number;
+  };
 }
 
+/** Several images with one prompt; decoded as one batch when the graphs allow it. */
 export interface DescribeRequest {
   type: 'describe';
   id: number;
-  image: ImageInput;
+  images: ImageInput[];
   opts: DescribeOptions;
 }
 
@@ -48,6 +59,8 @@ export interface ModelInfo {
 
 export interface DescribeResult {
   text: string;
+  /** Tokens of the rendered prompt (after image-token expansion). */
+  promptTokens: number;
   tokenIds: number[];
   stopReason: StopReason;
   timings: GenerationTimings;
@@ -62,8 +75,16 @@ export interface SerializedError {
 }
 
 export type WorkerResponse =
-  | { type: 'loaded'; manifest: ModelManifest; provider: string; bundleDir: string; preprocessorConfigPath: string }
+  | {
+      type: 'loaded';
+      manifest: ModelManifest;
+      provider: string;
+      bundleDir: string;
+      preprocessorConfigPath: string;
+      preprocessorConfig: Record<string, unknown>;
+      dynamicBatch: boolean;
+    }
   | { type: 'load-failed'; error: SerializedError }
-  | { type: 'result'; id: number; result: DescribeResult }
+  | { type: 'result'; id: number; results: DescribeResult[] }
   | { type: 'error'; id: number; error: SerializedError }
   | { type: 'disposed' };

@@ -210,7 +210,7 @@ export async function describeStudy(
           stopReason: out.stopReason,
           // A hash, never the text: the audit table holds no PHI and no model output.
           textSha256: createHash('sha256').update(text).digest('hex'),
-          tiles: input.tiles,
+          tiles: input.family === 'mllama' ? input.tiles : [1, 1],
           transcodedByPacs: transcoded,
           prepareMs: prepMs,
           totalMs: Date.now() - started,

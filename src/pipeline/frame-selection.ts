@@ -28,9 +28,23 @@ export interface SelectedFrame<C extends ImageCandidate = ImageCandidate> {
 }
 
 export interface SelectionPolicy {
+  /** Modalities whose every image is described (projection images). */
   readonly eachImage: readonly string[];
+  /** Evenly spaced slices per cross-sectional series (1 → the middle one). */
   readonly perSeriesSlices: number;
+  /**
+   * Frames described per multi-frame object of an `eachImage` modality (US/XA cine loops), evenly
+   * spaced and centred. Default {@link DEFAULT_MULTI_FRAME_FRAMES} = 1: the middle frame.
+   */
+  readonly multiFrameFrames?: number;
 }
+
+/**
+ * One frame per cine loop: consecutive US/XA frames are nearly identical, and the loop's first
+ * frames are often run-in (probe settling, contrast not yet arrived); the middle frame is the
+ * representative one. Raise it per site for stress-echo or angiography runs.
+ */
+export const DEFAULT_MULTI_FRAME_FRAMES = 1;
 
 /** n indices evenly spaced over [0, count), centred (n = 1 → the middle one). */
 export function evenlySpaced(count: number, n: number): number[] {
@@ -51,7 +65,8 @@ export function selectFrames<C extends ImageCandidate>(
   const bySeries = new Map<string, C[]>();
   for (const c of images) {
     if (each.has((c.modality ?? '').toUpperCase())) {
-      out.push({ candidate: c, frameIndex: evenlySpaced(c.numberOfFrames, 1)[0] ?? 0 });
+      const k = c.numberOfFrames > 1 ? Math.max(1, policy.multiFrameFrames ?? DEFAULT_MULTI_FRAME_FRAMES) : 1;
+      for (const f of evenlySpaced(c.numberOfFrames, k)) out.push({ candidate: c, frameIndex: f });
     } else {
       const list = bySeries.get(c.seriesInstanceUid) ?? [];
       list.push(c);

@@ -1,3 +1,4 @@
+import type { VisionInput } from '../dicom/image-processor.js';
 import type { ErrorCode } from '../errors.js';
 
 /** Messages between ImagePrepClient and image-prep-worker. */
@@ -9,15 +10,11 @@ export interface PrepRequest {
   readonly preprocessorConfig: unknown;
 }
 
-export interface PreparedInput {
-  readonly pixelValues: Float32Array;
-  readonly dims: number[];
-  readonly aspectRatioId: number;
-  readonly aspectRatioMask: number[];
-  readonly canvas: [number, number];
-  readonly tiles: [number, number];
-  readonly resized: [number, number];
-}
+/**
+ * The model input for one frame, in whichever form the bundle's preprocessor_config.json names:
+ * Mllama tiles (pixel values, aspect ratio id and mask) or the plain resize/normalise path.
+ */
+export type PreparedInput = VisionInput;
 
 export type PrepResponse =
   | {

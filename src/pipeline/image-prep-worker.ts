@@ -1,14 +1,14 @@
 import { readFileSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { parsePart10 } from '../dicom/dataset.js';
+import { parseDicomFile } from '../dicom/dataset.js';
+import { buildVisionInput } from '../dicom/image-processor.js';
 import { decodeFrame } from '../dicom/pixel-decoder.js';
 import { renderFrame } from '../dicom/render.js';
-import { buildMllamaInput, parseMllamaPreprocessorConfig } from '../dicom/tiles.js';
 import { errorCodeOf, normalizeErrorString } from '../errors.js';
 import type { PrepRequest, PrepResponse } from './image-prep-types.js';
 
 /**
- * Worker-thread entry: file → parse → decode → render → Mllama tiles. Decoding a large JPEG 2000
+ * Worker-thread entry: file → parse → decode → render → model input (Mllama tiles or plain). Decoding a large JPEG 2000
  * frame takes hundreds of milliseconds of CPU; doing it here keeps the STOW-RS receiver responsive.
  * The parent enforces the time limit (terminates us) and the memory cap (resourceLimits).
  */
@@ -17,23 +17,14 @@ if (!port) throw new Error('image-prep-worker must run in a worker thread');
 
 port.on('message', async (req: PrepRequest) => {
   try {
-    const inst = parsePart10(readFileSync(req.filePath));
+    const inst = parseDicomFile(readFileSync(req.filePath));
     const frame = await decodeFrame(inst, req.frameIndex);
     const image = renderFrame(inst.dataset, frame, req.frameIndex);
-    const cfg = parseMllamaPreprocessorConfig(req.preprocessorConfig);
-    const input = buildMllamaInput(image, cfg);
+    const input = buildVisionInput(image, req.preprocessorConfig);
     const res: PrepResponse = {
       id: req.id,
       ok: true,
-      input: {
-        pixelValues: input.pixelValues,
-        dims: input.dims,
-        aspectRatioId: input.aspectRatioId,
-        aspectRatioMask: input.aspectRatioMask,
-        canvas: input.canvas,
-        tiles: input.tiles,
-        resized: input.resized,
-      },
+      input,
       image: { width: image.width, height: image.height, channels: image.channels },
     };
     port.postMessage(res, [input.pixelValues.buffer as ArrayBuffer]);

@@ -114,3 +114,40 @@ describe('gateway export profiles', () => {
     );
   });
 });
+
+describe('gateway with an embedding-merge model bundle', () => {
+  it('[REQ-INF-01] describes a study with the LLaVA/Gemma-style fixture and writes the draft SR', async () => {
+    const t = await startTestGateway('pglite', {
+      model: { bundle: path.join(__dirname, '../fixtures/models/tiny-merge-vlm') },
+    });
+    try {
+      const file = path.join(__dirname, '../fixtures/dicom/MR_small.dcm');
+      const mr = parsePart10(readFileSync(file)).dataset;
+      expect(
+        (await new DicomwebClient({ baseUrl: `${t.gw.baseUrl}/dicomweb` }).storeInstances(undefined, [file]))
+          .httpStatus,
+      ).toBe(200);
+      const job = await waitFor(
+        'job',
+        async () => {
+          const r = await t.gw.db.pool.query<{
+            state: string;
+            result: { location: string } | null;
+            last_error: string | null;
+          }>(`SELECT state, result, last_error FROM jobs WHERE study_instance_uid = $1 ORDER BY id DESC LIMIT 1`, [
+            mr.StudyInstanceUID,
+          ]);
+          const j = r.rows[0];
+          return j && (j.state === 'succeeded' || j.state === 'failed') ? j : undefined;
+        },
+        120_000,
+      );
+      expect(job.last_error).toBeNull();
+      const sr = readSr(readFileSync(job.result!.location));
+      expect(sr.studyInstanceUid).toBe(mr.StudyInstanceUID);
+      expect(JSON.stringify(sr.content)).toContain('radscribe-tiny-merge-vlm');
+    } finally {
+      await t.close();
+    }
+  });
+});

@@ -87,11 +87,14 @@ describe.each(backends())('gateway on %s', (backend) => {
     expect(kinds.indexOf('instance-received')).toBeLessThan(kinds.indexOf('sr-exported'));
     expect((await verifyAuditChain(t.gw.db.pool)).ok).toBe(true);
     // The audit trail holds UIDs, hashes and codes, never PHI or model text.
-    const everything = (await t.gw.db.pool.query<{ row: string }>(`SELECT row_to_json(a)::text AS row FROM audit_events a`)).rows
+    const everything = (
+      await t.gw.db.pool.query<{ row: string }>(`SELECT row_to_json(a)::text AS row FROM audit_events a`)
+    ).rows
       .map((r) => r.row)
       .join('\n');
     expect(everything).toContain(sample.SOPInstanceUID as string);
-    for (const phi of [sample.PatientID, 'CompressedSamples', sample.AccessionNumber]) expect(everything).not.toContain(phi as string);
+    for (const phi of [sample.PatientID, 'CompressedSamples', sample.AccessionNumber])
+      expect(everything).not.toContain(phi as string);
     expect(everything).not.toContain(FIXTURE_TEXT_PREFIX.trim());
 
     const health = await fetch(`${t.gw.baseUrl}/health`);

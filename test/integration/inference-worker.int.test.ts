@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ErrorCode, ModelError, RadScribeError } from '../../src/errors.js';
 import { InferenceClient } from '../../src/inference/inference-client.js';
-import { makeImage, pattern, TINY_MLLAMA_DIR } from '../unit/inference/helpers.js';
+import { makeImage, makePlainImage, pattern, TINY_MERGE_DIR, TINY_MLLAMA_DIR } from '../unit/inference/helpers.js';
 
-/** InferenceClient ↔ inference-worker (compiled dist file) with the tiny fixture on the CPU EP. */
+/** InferenceClient ↔ inference-worker (compiled dist file, a child process) with the tiny fixture on the CPU EP. */
 describe('InferenceClient (worker thread)', () => {
   let client: InferenceClient;
   beforeAll(async () => {
@@ -26,10 +26,10 @@ describe('InferenceClient (worker thread)', () => {
     expect(client.preprocessorConfigPath).toBe(path.join(TINY_MLLAMA_DIR, 'preprocessor_config.json'));
   });
 
-  it('describes an image deterministically; text is printable ASCII; the pixel buffer is transferred', async () => {
+  it('describes an image deterministically; text is printable ASCII; the caller keeps its pixel buffer', async () => {
     const img = makeImage(pattern(11), 6, [1, 1, 1, 1]);
     const a = await client.describe(img, { maxNewTokens: 10 });
-    expect(img.pixelValues.byteLength).toBe(0);
+    expect(img.pixelValues.byteLength).toBe(4 * 3 * 560 * 560 * 4);
     const b = await client.describe(makeImage(pattern(11), 6, [1, 1, 1, 1]), { maxNewTokens: 10 });
     expect(b.tokenIds).toEqual(a.tokenIds);
     expect(b.text).toBe(a.text);
@@ -98,5 +98,48 @@ describe('InferenceClient (worker thread)', () => {
     await c2.close();
     await c2.close();
     await expect(c2.describe(makeImage(() => 0))).rejects.toBeInstanceOf(RadScribeError);
+  });
+
+  it('a run past its hard limit terminates the worker; the client recovers with a fresh worker', async () => {
+    const before = client.restarts;
+    // No soft deadline: only the hard limit can end this call, and 1 ms is shorter than any generation.
+    const err = await client.describe(makeImage(pattern(16)), { maxNewTokens: 48, hardTimeoutMs: 1 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(RadScribeError);
+    expect((err as RadScribeError).code).toBe(ErrorCode.Timeout);
+    expect((err as RadScribeError).message).toContain('hard limit');
+    expect(client.restarts).toBe(before + 1);
+    const ok = await client.describe(makeImage(pattern(15)), { maxNewTokens: 2 });
+    expect(ok.tokenIds.length).toBeGreaterThan(0);
+  });
+
+  it('describeBatch decodes several images at once with the results of one at a time', async () => {
+    const imgs = () => [makeImage(pattern(21), 6, [1, 1, 1, 1]), makeImage(() => 0), makeImage(() => 1)];
+    const batched = await client.describeBatch(imgs(), { maxNewTokens: 6 });
+    const single = [];
+    for (const img of imgs()) single.push(await client.describe(img, { maxNewTokens: 6 }));
+    expect(batched.map((r) => r.tokenIds)).toEqual(single.map((r) => r.tokenIds));
+    expect(client.dynamicBatch).toBe(true);
+  });
+});
+
+describe('InferenceClient with the embedding-merge fixture', () => {
+  it('loads the family from the manifest and describes a plain 224² image', async () => {
+    const c = await InferenceClient.start({ bundleDir: TINY_MERGE_DIR, executionProviders: ['cpu'] });
+    try {
+      expect(c.manifest.modelFamily).toBe('embedding-merge');
+      expect(c.preprocessorConfig.image_processor_type).toBe('SiglipImageProcessor');
+      const r = await c.describe(
+        makePlainImage((i) => Math.sin(i * 0.01)),
+        { maxNewTokens: 5 },
+      );
+      expect(r.tokenIds.length).toBeGreaterThan(0);
+      expect(r.promptTokens).toBeGreaterThan(c.manifest.imageTokensPerImage as number);
+      await expect(c.describe(makeImage(() => 0))).rejects.toMatchObject({ code: ErrorCode.RequestInvalid });
+    } finally {
+      await c.close();
+    }
   });
 });

@@ -3,7 +3,10 @@ import { main, usage } from '../../src/cli.js';
 
 describe('parseArgs', () => {
   it('separates positionals, valued, boolean and repeated flags', () => {
-    const a = parseArgs(['sr', '--source', 'a.dcm', '--source=b.dcm', '--text', 'x y', '--pdf', '--out', 'o.dcm'], ['pdf']);
+    const a = parseArgs(
+      ['sr', '--source', 'a.dcm', '--source=b.dcm', '--text', 'x y', '--pdf', '--out', 'o.dcm'],
+      ['pdf'],
+    );
     expect(a.positional).toEqual(['sr']);
     expect(a.multi.get('source')).toEqual(['a.dcm', 'b.dcm']);
     expect(flag(a, 'text')).toBe('x y');

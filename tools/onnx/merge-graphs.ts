@@ -1,6 +1,12 @@
 import { DType, GraphBuilder, type GraphBuilderOptions } from './graph-builder.js';
 import { layerNorm, linear, quickGelu, rmsNorm, type WeightSource } from './layers.js';
-import { type BuiltGraph, type DecoderShared, decoderPrologue, selfLayer, type TinyTextConfig } from './mllama-graphs.js';
+import {
+  type BuiltGraph,
+  type DecoderShared,
+  decoderPrologue,
+  selfLayer,
+  type TinyTextConfig,
+} from './mllama-graphs.js';
 
 /**
  * The transformers.js-layout graphs of a tiny embedding-merge VLM (LLaVA / Gemma 3 / SmolVLM style,

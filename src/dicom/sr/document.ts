@@ -195,7 +195,8 @@ export function draftPdfSopInstanceUid(srSopInstanceUid: string): string {
  */
 export function modelDeviceUid(manifestJsonBytes: Uint8Array, declaredDeviceUid?: string): string {
   if (declaredDeviceUid !== undefined) {
-    if (!isValidUid(declaredDeviceUid)) throw new SrValidationError('modelDeviceUid: manifest deviceUid is not a valid UID');
+    if (!isValidUid(declaredDeviceUid))
+      throw new SrValidationError('modelDeviceUid: manifest deviceUid is not a valid UID');
     return declaredDeviceUid;
   }
   return deriveUid('radscribe-model', createHash('sha256').update(manifestJsonBytes).digest('hex'));
@@ -225,7 +226,7 @@ function checkLo(what: string, v: unknown): string {
 }
 
 /** DA / TM / Timezone Offset From UTC in UTC, so the output does not depend on the host's zone (PS3.5 §6.2). */
-function dicomDateTime(d: Date): { date: string; time: string; offset: string } {
+export function dicomDateTime(d: Date): { date: string; time: string; offset: string } {
   const p = (n: number, w = 2) => String(n).padStart(w, '0');
   return {
     date: `${d.getUTCFullYear()}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}`,
@@ -238,7 +239,7 @@ function dicomDateTime(d: Date): { date: string; time: string; offset: string } 
  * Patient (C.7.1.1), General Study (C.7.2.1), Patient Study (C.7.2.2) attributes copied from the source.
  * Size and weight are left out: they describe the acquisition, and sources often carry 0 (a dciodvfy warning).
  */
-const TYPE2_COPIED = [
+export const TYPE2_COPIED = [
   'PatientName',
   'PatientID',
   'PatientBirthDate',
@@ -249,7 +250,7 @@ const TYPE2_COPIED = [
   'StudyID',
   'AccessionNumber',
 ] as const;
-const TYPE3_COPIED = [
+export const TYPE3_COPIED = [
   'IssuerOfPatientID',
   'OtherPatientIDsSequence',
   'PatientAge',
@@ -574,7 +575,9 @@ function proceduresReported(sources: readonly NaturalDataset[]): Code[] {
     const seq = Array.isArray(ds.ProcedureCodeSequence) ? (ds.ProcedureCodeSequence as NaturalDataset[]) : [];
     for (const item of seq) {
       try {
-        add(code(String(item.CodeValue ?? ''), String(item.CodingSchemeDesignator ?? ''), String(item.CodeMeaning ?? '')));
+        add(
+          code(String(item.CodeValue ?? ''), String(item.CodingSchemeDesignator ?? ''), String(item.CodeMeaning ?? '')),
+        );
       } catch {
         // An incomplete or over-long code in the source: fall back to the modality below.
       }

@@ -32,6 +32,14 @@ export interface SrEvidenceReference {
   readonly sopInstanceUid: string;
 }
 
+export interface SrContributingEquipment {
+  readonly purposeOfReference: readonly Code[];
+  readonly manufacturer: string | undefined;
+  readonly manufacturerModelName: string | undefined;
+  readonly softwareVersions: string | undefined;
+  readonly deviceUid: string | undefined;
+}
+
 export interface SrDocument {
   readonly transferSyntaxUid: string;
   readonly implementationClassUid: string | undefined;
@@ -52,6 +60,10 @@ export interface SrDocument {
   readonly deviceSerialNumber: string | undefined;
   /** Device UIDs (0018,1002) from the Contributing Equipment Sequence. */
   readonly contributingDeviceUids: readonly string[];
+  /** Contributing Equipment Sequence (0018,A001) items (PS3.3 Table C.12-1; IHE AIR §6.5.3.1). */
+  readonly contributingEquipment: readonly SrContributingEquipment[];
+  /** Predecessor Documents Sequence (0040,A360), flattened. */
+  readonly predecessorDocuments: readonly SrEvidenceReference[];
   readonly completionFlag: string | undefined;
   readonly completionFlagDescription: string | undefined;
   readonly verificationFlag: string | undefined;
@@ -326,6 +338,14 @@ export function readSr(part10: Uint8Array): SrDocument {
     contributingDeviceUids: items(d.ContributingEquipmentSequence)
       .map((e) => str(e.DeviceUID))
       .filter((u): u is string => u !== undefined),
+    contributingEquipment: items(d.ContributingEquipmentSequence).map((e) => ({
+      purposeOfReference: items(e.PurposeOfReferenceCodeSequence).map((c) => readCode(c) as Code),
+      manufacturer: str(e.Manufacturer),
+      manufacturerModelName: str(e.ManufacturerModelName),
+      softwareVersions: str(e.SoftwareVersions),
+      deviceUid: str(e.DeviceUID),
+    })),
+    predecessorDocuments: readEvidence(d.PredecessorDocumentsSequence),
     completionFlag: str(d.CompletionFlag),
     completionFlagDescription: str(d.CompletionFlagDescription),
     verificationFlag: str(d.VerificationFlag),
@@ -392,4 +412,36 @@ export function renderSrTree(doc: SrDocument): string {
   ];
   renderItem(doc.content, 0, lines);
   return `${lines.join('\n')}\n`;
+}
+
+/** A narrative finding found in an SR tree: TEXT (121071, DCM, "Finding") and the images it was inferred from. */
+export interface SrFindingText {
+  readonly text: string;
+  readonly images: readonly { sopClassUid: string; sopInstanceUid: string; frameNumbers: readonly number[] }[];
+}
+
+/**
+ * Every TEXT Finding (121071, DCM) in document order, wherever it sits: under the Findings section
+ * (TID 2000, report profile) or in a TID 1501 measurement group (air profile). The one accessor the
+ * gateway needs to show either profile the same way.
+ */
+export function findingTexts(doc: SrDocument | ContentItem): SrFindingText[] {
+  const out: SrFindingText[] = [];
+  const visit = (item: ContentItem) => {
+    if (item instanceof TextContentItem && item.name?.value === '121071' && item.name.scheme === 'DCM') {
+      out.push({
+        text: item.value,
+        images: item.children
+          .filter((c): c is ImageContentItem => c instanceof ImageContentItem)
+          .map((c) => ({
+            sopClassUid: c.referencedSopClassUid,
+            sopInstanceUid: c.referencedSopInstanceUid,
+            frameNumbers: c.frameNumbers,
+          })),
+      });
+    }
+    for (const c of item.children) visit(c);
+  };
+  visit('content' in doc && doc.content instanceof ContainerContentItem ? doc.content : (doc as ContentItem));
+  return out;
 }

@@ -437,7 +437,9 @@ export class MeasurementReport extends Template {
       throw new SrValidationError('MeasurementReport observationContext must be an ObservationContext (TID 1001)');
     }
     if (opts.language !== undefined && !(opts.language instanceof LanguageOfContentItemAndDescendants)) {
-      throw new SrValidationError('MeasurementReport language must be a LanguageOfContentItemAndDescendants (TID 1204)');
+      throw new SrValidationError(
+        'MeasurementReport language must be a LanguageOfContentItemAndDescendants (TID 1204)',
+      );
     }
     if (!Array.isArray(opts.procedureReported) || opts.procedureReported.length === 0) {
       throw new SrValidationError('MeasurementReport procedureReported must be a non-empty array of codes');
@@ -483,7 +485,11 @@ export class MeasurementReport extends Template {
           name: Codes.QualitativeEvaluations,
           relationshipType: RelationshipType.CONTAINS,
           children: [
-            new TextContentItem({ name: Codes.Comment, value: disclaimer, relationshipType: RelationshipType.CONTAINS }),
+            new TextContentItem({
+              name: Codes.Comment,
+              value: disclaimer,
+              relationshipType: RelationshipType.CONTAINS,
+            }),
           ],
         }),
       ],

@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:f
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { generateFixtureBundle } from '../../../tools/make-fixture-model.js';
-import { TINY_MLLAMA_DIR } from './helpers.js';
+import { TINY_MERGE_DIR, TINY_MLLAMA_DIR } from './helpers.js';
 
 function listFiles(dir: string, prefix = ''): string[] {
   return readdirSync(dir).flatMap((name) => {
@@ -27,6 +27,23 @@ describe('tools/make-fixture-model', () => {
     expect(listFiles(out).sort()).toEqual(committed);
     for (const rel of committed)
       expect([rel, sha(path.join(out, rel))]).toEqual([rel, sha(path.join(TINY_MLLAMA_DIR, rel))]);
+  });
+
+  it('regenerates the committed embedding-merge bundle byte for byte (seed 42)', () => {
+    const merge = mkdtempSync(path.join(tmpdir(), 'tiny-merge-'));
+    try {
+      generateFixtureBundle(merge, { family: 'embedding-merge', seed: 42 });
+      const committed = listFiles(TINY_MERGE_DIR).sort();
+      expect(listFiles(merge).sort()).toEqual(committed);
+      for (const rel of committed)
+        expect([rel, sha(path.join(merge, rel))]).toEqual([rel, sha(path.join(TINY_MERGE_DIR, rel))]);
+      const manifest = JSON.parse(readFileSync(path.join(TINY_MERGE_DIR, 'manifest.json'), 'utf8'));
+      expect(manifest.modelFamily).toBe('embedding-merge');
+      expect(manifest.label).toBe('test fixture — output is meaningless');
+      expect(manifest.preprocessing.kind).toBe('resize-normalize');
+    } finally {
+      rmSync(merge, { recursive: true, force: true });
+    }
   });
 
   it('is small and labelled as a meaningless test fixture', () => {

@@ -23,3 +23,12 @@ export function makeImage(
 export function pattern(seed: number): (tile: number, i: number) => number {
   return (tile, i) => Math.sin(i * 0.001 + seed + tile * 0.37);
 }
+
+export const TINY_MERGE_DIR = path.join(FIXTURES_DIR, 'models', 'tiny-merge-vlm');
+
+/** Embedding-merge pixel_values [1, 3, size, size] with `fill(i)`. */
+export function makePlainImage(fill: (i: number) => number, size = 224): ImageInput {
+  const pixelValues = new Float32Array(3 * size * size);
+  for (let i = 0; i < pixelValues.length; i++) pixelValues[i] = fill(i);
+  return { pixelValues, dims: [1, 3, size, size] };
+}

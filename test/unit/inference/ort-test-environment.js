@@ -17,6 +17,7 @@ const SHARED = [
   'Uint32Array',
   'BigInt64Array',
   'BigUint64Array',
+  'Float16Array',
 ];
 
 class OrtTestEnvironment extends TestEnvironment {

@@ -1,0 +1,64 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { instanceIdentity, parsePart10 } from '../../src/dicom/dataset.js';
+import { decodeFrame } from '../../src/dicom/pixel-decoder.js';
+import { ErrorCode } from '../../src/errors.js';
+import { DicomwebClient } from '../../src/pacs/dicomweb-client.js';
+import { decodeFrameWithTranscodeFallback } from '../../src/pipeline/transcode-fallback.js';
+import { FIXTURES_DIR } from '../../src/runtime-paths.js';
+import { type OrthancHandle, orthancAvailable, startOrthanc } from '../support/orthanc.js';
+
+const avail = orthancAvailable();
+if (!avail.ok) console.warn(`transcode-fallback e2e skipped: ${avail.reason}`);
+const d = avail.ok ? describe : describe.skip;
+
+// JPEG Full Progression (1.2.840.10008.1.2.4.55, retired): no Node decoder; Orthanc's DCMTK decodes it.
+const FILE = path.join(FIXTURES_DIR, 'corpus', 'compressed', 'CTImage_jpeg_progressive_55_retired.dcm');
+// Reference values of the same file (corpus MANIFEST ref_values_sha256, DCMTK dcmdjpeg).
+const REF = '85e3b617e00dc755e55971bfe8770210f17d4909b17db5d71d2617e22254b3b9';
+
+d('[REQ-PX-TS] transcode fallback through WADO-RS against a real Orthanc', () => {
+  let orthanc: OrthancHandle;
+  let client: DicomwebClient;
+  beforeAll(async () => {
+    orthanc = await startOrthanc();
+    client = new DicomwebClient({
+      baseUrl: orthanc.baseUrl,
+      auth: { type: 'basic', ...orthanc.auth },
+      timeoutMs: 20_000,
+    });
+    const res = await client.storeInstances(undefined, [FILE]);
+    expect(res.failed).toEqual([]);
+  });
+  afterAll(async () => {
+    await orthanc?.stop();
+  });
+
+  test('a .55 instance our decoders reject is decoded from the PACS’s Explicit VR LE copy', async () => {
+    const inst = parsePart10(await readFile(FILE));
+    await expect(decodeFrame(inst, 0)).rejects.toMatchObject({ code: ErrorCode.DicomUnsupported });
+    const id = instanceIdentity(inst);
+    const r = await decodeFrameWithTranscodeFallback(inst, 0, {
+      client,
+      ref: {
+        studyInstanceUid: id.studyInstanceUid,
+        seriesInstanceUid: id.seriesInstanceUid,
+        sopInstanceUid: id.sopInstanceUid,
+      },
+    });
+    expect(r.transcoded).toBe(true);
+    expect(r.instance.transferSyntaxUid).toBe('1.2.840.10008.1.2.1');
+    const { createHash } = await import('node:crypto');
+    const h = createHash('sha256').update(
+      new Uint8Array(r.frame.data.buffer, r.frame.data.byteOffset, r.frame.data.byteLength),
+    );
+    expect(h.digest('hex')).toBe(REF);
+  });
+
+  test('without a remote node the typed error is passed on', async () => {
+    const inst = parsePart10(await readFile(FILE));
+    await expect(decodeFrameWithTranscodeFallback(inst, 0, undefined)).rejects.toMatchObject({
+      code: ErrorCode.DicomUnsupported,
+    });
+  });
+});

@@ -1,0 +1,518 @@
+#!/usr/bin/env python3
+"""Export Llama-3.2-11B-Vision (+ LoRA) or a TINY RANDOM Mllama to a RadScribe model bundle.
+
+For a GPU host with PyTorch, transformers, peft, onnx, onnxruntime (see tools/export/README.md).
+NOT RUN in the RadScribe CI sandbox (no torch, no GPU there): syntax-checked only.
+
+Layout and names are exactly those src/inference/model-bundle.ts + mllama-model.ts expect
+(model-contract §4, §11.1; docs/model-bundle.md):
+  onnx/vision_encoder.onnx       pixel_values f[B,1,4,3,T,T], aspect_ratio_ids i64[B,1], aspect_ratio_mask i64[B,1,4]
+                                 -> cross_attention_states f[B*4,1601,H]
+  onnx/embed_tokens.onnx         input_ids i64[B,S] -> inputs_embeds f[B,S,H]
+  onnx/decoder_model_merged.onnx inputs_embeds, attention_mask i64[B,past+S], position_ids i64[B,S],
+                                 cross_attention_states, cross_attention_mask i64[B,S,1,4],
+                                 past_key_values.{i}.key/value (self-attention layers only)
+                                 -> logits f[B,S,V], present.{i}.key/value
+Subcommands:
+  export  --base <hf id|dir> [--adapter <dir>] --out <bundle> [--dtype fp16|fp32] [--quantize int4|int8]
+  tiny    --out <bundle> [--seed 42]            random-weight Mllama from a config (no download)
+  parity  --bundle <bundle> --reference <dir|hf id> --images a.png b.png [--max-new-tokens 32] [--write-fixtures <dir>]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+MANIFEST_FORMAT_VERSION = 2
+PROMPT = "You are an expert radiographer. Describe accurately what you see in this image."
+
+
+# ----------------------------------------------------------------------------------------------- model loading
+
+def load_merged(base: str, adapter: str | None, dtype: str):
+    """Base model (+ LoRA merged). Fails if ANY adapter key is unmatched (model-contract §5.1: a silent
+    mismatch yields the base model; peft #2566, transformers #38927)."""
+    import torch
+    from transformers import MllamaForConditionalGeneration
+
+    torch_dtype = torch.float16 if dtype == "fp16" else torch.float32
+    model = MllamaForConditionalGeneration.from_pretrained(base, torch_dtype=torch_dtype)
+    adapter_sha = None
+    if adapter:
+        from peft import PeftModel
+        from safetensors.torch import load_file
+
+        weights = Path(adapter) / "adapter_model.safetensors"
+        adapter_sha = sha256_file(weights)
+        state = load_file(str(weights))
+        peft_model = PeftModel.from_pretrained(model, adapter)
+        loaded = {k for k, _ in peft_model.named_parameters() if "lora_" in k}
+        # adapter keys look like base_model.model.<path>.lora_A.weight; the loaded ones carry the adapter name.
+        norm = lambda k: k.replace(".default", "").replace("base_model.model.", "")
+        unmatched = sorted({norm(k) for k in state} - {norm(k) for k in loaded})
+        if unmatched:
+            raise SystemExit(f"{len(unmatched)} adapter keys match no module, e.g. {unmatched[:5]}; refusing to export")
+        if not loaded:
+            raise SystemExit("adapter loaded no LoRA parameters; refusing to export")
+        model = peft_model.merge_and_unload()
+    model.eval()
+    return model, adapter_sha
+
+
+def tiny_config(seed: int):
+    """A tiny Mllama with the REAL geometry (tile 560, patch 14 -> 1601 tokens/tile, 4 tiles, 8 aspect ratios)
+    and tiny widths, so the export path is exercised on any GPU machine without the 11B weights."""
+    from transformers import MllamaConfig
+
+    text = dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=5, num_attention_heads=4, num_key_value_heads=2,
+        cross_attention_layers=[1, 3], vocab_size=128256, rope_theta=500000.0, max_position_embeddings=1024,
+        rms_norm_eps=1e-5, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                                         "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
+        bos_token_id=128000, eos_token_id=[128001, 128008, 128009], pad_token_id=128004,
+    )
+    vision = dict(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_global_layers=1, attention_heads=2,
+        image_size=560, patch_size=14, max_num_tiles=4, vision_output_dim=64, intermediate_layers_indices=[0],
+        supported_aspect_ratios=[[1, 1], [1, 2], [1, 3], [1, 4], [2, 1], [2, 2], [3, 1], [4, 1]],
+    )
+    return MllamaConfig(text_config=text, vision_config=vision, image_token_index=128256)
+
+
+def build_tiny(seed: int):
+    import torch
+    from transformers import MllamaForConditionalGeneration
+
+    torch.manual_seed(seed)
+    model = MllamaForConditionalGeneration(tiny_config(seed)).to(torch.float32).eval()
+    # HF initialises the tanh gates to 0, which would make the image irrelevant; open them so parity tests see it.
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("_gate") or name.endswith(".gate"):
+                p.fill_(0.75)
+    return model
+
+
+# ----------------------------------------------------------------------------------------------- wrappers
+
+def make_wrappers(model):
+    """nn.Modules with explicit inputs only: no Python branches on cache_position, None states or empty caches
+    end up in the graph (model-contract §5.2)."""
+    import torch
+    from torch import nn
+
+    inner = model.model if hasattr(model, "model") and hasattr(model.model, "vision_model") else model
+    vision_model, projector = inner.vision_model, inner.multi_modal_projector
+    lm = inner.language_model
+    lm_head = model.lm_head
+    text_cfg = model.config.text_config
+    cross_layers = list(text_cfg.cross_attention_layers)
+    self_layers = [i for i in range(text_cfg.num_hidden_layers) if i not in cross_layers]
+    hidden = text_cfg.hidden_size
+
+    class VisionEncoder(nn.Module):
+        def forward(self, pixel_values, aspect_ratio_ids, aspect_ratio_mask):
+            out = vision_model(pixel_values=pixel_values, aspect_ratio_ids=aspect_ratio_ids,
+                               aspect_ratio_mask=aspect_ratio_mask)[0]
+            states = projector(out)  # [B, imgs, tiles, 1601, H]
+            return states.reshape(-1, states.shape[-2], hidden)
+
+    class EmbedTokens(nn.Module):
+        def forward(self, input_ids):
+            return lm.embed_tokens(input_ids)
+
+    class Decoder(nn.Module):
+        """Self-attention KV as explicit past/present tensors; cross K/V recomputed from the states each step
+        (v1, model-contract §11.7); raw int64 cross_attention_mask expanded in-graph as HF does."""
+
+        def forward(self, inputs_embeds, attention_mask, position_ids, cross_attention_states,
+                    cross_attention_mask, *past):
+            from transformers.cache_utils import DynamicCache
+            from transformers.models.mllama.modeling_mllama import _prepare_cross_attention_mask
+
+            B, S = inputs_embeds.shape[:2]
+            cache = DynamicCache()
+            for j, layer in enumerate(self_layers):
+                cache.update(past[2 * j], past[2 * j + 1], layer)
+            past_len = past[0].shape[2]
+            cache_position = torch.arange(S, device=inputs_embeds.device) + past_len
+            cam, full_row = _prepare_cross_attention_mask(
+                cross_attention_mask, num_vision_tokens=cross_attention_states.shape[1], dtype=inputs_embeds.dtype)
+            causal = lm._update_causal_mask(attention_mask, inputs_embeds, cache_position, cache, False) \
+                if hasattr(lm, "_update_causal_mask") else None
+            hidden_states = inputs_embeds
+            pos = lm.rotary_emb(hidden_states, position_ids)
+            states = cross_attention_states.reshape(B, -1, hidden)
+            presents = []
+            for idx, layer in enumerate(lm.layers):
+                if idx in cross_layers:
+                    hidden_states = layer(hidden_states, cross_attention_states=states, cross_attention_mask=cam,
+                                          attention_mask=causal, full_text_row_masked_out_mask=full_row,
+                                          position_embeddings=pos, past_key_value=None, use_cache=False)[0]
+                else:
+                    hidden_states = layer(hidden_states, attention_mask=causal, position_ids=position_ids,
+                                          past_key_value=cache, use_cache=True, cache_position=cache_position,
+                                          position_embeddings=pos)[0]
+            hidden_states = lm.norm(hidden_states)
+            logits = lm_head(hidden_states).float()
+            for layer in self_layers:
+                k, v = cache.layers[layer].keys, cache.layers[layer].values
+                presents += [k, v]
+            return (logits, *presents)
+
+    return VisionEncoder().eval(), EmbedTokens().eval(), Decoder().eval(), self_layers
+
+
+# ----------------------------------------------------------------------------------------------- export
+
+def export_onnx(model, out: Path, dtype: str) -> dict[str, Any]:
+    """torch.onnx.export (dynamo, opset 18) with dims >= 2 in the example so nothing specialises
+    (model-contract §5.3), external data for any file over 2 GB (§5.4)."""
+    import torch
+
+    vision, embed, decoder, self_layers = make_wrappers(model)
+    cfg = model.config
+    tc, vc = cfg.text_config, cfg.vision_config
+    T, side = vc.max_num_tiles, vc.image_size
+    H, kvh = tc.hidden_size, tc.num_key_value_heads
+    hd = getattr(tc, "head_dim", None) or H // tc.num_attention_heads
+    fdt = torch.float16 if dtype == "fp16" else torch.float32
+    dev = next(model.parameters()).device
+    onnx_dir = out / "onnx"
+    onnx_dir.mkdir(parents=True, exist_ok=True)
+    B, S, P = 2, 3, 2
+    n_tok = (side // vc.patch_size) ** 2 + 1
+    batch, seq, past, total = "batch", "sequence_length", "past_sequence_length", "total_sequence_length"
+
+    pv = torch.randn(B, 1, T, 3, side, side, dtype=fdt, device=dev)
+    ar_ids = torch.tensor([[6], [1]], device=dev)
+    ar_mask = torch.tensor([[[1, 1, 1, 1]], [[1, 0, 0, 0]]], device=dev)
+    _export(vision, (pv, ar_ids, ar_mask), onnx_dir / "vision_encoder.onnx",
+            ["pixel_values", "aspect_ratio_ids", "aspect_ratio_mask"], ["cross_attention_states"],
+            {"pixel_values": {0: batch}, "aspect_ratio_ids": {0: batch}, "aspect_ratio_mask": {0: batch},
+             "cross_attention_states": {0: "num_tiles_total"}})
+    ids = torch.randint(0, tc.vocab_size, (B, S), device=dev)
+    _export(embed, (ids,), onnx_dir / "embed_tokens.onnx", ["input_ids"], ["inputs_embeds"],
+            {"input_ids": {0: batch, 1: seq}, "inputs_embeds": {0: batch, 1: seq}})
+    embeds = torch.randn(B, S, H, dtype=fdt, device=dev)
+    states = torch.randn(B * T, n_tok, H, dtype=fdt, device=dev)
+    pasts = []
+    past_names, present_names = [], []
+    for i in self_layers:
+        for kind in ("key", "value"):
+            pasts.append(torch.randn(B, kvh, P, hd, dtype=fdt, device=dev))
+            past_names.append(f"past_key_values.{i}.{kind}")
+            present_names.append(f"present.{i}.{kind}")
+    dyn = {"inputs_embeds": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: total},
+           "position_ids": {0: batch, 1: seq}, "cross_attention_states": {0: "num_tiles_total"},
+           "cross_attention_mask": {0: batch, 1: seq}, "logits": {0: batch, 1: seq}}
+    for n in past_names:
+        dyn[n] = {0: batch, 2: past}
+    for n in present_names:
+        dyn[n] = {0: batch, 2: total}
+    args = (embeds, torch.ones(B, P + S, dtype=torch.int64, device=dev),
+            (torch.arange(S, device=dev) + P).expand(B, S).contiguous(), states,
+            torch.ones(B, S, 1, T, dtype=torch.int64, device=dev), *pasts)
+    _export(decoder, args, onnx_dir / "decoder_model_merged.onnx",
+            ["inputs_embeds", "attention_mask", "position_ids", "cross_attention_states", "cross_attention_mask",
+             *past_names], ["logits", *present_names], dyn)
+    return {"self_layers": self_layers}
+
+
+def _export(module, args, path: Path, inputs, outputs, dynamic):
+    import onnx
+    import torch
+
+    with torch.no_grad():
+        try:
+            torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
+                              dynamic_axes=dynamic, opset_version=18, dynamo=True, external_data=True)
+        except Exception as err:  # legacy exporter fallback (model-contract §5.3)
+            print(f"dynamo export of {path.name} failed ({err}); retrying with dynamo=False", file=sys.stderr)
+            torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
+                              dynamic_axes=dynamic, opset_version=18, dynamo=False)
+    m = onnx.load(str(path), load_external_data=True)
+    big = sum(t.ByteSize() for t in m.graph.initializer) > (2 << 30) - (64 << 20)
+    for f in path.parent.glob(path.name + ".data"):
+        f.unlink()
+    onnx.save_model(m, str(path), save_as_external_data=big, all_tensors_to_one_file=True,
+                    location=path.name + "_data" if big else None)
+
+
+def quantize_decoder(bundle: Path, bits: int) -> None:
+    """Weight-only MatMulNBits on the decoder (model-contract §5.5); vision stays fp16/fp32."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    path = bundle / "onnx" / "decoder_model_merged.onnx"
+    model = onnx.load(str(path), load_external_data=True)
+    cfg = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4, bits=bits,
+                                       op_types_to_quantize=("MatMul",))
+    q = MatMulNBitsQuantizer(model, algo_config=cfg)
+    q.process()
+    for f in path.parent.glob("decoder_model_merged.onnx*"):
+        f.unlink()
+    q.model.save_model_to_file(str(path), use_external_data_format=True)
+
+
+# ----------------------------------------------------------------------------------------------- manifest
+
+def sha256_file(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+ORT_TYPES = {1: "float32", 10: "float16", 7: "int64", 6: "int32", 9: "bool"}
+
+
+def graph_io(path: Path) -> dict[str, list[dict[str, Any]]]:
+    """Manifest I/O read from the exported graph itself, so `radscribe model check` compares like with like."""
+    import onnx
+
+    g = onnx.load(str(path), load_external_data=False).graph
+    init = {t.name for t in g.initializer}
+
+    def spec(v):
+        dims = [d.dim_param if d.dim_param else d.dim_value for d in v.type.tensor_type.shape.dim]
+        return {"name": v.name, "dtype": ORT_TYPES[v.type.tensor_type.elem_type], "dims": dims}
+
+    return {"inputs": [spec(v) for v in g.input if v.name not in init], "outputs": [spec(v) for v in g.output]}
+
+
+def write_bundle_files(model, processor_src: str | None, out: Path, tiny: bool) -> None:
+    """HF config.json, generation_config.json, tokenizer files, preprocessor_config.json beside the graphs."""
+    model.config.save_pretrained(out)
+    model.generation_config.save_pretrained(out)
+    if processor_src:
+        from transformers import AutoProcessor
+
+        AutoProcessor.from_pretrained(processor_src).save_pretrained(out)
+    else:
+        raise SystemExit("a tokenizer/processor source is required (--processor)")
+
+
+def write_manifest(out: Path, *, name: str, version: str, base: str | None, adapter: dict | None,
+                   fixture: bool, training_data: str, licences: list[str], intended_use: str, weights: str,
+                   image_position: str, prompt: str) -> dict:
+    cfg = json.loads((out / "config.json").read_text())
+    gen = json.loads((out / "generation_config.json").read_text())
+    tok_cfg = json.loads((out / "tokenizer_config.json").read_text())
+    pre = json.loads((out / "preprocessor_config.json").read_text())
+    template = tok_cfg.get("chat_template")
+    if template is None and (out / "chat_template.json").exists():
+        template = json.loads((out / "chat_template.json").read_text())["chat_template"]
+        tok_cfg["chat_template"] = template
+        (out / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2) + "\n")
+    tok = json.loads((out / "tokenizer.json").read_text())
+    ids = {t["content"]: t["id"] for t in tok.get("added_tokens", [])}
+    eos = gen.get("eos_token_id", cfg["text_config"].get("eos_token_id"))
+    eos = eos if isinstance(eos, list) else [eos]
+    files = {}
+    for p in sorted(out.rglob("*")):
+        if p.is_file() and p.name != "manifest.json":
+            rel = p.relative_to(out).as_posix()
+            files[rel] = {"sha256": sha256_file(p), "size": p.stat().st_size}
+    onnx = {role: {"path": f"onnx/{fname}", **graph_io(out / "onnx" / fname)} for role, fname in
+            (("visionEncoder", "vision_encoder.onnx"), ("embedTokens", "embed_tokens.onnx"),
+             ("decoder", "decoder_model_merged.onnx"))}
+    size = pre.get("size", {}).get("height", 560)
+    manifest = {
+        "formatVersion": MANIFEST_FORMAT_VERSION, "modelFamily": "mllama", "name": name, "version": version,
+        "fixture": fixture, **({"label": "test fixture — output is meaningless"} if fixture else {}),
+        "files": files, "onnx": onnx,
+        "configFiles": {"config": "config.json", "generationConfig": "generation_config.json",
+                        "tokenizer": "tokenizer.json", "tokenizerConfig": "tokenizer_config.json",
+                        "preprocessorConfig": "preprocessor_config.json"},
+        "preprocessing": {"kind": "mllama-tiles", "imageSize": size, "maxTiles": pre.get("max_image_tiles", 4),
+                          "mean": pre["image_mean"], "std": pre["image_std"],
+                          "rescaleFactor": pre.get("rescale_factor", 1 / 255), "resample": pre.get("resample", 2)},
+        "specialTokens": {"bos": ids.get("<|begin_of_text|>", 128000), "eos": eos,
+                          "pad": ids.get("<|finetune_right_pad_id|>", 128004), "image": cfg["image_token_index"]},
+        "chatTemplate": template,
+        "crossAttentionLayers": cfg["text_config"]["cross_attention_layers"],
+        "imagePosition": image_position, "prompt": prompt,
+        "generation": {"doSample": False, "maxNewTokens": 256},
+        "provenance": {"baseModel": base, "adapter": adapter, "trainingData": training_data,
+                       "licences": licences, "intendedUse": intended_use, "weights": weights,
+                       "generator": "tools/export/export_mllama.py"},
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return manifest
+
+
+# ----------------------------------------------------------------------------------------------- parity
+
+def parity(bundle: Path, reference, processor_src: str, images: list[str], max_new: int,
+           fixtures: Path | None) -> bool:
+    """Greedy tokens from the ONNX bundle (ORT, CPU EP, the same graphs Node runs) vs PyTorch generate()."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    proc = AutoProcessor.from_pretrained(processor_src)
+    sess = {r: ort.InferenceSession(str(bundle / manifest["onnx"][r]["path"]), providers=["CPUExecutionProvider"])
+            for r in ("visionEncoder", "embedTokens", "decoder")}
+    kv_in = [i for i in sess["decoder"].get_inputs() if i.name.startswith("past_key_values.")]
+    ok = True
+    results = []
+    for img_path in images:
+        image = Image.open(img_path).convert("RGB")
+        content = [{"type": "image"}, {"type": "text", "text": manifest["prompt"]}]
+        if manifest["imagePosition"] == "after-text":
+            content.reverse()
+        text = proc.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+        inp = proc(images=image, text=text, add_special_tokens=False, return_tensors="pt")
+        with torch.no_grad():
+            ref = reference.generate(**inp, max_new_tokens=max_new, do_sample=False, output_scores=True,
+                                     return_dict_in_generate=True)
+        ref_tokens = ref.sequences[0, inp["input_ids"].shape[1]:].tolist()
+        ref_logits = torch.stack(ref.scores, 1)[0].float().numpy()
+        # ONNX greedy loop: the same algorithm as src/inference/generate.ts.
+        states = sess["visionEncoder"].run(None, {
+            "pixel_values": inp["pixel_values"].numpy().astype(_np_type(sess["visionEncoder"], "pixel_values")),
+            "aspect_ratio_ids": inp["aspect_ratio_ids"].numpy(), "aspect_ratio_mask": inp["aspect_ratio_mask"].numpy(),
+        })[0]
+        ids = inp["input_ids"].numpy()
+        cmask_full = inp["cross_attention_mask"].numpy()
+        past = {i.name: np.zeros((1, i.shape[1], 0, i.shape[3]), dtype=_np_dtype(i.type)) for i in kv_in}
+        out_tokens, out_logits, past_len, step_ids, cmask = [], [], 0, ids, cmask_full
+        for _ in range(max_new):
+            emb = sess["embedTokens"].run(None, {"input_ids": step_ids})[0]
+            S = step_ids.shape[1]
+            res = sess["decoder"].run(None, {
+                "inputs_embeds": emb, "attention_mask": np.ones((1, past_len + S), dtype=np.int64),
+                "position_ids": (np.arange(S) + past_len)[None].astype(np.int64),
+                "cross_attention_states": states, "cross_attention_mask": cmask, **past})
+            names = [o.name for o in sess["decoder"].get_outputs()]
+            outs = dict(zip(names, res))
+            logits = outs["logits"][0, -1].astype(np.float32)
+            nxt = int(logits.argmax())
+            out_tokens.append(nxt)
+            out_logits.append(logits)
+            past = {n: outs[n.replace("past_key_values.", "present.")] for n in past}
+            past_len += S
+            step_ids = np.array([[nxt]], dtype=np.int64)
+            cmask = cmask_full[:, -1:]
+            if nxt in manifest["specialTokens"]["eos"]:
+                break
+        n = min(len(out_tokens), len(ref_tokens))
+        diff = float(np.abs(np.stack(out_logits[:n]) - ref_logits[:n]).max()) if n else 0.0
+        same = out_tokens == ref_tokens
+        ok = ok and same
+        print(f"{img_path}: tokens {'EQUAL' if same else 'DIFFER'}; max |logit diff| {diff:.2e} over {n} steps")
+        results.append({"image": os.path.basename(img_path), "prompt_ids": ids[0].tolist(),
+                        "pixel_values_sha256": hashlib.sha256(inp["pixel_values"].numpy().tobytes()).hexdigest(),
+                        "tokens": ref_tokens, "logits_first_steps": ref_logits[:4].tolist(),
+                        "onnx_tokens": out_tokens, "max_abs_logit_diff": diff})
+        if fixtures:
+            fixtures.mkdir(parents=True, exist_ok=True)
+            np.save(fixtures / f"{Path(img_path).stem}.pixel_values.npy", inp["pixel_values"].numpy())
+            np.save(fixtures / f"{Path(img_path).stem}.reference_logits.npy", ref_logits)
+    if fixtures:
+        (fixtures / "reference.json").write_text(json.dumps(results, indent=2) + "\n")
+    return ok
+
+
+def _np_dtype(ort_type: str):
+    import numpy as np
+
+    return np.float16 if "float16" in ort_type else np.float32
+
+
+def _np_type(session, name):
+    return _np_dtype(next(i.type for i in session.get_inputs() if i.name == name))
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("export", help="base model (+ LoRA) -> bundle")
+    e.add_argument("--base", required=True)
+    e.add_argument("--adapter")
+    e.add_argument("--processor", help="tokenizer/processor source (default: --base)")
+    e.add_argument("--out", required=True, type=Path)
+    e.add_argument("--dtype", choices=["fp16", "fp32"], default="fp16")
+    e.add_argument("--quantize", choices=["int4", "int8"])
+    e.add_argument("--name", default="radscribe-llama-3.2-11b-vision-rocov2")
+    e.add_argument("--version", default="1.0.0")
+    e.add_argument("--image-position", choices=["before-text", "after-text"], default="after-text",
+                   help="where the image sat in TRAINING (the Unsloth ROCOv2 notebook trains [text, image])")
+    e.add_argument("--training-data", default="eltorio/ROCOv2-radiology (1/7 of train)")
+    e.add_argument("--licence", action="append", default=None)
+    e.add_argument("--device", default="cuda")
+    t = sub.add_parser("tiny", help="tiny random-weight Mllama from a config (no download)")
+    t.add_argument("--out", required=True, type=Path)
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--processor", required=True,
+                   help="a Mllama processor/tokenizer dir (e.g. a saved Llama-3.2-Vision processor)")
+    t.add_argument("--images", nargs="*", default=[])
+    t.add_argument("--write-fixtures", type=Path)
+    p = sub.add_parser("parity", help="greedy tokens ONNX vs PyTorch")
+    p.add_argument("--bundle", required=True, type=Path)
+    p.add_argument("--reference", required=True)
+    p.add_argument("--adapter")
+    p.add_argument("--processor")
+    p.add_argument("--images", nargs="+", required=True)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--write-fixtures", type=Path)
+    a = ap.parse_args(argv)
+
+    if a.cmd == "export":
+        model, adapter_sha = load_merged(a.base, a.adapter, a.dtype)
+        model.to(a.device)
+        if a.out.exists():
+            shutil.rmtree(a.out)
+        a.out.mkdir(parents=True)
+        export_onnx(model, a.out, a.dtype)
+        if a.quantize:
+            quantize_decoder(a.out, 4 if a.quantize == "int4" else 8)
+        write_bundle_files(model, a.processor or a.base, a.out, tiny=False)
+        write_manifest(a.out, name=a.name, version=a.version, base=a.base,
+                       adapter={"name": a.adapter, "sha256": adapter_sha} if a.adapter else None, fixture=False,
+                       training_data=a.training_data,
+                       licences=a.licence or ["Llama 3.2 Community License (multimodal: EU restriction)",
+                                              "ROCOv2: CC BY-NC-SA 4.0 (HF copy)"],
+                       intended_use="AI draft findings for radiologist review; not for diagnostic use",
+                       weights=f"{a.dtype}{' + ' + a.quantize if a.quantize else ''}",
+                       image_position=a.image_position, prompt=PROMPT)
+        print(f"wrote {a.out}; now run: radscribe model check {a.out} --ep cuda")
+        return 0
+    if a.cmd == "tiny":
+        model = build_tiny(a.seed)
+        if a.out.exists():
+            shutil.rmtree(a.out)
+        a.out.mkdir(parents=True)
+        export_onnx(model, a.out, "fp32")
+        write_bundle_files(model, a.processor, a.out, tiny=True)
+        write_manifest(a.out, name="radscribe-tiny-mllama-torch-export", version=f"0.1.0-seed{a.seed}", base=None,
+                       adapter=None, fixture=True, training_data="none (random weights)",
+                       licences=["Apache-2.0 (RadScribe test fixture)"],
+                       intended_use="parity testing of the RadScribe runtime; output is meaningless",
+                       weights=f"random (torch seed {a.seed})", image_position="before-text", prompt=PROMPT)
+        if a.images:
+            ok = parity(a.out, model, a.processor, a.images, 16, a.write_fixtures)
+            return 0 if ok else 1
+        return 0
+    if a.cmd == "parity":
+        ref, _ = load_merged(a.reference, a.adapter, "fp32")
+        ok = parity(a.bundle, ref, a.processor or a.reference, a.images, a.max_new_tokens, a.write_fixtures)
+        return 0 if ok else 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,6 +12,8 @@ export interface AppDeps {
   readonly dicomweb: Router;
   readonly health: () => Promise<{ ok: boolean; body: Record<string, unknown> }>;
   readonly api?: Router;
+  /** Prometheus text exposition for GET /metrics. */
+  readonly metrics?: () => Promise<string>;
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -28,6 +30,16 @@ export function createApp(deps: AppDeps): express.Express {
       next(err);
     }
   });
+  const metrics = deps.metrics;
+  if (metrics) {
+    app.get('/metrics', async (_req, res, next) => {
+      try {
+        res.type('text/plain; version=0.0.4').send(await metrics());
+      } catch (err) {
+        next(err);
+      }
+    });
+  }
   app.use((_req, _res, next) => next(new RadScribeError(ErrorCode.NotFound, 'no such resource')));
   const log = childLogger('http');
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {

@@ -21,6 +21,7 @@ import { PgRemoteStudyTracker } from './ingest/remote-study-tracker.js';
 import { StudyRepository } from './ingest/study-repository.js';
 import { JobWorker } from './jobs/worker.js';
 import { childLogger } from './logger.js';
+import { renderMetrics } from './metrics.js';
 import { DicomwebClient } from './pacs/dicomweb-client.js';
 import { QidoPoller } from './pacs/qido-poller.js';
 import { createStowRouter } from './pacs/stow-router.js';
@@ -63,6 +64,7 @@ export class Gateway {
   static async start(config: RadScribeConfig, opts: { actor?: string } = {}): Promise<Gateway> {
     const log = childLogger('gateway');
     const actor = opts.actor ?? 'radscribe';
+    const startedAt = new Date();
     mkdirSync(config.dataDir, { recursive: true });
     const db = await openDatabase({
       url: config.database.url || undefined,
@@ -199,6 +201,13 @@ export class Gateway {
         }),
         api: gw.apiRouter(),
         health: () => gw.health(),
+        metrics: () =>
+          renderMetrics({
+            db: db.pool,
+            model: info,
+            inferenceRestarts: () => (model as InferenceClient).restarts,
+            startedAt,
+          }),
       });
       await new Promise<void>((resolve, reject) => {
         const s = app.listen(config.http.port, config.http.host, () => resolve());

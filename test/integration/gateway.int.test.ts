@@ -97,6 +97,13 @@ describe.each(backends())('gateway on %s', (backend) => {
       expect(everything).not.toContain(phi as string);
     expect(everything).not.toContain(FIXTURE_TEXT_PREFIX.trim());
 
+    // Hospital IT monitoring: the provider actually in use and the queue, in Prometheus format.
+    const metrics = await (await fetch(`${t.gw.baseUrl}/metrics`)).text();
+    expect(metrics).toMatch(
+      /^radscribe_model_info\{name="radscribe-tiny-mllama-fixture",version="[^"]+",provider="cpu",fixture="true"\} 1$/m,
+    );
+    expect(metrics).toMatch(/^radscribe_jobs\{state="succeeded"\} [1-9]/m);
+    expect(metrics).toMatch(/^radscribe_exports\{state="sent",object="sr"\} 1$/m);
     const health = await fetch(`${t.gw.baseUrl}/health`);
     expect(health.status).toBe(200);
     expect(((await health.json()) as { model: { fixture: boolean } }).model.fixture).toBe(true);

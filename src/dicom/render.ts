@@ -160,37 +160,86 @@ function clampRound(v: number): number {
   return v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v);
 }
 
+/** Largest stored-value range rendered through a lookup table (16-bit data has at most 65 536). */
+const MAX_LUT_RANGE = 1 << 20;
+
+/**
+ * The VOI stage (PS3.3 C.11.2): first window, else first VOI LUT Sequence item, else the frame's
+ * min–max (DCMTK +Wm). `range()` is only called for the min–max case.
+ */
+function voiFunction(d: NaturalDataset, frameIndex: number, range: () => [number, number]): (x: number) => number {
+  const win = voiWindowOf(d, frameIndex);
+  if (win !== undefined) return (x) => applyVoiWindow(x, win);
+  const voiSeq = item(d.VOILUTSequence);
+  if (voiSeq !== undefined) {
+    const lut = readLut(voiSeq.LUTDescriptor, voiSeq.LUTData, 'VOI LUT Sequence (0028,3010)');
+    const max = 2 ** lut.bits - 1;
+    return (x) => (lutLookup(lut, x) / max) * 255;
+  }
+  const [lo, hi] = range();
+  const mm: VoiWindow = { center: (lo + hi + 1) / 2, width: hi - lo + 1, fn: VoiLutFunction.Linear };
+  return hi > lo ? (x) => applyVoiWindow(x, mm) : () => 0;
+}
+
 function renderMonochrome(d: NaturalDataset, frame: DecodedFrame, frameIndex: number): Uint8Array {
   const n = frame.rows * frame.columns;
   const mod = modalityTransform(d, frameIndex);
-  const values = new Float64Array(n);
-  for (let i = 0; i < n; i++) values[i] = mod(frame.data[i] ?? 0);
+  // Presentation LUT Shape (2050,0020) INVERSE, or MONOCHROME1 (minimum value = white,
+  // PS3.3 C.7.6.3.1.2): invert so that the output is always "brighter = denser" like MONOCHROME2.
+  const shape = String(first(d.PresentationLUTShape) ?? '').trim();
+  const invert = frame.photometricInterpretation === 'MONOCHROME1' || shape === 'INVERSE';
+  const data = frame.data;
+  const out = new Uint8Array(n);
 
-  let voi: (x: number) => number;
-  const win = voiWindowOf(d, frameIndex);
-  const voiSeq = item(d.VOILUTSequence);
-  if (win !== undefined) {
-    voi = (x) => applyVoiWindow(x, win);
-  } else if (voiSeq !== undefined) {
-    const lut = readLut(voiSeq.LUTDescriptor, voiSeq.LUTData, 'VOI LUT Sequence (0028,3010)');
-    const max = 2 ** lut.bits - 1;
-    voi = (x) => (lutLookup(lut, x) / max) * 255;
-  } else {
-    // No VOI in the object: window over the frame's own range (DCMTK +Wm, min-max).
+  if (!(data instanceof Float32Array)) {
+    // Integer samples: the whole chain (Modality LUT → VOI → inversion → 8 bits) is a function of the
+    // stored value alone, so evaluate it once per distinct value present and map pixels through a
+    // table. Same arithmetic as the per-pixel path, a small fraction of the work on large frames.
+    let min = Number.POSITIVE_INFINITY;
+    let max = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < n; i++) {
+      const v = data[i] as number;
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+    const range = n === 0 ? 0 : max - min + 1;
+    if (range > 0 && range <= MAX_LUT_RANGE) {
+      const modv = new Float64Array(range);
+      for (let k = 0; k < range; k++) modv[k] = mod(min + k);
+      const voi = voiFunction(d, frameIndex, () => {
+        const present = new Uint8Array(range);
+        for (let i = 0; i < n; i++) present[(data[i] as number) - min] = 1;
+        let lo = Number.POSITIVE_INFINITY;
+        let hi = Number.NEGATIVE_INFINITY;
+        for (let k = 0; k < range; k++) {
+          if (present[k] === 0) continue;
+          const v = modv[k] as number;
+          if (v < lo) lo = v;
+          if (v > hi) hi = v;
+        }
+        return [lo, hi];
+      });
+      const lut = new Uint8Array(range);
+      for (let k = 0; k < range; k++) {
+        const y = clampRound(voi(modv[k] as number));
+        lut[k] = invert ? 255 - y : y;
+      }
+      for (let i = 0; i < n; i++) out[i] = lut[(data[i] as number) - min] as number;
+      return out;
+    }
+  }
+
+  const values = new Float64Array(n);
+  for (let i = 0; i < n; i++) values[i] = mod(data[i] ?? 0);
+  const voi = voiFunction(d, frameIndex, () => {
     let lo = Number.POSITIVE_INFINITY;
     let hi = Number.NEGATIVE_INFINITY;
     for (const v of values) {
       if (v < lo) lo = v;
       if (v > hi) hi = v;
     }
-    const mm: VoiWindow = { center: (lo + hi + 1) / 2, width: hi - lo + 1, fn: VoiLutFunction.Linear };
-    voi = hi > lo ? (x) => applyVoiWindow(x, mm) : () => 0;
-  }
-  // Presentation LUT Shape (2050,0020) INVERSE, or MONOCHROME1 (minimum value = white,
-  // PS3.3 C.7.6.3.1.2): invert so that the output is always "brighter = denser" like MONOCHROME2.
-  const shape = String(first(d.PresentationLUTShape) ?? '').trim();
-  const invert = frame.photometricInterpretation === 'MONOCHROME1' || shape === 'INVERSE';
-  const out = new Uint8Array(n);
+    return [lo, hi];
+  });
   for (let i = 0; i < n; i++) {
     const y = clampRound(voi(values[i] ?? 0));
     out[i] = invert ? 255 - y : y;

@@ -95,6 +95,10 @@ class Worker {
   postMessage(msg: WorkerRequest): void {
     if (this.child.connected) this.child.send(msg);
   }
+  /** Process ID of the inference host (for health and tests). */
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
   async terminate(): Promise<void> {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
     await this.exited;
@@ -179,6 +183,11 @@ export class InferenceClient {
     return this.loaded.bundleDir;
   }
   /** Absolute path of preprocessor_config.json, for the tiler. */
+  /** Process ID of the child process that owns the ONNX Runtime sessions. */
+  get inferencePid(): number | undefined {
+    return this.worker.pid;
+  }
+
   get preprocessorConfigPath(): string {
     return this.loaded.preprocessorConfigPath;
   }

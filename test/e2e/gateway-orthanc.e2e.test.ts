@@ -34,7 +34,7 @@ d('gateway with Orthanc as the PACS', () => {
     await orthanc?.stop();
   });
 
-  function gatewayOverrides(poll: boolean, transferSyntax?: string) {
+  function gatewayOverrides(poll: boolean, transferSyntax?: string, query: Record<string, string> = {}) {
     return {
       remoteNodes: [
         {
@@ -126,7 +126,11 @@ d('gateway with Orthanc as the PACS', () => {
     let t: TestGateway | undefined;
     try {
       // Retrieve as stored, so the gateway holds the .55 original and must ask for a transcoded copy.
-      t = await startTestGateway('pglite', gatewayOverrides(true, '1.2.840.10008.1.2.4.55'));
+      // Only this study (QIDO matching key), so studies left by earlier tests do not interleave.
+      t = await startTestGateway(
+        'pglite',
+        gatewayOverrides(true, '1.2.840.10008.1.2.4.55', { StudyInstanceUID: src.StudyInstanceUID as string }),
+      );
       const sr = await srInOrthanc(src.StudyInstanceUID as string);
       expect(sr.completionFlag).toBe('COMPLETE');
       const stored = await t.gw.db.pool.query(`SELECT transfer_syntax_uid FROM instances WHERE sop_instance_uid = $1`, [
@@ -134,10 +138,14 @@ d('gateway with Orthanc as the PACS', () => {
       ]);
       expect(stored.rows[0]?.transfer_syntax_uid).toBe('1.2.840.10008.1.2.4.55');
       expect(sr.currentRequestedProcedureEvidence.map((e) => e.sopInstanceUid)).toEqual([src.SOPInstanceUID]);
-      const runs = await t.gw.db.pool.query<{ outcome: number; detail: { transcodedByPacs?: boolean } }>(
-        `SELECT outcome, detail FROM audit_events WHERE kind = 'inference-run' AND study_instance_uid = $1`,
-        [src.StudyInstanceUID],
-      );
+      const gw = t.gw;
+      const runs = await waitFor('inference-run audit event', async () => {
+        const r = await gw.db.pool.query<{ outcome: number; detail: { transcodedByPacs?: boolean } }>(
+          `SELECT outcome, detail FROM audit_events WHERE kind = 'inference-run' AND study_instance_uid = $1`,
+          [src.StudyInstanceUID],
+        );
+        return r.rows.length > 0 ? r : undefined;
+      });
       expect(runs.rows).toHaveLength(1);
       expect(runs.rows[0]?.outcome).toBe(0);
       expect(runs.rows[0]?.detail.transcodedByPacs).toBe(true);

@@ -6,7 +6,7 @@ import { InferenceClient } from '../../src/inference/inference-client.js';
 import { makeImage, makePlainImage, pattern, TINY_MERGE_DIR, TINY_MLLAMA_DIR } from '../unit/inference/helpers.js';
 
 /** InferenceClient ↔ inference-worker (compiled dist file, a child process) with the tiny fixture on the CPU EP. */
-describe('InferenceClient (worker thread)', () => {
+describe('InferenceClient (inference process)', () => {
   let client: InferenceClient;
   beforeAll(async () => {
     client = await InferenceClient.start({
@@ -46,19 +46,27 @@ describe('InferenceClient (worker thread)', () => {
     expect(a.timings.decodeMs.length).toBe(a.tokenIds.length - 1);
   });
 
-  it('keeps the main event loop free during generation (5 ms timer max gap stays small)', async () => {
+  it('runs ONNX Runtime outside this process, so the main event loop keeps turning during generation', async () => {
+    // The sessions live in a child process (inference-client.ts): run() can never block our loop.
+    expect(client.inferencePid).toBeGreaterThan(0);
+    expect(client.inferencePid).not.toBe(process.pid);
     const img = makeImage(pattern(12));
     let last = performance.now();
     let maxGap = 0;
+    let ticks = 0;
     const timer = setInterval(() => {
       const now = performance.now();
       maxGap = Math.max(maxGap, now - last);
+      ticks++;
       last = now;
     }, 5);
     const r = await client.describe(img, { maxNewTokens: 48 });
     clearInterval(timer);
     expect(r.tokenIds.length).toBeGreaterThan(5);
-    expect(maxGap).toBeLessThan(50);
+    // Timer ticks keep arriving while the model runs. The bound is loose on purpose: on a loaded
+    // 2-core CI machine scheduling alone can delay a tick by tens of milliseconds.
+    expect(ticks).toBeGreaterThan(0);
+    expect(maxGap).toBeLessThan(1_000);
   });
 
   it('an AbortSignal ends generation early with stopReason aborted', async () => {

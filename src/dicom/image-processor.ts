@@ -1,7 +1,7 @@
 import { ErrorCode, ModelError } from '../errors.js';
 import { isPilFilter, PilFilter, resizeBilinearPil } from './pil-resize.js';
 import type { RenderedImage } from './render.js';
-import { buildMllamaInput, type MllamaVisionInput, parseMllamaPreprocessorConfig } from './tiles.js';
+import { buildMllamaInput, type MllamaVisionInput, normalizationLut, parseMllamaPreprocessorConfig } from './tiles.js';
 
 /**
  * Model-family dispatch for image preprocessing, read from the bundle's preprocessor_config.json
@@ -211,19 +211,7 @@ export function buildPlainInput(image: RenderedImage, cfg: PlainPreprocessorConf
     data = sq.data;
     w = h = sq.size;
   }
-  // Same float32 arithmetic as transformers rescale (float64 product cast to float32) then normalize.
-  const lut = [0, 1, 2].map((c) => {
-    const t = new Float32Array(256);
-    for (let v = 0; v < 256; v++) {
-      let x = Math.fround(v);
-      if (cfg.doRescale) x = Math.fround(v * cfg.rescaleFactor);
-      if (cfg.doNormalize) {
-        x = Math.fround(Math.fround(x - Math.fround(cfg.imageMean[c] ?? 0)) / Math.fround(cfg.imageStd[c] ?? 1));
-      }
-      t[v] = x;
-    }
-    return t;
-  });
+  const lut = normalizationLut(cfg);
   const plane = w * h;
   const pixelValues = new Float32Array(3 * plane);
   for (let c = 0; c < 3; c++) {

@@ -192,21 +192,8 @@ export function buildMllamaInput(image: RenderedImage, cfg: MllamaPreprocessorCo
   // Grey → RGB by replicating the channel (§1.1); done after the resize, which is per-channel anyway.
   const resized = resizeBilinearPil(image.data, W, H, channels, newW, newH);
 
-  // Per-channel lookup of the normalised value of each uint8 level, in float32 as numpy computes it:
-  // rescale then normalise. Padding is value 0 in uint8 space (pad before normalise).
-  const lut: Float32Array[] = [0, 1, 2].map((c) => {
-    const t = new Float32Array(256);
-    for (let v = 0; v < 256; v++) {
-      // transformers `rescale`: float64 product, then cast to float32; `normalize` runs in float32.
-      let x = Math.fround(v);
-      if (cfg.doRescale) x = Math.fround(v * cfg.rescaleFactor);
-      if (cfg.doNormalize) {
-        x = Math.fround(Math.fround(x - Math.fround(cfg.imageMean[c] ?? 0)) / Math.fround(cfg.imageStd[c] ?? 1));
-      }
-      t[v] = x;
-    }
-    return t;
-  });
+  // Padding is value 0 in uint8 space (pad before normalise).
+  const lut = normalizationLut(cfg);
 
   const plane = T * T;
   const pixelValues = new Float32Array(maxT * 3 * plane); // unused tiles stay exactly 0.0
@@ -239,4 +226,29 @@ export function buildMllamaInput(image: RenderedImage, cfg: MllamaPreprocessorCo
     tiles: [nth, ntw],
     resized: [newH, newW],
   };
+}
+
+/**
+ * Per-channel lookup of the normalised value of each uint8 level, in float32 as transformers computes
+ * it: `rescale` is a float64 product cast to float32, then `normalize` runs in float32.
+ */
+export function normalizationLut(cfg: {
+  readonly doRescale: boolean;
+  readonly rescaleFactor: number;
+  readonly doNormalize: boolean;
+  readonly imageMean: readonly number[];
+  readonly imageStd: readonly number[];
+}): Float32Array[] {
+  return [0, 1, 2].map((c) => {
+    const t = new Float32Array(256);
+    for (let v = 0; v < 256; v++) {
+      let x = Math.fround(v);
+      if (cfg.doRescale) x = Math.fround(v * cfg.rescaleFactor);
+      if (cfg.doNormalize) {
+        x = Math.fround(Math.fround(x - Math.fround(cfg.imageMean[c] ?? 0)) / Math.fround(cfg.imageStd[c] ?? 1));
+      }
+      t[v] = x;
+    }
+    return t;
+  });
 }

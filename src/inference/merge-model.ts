@@ -1,4 +1,4 @@
-import * as ort from 'onnxruntime-node';
+import type * as ort from 'onnxruntime-node';
 import { ErrorCode, ModelError, RadScribeError } from '../errors.js';
 import { castFloat, floatTensor } from './float16.js';
 import { type ImageInput, validatePlainImageInput } from './image-input.js';
@@ -13,6 +13,7 @@ import {
   floatTypeOf,
   hasDynamicBatch,
   type ImageEncoding,
+  int64,
   type KvSpec,
   type ModelOptions,
   type OrtSessions,
@@ -39,14 +40,6 @@ class MergeEncoding implements ImageEncoding {
     readonly hidden: number,
   ) {}
   dispose(): void {}
-}
-
-function int64(values: ArrayLike<number>, dims: readonly number[]): ort.Tensor {
-  return new ort.Tensor(
-    'int64',
-    BigInt64Array.from(Array.from(values), (v) => BigInt(v)),
-    dims,
-  );
 }
 
 export class EmbeddingMergeModel implements VisionLanguageModel {

@@ -14,6 +14,7 @@ import {
   floatTypeOf,
   hasDynamicBatch,
   type ImageEncoding,
+  int64,
   type KvSpec,
   type ModelOptions,
   type OrtSessions,
@@ -44,14 +45,6 @@ class MllamaEncoding implements ImageEncoding {
   dispose(): void {
     this.states.dispose();
   }
-}
-
-function int64(values: ArrayLike<number>, dims: readonly number[]): ort.Tensor {
-  return new ort.Tensor(
-    'int64',
-    BigInt64Array.from(Array.from(values), (v) => BigInt(v)),
-    dims,
-  );
 }
 
 export class MllamaModel implements VisionLanguageModel {

@@ -189,6 +189,15 @@ export function configNumber(record: unknown, key: string, file: string): number
 }
 
 /** Times session.run and turns ORT failures into typed errors naming the graph. */
+/** An int64 tensor from plain numbers (ids, masks, positions). */
+export function int64(values: ArrayLike<number>, dims: readonly number[]): ort.Tensor {
+  return new ort.Tensor(
+    'int64',
+    BigInt64Array.from(Array.from(values), (v) => BigInt(v)),
+    dims,
+  );
+}
+
 export class TimedRunner {
   runMs = 0;
   async run(

@@ -151,3 +151,28 @@ describe('gateway with an embedding-merge model bundle', () => {
     }
   });
 });
+
+describe('execution provider policy', () => {
+  it('[REQ-INF-02] model.strict refuses to start when CUDA is requested but only the CPU provider loads', async () => {
+    const err = await startTestGateway('pglite', { model: { executionProviders: ['cuda', 'cpu'], strict: true } }).then(
+      async (t) => {
+        await t.close();
+        return undefined;
+      },
+      (e: unknown) => e,
+    );
+    expect((err as { code?: string })?.code).toBe('config-invalid');
+    expect(String((err as Error)?.message)).toMatch(/cuda requested but cpu is in use/);
+  });
+
+  it('[REQ-INF-02] without strict it falls back to the CPU and reports the provider actually in use', async () => {
+    const t = await startTestGateway('pglite', { model: { executionProviders: ['cuda', 'cpu'], strict: false } });
+    try {
+      const health = (await (await fetch(`${t.gw.baseUrl}/health`)).json()) as { model: { provider: string } };
+      expect(health.model.provider).toBe('cpu');
+      expect(await (await fetch(`${t.gw.baseUrl}/metrics`)).text()).toContain('provider="cpu"');
+    } finally {
+      await t.close();
+    }
+  });
+});

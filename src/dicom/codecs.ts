@@ -1,7 +1,9 @@
+import path from 'node:path';
 import { inflateRawSync } from 'node:zlib';
 import dcmjsCodecs from 'dcmjs-codecs';
 import jpegLossless from 'jpeg-lossless-decoder-js';
 import { DicomError, ErrorCode, normalizeErrorString } from '../errors.js';
+import { silenceDcmjsLogs } from './dataset.js';
 import type { PixelModule } from './frames.js';
 
 /**
@@ -87,6 +89,12 @@ let ready: Promise<NativeCodecsApi> | undefined;
 export function nativeCodecs(): Promise<NativeCodecsApi> {
   if (ready === undefined) {
     codecsLib.log?.setLevel('silent');
+    // dcmjs-codecs bundles its own dcmjs (0.50.x) whose loggers are separate from ours.
+    try {
+      silenceDcmjsLogs(require(require.resolve('dcmjs', { paths: [path.dirname(require.resolve('dcmjs-codecs'))] })));
+    } catch {
+      // No nested copy: the top-level dcmjs is already silenced in dataset.ts.
+    }
     ready = codecsLib.NativeCodecs.initializeAsync({ logCodecsInfo: false, logCodecsTrace: false }).then(
       () => codecsLib.NativeCodecs,
     );

@@ -5,7 +5,19 @@ import { DicomError, ErrorCode, normalizeErrorString } from '../errors.js';
  * Part 10 parsing on dcmjs (PS3.10 §7). Works on buffers only; no I/O here (STYLE §2.1).
  * dcmjs logs every unknown tag or odd VR (at warn and error); we report through typed errors, so silence it once.
  */
-(dcmjs as unknown as { log: { setLevel(l: string): void } }).log.setLevel('silent');
+silenceDcmjsLogs(dcmjs);
+
+/**
+ * dcmjs logs through loglevel: its root logger and a "validation.dcmjs" child that was created at
+ * module load and so does not follow the root's level. Silence both (also used for the dcmjs copy
+ * that dcmjs-codecs bundles).
+ */
+export function silenceDcmjsLogs(lib: unknown): void {
+  const log = (lib as { log?: { setLevel(l: string): void; getLogger?(n: string): { setLevel(l: string): void } } })
+    .log;
+  log?.setLevel('silent');
+  log?.getLogger?.('validation.dcmjs').setLevel('silent');
+}
 
 /** A naturalized dataset (dcmjs keyword → value). */
 export type NaturalDataset = Record<string, unknown>;

@@ -1,12 +1,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { type NaturalDataset, parsePart10 } from '../dicom/dataset.js';
-import { decodeFrame } from '../dicom/pixel-decoder.js';
-import { renderFrame } from '../dicom/render.js';
 import { errorCodeOf, normalizeErrorString } from '../errors.js';
 import type { ImageInput } from '../inference/image-input.js';
 import { type DescribeResult, InferenceClient } from '../inference/inference-client.js';
-import { ModelFamily } from '../inference/model-manifest.js';
 import { type ImageCandidate, selectFrames } from '../pipeline/frame-selection.js';
 import { ImagePrepClient } from '../pipeline/image-prep-client.js';
 import { type Args, boolFlag, type CliCommand, configFrom, flag, intFlag, UsageError } from './args.js';

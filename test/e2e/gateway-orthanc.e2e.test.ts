@@ -45,7 +45,7 @@ d('gateway with Orthanc as the PACS', () => {
             enabled: poll,
             intervalMs: 500,
             lookbackDays: 36500,
-            query: {},
+            query,
             ...(transferSyntax ? { transferSyntax } : {}),
           },
         },

@@ -32,7 +32,7 @@ import {
   type RoutedDestination,
 } from './pipeline/describe-study.js';
 import { ImagePrepClient } from './pipeline/image-prep-client.js';
-import { retrieveTranscodedPart10 } from './pipeline/transcode-fallback.js';
+import { retrieveTranscoded } from './pipeline/transcode-fallback.js';
 
 /**
  * The running gateway: one owner for every resource (database, HTTP server, model worker, image
@@ -310,7 +310,7 @@ async function transcodedCopy(
   if (!client) return undefined;
   const file = path.join(config.dataDir, 'transcoded', `${inst.sopInstanceUid}.dcm`);
   if (existsSync(file)) return file;
-  const { bytes } = await retrieveTranscodedPart10(client, {
+  const { bytes } = await retrieveTranscoded(client, {
     studyInstanceUid,
     seriesInstanceUid: inst.seriesInstanceUid,
     sopInstanceUid: inst.sopInstanceUid,

@@ -1,8 +1,6 @@
 import { buffer as readAll } from 'node:stream/consumers';
 import { type Part10Instance, parsePart10 } from '../dicom/dataset.js';
-import { type DecodedFrame, decodeFrame } from '../dicom/pixel-decoder.js';
-import { DicomError, ErrorCode, errorCodeOf } from '../errors.js';
-import { childLogger } from '../logger.js';
+import { DicomError, ErrorCode } from '../errors.js';
 import type { DicomwebClient } from '../pacs/dicomweb-client.js';
 
 /**
@@ -22,46 +20,12 @@ export interface RemoteInstanceRef {
   readonly sopInstanceUid: string;
 }
 
-export interface DecodeWithFallbackResult {
-  readonly frame: DecodedFrame;
-  /** The instance the frame came from: the original, or the PACS's transcoded copy. */
-  readonly instance: Part10Instance;
-  /** True when the PACS transcoded it (log and audit this: the decoder was not ours). */
-  readonly transcoded: boolean;
-}
-
-const log = childLogger('transcode-fallback');
-
 /**
- * Decode `frameIndex` of `instance`; on dicom-unsupported and when `remote` is given, retrieve the
- * instance in Explicit VR Little Endian from `client` and decode that instead. Any other error, or
- * a failed retrieve, is thrown unchanged (its code decides retry, STYLE §2.4).
+ * WADO-RS retrieve of one instance as Explicit VR Little Endian; checks the PACS really transcoded.
+ * Returns the parsed copy and its Part 10 bytes (the gateway keeps the copy as a file for the
+ * image-prep worker; describe-study decides when to ask, see `DescribeStudyDeps.transcode`).
  */
-export async function decodeFrameWithTranscodeFallback(
-  instance: Part10Instance,
-  frameIndex: number,
-  remote: { readonly client: DicomwebClient; readonly ref: RemoteInstanceRef } | undefined,
-): Promise<DecodeWithFallbackResult> {
-  try {
-    return { frame: await decodeFrame(instance, frameIndex), instance, transcoded: false };
-  } catch (err) {
-    if (errorCodeOf(err) !== ErrorCode.DicomUnsupported || remote === undefined) throw err;
-    log.info('decoder does not support the transfer syntax; asking the PACS to transcode', {
-      sopInstanceUid: remote.ref.sopInstanceUid,
-      transferSyntaxUid: instance.transferSyntaxUid,
-    });
-    const copy = await retrieveTranscoded(remote.client, remote.ref);
-    return { frame: await decodeFrame(copy, frameIndex), instance: copy, transcoded: true };
-  }
-}
-
-/** WADO-RS retrieve of one instance as Explicit VR Little Endian; checks the PACS really transcoded. */
-export async function retrieveTranscoded(client: DicomwebClient, ref: RemoteInstanceRef): Promise<Part10Instance> {
-  return (await retrieveTranscodedPart10(client, ref)).instance;
-}
-
-/** As retrieveTranscoded, also returning the Part 10 bytes (to store the copy as a file). */
-export async function retrieveTranscodedPart10(
+export async function retrieveTranscoded(
   client: DicomwebClient,
   ref: RemoteInstanceRef,
 ): Promise<{ instance: Part10Instance; bytes: Uint8Array }> {

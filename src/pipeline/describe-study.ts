@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import type { Logger } from 'winston';
 import type { RouteConfig } from '../config.js';
 import { type NaturalDataset, parsePart10 } from '../dicom/dataset.js';
@@ -117,6 +117,31 @@ function num(v: unknown): number | undefined {
   return Number.isFinite(n) ? n : undefined;
 }
 
+/** Bytes read first for a header: enough for any ordinary data set before Pixel Data. */
+const HEADER_PREFIX_BYTES = 256 * 1024;
+const PIXEL_DATA_TAG_LE = Buffer.from([0xe0, 0x7f, 0x10, 0x00]);
+
+/**
+ * The data set up to Pixel Data, reading only a prefix of the file: the pixels are read once, by
+ * the image-prep worker. A header longer than the prefix (large private sequences) falls back to
+ * reading the whole file.
+ */
+function readHeader(filePath: string): NaturalDataset {
+  const fd = openSync(filePath, 'r');
+  let prefix: Buffer;
+  try {
+    prefix = Buffer.alloc(HEADER_PREFIX_BYTES);
+    prefix = prefix.subarray(0, readSync(fd, prefix, 0, HEADER_PREFIX_BYTES, 0));
+  } finally {
+    closeSync(fd);
+  }
+  // The whole file fitted, or the prefix reaches the Pixel Data tag (7FE0,0010) in little-endian byte
+  // order: the header is complete. Otherwise (a longer header, or retired big-endian encoding) read
+  // the whole file.
+  const complete = prefix.byteLength < HEADER_PREFIX_BYTES || prefix.includes(PIXEL_DATA_TAG_LE);
+  return parsePart10(complete ? prefix : readFileSync(filePath), { untilPixelData: true }).dataset;
+}
+
 async function prepareWithFallback(
   deps: DescribeStudyDeps,
   c: Candidate,
@@ -155,7 +180,7 @@ export async function describeStudy(
   for (const s of stored) {
     let header: NaturalDataset;
     try {
-      header = parsePart10(readFileSync(s.filePath), { untilPixelData: true }).dataset;
+      header = readHeader(s.filePath);
     } catch (err) {
       log.warn('stored instance unreadable; skipped', { sopInstanceUid: s.sopInstanceUid, code: errorCodeOf(err) });
       continue;

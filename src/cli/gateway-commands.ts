@@ -7,6 +7,7 @@ import { openDatabase } from '../db/pool.js';
 import { readSr, renderSrTree } from '../dicom/sr/reader.js';
 import { RadScribeError } from '../errors.js';
 import { Gateway } from '../gateway.js';
+import { StudyRepository, StudyState } from '../ingest/study-repository.js';
 import { JobQueue } from '../jobs/job-queue.js';
 import { DicomwebClient } from '../pacs/dicomweb-client.js';
 import { PACKAGE_ROOT } from '../runtime-paths.js';
@@ -168,11 +169,8 @@ async function studyOf(gw: Gateway, sop: string | undefined): Promise<string | u
  * do not reopen the study; ask for a manual describe-study job then (the SR UID will be the same).
  */
 async function ensureJob(gw: Gateway, study: string): Promise<void> {
-  const s = await gw.db.pool.query<{ state: string }>('SELECT state FROM studies WHERE study_instance_uid = $1', [
-    study,
-  ]);
-  const state = s.rows[0]?.state;
-  if (state === 'done' || state === 'failed') {
+  const state = await new StudyRepository(gw.db.pool).getState(study);
+  if (state === StudyState.Done || state === StudyState.Failed) {
     await new JobQueue(gw.db.pool).enqueue(gw.db.pool, {
       kind: 'describe-study',
       studyInstanceUid: study,

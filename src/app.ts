@@ -1,6 +1,6 @@
 import type { Router } from 'express';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError, toHttpStatus } from './errors.js';
+import { clientMessage, ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError, toHttpStatus } from './errors.js';
 import { childLogger } from './logger.js';
 
 /**
@@ -41,19 +41,41 @@ export function createApp(deps: AppDeps): express.Express {
     });
   }
   app.use((_req, _res, next) => next(new RadScribeError(ErrorCode.NotFound, 'no such resource')));
+  app.use(errorHandler());
+  return app;
+}
+
+/**
+ * The one place an error thrown under an HTTP route becomes a status and a body (STYLE rule 3,
+ * medplum `getStatus`): the status from the error's code (`toHttpStatus`), the body
+ * `{ code, message }` with a client-safe message (`clientMessage`: never a path, SQL text or stack).
+ * The detail of a 5xx goes to the log instead (no PHI: messages never carry it, STYLE §2.6).
+ */
+export function errorHandler(): (err: unknown, req: Request, res: Response, next: NextFunction) => void {
   const log = childLogger('http');
-  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+  return (err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const code = errorCodeOf(err);
     const status = toHttpStatus(code);
-    if (status >= 500) log.error('request failed', { method: req.method, path: req.path, code });
+    // A client that went away mid-request (e.g. an aborted STOW-RS upload) gets no answer.
+    // req.destroyed is also true after a normal end (autoDestroy); a gone client shows on the socket.
+    if (req.socket.destroyed) {
+      log.info('request aborted by client', { method: req.method, path: req.path, code });
+      return;
+    }
+    if (status >= 500)
+      log.error('request failed', {
+        method: req.method,
+        path: req.path,
+        status,
+        code,
+        errorName: err instanceof Error ? err.name : typeof err,
+        error: normalizeErrorString(err),
+      });
+    else log.info('request refused', { method: req.method, path: req.path, status, code });
     if (res.headersSent) {
       res.end();
       return;
     }
-    res.status(status).json({
-      error: code,
-      message: status >= 500 && code === ErrorCode.Internal ? 'internal error' : normalizeErrorString(err),
-    });
-  });
-  return app;
+    res.status(status).json({ code, message: clientMessage(err) });
+  };
 }

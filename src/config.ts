@@ -1,41 +1,68 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { SrProfile } from './dicom/sr/document.js';
+import { REMOTE_NODE_DEFAULTS } from './config/defaults.js';
+import { closestKey, didYouMean } from './config/suggest.js';
+import { SrProfile } from './dicom/sr/draft-policy.js';
 import { ConfigError } from './errors.js';
+import { ExecutionProvider } from './inference/vision-language-model.js';
 import { PACKAGE_ROOT } from './runtime-paths.js';
 
 /**
  * One configuration type for the whole gateway (STYLE §2.5). loadConfig() merges
  * config/default.yaml → the --config file → RADSCRIBE_* environment variables, then
  * validateConfig() reports every problem with its dotted path in one ConfigError (MONAI
- * ConfigurationValidator). Slices of the result are passed into constructors; nothing below
- * main.ts reads configuration globally.
+ * ConfigurationValidator). A key the validator does not read is a problem too, with the key meant
+ * when one is close (issue 8: a misspelled key must not silently fall back to its default). Slices
+ * of the result are passed into constructors; nothing below main.ts reads configuration globally.
+ * Defaults live in src/config/defaults.ts (which config/default.yaml mirrors).
  */
 
-export const ExecutionProvider = { Cuda: 'cuda', Cpu: 'cpu' } as const;
-export type ExecutionProvider = (typeof ExecutionProvider)[keyof typeof ExecutionProvider];
+export { CONFIG_DEFAULTS, REMOTE_NODE_DEFAULTS } from './config/defaults.js';
+/** The execution providers the inference layer knows (one definition: src/inference). */
+export { ExecutionProvider };
 
 export const DestinationType = { Folder: 'folder', StowRs: 'stow-rs' } as const;
 export type DestinationType = (typeof DestinationType)[keyof typeof DestinationType];
 
+export const RemoteAuthType = { None: 'none', Basic: 'basic', Bearer: 'bearer' } as const;
+export type RemoteAuthType = (typeof RemoteAuthType)[keyof typeof RemoteAuthType];
+
+export const LogLevel = { Error: 'error', Warn: 'warn', Info: 'info', Debug: 'debug' } as const;
+export type LogLevel = (typeof LogLevel)[keyof typeof LogLevel];
+
 export interface RemoteNodeAuthConfig {
-  type: 'none' | 'basic' | 'bearer';
+  type: RemoteAuthType;
   username?: string;
   /** Name of the environment variable that holds the password or token. */
   passwordEnv?: string;
   tokenEnv?: string;
 }
 
+/** Exponential backoff after failed polls: initialMs · factor^(failures-1), at most maxMs. */
+export interface BackoffConfig {
+  initialMs: number;
+  maxMs: number;
+  factor: number;
+}
+
 export interface RemoteNodeConfig {
   name: string;
   baseUrl: string;
   auth: RemoteNodeAuthConfig;
+  /** Idle timeout of QIDO-RS and WADO-RS requests: no headers or body bytes for this long. */
   timeoutMs: number;
+  /** Idle timeout of STOW-RS requests to this node (the draft SR going back). */
+  storeTimeoutMs: number;
   poll: {
     enabled: boolean;
     intervalMs: number;
     lookbackDays: number;
+    /** QIDO-RS `limit` per page (PS3.18 §8.3.4.4). */
+    pageSize: number;
+    /** Pages per poll at most (a server that ignores `offset` would loop forever). */
+    maxPages: number;
+    backoff: BackoffConfig;
     query: Record<string, string>;
     /**
      * WADO-RS `transfer-syntax` to ask for (PS3.18 §8.7.3.5.2): unset = the server's default (Orthanc
@@ -61,6 +88,7 @@ export type DestinationConfig =
   | (DestinationCommon & { type: 'stow-rs'; node: string });
 
 export interface RouteConfig {
+  /** Shown in the job result and the export log, so an operator sees which rule sent a draft where. */
   name: string;
   match: { modality?: string[] };
   destination: string;
@@ -68,8 +96,8 @@ export interface RouteConfig {
 
 export interface RadScribeConfig {
   dataDir: string;
-  database: { url: string; poolSize: number };
-  http: { host: string; port: number; publicBaseUrl: string };
+  database: { url: string; poolSize: number; statementTimeoutMs: number };
+  http: { host: string; port: number; publicBaseUrl: string; requestTimeoutMs: number };
   ingest: { stabilityWindowMs: number; maxPartBytes: number; maxRequestBytes: number };
   model: {
     bundle: string;
@@ -77,21 +105,38 @@ export interface RadScribeConfig {
     strict: boolean;
     maxNewTokens: number;
     timeoutMs: number;
+    /** The inference process is killed when a call runs this long past `timeoutMs`. */
+    hardTimeoutGraceMs: number;
     intraOpNumThreads: number;
   };
-  selection: { eachImage: string[]; perSeriesSlices: number };
+  imagePrep: { frameTimeoutMs: number; maxHeapMb: number };
+  selection: { eachImage: string[]; perSeriesSlices: number; multiFrameFrames: number };
   remoteNodes: RemoteNodeConfig[];
   destinations: DestinationConfig[];
   defaultDestination: string;
   routes: RouteConfig[];
-  jobs: { pollIntervalMs: number; leaseMs: number; maxAttempts: number };
-  log: { level: 'error' | 'warn' | 'info' | 'debug' };
+  jobs: {
+    pollIntervalMs: number;
+    leaseMs: number;
+    concurrency: number;
+    maxAttempts: number;
+    backoffBaseMs: number;
+    backoffMaxMs: number;
+  };
+  log: { level: LogLevel };
 }
 
 export const DEFAULT_CONFIG_FILE = path.join(PACKAGE_ROOT, 'config', 'default.yaml');
 export const ENV_PREFIX = 'RADSCRIBE_';
-export const DEFAULT_REMOTE_TIMEOUT_MS = 30_000;
-export const DEFAULT_POLL_INTERVAL_MS = 60_000;
+/**
+ * RADSCRIBE_* variables that are not configuration keys: read directly by the CLI and the test
+ * harness. (RADSCRIBE_LOG_LEVEL is applied before the configuration is loaded, see cli/args.ts.)
+ */
+export const NON_CONFIG_ENV: ReadonlySet<string> = new Set([
+  'RADSCRIBE_LOG_LEVEL',
+  'RADSCRIBE_IN_NETNS',
+  'RADSCRIBE_NO_NETNS',
+]);
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type JsonObject = { [k: string]: Json };
@@ -137,19 +182,24 @@ const snake = (key: string): string => key.replace(/([a-z0-9])([A-Z])/g, '$1_$2'
 /**
  * Apply RADSCRIBE_* variables by walking the known keys: RADSCRIBE_INGEST_STABILITY_WINDOW_MS
  * matches ingest → stabilityWindowMs. Values are YAML scalars (numbers, booleans, [a, b]).
- * Unknown variables are problems, so a typo is not silently ignored.
+ * Unknown variables are problems, with the variable meant when one is close, so a typo is not
+ * silently ignored. The keys walked are those of the merged document, whose base is
+ * config/default.yaml: it holds every key outside the lists.
  */
 export function applyEnvOverrides(cfg: JsonObject, env: NodeJS.ProcessEnv, problems: string[]): JsonObject {
   let out = cfg;
-  const IGNORED = new Set(['RADSCRIBE_LOG_LEVEL', 'RADSCRIBE_IN_NETNS', 'RADSCRIBE_NO_NETNS']);
   for (const [name, raw] of Object.entries(env)) {
-    if (!name.startsWith(ENV_PREFIX) || raw === undefined || IGNORED.has(name)) continue;
+    if (!name.startsWith(ENV_PREFIX) || raw === undefined || NON_CONFIG_ENV.has(name)) continue;
     // Secrets referenced by passwordEnv/tokenEnv are read where they are used, not merged here.
     if (/_(PASSWORD|TOKEN|SECRET)$/.test(name)) continue;
     const rest = name.slice(ENV_PREFIX.length);
     const keyPath = resolveEnvPath(out, rest);
     if (!keyPath) {
-      problems.push(`${name}: does not name a configuration key`);
+      // Compared without the common prefix, which would make every name look close.
+      const meant = closestKey(rest, envNames(out, ''));
+      problems.push(
+        `${name}: does not name a configuration key${meant === undefined ? '' : ` (did you mean "${ENV_PREFIX}${meant}"?)`}`,
+      );
       continue;
     }
     let value: Json;
@@ -159,6 +209,17 @@ export function applyEnvOverrides(cfg: JsonObject, env: NodeJS.ProcessEnv, probl
       value = raw;
     }
     out = setPath(out, keyPath, value ?? '');
+  }
+  return out;
+}
+
+/** Every RADSCRIBE_* name that applyEnvOverrides would accept for `doc` (objects and their keys). */
+export function envNames(doc: JsonObject, prefix = ENV_PREFIX): string[] {
+  const out: string[] = [];
+  for (const [k, v] of Object.entries(doc)) {
+    const name = `${prefix}${snake(k)}`;
+    out.push(name);
+    if (isObject(v)) out.push(...envNames(v, `${name}_`));
   }
   return out;
 }
@@ -183,13 +244,17 @@ function setPath(obj: JsonObject, keyPath: string[], value: Json): JsonObject {
   return { ...obj, [head]: tail.length === 0 ? value : setPath(isObject(child) ? child : {}, tail, value) };
 }
 
+const MAX_MS = 86_400_000;
+
 /** Validates the merged document and returns the typed config, or throws one ConfigError with every problem. */
 export function validateConfig(doc: JsonObject, problems: string[] = []): RadScribeConfig {
   const v = new Validator(problems);
+  v.root(doc);
   const database = v.obj(doc, 'database');
   const http = v.obj(doc, 'http');
   const ingest = v.obj(doc, 'ingest');
   const model = v.obj(doc, 'model');
+  const imagePrep = v.obj(doc, 'imagePrep');
   const selection = v.obj(doc, 'selection');
   const jobs = v.obj(doc, 'jobs');
   const log = v.obj(doc, 'log');
@@ -216,35 +281,46 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
   const routes = v.arr(doc, 'routes').map((r, i): RouteConfig => {
     const p = `routes[${i}]`;
     const ro = v.asObj(r, p);
+    const name = v.str(ro, 'name', p);
     const match = v.obj(ro, 'match', p);
     const destination = v.str(ro, 'destination', p);
     if (!destNames.has(destination)) v.problem(`${p}.destination`, `unknown destination "${destination}"`);
-    const modality = match.modality === undefined ? undefined : v.strArr(match, 'modality', `${p}.match`);
-    return { name: v.str(ro, 'name', p), match: modality ? { modality } : {}, destination };
+    const modality = v.has(match, 'modality') ? v.strArr(match, 'modality', `${p}.match`) : undefined;
+    return { name, match: modality ? { modality } : {}, destination };
   });
+  v.unique(
+    routes.map((r) => r.name),
+    'routes',
+    'name',
+  );
 
   const eps = v.strArr(model, 'executionProviders', 'model');
+  const knownEps: readonly string[] = Object.values(ExecutionProvider);
   for (const ep of eps)
-    if (ep !== 'cuda' && ep !== 'cpu')
-      v.problem('model.executionProviders', `unknown execution provider "${ep}" (cuda, cpu)`);
+    if (!knownEps.includes(ep))
+      v.problem('model.executionProviders', `unknown execution provider "${ep}" (${knownEps.join(', ')})`);
   if (eps.length === 0) v.problem('model.executionProviders', 'must list at least one provider');
   const level = v.str(log, 'level', 'log');
-  if (!['error', 'warn', 'info', 'debug'].includes(level))
-    v.problem('log.level', 'must be one of error, warn, info, debug');
+  const levels: readonly string[] = Object.values(LogLevel);
+  if (!levels.includes(level)) v.problem('log.level', `must be one of ${levels.join(', ')}`);
 
   const cfg: RadScribeConfig = {
     dataDir: v.str(doc, 'dataDir', ''),
     database: {
       url: v.str(database, 'url', 'database', true),
       poolSize: v.int(database, 'poolSize', 'database', 1, 100),
+      // 0 turns the limit off (PostgreSQL statement_timeout semantics).
+      statementTimeoutMs: v.int(database, 'statementTimeoutMs', 'database', 0, MAX_MS),
     },
     http: {
       host: v.str(http, 'host', 'http'),
       port: v.int(http, 'port', 'http', 0, 65535),
       publicBaseUrl: v.url(http, 'publicBaseUrl', 'http', true),
+      // 0 = no limit (node:http server.requestTimeout).
+      requestTimeoutMs: v.int(http, 'requestTimeoutMs', 'http', 0, MAX_MS),
     },
     ingest: {
-      stabilityWindowMs: v.int(ingest, 'stabilityWindowMs', 'ingest', 0, 86_400_000),
+      stabilityWindowMs: v.int(ingest, 'stabilityWindowMs', 'ingest', 0, MAX_MS),
       maxPartBytes: v.int(ingest, 'maxPartBytes', 'ingest', 1024, Number.MAX_SAFE_INTEGER),
       maxRequestBytes: v.int(ingest, 'maxRequestBytes', 'ingest', 1024, Number.MAX_SAFE_INTEGER),
     },
@@ -254,11 +330,17 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
       strict: v.bool(model, 'strict', 'model'),
       maxNewTokens: v.int(model, 'maxNewTokens', 'model', 1, 4096),
       timeoutMs: v.int(model, 'timeoutMs', 'model', 100, 3_600_000),
+      hardTimeoutGraceMs: v.int(model, 'hardTimeoutGraceMs', 'model', 0, 3_600_000),
       intraOpNumThreads: v.int(model, 'intraOpNumThreads', 'model', 0, 256),
+    },
+    imagePrep: {
+      frameTimeoutMs: v.int(imagePrep, 'frameTimeoutMs', 'imagePrep', 100, 3_600_000),
+      maxHeapMb: v.int(imagePrep, 'maxHeapMb', 'imagePrep', 64, 65_536),
     },
     selection: {
       eachImage: v.strArr(selection, 'eachImage', 'selection'),
       perSeriesSlices: v.int(selection, 'perSeriesSlices', 'selection', 1, 64),
+      multiFrameFrames: v.int(selection, 'multiFrameFrames', 'selection', 1, 64),
     },
     remoteNodes,
     destinations,
@@ -266,48 +348,79 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
     routes,
     jobs: {
       pollIntervalMs: v.int(jobs, 'pollIntervalMs', 'jobs', 10, 3_600_000),
-      leaseMs: v.int(jobs, 'leaseMs', 'jobs', 1000, 86_400_000),
+      leaseMs: v.int(jobs, 'leaseMs', 'jobs', 1000, MAX_MS),
+      concurrency: v.int(jobs, 'concurrency', 'jobs', 1, 64),
       maxAttempts: v.int(jobs, 'maxAttempts', 'jobs', 1, 100),
+      backoffBaseMs: v.int(jobs, 'backoffBaseMs', 'jobs', 0, MAX_MS),
+      backoffMaxMs: v.int(jobs, 'backoffMaxMs', 'jobs', 0, MAX_MS),
     },
-    log: { level: level as RadScribeConfig['log']['level'] },
+    log: { level: level as LogLevel },
   };
   if (cfg.dataDir === '') v.problem('dataDir', 'must not be empty');
+  if (cfg.jobs.backoffMaxMs < cfg.jobs.backoffBaseMs)
+    v.problem('jobs.backoffMaxMs', 'must not be less than jobs.backoffBaseMs');
+  v.reportUnknownKeys();
   if (problems.length > 0) throw new ConfigError(problems);
   return cfg;
 }
 
 function validateRemoteNode(v: Validator, n: unknown, p: string): RemoteNodeConfig {
+  const d = REMOTE_NODE_DEFAULTS;
   const o = v.asObj(n, p);
-  const auth = o.auth === undefined ? {} : v.obj(o, 'auth', p);
-  const type = (auth.type ?? 'none') as string;
-  if (!['none', 'basic', 'bearer'].includes(type)) v.problem(`${p}.auth.type`, 'must be none, basic or bearer');
-  const a: RemoteNodeAuthConfig = { type: type as RemoteNodeAuthConfig['type'] };
-  if (type === 'basic') {
-    a.username = v.str(auth, 'username', `${p}.auth`);
-    a.passwordEnv = v.str(auth, 'passwordEnv', `${p}.auth`);
-  }
-  if (type === 'bearer') a.tokenEnv = v.str(auth, 'tokenEnv', `${p}.auth`);
-  const poll = o.poll === undefined ? {} : v.obj(o, 'poll', p);
-  const query = poll.query === undefined ? {} : v.obj(poll, 'query', `${p}.poll`);
+  const name = v.str(o, 'name', p);
+  const baseUrl = v.url(o, 'baseUrl', p);
+  const auth = v.has(o, 'auth') ? v.obj(o, 'auth', p) : {};
+  const ap = `${p}.auth`;
+  const type = v.has(auth, 'type') ? v.str(auth, 'type', ap) : RemoteAuthType.None;
+  const types: readonly string[] = Object.values(RemoteAuthType);
+  if (!types.includes(type)) v.problem(`${ap}.type`, `must be one of ${types.join(', ')}`);
+  const a: RemoteNodeAuthConfig = { type: type as RemoteAuthType };
+  // Every auth key is read whatever the type, so one that the type does not use is named as such
+  // rather than as unknown.
+  const only = (k: string, want: RemoteAuthType): string | undefined => {
+    if (type === want) return v.str(auth, k, ap);
+    if (v.has(auth, k)) v.problem(`${ap}.${k}`, `only used with auth type ${want}`);
+    return undefined;
+  };
+  const username = only('username', RemoteAuthType.Basic);
+  const passwordEnv = only('passwordEnv', RemoteAuthType.Basic);
+  const tokenEnv = only('tokenEnv', RemoteAuthType.Bearer);
+  if (username !== undefined) a.username = username;
+  if (passwordEnv !== undefined) a.passwordEnv = passwordEnv;
+  if (tokenEnv !== undefined) a.tokenEnv = tokenEnv;
+
+  const poll = v.has(o, 'poll') ? v.obj(o, 'poll', p) : {};
+  const pp = `${p}.poll`;
+  const query = v.has(poll, 'query') ? v.obj(poll, 'query', pp, { freeForm: true }) : {};
   const q: Record<string, string> = {};
   for (const [k, val] of Object.entries(query)) {
-    if (typeof val !== 'string' && typeof val !== 'number') v.problem(`${p}.poll.query.${k}`, 'must be a string');
+    if (typeof val !== 'string' && typeof val !== 'number') v.problem(`${pp}.query.${k}`, 'must be a string');
     else q[k] = String(val);
   }
+  const backoff = v.has(poll, 'backoff') ? v.obj(poll, 'backoff', pp) : {};
+  const bp = `${pp}.backoff`;
+  const b: BackoffConfig = {
+    initialMs: v.int(backoff, 'initialMs', bp, 10, MAX_MS, d.poll.backoff.initialMs),
+    maxMs: v.int(backoff, 'maxMs', bp, 10, MAX_MS, d.poll.backoff.maxMs),
+    factor: v.num(backoff, 'factor', bp, 1, 10, d.poll.backoff.factor),
+  };
+  if (b.maxMs < b.initialMs) v.problem(`${bp}.maxMs`, `must not be less than ${bp}.initialMs`);
+  const transferSyntax = v.has(poll, 'transferSyntax') ? v.str(poll, 'transferSyntax', pp) : undefined;
   return {
-    name: v.str(o, 'name', p),
-    baseUrl: v.url(o, 'baseUrl', p),
+    name,
+    baseUrl,
     auth: a,
-    timeoutMs: o.timeoutMs === undefined ? DEFAULT_REMOTE_TIMEOUT_MS : v.int(o, 'timeoutMs', p, 100, 3_600_000),
+    timeoutMs: v.int(o, 'timeoutMs', p, 100, 3_600_000, d.timeoutMs),
+    storeTimeoutMs: v.int(o, 'storeTimeoutMs', p, 100, 3_600_000, d.storeTimeoutMs),
     poll: {
-      enabled: poll.enabled === undefined ? false : v.bool(poll, 'enabled', `${p}.poll`),
-      intervalMs:
-        poll.intervalMs === undefined
-          ? DEFAULT_POLL_INTERVAL_MS
-          : v.int(poll, 'intervalMs', `${p}.poll`, 100, 86_400_000),
-      lookbackDays: poll.lookbackDays === undefined ? 1 : v.int(poll, 'lookbackDays', `${p}.poll`, 0, 36500),
+      enabled: v.bool(poll, 'enabled', pp, d.poll.enabled),
+      intervalMs: v.int(poll, 'intervalMs', pp, 100, MAX_MS, d.poll.intervalMs),
+      lookbackDays: v.int(poll, 'lookbackDays', pp, 0, 36500, d.poll.lookbackDays),
+      pageSize: v.int(poll, 'pageSize', pp, 1, 10_000, d.poll.pageSize),
+      maxPages: v.int(poll, 'maxPages', pp, 1, 10_000, d.poll.maxPages),
+      backoff: b,
       query: q,
-      ...(poll.transferSyntax === undefined ? {} : { transferSyntax: v.str(poll, 'transferSyntax', `${p}.poll`) }),
+      ...(transferSyntax === undefined ? {} : { transferSyntax }),
     },
   };
 }
@@ -316,50 +429,84 @@ function validateDestination(v: Validator, d: unknown, p: string, nodes: Readonl
   const o = v.asObj(d, p);
   const name = v.str(o, 'name', p);
   const type = v.str(o, 'type', p);
-  const srProfile = (o.srProfile ?? 'report') as string;
-  if (!(Object.values(SrProfile) as string[]).includes(srProfile))
-    v.problem(`${p}.srProfile`, `must be one of ${Object.values(SrProfile).join(', ')}`);
+  const profiles: readonly string[] = Object.values(SrProfile);
+  const srProfile = v.has(o, 'srProfile') ? v.str(o, 'srProfile', p) : SrProfile.Report;
+  if (!profiles.includes(srProfile)) v.problem(`${p}.srProfile`, `must be one of ${profiles.join(', ')}`);
   const common = {
     name,
     srProfile: srProfile as SrProfile,
-    pdfCompanion: o.pdfCompanion === undefined ? false : v.bool(o, 'pdfCompanion', p),
+    pdfCompanion: v.bool(o, 'pdfCompanion', p, false),
   };
-  if (type === 'folder') return { ...common, type, path: v.str(o, 'path', p) };
-  if (type === 'stow-rs') {
-    const node = v.str(o, 'node', p);
+  // Both type-specific keys are read whatever the type, so the wrong one is named as such.
+  const only = (k: string, want: DestinationType): string => {
+    if (type === want) return v.str(o, k, p);
+    if (v.has(o, k)) v.problem(`${p}.${k}`, `only used with type ${want}`);
+    return '';
+  };
+  const folderPath = only('path', DestinationType.Folder);
+  const node = only('node', DestinationType.StowRs);
+  if (type === DestinationType.Folder) return { ...common, type, path: folderPath };
+  if (type === DestinationType.StowRs) {
     if (!nodes.has(node)) v.problem(`${p}.node`, `unknown remote node "${node}"`);
     return { ...common, type, node };
   }
-  v.problem(`${p}.type`, 'must be folder or stow-rs');
+  if (type !== '') v.problem(`${p}.type`, `must be ${DestinationType.Folder} or ${DestinationType.StowRs}`);
   return { ...common, type: 'folder', path: '' };
 }
 
-/** Collects problems instead of throwing, so every error is reported at once. */
+/**
+ * Collects problems instead of throwing, so every error is reported at once. It also remembers
+ * which keys of each mapping it read: a key nobody read is unknown (reportUnknownKeys), so the set
+ * of accepted keys is exactly the set validated, with no second list to drift from it.
+ */
 class Validator {
-  constructor(private readonly problems: string[]) {}
+  readonly #problems: string[];
+  /** Mappings seen, in document order, with their path and the keys read from them. */
+  readonly #seen = new Map<JsonObject, { path: string; read: Set<string>; freeForm: boolean }>();
+
+  constructor(problems: string[]) {
+    this.#problems = problems;
+  }
   problem(p: string, msg: string): void {
-    this.problems.push(`${p}: ${msg}`);
+    this.#problems.push(`${p}: ${msg}`);
   }
   private key(parent: string | undefined, k: string): string {
     return parent ? `${parent}.${k}` : k;
   }
-  asObj(v: unknown, p: string): JsonObject {
-    if (isObject(v)) return v;
+  /** The top-level document: its keys are reported without a leading path. */
+  root(doc: JsonObject): void {
+    this.#seen.set(doc, { path: '', read: new Set(), freeForm: false });
+  }
+  private get(o: JsonObject, k: string): Json | undefined {
+    this.#seen.get(o)?.read.add(k);
+    return o[k];
+  }
+  /** True when `k` is present (not null); marks it read. */
+  has(o: JsonObject, k: string): boolean {
+    const v = this.get(o, k);
+    return v !== undefined && v !== null;
+  }
+  /** `freeForm`: a map whose keys are data (QIDO match keys), not configuration keys. */
+  asObj(v: unknown, p: string, opts: { freeForm?: boolean } = {}): JsonObject {
+    if (isObject(v)) {
+      if (!this.#seen.has(v)) this.#seen.set(v, { path: p, read: new Set(), freeForm: opts.freeForm ?? false });
+      return v;
+    }
     this.problem(p, 'must be a mapping');
     return {};
   }
-  obj(o: JsonObject, k: string, parent?: string): JsonObject {
-    return this.asObj(o[k], this.key(parent, k));
+  obj(o: JsonObject, k: string, parent?: string, opts: { freeForm?: boolean } = {}): JsonObject {
+    return this.asObj(this.get(o, k), this.key(parent, k), opts);
   }
   arr(o: JsonObject, k: string, parent?: string): Json[] {
-    const v = o[k];
+    const v = this.get(o, k);
     if (v === undefined || v === null) return [];
     if (Array.isArray(v)) return v;
     this.problem(this.key(parent, k), 'must be a list');
     return [];
   }
   str(o: JsonObject, k: string, parent?: string, allowEmpty = false): string {
-    const v = o[k];
+    const v = this.get(o, k);
     if (typeof v === 'string' && (allowEmpty || v.length > 0)) return v;
     if (v === undefined || v === null) {
       if (allowEmpty) return '';
@@ -368,19 +515,29 @@ class Validator {
     return '';
   }
   strArr(o: JsonObject, k: string, parent?: string): string[] {
-    const v = o[k];
+    const v = this.get(o, k);
     if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
     this.problem(this.key(parent, k), 'must be a list of strings');
     return [];
   }
-  int(o: JsonObject, k: string, parent: string | undefined, min: number, max: number): number {
-    const v = o[k];
+  /** An integer in [min, max]; with `dflt`, an absent key takes it (list items, which YAML defaults cannot reach). */
+  int(o: JsonObject, k: string, parent: string | undefined, min: number, max: number, dflt?: number): number {
+    const v = this.get(o, k);
+    if ((v === undefined || v === null) && dflt !== undefined) return dflt;
     if (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max) return v;
     this.problem(this.key(parent, k), `must be an integer from ${min} to ${max}`);
     return min;
   }
-  bool(o: JsonObject, k: string, parent?: string): boolean {
-    const v = o[k];
+  num(o: JsonObject, k: string, parent: string | undefined, min: number, max: number, dflt?: number): number {
+    const v = this.get(o, k);
+    if ((v === undefined || v === null) && dflt !== undefined) return dflt;
+    if (typeof v === 'number' && Number.isFinite(v) && v >= min && v <= max) return v;
+    this.problem(this.key(parent, k), `must be a number from ${min} to ${max}`);
+    return min;
+  }
+  bool(o: JsonObject, k: string, parent?: string, dflt?: boolean): boolean {
+    const v = this.get(o, k);
+    if ((v === undefined || v === null) && dflt !== undefined) return dflt;
     if (typeof v === 'boolean') return v;
     this.problem(this.key(parent, k), 'must be true or false');
     return false;
@@ -400,8 +557,16 @@ class Validator {
   unique(values: string[], p: string, field: string): void {
     const seen = new Set<string>();
     for (const n of values) {
-      if (seen.has(n)) this.problem(p, `duplicate ${field} "${n}"`);
+      if (n !== '' && seen.has(n)) this.problem(p, `duplicate ${field} "${n}"`);
       seen.add(n);
+    }
+  }
+  /** `modle: unknown key (did you mean "model"?)` for every key no validation step read. */
+  reportUnknownKeys(): void {
+    for (const [o, { path: p, read, freeForm }] of this.#seen) {
+      if (freeForm) continue;
+      for (const k of Object.keys(o))
+        if (!read.has(k)) this.problem(this.key(p, k), `unknown key${didYouMean(k, read)}`);
     }
   }
 }

@@ -117,14 +117,59 @@ export function normalizeErrorString(err: unknown): string {
   }
 }
 
-/** Classify an unknown thrown value once; unknown errors become `internal`. */
+/**
+ * SQLSTATE classes and codes (PostgreSQL Appendix A) that mean "the database cannot serve this now":
+ * 08 connection exception, 57P01–57P03 server shutting down or not yet accepting connections,
+ * 40001 serialization failure, 40P01 deadlock, 53300 too many connections.
+ */
+function sqlStateCode(state: string): ErrorCode {
+  if (
+    state.startsWith('08') ||
+    /^57P0[123]$/.test(state) ||
+    state === '40001' ||
+    state === '40P01' ||
+    state === '53300'
+  )
+    return ErrorCode.DatabaseUnavailable;
+  // 53100 disk full, 53200 out of memory.
+  if (state.startsWith('53')) return ErrorCode.OutOfResources;
+  // 57014 query_canceled: our statement_timeout fired (pool.ts).
+  if (state === '57014') return ErrorCode.Timeout;
+  return ErrorCode.Internal;
+}
+
+/**
+ * Classify an unknown thrown value once; unknown errors become `internal`. A network error code
+ * (ECONNREFUSED, ECONNRESET, …) says nothing about which peer failed, so it is not guessed here:
+ * the code that made the call classifies it (dicomweb-client → pacs-unavailable, db/pool.ts →
+ * database-unavailable). PostgreSQL server errors carry an SQLSTATE and a severity.
+ */
 export function errorCodeOf(err: unknown): ErrorCode {
   if (err instanceof RadScribeError) return err.code;
-  const code = (err as { code?: unknown } | null)?.code;
+  const e = err as { code?: unknown; severity?: unknown } | null;
+  const code = e?.code;
   if (code === 'ENOSPC' || code === 'EMFILE' || code === 'ENOMEM') return ErrorCode.OutOfResources;
-  if (code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === '57P01' || code === '40001')
-    return ErrorCode.DatabaseUnavailable;
+  if (typeof code === 'string' && typeof e?.severity === 'string' && /^[0-9A-Z]{5}$/.test(code))
+    return sqlStateCode(code);
   return ErrorCode.Internal;
+}
+
+/** Text a client may see for a 5xx: the code's meaning, never the internal message (a path, SQL). */
+const CLIENT_TEXT: Partial<Record<ErrorCode, string>> = {
+  [ErrorCode.DatabaseUnavailable]: 'the database is unavailable; try again later',
+  [ErrorCode.OutOfResources]: 'the server is out of resources; try again later',
+  [ErrorCode.PacsUnavailable]: 'a remote PACS is unavailable; try again later',
+  [ErrorCode.Timeout]: 'the request took too long',
+};
+
+/**
+ * The message a client may see for `err`: our own text for a 4xx RadScribeError (routers write it
+ * for the client: which parameter, which media type), a fixed text per code otherwise.
+ */
+export function clientMessage(err: unknown): string {
+  const code = errorCodeOf(err);
+  if (err instanceof RadScribeError && toHttpStatus(code) < 500) return err.message;
+  return CLIENT_TEXT[code] ?? 'internal error';
 }
 
 /** HTTP status for an error code; used only by the express error middleware (STYLE rule 3). */

@@ -1,10 +1,14 @@
-import { readFileSync } from 'node:fs';
+import { createReadStream } from 'node:fs';
 import path from 'node:path';
-import { type NaturalDataset, parsePart10 } from '../dicom/dataset.js';
+import { describeCallOptions, imagePrepOptions } from '../config/options.js';
+import { type InstanceIdentity, instanceIdentity } from '../dicom/dataset.js';
+import { type Part10Header, readPart10Header } from '../dicom/header-reader.js';
 import { errorCodeOf, normalizeErrorString } from '../errors.js';
 import type { ImageInput } from '../inference/image-input.js';
 import { type DescribeResult, InferenceClient } from '../inference/inference-client.js';
-import { type ImageCandidate, selectFrames } from '../pipeline/frame-selection.js';
+import { instanceHeaderOf } from '../ingest/received-header.js';
+import type { InstanceHeader } from '../ingest/types.js';
+import { type SelectedFrame, type SelectionPolicy, selectFrames } from '../pipeline/frame-selection.js';
 import { ImagePrepClient } from '../pipeline/image-prep-client.js';
 import { type Args, boolFlag, type CliCommand, configFrom, flag, intFlag, UsageError } from './args.js';
 
@@ -15,7 +19,12 @@ import { type Args, boolFlag, type CliCommand, configFrom, flag, intFlag, UsageE
  * test fixture, whose output is meaningless).
  */
 
-interface FileCandidate extends ImageCandidate {
+/**
+ * A file given on the command line, as frame selection sees it: the header columns ingest stores in
+ * `instances` (issue 8), so `radscribe describe` and the gateway choose the same frames.
+ */
+export interface FileCandidate extends InstanceHeader {
+  readonly sopInstanceUid: string;
   readonly filePath: string;
 }
 
@@ -31,24 +40,64 @@ export interface DescribeJsonEntry {
   model: { path: string; name: string; version: string; fixture: boolean; label?: string };
 }
 
-function num(v: unknown): number | undefined {
-  const n = typeof v === 'string' ? Number(v) : v;
-  return typeof n === 'number' && Number.isFinite(n) ? n : undefined;
+/**
+ * A file's header, read once and only up to Pixel Data (the streaming reader ingest uses), mapped to
+ * the columns ingest stores by the same function. Unlike ingest, a file without valid UIDs is still
+ * described: its path stands in for them, so an operator can look at a stripped test image.
+ */
+async function fileCandidate(filePath: string): Promise<FileCandidate> {
+  const stream = createReadStream(filePath, { highWaterMark: 64 * 1024 });
+  let h: Part10Header;
+  try {
+    h = await readPart10Header(stream);
+  } finally {
+    stream.destroy();
+  }
+  let id: InstanceIdentity;
+  try {
+    id = instanceIdentity(h.instance);
+  } catch {
+    const d = h.instance.dataset;
+    const uid = (v: unknown) => (typeof v === 'string' && v !== '' ? v : filePath);
+    id = {
+      studyInstanceUid: uid(d.StudyInstanceUID),
+      seriesInstanceUid: uid(d.SeriesInstanceUID),
+      sopInstanceUid: uid(d.SOPInstanceUID),
+      sopClassUid: typeof d.SOPClassUID === 'string' ? d.SOPClassUID : '',
+      transferSyntaxUid: h.transferSyntaxUid,
+      modality: typeof d.Modality === 'string' && d.Modality !== '' ? d.Modality : undefined,
+    };
+  }
+  return { ...instanceHeaderOf(h, id), sopInstanceUid: id.sopInstanceUid, filePath };
 }
 
-function candidateOf(filePath: string, header: NaturalDataset): FileCandidate {
-  const str = (v: unknown) => (typeof v === 'string' ? v : '');
-  return {
-    filePath,
-    sopInstanceUid: str(header.SOPInstanceUID) || filePath,
-    seriesInstanceUid: str(header.SeriesInstanceUID) || filePath,
-    sopClassUid: str(header.SOPClassUID),
-    modality: typeof header.Modality === 'string' ? header.Modality : undefined,
-    instanceNumber: num(header.InstanceNumber),
-    numberOfFrames: num(header.NumberOfFrames) ?? 1,
-    // Image Pixel Module (PS3.3 C.7.6.3): Rows/Columns are Type 1 wherever pixel data exists.
-    hasPixelData: num(header.Rows) !== undefined && num(header.Columns) !== undefined,
-  };
+/** Each file as a selection candidate, in the order given; a file whose header cannot be read is a failure. */
+export async function fileCandidates(files: readonly string[]): Promise<{
+  candidates: FileCandidate[];
+  failures: { file: string; error: unknown }[];
+}> {
+  const candidates: FileCandidate[] = [];
+  const failures: { file: string; error: unknown }[] = [];
+  for (const file of files) {
+    try {
+      candidates.push(await fileCandidate(file));
+    } catch (error: unknown) {
+      failures.push({ file, error });
+    }
+  }
+  return { candidates, failures };
+}
+
+/** The frames the selection policy picks from the files, in the order the files were given. */
+export function selectFileFrames(
+  candidates: readonly FileCandidate[],
+  policy: SelectionPolicy,
+): SelectedFrame<FileCandidate>[] {
+  // selectFrames groups by modality kind; report in the order the files were given.
+  const order = new Map(candidates.map((c, i) => [c, i]));
+  return selectFrames(candidates, policy).sort(
+    (a, b) => (order.get(a.candidate) ?? 0) - (order.get(b.candidate) ?? 0) || a.frameIndex - b.frameIndex,
+  );
 }
 
 async function run(args: Args): Promise<number> {
@@ -60,20 +109,12 @@ async function run(args: Args): Promise<number> {
   const json = boolFlag(args, 'json');
   let failed = 0;
 
-  const candidates: FileCandidate[] = [];
-  for (const f of files) {
-    try {
-      candidates.push(candidateOf(f, parsePart10(readFileSync(f), { untilPixelData: true }).dataset));
-    } catch (err: unknown) {
-      failed++;
-      process.stderr.write(`radscribe describe: ${f}: ${normalizeErrorString(err)} (${errorCodeOf(err)})\n`);
-    }
+  const { candidates, failures } = await fileCandidates(files);
+  for (const { file, error } of failures) {
+    failed++;
+    process.stderr.write(`radscribe describe: ${file}: ${normalizeErrorString(error)} (${errorCodeOf(error)})\n`);
   }
-  // Report in the order the files were given (selectFrames groups by modality kind).
-  const order = new Map(candidates.map((c, i) => [c, i]));
-  const selected = selectFrames(candidates, cfg.selection).sort(
-    (a, b) => (order.get(a.candidate) ?? 0) - (order.get(b.candidate) ?? 0) || a.frameIndex - b.frameIndex,
-  );
+  const selected = selectFileFrames(candidates, cfg.selection);
   for (const c of candidates) {
     if (!c.hasPixelData) process.stderr.write(`radscribe describe: ${c.filePath}: no pixel data, skipped\n`);
   }
@@ -83,7 +124,7 @@ async function run(args: Args): Promise<number> {
     executionProviders: cfg.model.executionProviders,
     intraOpNumThreads: cfg.model.intraOpNumThreads,
   });
-  const prep = new ImagePrepClient();
+  const prep = new ImagePrepClient(imagePrepOptions(cfg));
   const out: DescribeJsonEntry[] = [];
   try {
     for (const sel of selected) {
@@ -93,7 +134,7 @@ async function run(args: Args): Promise<number> {
         // The image-prep worker builds whichever input the bundle's preprocessor_config.json names.
         const input: ImageInput = (await prep.prepare(file, sel.frameIndex, client.preprocessorConfig)).input;
         const preprocessMs = performance.now() - t0;
-        const r: DescribeResult = await client.describe(input, { maxNewTokens, timeoutMs: cfg.model.timeoutMs });
+        const r: DescribeResult = await client.describe(input, { ...describeCallOptions(cfg), maxNewTokens });
         const entry: DescribeJsonEntry = {
           file,
           frame: sel.frameIndex + 1,

@@ -2,12 +2,13 @@ import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { AuditEventKind } from '../audit/audit-codes.js';
 import { listAudit, verifyAuditChain } from '../audit/audit-log.js';
+import { jobQueueOptions } from '../config/options.js';
 import { migrate } from '../db/migrate.js';
 import { openDatabase } from '../db/pool.js';
 import { readSr, renderSrTree } from '../dicom/sr/reader.js';
 import { RadScribeError } from '../errors.js';
 import { Gateway } from '../gateway.js';
-import { StudyRepository, StudyState } from '../ingest/study-repository.js';
+import { getStudyState, StudyState } from '../ingest/study-lifecycle.js';
 import { JobQueue } from '../jobs/job-queue.js';
 import { DicomwebClient } from '../pacs/dicomweb-client.js';
 import { PACKAGE_ROOT } from '../runtime-paths.js';
@@ -169,9 +170,9 @@ async function studyOf(gw: Gateway, sop: string | undefined): Promise<string | u
  * do not reopen the study; ask for a manual describe-study job then (the SR UID will be the same).
  */
 async function ensureJob(gw: Gateway, study: string): Promise<void> {
-  const state = await new StudyRepository(gw.db.pool).getState(study);
-  if (state === StudyState.Done || state === StudyState.Failed) {
-    await new JobQueue(gw.db.pool).enqueue(gw.db.pool, {
+  const state = await getStudyState(gw.db.pool, study);
+  if (state === StudyState.Exported || state === StudyState.Failed) {
+    await new JobQueue(gw.db.pool, jobQueueOptions(gw.config)).enqueue(gw.db.pool, {
       kind: 'describe-study',
       studyInstanceUid: study,
       payload: { trigger: 'manual' },

@@ -1,5 +1,5 @@
 import { checkModelBundle } from '../inference/model-check.js';
-import type { ExecutionProvider } from '../inference/vision-language-model.js';
+import { ExecutionProvider } from '../inference/vision-language-model.js';
 import { type Args, boolFlag, type CliCommand, flag, UsageError } from './args.js';
 
 /**
@@ -7,13 +7,18 @@ import { type Args, boolFlag, type CliCommand, flag, UsageError } from './args.j
  * manifest.json with the sessions' actual inputs and outputs, checks every hash, prints every mismatch.
  * Exit 0 only when the bundle is usable on that EP.
  */
+const EXECUTION_PROVIDERS: ReadonlySet<string> = new Set(Object.values(ExecutionProvider));
+function isExecutionProvider(v: string): v is ExecutionProvider {
+  return EXECUTION_PROVIDERS.has(v);
+}
+
 async function run(args: Args): Promise<number> {
   const sub = args.positional[1];
   const dir = args.positional[2];
   if (sub !== 'check' || !dir) throw new UsageError('model: expected "model check <bundle>"');
-  const ep = flag(args, 'ep') ?? 'cpu';
-  if (ep !== 'cpu' && ep !== 'cuda') throw new UsageError('--ep must be cuda or cpu');
-  const r = await checkModelBundle(dir, { ep: ep as ExecutionProvider });
+  const ep = flag(args, 'ep') ?? ExecutionProvider.Cpu;
+  if (!isExecutionProvider(ep)) throw new UsageError(`--ep must be ${Object.values(ExecutionProvider).join(' or ')}`);
+  const r = await checkModelBundle(dir, { ep });
   if (boolFlag(args, 'json')) {
     process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
     return r.ok ? 0 : 1;

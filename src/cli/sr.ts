@@ -3,8 +3,10 @@ import path from 'node:path';
 import { type NaturalDataset, parsePart10 } from '../dicom/dataset.js';
 import { buildEncapsulatedPdf } from '../dicom/pdf/encapsulated-pdf.js';
 import { loadPdfFonts } from '../dicom/pdf/fonts.js';
-import { buildDraftSr, type DraftSrFinding, modelDeviceUid, SrProfile } from '../dicom/sr/document.js';
+import { isSrProfile, SrProfile } from '../dicom/sr/draft-policy.js';
+import { buildDraftSr, type DraftSrFinding } from '../dicom/sr/draft-sr.js';
 import { ErrorCode, normalizeErrorString, RadScribeError } from '../errors.js';
+import { modelDeviceUid } from '../inference/model-identity.js';
 import { type Args, boolFlag, type CliCommand, configFrom, flag, requiredFlag, UsageError } from './args.js';
 
 /**
@@ -53,9 +55,7 @@ async function cmdSr(args: Args): Promise<number> {
     );
   }
   const profile = flag(args, 'profile') ?? SrProfile.Report;
-  if (profile !== SrProfile.Report && profile !== SrProfile.Air) {
-    throw new UsageError('sr: --profile must be report or air');
-  }
+  if (!isSrProfile(profile)) throw new UsageError(`sr: --profile must be ${Object.values(SrProfile).join(' or ')}`);
   const out = requiredFlag(args, 'out');
   const withPdf = boolFlag(args, 'pdf');
 

@@ -1,6 +1,6 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { buildVisionInput, type VisionInput } from '../dicom/image-processor.js';
+import { buildVisionInput, ImageProcessorFamily, type VisionInput } from '../dicom/image-processor.js';
 import { PACKAGE_ROOT } from '../runtime-paths.js';
 import { type Args, type CliCommand, flag, intFlag, requiredFlag } from './args.js';
 import { inputFile, oneLine, renderDicomFile, writePng } from './render.js';
@@ -38,7 +38,7 @@ function denormaliseTile(
 }
 
 function describe(input: VisionInput): { json: Record<string, unknown>; count: number; h: number; w: number } {
-  if (input.family === 'mllama') {
+  if (input.family === ImageProcessorFamily.Mllama) {
     const [, , , , th, tw] = input.dims;
     return {
       json: {

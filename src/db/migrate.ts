@@ -5,6 +5,7 @@ import type pg from 'pg';
 import { ErrorCode, RadScribeError } from '../errors.js';
 import { childLogger } from '../logger.js';
 import { MIGRATIONS_DIR } from '../runtime-paths.js';
+import { inTransaction } from './pool.js';
 
 /**
  * Forward-only migrations (STYLE §2.7, rule 7): `migrations/NNNN_name.sql`, applied in order, each
@@ -54,18 +55,6 @@ const CREATE_TABLE = `CREATE TABLE IF NOT EXISTS schema_migrations (
   sha256 text NOT NULL,
   applied_at timestamptz NOT NULL DEFAULT now()
 )`;
-
-async function inTransaction<T>(client: pg.PoolClient, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-  await client.query('BEGIN');
-  try {
-    const out = await fn(client);
-    await client.query('COMMIT');
-    return out;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
-}
 
 /** Apply pending migrations; returns the versions applied by this call (empty when up to date). */
 export async function migrate(pool: pg.Pool, dir: string = MIGRATIONS_DIR): Promise<{ applied: string[] }> {

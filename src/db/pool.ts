@@ -46,6 +46,39 @@ export function redactDatabaseUrl(url: string): string {
   return url.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@?]*):[^@/?]*@/i, '$1:***@');
 }
 
+/** Socket-level failures reaching the server: no SQLSTATE, so errors.ts cannot tell whose they are. */
+const CONNECTION_ERROR_CODES: ReadonlySet<string> = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOENT', // a Unix-domain socket path with no server behind it
+]);
+/** node-postgres' own texts for a lost connection and for its client-side query_timeout. */
+const CONNECTION_ERROR_TEXT = /^(Connection terminated|Query read timeout|timeout exceeded when trying to connect)/;
+
+/**
+ * Classifies an error from the pool at its origin (STYLE rule 2): a network failure of the database
+ * connection is database-unavailable (retried). Server errors (they carry an SQLSTATE and a
+ * severity) and everything else pass through unchanged; errors.ts `errorCodeOf` reads SQLSTATEs.
+ */
+export function classifyDatabaseError(err: unknown): unknown {
+  if (err instanceof RadScribeError) return err;
+  const e = err as { code?: unknown; severity?: unknown } | null;
+  if (typeof e?.severity === 'string') return err;
+  const code = typeof e?.code === 'string' ? e.code : undefined;
+  const message = err instanceof Error ? err.message : '';
+  if ((code && CONNECTION_ERROR_CODES.has(code)) || CONNECTION_ERROR_TEXT.test(message))
+    return new RadScribeError(ErrorCode.DatabaseUnavailable, `database connection failed: ${code ?? message}`, {
+      cause: err,
+    });
+  return err;
+}
+
 function makePool(config: pg.PoolConfig, statementTimeoutMs: number): pg.Pool {
   // Sent as a startup parameter, so it holds before the first query on every connection.
   const timeout = Math.max(0, Math.trunc(statementTimeoutMs));
@@ -55,7 +88,20 @@ function makePool(config: pg.PoolConfig, statementTimeoutMs: number): pg.Pool {
   const pool = new pg.Pool({ ...config, statement_timeout: timeout, query_timeout: timeout > 0 ? timeout + 5_000 : 0 });
   // An idle client losing its server must not crash the process; the next query reports it.
   pool.on('error', (err) => log.warn('idle database connection failed', { error: normalizeErrorString(err) }));
+  // The promise forms of query() and connect() (the only ones used) classify connection failures.
+  const query = pool.query.bind(pool) as (...args: unknown[]) => unknown;
+  pool.query = ((...args: unknown[]) => classified(query(...args))) as typeof pool.query;
+  const connect = pool.connect.bind(pool) as (...args: unknown[]) => unknown;
+  pool.connect = ((...args: unknown[]) => classified(connect(...args))) as typeof pool.connect;
   return pool;
+}
+
+function classified(r: unknown): unknown {
+  return r instanceof Promise
+    ? r.catch((err: unknown) => {
+        throw classifyDatabaseError(err);
+      })
+    : r;
 }
 
 async function ping(pool: pg.Pool, where: string): Promise<void> {
@@ -175,10 +221,17 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   return db;
 }
 
-/** Run `fn` in one transaction on one client; ROLLBACK on any error, and always release the client. */
-export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  let broken: unknown;
+/**
+ * Run `fn` in one transaction on a client the caller holds and releases (migrate.ts keeps the session
+ * of its advisory lock across transactions); ROLLBACK on any error. `onRollbackFailure` hears of a
+ * ROLLBACK that failed: the connection is then unusable and must be destroyed, not reused.
+ * The one place that writes BEGIN / COMMIT / ROLLBACK.
+ */
+export async function inTransaction<T>(
+  client: pg.PoolClient,
+  fn: (client: pg.PoolClient) => Promise<T>,
+  onRollbackFailure?: (rollbackErr: unknown) => void,
+): Promise<T> {
   try {
     await client.query('BEGIN');
     const out = await fn(client);
@@ -188,10 +241,21 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClie
     try {
       await client.query('ROLLBACK');
     } catch (rollbackErr: unknown) {
+      onRollbackFailure?.(rollbackErr);
+    }
+    throw classifyDatabaseError(err);
+  }
+}
+
+/** Run `fn` in one transaction on one client; ROLLBACK on any error, and always release the client. */
+export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken: unknown;
+  try {
+    return await inTransaction(client, fn, (rollbackErr) => {
       // The connection is unusable; destroy it rather than return it to the pool.
       broken = rollbackErr;
-    }
-    throw err;
+    });
   } finally {
     client.release(broken instanceof Error ? broken : undefined);
   }

@@ -5,6 +5,7 @@ import jpegLossless from 'jpeg-lossless-decoder-js';
 import { DicomError, ErrorCode, normalizeErrorString } from '../errors.js';
 import { silenceDcmjsLogs } from './dataset.js';
 import type { PixelModule } from './frames.js';
+import { TransferSyntax } from './uids.js';
 
 /**
  * Decoders for encapsulated transfer syntaxes (PS3.5 Annex A.4, A.8; Table A-1), one frame at a time.
@@ -12,23 +13,23 @@ import type { PixelModule } from './frames.js';
  * (reference/js-stack.md §4); jpeg-lossless-decoder-js is the fallback for process 14.
  */
 
-/** Transfer Syntax UIDs (PS3.6 Table A-1) this module can decode, grouped by codec. */
+/** The Transfer Syntaxes (PS3.6 Table A-1, in `uids.ts`) this module can decode, grouped by codec. */
 export const CompressedSyntax = {
-  RleLossless: '1.2.840.10008.1.2.5',
-  JpegBaseline: '1.2.840.10008.1.2.4.50',
-  JpegExtended: '1.2.840.10008.1.2.4.51',
-  JpegLossless: '1.2.840.10008.1.2.4.57',
-  JpegLosslessSv1: '1.2.840.10008.1.2.4.70',
-  JpegLsLossless: '1.2.840.10008.1.2.4.80',
-  JpegLsNearLossless: '1.2.840.10008.1.2.4.81',
-  Jpeg2000Lossless: '1.2.840.10008.1.2.4.90',
-  Jpeg2000: '1.2.840.10008.1.2.4.91',
-  HtJpeg2000Lossless: '1.2.840.10008.1.2.4.201',
-  HtJpeg2000LosslessRpcl: '1.2.840.10008.1.2.4.202',
-  HtJpeg2000: '1.2.840.10008.1.2.4.203',
+  RleLossless: TransferSyntax.RleLossless,
+  JpegBaseline: TransferSyntax.JpegBaseline,
+  JpegExtended: TransferSyntax.JpegExtended,
+  JpegLossless: TransferSyntax.JpegLossless,
+  JpegLosslessSv1: TransferSyntax.JpegLosslessSv1,
+  JpegLsLossless: TransferSyntax.JpegLsLossless,
+  JpegLsNearLossless: TransferSyntax.JpegLsNearLossless,
+  Jpeg2000Lossless: TransferSyntax.Jpeg2000Lossless,
+  Jpeg2000: TransferSyntax.Jpeg2000,
+  HtJpeg2000Lossless: TransferSyntax.HtJpeg2000Lossless,
+  HtJpeg2000LosslessRpcl: TransferSyntax.HtJpeg2000LosslessRpcl,
+  HtJpeg2000: TransferSyntax.HtJpeg2000,
   /** Deflated Image Frame Compression (PS3.5 §8.2.16): each frame is raw deflate of native bytes. */
-  DeflatedImageFrame: '1.2.840.10008.1.2.8.1',
-} as const;
+  DeflatedImageFrame: TransferSyntax.DeflatedImageFrame,
+} as const satisfies Readonly<Record<string, TransferSyntax>>;
 export type CompressedSyntax = (typeof CompressedSyntax)[keyof typeof CompressedSyntax];
 
 const SUPPORTED: ReadonlySet<string> = new Set(Object.values(CompressedSyntax));

@@ -1,5 +1,6 @@
 import dcmjs from 'dcmjs';
 import { DicomError, ErrorCode, normalizeErrorString } from '../errors.js';
+import { TransferSyntax } from './uids.js';
 
 /**
  * Part 10 parsing on dcmjs (PS3.10 §7). Works on buffers only; no I/O here (STYLE §2.1).
@@ -125,9 +126,6 @@ export const DicomFileLayout = {
   NoMeta: 'no-meta',
 } as const;
 export type DicomFileLayout = (typeof DicomFileLayout)[keyof typeof DicomFileLayout];
-
-const IMPLICIT_VR_LE = '1.2.840.10008.1.2';
-const EXPLICIT_VR_LE = '1.2.840.10008.1.2.1';
 
 /** Is there an explicit-VR group 0002 element header at `at` (PS3.10 §7.1 is always explicit VR LE)? */
 function metaElementAt(buf: Uint8Array, at: number): boolean {
@@ -256,7 +254,10 @@ export function parseDicomFile(
       'not a DICOM file: neither File Meta Information nor a data set at the start',
     );
   }
-  const ts = isVrChar(buf[4]) && isVrChar(buf[5]) ? EXPLICIT_VR_LE : IMPLICIT_VR_LE;
+  const ts =
+    isVrChar(buf[4]) && isVrChar(buf[5])
+      ? TransferSyntax.ExplicitVrLittleEndian
+      : TransferSyntax.ImplicitVrLittleEndian;
   const rebuilt = rebuildPart10([uiElement(0x0010, ts)], buf);
   return { ...finish(readWithDcmjs(rebuilt, until), ts), layout: DicomFileLayout.NoMeta };
 }

@@ -1,5 +1,6 @@
 import { DicomError, ErrorCode } from '../errors.js';
 import type { NaturalDataset, Part10Instance } from './dataset.js';
+import { TransferSyntax } from './uids.js';
 
 /**
  * Frames of a Pixel Data element (PS3.5 §8.1 native, §8.2 / Annex A.4 encapsulated).
@@ -7,14 +8,12 @@ import type { NaturalDataset, Part10Instance } from './dataset.js';
  */
 
 /** Transfer syntaxes whose Pixel Data is native (not encapsulated), PS3.5 §10 and §A.1–A.3, A.5. */
-export const NATIVE_TRANSFER_SYNTAXES: ReadonlySet<string> = new Set([
-  '1.2.840.10008.1.2', // Implicit VR Little Endian
-  '1.2.840.10008.1.2.1', // Explicit VR Little Endian
-  '1.2.840.10008.1.2.1.99', // Deflated Explicit VR Little Endian (dcmjs inflates while parsing)
-  '1.2.840.10008.1.2.2', // Explicit VR Big Endian (retired)
+export const NATIVE_TRANSFER_SYNTAXES: ReadonlySet<string> = new Set<TransferSyntax>([
+  TransferSyntax.ImplicitVrLittleEndian,
+  TransferSyntax.ExplicitVrLittleEndian,
+  TransferSyntax.DeflatedExplicitVrLittleEndian, // dcmjs inflates while parsing
+  TransferSyntax.ExplicitVrBigEndian, // retired
 ]);
-
-export const BIG_ENDIAN_TRANSFER_SYNTAX = '1.2.840.10008.1.2.2';
 
 /** Image Pixel Module attributes (PS3.3 C.7.6.3) that decide the frame layout. */
 export interface PixelModule {
@@ -241,7 +240,7 @@ export function getFrames(inst: Part10Instance): FrameSource {
     };
   }
   const data =
-    inst.transferSyntaxUid === BIG_ENDIAN_TRANSFER_SYNTAX
+    inst.transferSyntaxUid === TransferSyntax.ExplicitVrBigEndian
       ? swapToLittleEndian(concat(items), pm, inst.dict[PIXEL_TAGS[pm.pixelKeyword]]?.vr)
       : concat(items);
   const frameBits =

@@ -223,12 +223,18 @@ export function buildPlainInput(image: RenderedImage, cfg: PlainPreprocessorConf
 
 /** One image's model input, whichever family the bundle's preprocessor_config.json names. */
 export type VisionInput =
-  | ({ readonly family: 'mllama' } & MllamaVisionInput)
-  | ({ readonly family: 'plain' } & PlainVisionInput);
+  | ({ readonly family: typeof ImageProcessorFamily.Mllama } & MllamaVisionInput)
+  | ({ readonly family: typeof ImageProcessorFamily.Plain } & PlainVisionInput);
 
 export function buildVisionInput(image: RenderedImage, preprocessorConfig: unknown): VisionInput {
   if (imageProcessorFamily(preprocessorConfig) === ImageProcessorFamily.Mllama) {
-    return { family: 'mllama', ...buildMllamaInput(image, parseMllamaPreprocessorConfig(preprocessorConfig)) };
+    return {
+      family: ImageProcessorFamily.Mllama,
+      ...buildMllamaInput(image, parseMllamaPreprocessorConfig(preprocessorConfig)),
+    };
   }
-  return { family: 'plain', ...buildPlainInput(image, parsePlainPreprocessorConfig(preprocessorConfig)) };
+  return {
+    family: ImageProcessorFamily.Plain,
+    ...buildPlainInput(image, parsePlainPreprocessorConfig(preprocessorConfig)),
+  };
 }

@@ -1,5 +1,5 @@
 import type { Queryable } from '../db/pool.js';
-import type { PredecessorDocument } from '../dicom/sr/document.js';
+import type { PredecessorDocument } from '../dicom/sr/sr-document.js';
 import type { ErrorCode } from '../errors.js';
 
 /** What kind of object an export row records. Matches the CHECK on sr_exports.object_kind. */

@@ -1,8 +1,11 @@
 import { type ChildProcess, fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { ErrorCode, type ErrorCode as ErrorCodeT, ModelError, RadScribeError } from '../errors.js';
 import { childLogger } from '../logger.js';
 import { workerScript } from '../runtime-paths.js';
 import { type ImageInput, isFloat32Array } from './image-input.js';
+import { type ModelIdentity, modelIdentity } from './model-identity.js';
 import type { ModelManifest } from './model-manifest.js';
 import type { ExecutionProvider } from './vision-language-model.js';
 import type {
@@ -53,9 +56,10 @@ const log = childLogger('inference-client');
 const KNOWN_CODES = new Set<string>(Object.values(ErrorCode));
 
 function revive(e: SerializedError): RadScribeError {
-  const code = (KNOWN_CODES.has(e.code) ? e.code : ErrorCode.InferenceFailed) as ErrorCodeT;
-  // Unclassified failures inside the worker are ONNX/runtime trouble: inference-failed, not internal.
-  const effective = code === ErrorCode.Internal ? ErrorCode.InferenceFailed : code;
+  // ONNX Runtime failures are classified inference-failed where they happen (vision-language-model.ts
+  // `run`); anything the worker did not classify stays internal, so the job fails instead of being
+  // retried as if it were a runtime hiccup (issue 8: an unclassified inference failure is not retried).
+  const effective = (KNOWN_CODES.has(e.code) ? e.code : ErrorCode.Internal) as ErrorCodeT;
   return e.name === 'ModelError' || effective === ErrorCode.ModelInvalid
     ? new ModelError(effective, e.message)
     : new RadScribeError(effective, e.message);
@@ -168,6 +172,8 @@ export class InferenceClient {
     private worker: Worker,
     private readonly opts: InferenceClientOptions,
     private readonly loaded: Loaded,
+    /** The loaded model as the SR names it (name, version, Device UID, provider in use). */
+    readonly identity: ModelIdentity,
   ) {
     this.attach(worker);
   }
@@ -223,7 +229,16 @@ export class InferenceClient {
       family: loaded.manifest.modelFamily,
       provider: loaded.provider,
     });
-    return new InferenceClient(worker, opts, loaded);
+    let identity: ModelIdentity;
+    try {
+      // The Device UID hashes manifest.json as stored (PS3.3 C.17.5: it changes whenever the model does).
+      const bytes = new Uint8Array(readFileSync(path.join(loaded.bundleDir, 'manifest.json')));
+      identity = modelIdentity(loaded.manifest, bytes, loaded.provider);
+    } catch (err: unknown) {
+      await worker.terminate();
+      throw err;
+    }
+    return new InferenceClient(worker, opts, loaded, identity);
   }
 
   /**

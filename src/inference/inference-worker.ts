@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { parentPort } from 'node:worker_threads';
 import { errorCodeOf, normalizeErrorString } from '../errors.js';
 import { childLogger } from '../logger.js';
 import { generateBatch } from './generate.js';
@@ -16,9 +15,12 @@ import type {
 } from './worker-protocol.js';
 
 /**
- * worker_thread entry that owns the model (STYLE §2.1: onnxruntime-node `run()` blocks the event loop,
- * js-stack.md §1). Requests are served one at a time; abort messages are handled between decode steps
- * because every ORT run yields through setImmediate.
+ * Child-process entry that owns the model: onnxruntime-node `run()` blocks the event loop (js-stack.md
+ * §1), so it runs outside the gateway. A child process rather than the worker_thread STYLE §2.1 names:
+ * it can be killed safely in the middle of a native ORT run, whereas a worker_thread terminated there
+ * can abort the whole host process (README "Inference runs in a child process"). Requests are served
+ * one at a time; abort messages are handled between decode steps because every ORT run yields through
+ * setImmediate.
  */
 
 const log = childLogger('inference-worker');
@@ -41,24 +43,17 @@ function serialize(err: unknown): SerializedError {
   };
 }
 
-/**
- * The host is normally a child process (InferenceClient forks us with advanced serialization, so typed
- * arrays arrive intact); a worker_thread parentPort is still accepted. A child process can be killed safely
- * in the middle of a native ORT run; a worker_thread terminated there can abort the whole host process.
- */
-const port =
-  parentPort ??
-  (process.send
-    ? {
-        postMessage: (m: WorkerResponse) => process.send?.(m),
-        on: (_: 'message', fn: (m: WorkerRequest) => void) => process.on('message', fn),
-      }
-    : undefined);
+/** InferenceClient forks us with an IPC channel and advanced serialization, so typed arrays arrive intact. */
+if (!process.send) throw new Error('inference-worker must run as a child process with an IPC channel (fork)');
+const port = {
+  postMessage: (m: WorkerResponse) => process.send?.(m),
+  on: (_: 'message', fn: (m: WorkerRequest) => void) => process.on('message', fn),
+};
 // Never outlive the gateway: when the IPC channel closes, exit.
-if (!parentPort && process.send) process.on('disconnect', () => process.exit(0));
+process.on('disconnect', () => process.exit(0));
 
 function send(msg: WorkerResponse): void {
-  port?.postMessage(msg);
+  port.postMessage(msg);
 }
 
 async function load(req: Extract<WorkerRequest, { type: 'load' }>): Promise<void> {
@@ -154,7 +149,7 @@ async function describe(req: DescribeRequest, signal: AbortSignal): Promise<void
   send({ type: 'result', id: req.id, results: out });
 }
 
-port?.on('message', (msg: WorkerRequest) => {
+port.on('message', (msg: WorkerRequest) => {
   switch (msg.type) {
     case 'load':
       queue = queue.then(() => load(msg));

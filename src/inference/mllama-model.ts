@@ -23,11 +23,6 @@ import {
   type VisionLanguageModel,
 } from './vision-language-model.js';
 
-export type { ExecutionProvider } from './vision-language-model.js';
-export { DEFAULT_EXECUTION_PROVIDERS } from './vision-language-model.js';
-/** @deprecated name kept for callers of the walking skeleton; use ModelOptions. */
-export type MllamaModelOptions = ModelOptions;
-
 /**
  * The cross-attention family (model-contract §2–§4, §11.1): vision_encoder → cross_attention_states
  * [B·imgs·tiles, 1601, H], fed to the decoder on every step with the raw int64 cross_attention_mask

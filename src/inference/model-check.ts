@@ -5,7 +5,7 @@ import { normalizeErrorString } from '../errors.js';
 import { inspectModelBundle } from './model-bundle.js';
 import { modelFromSessions } from './model-factory.js';
 import { type ModelFamily, OnnxRole } from './model-manifest.js';
-import { compareGraphIo, type ExecutionProvider, type OrtSessions } from './vision-language-model.js';
+import { compareGraphIo, ExecutionProvider, type OrtSessions } from './vision-language-model.js';
 
 /**
  * `radscribe model check` (issue 4): everything that can be wrong with a bundle, reported at once. The
@@ -60,7 +60,7 @@ export async function checkModelBundle(
   bundleDir: string,
   opts: { ep?: ExecutionProvider; intraOpNumThreads?: number } = {},
 ): Promise<ModelCheckReport> {
-  const ep = opts.ep ?? 'cpu';
+  const ep = opts.ep ?? ExecutionProvider.Cpu;
   const inspection = await inspectModelBundle(bundleDir);
   const m = inspection.manifest;
   const report: ModelCheckReport = {
@@ -96,7 +96,7 @@ export async function checkModelBundle(
         g.outputs = s.outputNames.length;
         report.problems.push(...compareGraphIo(spec, s));
       } catch (err: unknown) {
-        if (ep === 'cuda') {
+        if (ep === ExecutionProvider.Cuda) {
           if (!cudaReported) report.problems.push(`${cudaHint()} (onnxruntime: ${normalizeErrorString(err)})`);
           cudaReported = true;
         } else report.problems.push(`${spec.path}: cannot be loaded on ${ep}: ${normalizeErrorString(err)}`);

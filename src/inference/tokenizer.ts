@@ -1,7 +1,7 @@
 import { Template } from '@huggingface/jinja';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { ErrorCode, ModelError, RadScribeError } from '../errors.js';
-import type { ImagePosition } from './model-manifest.js';
+import { ImagePosition } from './model-manifest.js';
 
 /**
  * Tokenizer + chat template (model-contract §2.2, §11.4): @huggingface/tokenizers for ids, @huggingface/jinja
@@ -49,7 +49,7 @@ export class ChatTokenizer {
   renderPrompt(prompt: string, imagePosition: ImagePosition): string {
     const image = { type: 'image' };
     const text = { type: 'text', text: prompt };
-    const content = imagePosition === 'before-text' ? [image, text] : [text, image];
+    const content = imagePosition === ImagePosition.BeforeText ? [image, text] : [text, image];
     return this.template.render({
       messages: [{ role: 'user', content }],
       bos_token: this.specialToken('bos_token'),

@@ -1,12 +1,15 @@
-import { createHash } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
 import { EventOutcome } from '../audit/audit-codes.js';
 import { recordAudit } from '../audit/audit-log.js';
-import { type InstanceIdentity, instanceIdentity, parsePart10 } from '../dicom/dataset.js';
-import { ErrorCode, errorCodeOf, normalizeErrorString } from '../errors.js';
+import type { InstanceIdentity } from '../dicom/dataset.js';
+import { DEFAULT_MAX_HEADER_BYTES } from '../dicom/header-reader.js';
+import { DicomError, ErrorCode, errorCodeOf, normalizeErrorString } from '../errors.js';
 import { childLogger, type Logger } from '../logger.js';
+import { type InstanceDigest, insertInstance, instanceDigest, lockInstanceDigest } from './instance-repository.js';
+import { type ReceivedHeader, readReceivedHeader } from './received-header.js';
+import { ensureStudy, recordInstanceReceived } from './study-lifecycle.js';
 import {
   FailureReason,
   type InstanceOutcome,
@@ -26,31 +29,9 @@ export interface InstanceStoreOptions {
   /** Root of `<study>/<series>/<sop>.dcm`. UIDs are digits and dots (PS3.5 §9.1), safe as path parts. */
   readonly storageDir: string;
   readonly logger?: Logger;
+  /** Largest header read at ingest (bytes before Pixel Data); default DEFAULT_MAX_HEADER_BYTES (64 MiB). */
+  readonly maxHeaderBytes?: number;
 }
-
-export const SELECT_INSTANCE_FOR_UPDATE = `
-SELECT file_sha256, file_path FROM instances WHERE sop_instance_uid = $1 FOR UPDATE`;
-
-/** Creates the study row on first sight; counters move in TOUCH_STUDY once the instance is in. */
-export const ENSURE_STUDY = `
-INSERT INTO studies (study_instance_uid) VALUES ($1) ON CONFLICT (study_instance_uid) DO NOTHING`;
-
-/** The row lock on the new primary key serialises concurrent receipts of the same SOP instance. */
-export const INSERT_INSTANCE = `
-INSERT INTO instances (sop_instance_uid, study_instance_uid, series_instance_uid, sop_class_uid, transfer_syntax_uid,
-                       modality, file_path, file_sha256, size_bytes, received_via, remote_address, actor)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-ON CONFLICT (sop_instance_uid) DO NOTHING
-RETURNING sop_instance_uid`;
-
-/**
- * A new instance re-opens the study: back to 'receiving' from any state, so a study completed
- * ('done'/'failed') is described again once it is stable (and a queued job waits for that).
- */
-export const TOUCH_STUDY = `
-UPDATE studies SET state = 'receiving', last_received_at = now(), instance_count = instance_count + 1,
-                   updated_at = now()
-WHERE study_instance_uid = $1`;
 
 type Failed = Extract<InstanceOutcome, { status: 'failed' }>;
 
@@ -106,11 +87,13 @@ export class InstanceStore implements InstanceSink {
   readonly #pool: pg.Pool;
   readonly #storageDir: string;
   readonly #log: Logger;
+  readonly #maxHeaderBytes: number;
 
   constructor(options: InstanceStoreOptions) {
     this.#pool = options.pool;
     this.#storageDir = path.resolve(options.storageDir);
     this.#log = options.logger ?? childLogger('instance-store');
+    this.#maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
   }
 
   /** Where an instance lives: `<storageDir>/<study>/<series>/<sop>.dcm`. */
@@ -143,24 +126,30 @@ export class InstanceStore implements InstanceSink {
   }
 
   async #accept(file: ReceivedFile, ctx: ReceiptContext): Promise<InstanceOutcome> {
-    let buf: Buffer;
+    // The header is read from a stream up to Pixel Data, and the pixel data element checked against
+    // the file size, so a truncated instance fails now (0xC000 Cannot Understand, PS3.4 B.2.3) and a
+    // 2 GB instance costs the memory of its header (issue 8). The file is read once, here: the hash
+    // is the front end's, computed while the bytes streamed in (ReceivedFile.sha256).
+    let received: ReceivedHeader;
     try {
-      buf = await readFile(file.path);
+      received = await readReceivedHeader(file.path, { maxHeaderBytes: this.#maxHeaderBytes });
     } catch (err: unknown) {
+      if (err instanceof DicomError) {
+        return failed(FailureReason.CannotUnderstand, ErrorCode.DicomInvalid, normalizeErrorString(err));
+      }
       const code = errorCodeOf(err);
       return failed(reasonFor(code), code, `read received file: ${normalizeErrorString(err)}`);
     }
-    // Recompute rather than trust the front end's hash: duplicate detection depends on it.
-    const sha256 = createHash('sha256').update(buf).digest('hex');
-
-    // Parse the whole file, not just the header: a truncated pixel data element must fail now
-    // (0xC000 Cannot Understand, PS3.4 B.2.3), not when the pipeline reads it.
-    let id: InstanceIdentity;
-    try {
-      id = instanceIdentity(parsePart10(buf));
-    } catch (err: unknown) {
-      return failed(FailureReason.CannotUnderstand, ErrorCode.DicomInvalid, normalizeErrorString(err));
+    if (received.sizeBytes !== file.sizeBytes) {
+      // The digest describes other bytes than the file holds: a front-end bug, never the sender's.
+      return failed(
+        FailureReason.ProcessingFailure,
+        ErrorCode.Internal,
+        `received file holds ${received.sizeBytes} bytes, the front end counted ${file.sizeBytes}`,
+      );
     }
+    const id = received.identity;
+    const sha256 = file.sha256;
     const ids = { sopClassUid: id.sopClassUid, sopInstanceUid: id.sopInstanceUid };
     // PS3.18 §10.5.1: instances POSTed to /studies/{uid} must belong to that study (0xA900).
     if (ctx.expectedStudyInstanceUid !== undefined && ctx.expectedStudyInstanceUid !== id.studyInstanceUid) {
@@ -188,37 +177,27 @@ export class InstanceStore implements InstanceSink {
     let clientBroken: Error | undefined;
     try {
       await client.query('BEGIN');
-      const prior = await client.query<{ file_sha256: string; file_path: string }>(SELECT_INSTANCE_FOR_UPDATE, [
-        id.sopInstanceUid,
-      ]);
-      const existing = prior.rows[0];
+      const existing = await lockInstanceDigest(client, id.sopInstanceUid);
       if (existing) {
         await client.query('ROLLBACK');
         return this.#classifyExisting(existing, sha256, id);
       }
-      await client.query(ENSURE_STUDY, [id.studyInstanceUid]);
-      const ins = await client.query(INSERT_INSTANCE, [
-        id.sopInstanceUid,
-        id.studyInstanceUid,
-        id.seriesInstanceUid,
-        id.sopClassUid,
-        id.transferSyntaxUid,
-        id.modality ?? null,
-        finalPath,
-        sha256,
-        buf.byteLength,
-        ctx.via,
-        ctx.remoteAddress ?? null,
-        ctx.actor ?? null,
-      ]);
-      if ((ins.rowCount ?? 0) === 0) {
+      await ensureStudy(client, id.studyInstanceUid);
+      const inserted = await insertInstance(client, {
+        ...received.header,
+        sopInstanceUid: id.sopInstanceUid,
+        studyInstanceUid: id.studyInstanceUid,
+        filePath: finalPath,
+        fileSha256: sha256,
+        sizeBytes: received.sizeBytes,
+        receivedVia: ctx.via,
+        remoteAddress: ctx.remoteAddress ?? null,
+        actor: ctx.actor ?? null,
+      });
+      if (!inserted) {
         // A concurrent receipt of the same SOP instance committed first (we waited on its row lock).
         await client.query('ROLLBACK');
-        const again = await client.query<{ file_sha256: string; file_path: string }>(
-          'SELECT file_sha256, file_path FROM instances WHERE sop_instance_uid = $1',
-          [id.sopInstanceUid],
-        );
-        const row = again.rows[0];
+        const row = await instanceDigest(client, id.sopInstanceUid);
         if (!row) throw new Error('instance row vanished during concurrent receipt');
         return this.#classifyExisting(row, sha256, id);
       }
@@ -233,7 +212,9 @@ export class InstanceStore implements InstanceSink {
         const code = errorCodeOf(err) === ErrorCode.OutOfResources ? ErrorCode.OutOfResources : ErrorCode.Internal;
         throw new StoreFailure(failed(reasonFor(code), code, `write instance file: ${normalizeErrorString(err)}`, ids));
       }
-      await client.query(TOUCH_STUDY, [id.studyInstanceUid]);
+      // After the file is in place: it locks the study row, so receipts of one study serialise only
+      // for their commit, not for their file writes.
+      await recordInstanceReceived(client, id.studyInstanceUid);
       await recordAudit(client, {
         kind: 'instance-received',
         ...(ctx.actor ? { actor: ctx.actor } : {}),
@@ -246,7 +227,7 @@ export class InstanceStore implements InstanceSink {
           sopClassUid: id.sopClassUid,
           transferSyntaxUid: id.transferSyntaxUid,
           sha256,
-          sizeBytes: buf.byteLength,
+          sizeBytes: received.sizeBytes,
         },
       });
       await client.query('COMMIT');
@@ -270,15 +251,11 @@ export class InstanceStore implements InstanceSink {
     }
   }
 
-  #classifyExisting(
-    existing: { file_sha256: string; file_path: string },
-    sha256: string,
-    id: InstanceIdentity,
-  ): InstanceOutcome {
-    if (existing.file_sha256 === sha256) {
+  #classifyExisting(existing: InstanceDigest, sha256: string, id: InstanceIdentity): InstanceOutcome {
+    if (existing.fileSha256 === sha256) {
       // Identical resend (PS3.4 B.2.3 allows success for an already-stored instance): keep one copy.
       this.#log.info('duplicate instance ignored', { sopInstanceUid: id.sopInstanceUid, sha256 });
-      return { status: 'duplicate', identity: id, storedPath: existing.file_path };
+      return { status: 'duplicate', identity: id, storedPath: existing.filePath };
     }
     return failed(
       FailureReason.DuplicateSopInstance,

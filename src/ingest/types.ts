@@ -18,6 +18,58 @@ export const ReceivedVia = {
 } as const;
 export type ReceivedVia = (typeof ReceivedVia)[keyof typeof ReceivedVia];
 
+/**
+ * What ingest stores from an instance's header, so that frame selection reads rows, not files
+ * (issue 8). Attributes: SOP Common (PS3.3 C.12.1), General Series (C.7.3.1), General Image
+ * (C.7.6.1), Image Pixel (C.7.6.3), Multi-frame (C.7.6.6); the transfer syntax from the File Meta
+ * Information (PS3.10 §7.1). Columns of `instances` (migrations/0004_instance_header.sql).
+ */
+export interface InstanceHeader {
+  /** SOP Class UID (0008,0016). */
+  readonly sopClassUid: string;
+  /** Transfer Syntax UID (0002,0010) of the stored file. */
+  readonly transferSyntaxUid: string;
+  /** Series Instance UID (0020,000E). */
+  readonly seriesInstanceUid: string;
+  /** Modality (0008,0060); null when absent or empty. */
+  readonly modality: string | null;
+  /** Instance Number (0020,0013), IS. */
+  readonly instanceNumber: number | null;
+  /** Series Number (0020,0011), IS. */
+  readonly seriesNumber: number | null;
+  /** Number of Frames (0028,0008), IS; 1 for a single-frame object or when absent (C.7.6.6). */
+  readonly numberOfFrames: number;
+  /** Rows (0028,0010). */
+  readonly rows: number | null;
+  /** Columns (0028,0011). */
+  readonly columns: number | null;
+  /** Photometric Interpretation (0028,0004). */
+  readonly photometricInterpretation: string | null;
+  /** Body Part Examined (0018,0015). */
+  readonly bodyPartExamined: string | null;
+  /** Series Description (0008,103E). */
+  readonly seriesDescription: string | null;
+  /** Specific Character Set (0008,0005) as received, multiple values joined by `\`. */
+  readonly specificCharacterSet: string | null;
+  /** Whether the data set has (Float/Double Float) Pixel Data (7FE0,0010/0008/0009). */
+  readonly hasPixelData: boolean;
+}
+
+/** One row of `instances`: the one definition of a stored instance (issue 8). */
+export interface StoredInstance extends InstanceHeader {
+  /** SOP Instance UID (0008,0018). */
+  readonly sopInstanceUid: string;
+  /** Study Instance UID (0020,000D). */
+  readonly studyInstanceUid: string;
+  readonly filePath: string;
+  readonly fileSha256: string;
+  readonly sizeBytes: number;
+  readonly receivedVia: ReceivedVia;
+  readonly receivedAt: Date;
+  /** Who sent it: HTTP user, calling AE title, or the remote node it was retrieved from. */
+  readonly actor: string | null;
+}
+
 export interface ReceivedFile {
   /** Temporary file holding exactly the received bytes; the sink moves it (or deletes it on failure). */
   readonly path: string;

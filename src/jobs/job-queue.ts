@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { type Queryable, withTransaction } from '../db/pool.js';
 import { type ErrorCode, RETRYABLE_CODES } from '../errors.js';
-import { StudyState } from '../ingest/study-repository.js';
+import { studyClaimed, studyDescribed, studyExported, studyJobFailed, studyQueued } from '../ingest/study-lifecycle.js';
 import { childLogger, type Logger } from '../logger.js';
 import {
   CANCEL_JOB,
@@ -12,15 +12,26 @@ import {
   FAIL_JOB,
   GET_JOB,
   LIST_JOBS,
+  LOCK_HELD_JOB,
   RECLAIM_EXPIRED_LEASES,
-  TRANSITION_STUDY,
 } from './queries.js';
-import type { EnqueueRequest, Job, JobKind, JobListFilter, JobPayloads, JobState } from './types.js';
+import {
+  type EnqueueRequest,
+  type Job,
+  type JobKind,
+  type JobListFilter,
+  type JobPayloads,
+  JobState,
+} from './types.js';
 
 /**
- * PostgreSQL job queue (STYLE §2.7; pg-boss verbs send/fetch/complete/fail). Every job transition
- * moves its study's lifecycle state in the same transaction, so `studies.state` never disagrees
- * with the job that works on it.
+ * PostgreSQL job queue (STYLE §2.7; pg-boss verbs send/fetch/complete/fail), the one writer of the
+ * `jobs` table. Every job transition moves its study's lifecycle state in the same transaction
+ * (through src/ingest/study-lifecycle.ts, the owner of `studies`), so `studies.state` never
+ * disagrees with the job that works on it:
+ * enqueue → queued, claim → processing, reportDescribed → described, complete → exported,
+ * fail → queued (retry) or failed, cancel → failed. A study that went back to 'receiving' meanwhile
+ * (a new instance) is left there.
  */
 
 export const DEFAULT_MAX_ATTEMPTS = 5;
@@ -31,6 +42,8 @@ export const DEFAULT_BACKOFF_MAX_MS = 60 * 60_000;
 const MAX_ERROR_LENGTH = 2000;
 
 export interface JobQueueOptions {
+  /** Attempts of a job enqueued without its own `maxAttempts` (config `jobs.maxAttempts`). */
+  readonly maxAttempts?: number;
   readonly backoffBaseMs?: number;
   readonly backoffMaxMs?: number;
   readonly logger?: Logger;
@@ -78,12 +91,14 @@ export function toJob(r: JobRow): Job {
 
 export class JobQueue {
   readonly #pool: pg.Pool;
+  readonly #maxAttempts: number;
   readonly #backoffBaseMs: number;
   readonly #backoffMaxMs: number;
   readonly #log: Logger;
 
   constructor(pool: pg.Pool, options: JobQueueOptions = {}) {
     this.#pool = pool;
+    this.#maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
     this.#backoffBaseMs = options.backoffBaseMs ?? DEFAULT_BACKOFF_BASE_MS;
     this.#backoffMaxMs = options.backoffMaxMs ?? DEFAULT_BACKOFF_MAX_MS;
     this.#log = options.logger ?? childLogger('job-queue');
@@ -92,7 +107,8 @@ export class JobQueue {
   /**
    * Add a job inside the caller's transaction (pass the PoolClient) or on its own (pass the pool).
    * Returns null when the study already has a queued or running job of this kind (one live job per
-   * (kind, study), enforced by a partial unique index). A created job moves its study to 'queued'.
+   * (kind, study), enforced by a partial unique index). A created job moves its study to 'queued'
+   * (from receiving, stable, exported or failed: an operator may ask for a re-run).
    */
   async enqueue<K extends JobKind>(client: Queryable, req: EnqueueRequest<K>): Promise<Job<K> | null> {
     const { rows } = await client.query<JobRow>(ENQUEUE_JOB, [
@@ -100,12 +116,12 @@ export class JobQueue {
       req.studyInstanceUid,
       JSON.stringify(req.payload),
       req.priority ?? 0,
-      req.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+      req.maxAttempts ?? this.#maxAttempts,
       req.delayMs ?? 0,
     ]);
     const row = rows[0];
     if (!row) return null;
-    await client.query(TRANSITION_STUDY, [req.studyInstanceUid, StudyState.Queued, [StudyState.Receiving]]);
+    await studyQueued(client, req.studyInstanceUid);
     const job = toJob(row) as Job<K>;
     this.#log.info('job enqueued', { jobId: job.id, kind: job.kind, studyInstanceUid: job.studyInstanceUid });
     return job;
@@ -113,15 +129,16 @@ export class JobQueue {
 
   /**
    * Claim the next due job for `workerId` with a lease of `leaseMs`; first returns jobs whose lease
-   * expired to the queue. Null when nothing is due.
+   * expired to the queue (or fails them when no attempt is left). Null when nothing is due.
    */
   async claimNext(workerId: string, leaseMs: number): Promise<Job | null> {
     return withTransaction(this.#pool, async (client) => {
-      await client.query(RECLAIM_EXPIRED_LEASES);
+      const expired = await client.query<{ study_instance_uid: string; state: JobState }>(RECLAIM_EXPIRED_LEASES);
+      for (const e of expired.rows) await studyJobFailed(client, e.study_instance_uid, e.state === JobState.Queued);
       const { rows } = await client.query<JobRow>(CLAIM_NEXT_JOB, [workerId, leaseMs]);
       const row = rows[0];
       if (!row) return null;
-      await client.query(TRANSITION_STUDY, [row.study_instance_uid, StudyState.Processing, [StudyState.Queued]]);
+      await studyClaimed(client, row.study_instance_uid);
       const job = toJob(row);
       this.#log.info('job claimed', { jobId: job.id, kind: job.kind, workerId, attempt: job.attempts });
       return job;
@@ -135,7 +152,21 @@ export class JobQueue {
   }
 
   /**
-   * Mark a running job succeeded and its study 'done' (unless the study went back to 'receiving').
+   * The handler of running job `id` reports that inference finished: its study moves to
+   * 'described', only while `workerId` still holds the lease. False when it no longer does.
+   */
+  async reportDescribed(id: number, workerId: string): Promise<boolean> {
+    return withTransaction(this.#pool, async (client) => {
+      const { rows } = await client.query<{ study_instance_uid: string }>(LOCK_HELD_JOB, [id, workerId]);
+      const row = rows[0];
+      if (!row) return false;
+      await studyDescribed(client, row.study_instance_uid);
+      return true;
+    });
+  }
+
+  /**
+   * Mark a running job succeeded and its study 'exported' (unless the study went back to 'receiving').
    * Null when the job was not running (or, with `workerId`, not held by that worker).
    */
   async complete(id: number, result: unknown, workerId?: string): Promise<Job | null> {
@@ -143,7 +174,7 @@ export class JobQueue {
       const { rows } = await client.query<JobRow>(COMPLETE_JOB, [id, JSON.stringify(result ?? null), workerId ?? null]);
       const row = rows[0];
       if (!row) return null;
-      await client.query(TRANSITION_STUDY, [row.study_instance_uid, StudyState.Done, [StudyState.Processing]]);
+      await studyExported(client, row.study_instance_uid);
       this.#log.info('job succeeded', { jobId: id, attempt: row.attempts });
       return toJob(row);
     });
@@ -167,10 +198,9 @@ export class JobQueue {
       ]);
       const row = rows[0];
       if (!row) return null;
-      const next = row.state === 'queued' ? StudyState.Queued : StudyState.Failed;
-      await client.query(TRANSITION_STUDY, [row.study_instance_uid, next, [StudyState.Processing]]);
+      await studyJobFailed(client, row.study_instance_uid, row.state === JobState.Queued);
       const job = toJob(row);
-      if (job.state === 'queued') {
+      if (job.state === JobState.Queued) {
         this.#log.warn('job failed, will retry', {
           jobId: id,
           errorCode: code,
@@ -190,7 +220,7 @@ export class JobQueue {
       const { rows } = await client.query<JobRow>(CANCEL_JOB, [id]);
       const row = rows[0];
       if (!row) return null;
-      await client.query(TRANSITION_STUDY, [row.study_instance_uid, StudyState.Failed, [StudyState.Queued]]);
+      await studyJobFailed(client, row.study_instance_uid, false);
       return toJob(row);
     });
   }

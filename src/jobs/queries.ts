@@ -1,6 +1,7 @@
 /**
- * Job-queue and study-lifecycle SQL as named constants (STYLE rule 6; medplum `queue/queries.ts`),
- * shared verbatim by job-queue.ts, study-stability.ts and the plan test.
+ * Job-queue SQL as named constants (STYLE rule 6; medplum `queue/queries.ts`), shared verbatim by
+ * job-queue.ts, worker.ts and the plan test. Only job-queue.ts writes `jobs`; the study rows these
+ * statements read are written by src/ingest/study-lifecycle.ts alone (issue 8: one owner per table).
  * Durations are passed in milliseconds as double precision and turned into intervals in SQL, so
  * every clock comparison uses the database clock (`now()`), never the caller's.
  */
@@ -14,27 +15,23 @@ RETURNING *`;
 
 /**
  * A worker that stopped renewing its lease (crash, kill -9) left its job 'running'. Put it back in
- * the queue, or fail it with `timeout` when it has used all its attempts; the study follows.
+ * the queue, or fail it with `timeout` when it has used all its attempts; job-queue.ts moves each
+ * returned study in the same transaction.
  */
 export const RECLAIM_EXPIRED_LEASES = `
-WITH expired AS (
-  UPDATE jobs SET
-    state = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
-    error_code = 'timeout',
-    last_error = 'lease expired: worker stopped renewing it',
-    locked_by = NULL, locked_until = NULL, updated_at = now()
-  WHERE state = 'running' AND locked_until < now()
-  RETURNING study_instance_uid, state
-)
-UPDATE studies s
-SET state = CASE WHEN e.state = 'queued' THEN 'queued' ELSE 'failed' END, updated_at = now()
-FROM expired e
-WHERE s.study_instance_uid = e.study_instance_uid AND s.state = 'processing'`;
+UPDATE jobs SET
+  state = CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'failed' END,
+  error_code = 'timeout',
+  last_error = 'lease expired: worker stopped renewing it',
+  locked_by = NULL, locked_until = NULL, updated_at = now()
+WHERE state = 'running' AND locked_until < now()
+RETURNING study_instance_uid, state`;
 
 /**
  * Claim the next due job (pg-boss `fetchNextJob`): SKIP LOCKED lets concurrent claimers pass over
  * each other's candidate rows instead of waiting or double-claiming. Jobs of a study that is
- * receiving new instances again wait until it is stable and re-promoted.
+ * receiving new instances again (or is stable but not yet re-queued) wait until the stability
+ * sweep re-queues it.
  * $1 worker id, $2 lease ms.
  */
 export const CLAIM_NEXT_JOB = `
@@ -45,7 +42,8 @@ WHERE id = (
   SELECT j.id FROM jobs j
   WHERE j.state = 'queued' AND j.run_at <= now()
     AND NOT EXISTS (
-      SELECT 1 FROM studies s WHERE s.study_instance_uid = j.study_instance_uid AND s.state = 'receiving')
+      SELECT 1 FROM studies s
+      WHERE s.study_instance_uid = j.study_instance_uid AND s.state IN ('receiving', 'stable'))
   ORDER BY j.priority, j.run_at
   LIMIT 1
   FOR UPDATE SKIP LOCKED
@@ -98,38 +96,22 @@ WHERE ($1::text IS NULL OR state = $1) AND ($2::text IS NULL OR kind = $2)
 ORDER BY id DESC
 LIMIT $4`;
 
-/** Move a study's lifecycle state only from the expected states. $1 study, $2 new state, $3 from states. */
-export const TRANSITION_STUDY = `
-UPDATE studies SET state = $2, updated_at = now()
-WHERE study_instance_uid = $1 AND state = ANY($3::text[])`;
-
-/** Studies whose stability window has elapsed. $1 window ms, $2 limit. */
-export const SELECT_STABLE_STUDIES = `
-SELECT study_instance_uid FROM studies
-WHERE state = 'receiving' AND last_received_at <= now() - $1::double precision * interval '1 millisecond'
-ORDER BY last_received_at
-LIMIT $2`;
+/**
+ * The running job `$1` if worker `$2` still holds it, locked for the rest of the transaction, so a
+ * study transition reported by the handler commits only while the lease is held.
+ */
+export const LOCK_HELD_JOB = `
+SELECT study_instance_uid FROM jobs WHERE id = $1 AND state = 'running' AND locked_by = $2 FOR UPDATE`;
 
 /**
- * Promote one stable study, re-checking under the row lock that nothing arrived meanwhile and that
- * no describe job is running (that job saw an incomplete study: wait for it, then re-run).
- * $1 study, $2 window ms.
+ * A describe job running on the study: the stability sweep waits for it to end before queuing the
+ * next one (that job saw an incomplete study). $1 study.
  */
-export const PROMOTE_STUDY = `
-UPDATE studies s SET state = 'queued', updated_at = now()
-WHERE s.study_instance_uid = $1 AND s.state = 'receiving'
-  AND s.last_received_at <= now() - $2::double precision * interval '1 millisecond'
-  AND NOT EXISTS (
-    SELECT 1 FROM jobs j
-    WHERE j.kind = 'describe-study' AND j.study_instance_uid = s.study_instance_uid AND j.state = 'running')
-RETURNING instance_count`;
-
-/** The queued describe job of a study, if one is already waiting. $1 study. */
-export const GET_ACTIVE_DESCRIBE_JOB = `
-SELECT * FROM jobs WHERE kind = 'describe-study' AND study_instance_uid = $1 AND state IN ('queued', 'running')`;
+export const HAS_RUNNING_DESCRIBE_JOB = `
+SELECT 1 FROM jobs WHERE kind = 'describe-study' AND study_instance_uid = $1 AND state = 'running'`;
 
 /** Work that runUntilIdle waits for. */
 export const COUNT_PENDING_WORK = `
 SELECT
-  (SELECT count(*) FROM studies WHERE state IN ('receiving', 'queued'))::int AS studies,
+  (SELECT count(*) FROM studies WHERE state IN ('receiving', 'stable', 'queued'))::int AS studies,
   (SELECT count(*) FROM jobs WHERE state IN ('queued', 'running'))::int AS jobs`;

@@ -1,9 +1,10 @@
 import type pg from 'pg';
 import { recordAudit } from '../audit/audit-log.js';
 import { withTransaction } from '../db/pool.js';
+import { listSettledStudies, markStable, studyQueued } from '../ingest/study-lifecycle.js';
 import { childLogger } from '../logger.js';
-import { DEFAULT_MAX_ATTEMPTS } from './job-queue.js';
-import { ENQUEUE_JOB, PROMOTE_STUDY, SELECT_STABLE_STUDIES } from './queries.js';
+import { JobQueue } from './job-queue.js';
+import { HAS_RUNNING_DESCRIBE_JOB } from './queries.js';
 import { DescribeStudyTrigger, JobKind } from './types.js';
 
 /**
@@ -17,36 +18,35 @@ import { DescribeStudyTrigger, JobKind } from './types.js';
 const PROMOTE_BATCH = 100;
 
 /**
- * Promote every 'receiving' study quiet for `windowMs` to 'queued' with a describe-study job and a
- * 'study-queued' audit row: one transaction per study, so one bad study cannot block the rest.
- * Returns the promoted Study Instance UIDs.
+ * Promote every study quiet for `windowMs` along receiving → stable → queued, with a
+ * describe-study job and a 'study-queued' audit row: one transaction per study, so one bad study
+ * cannot block the rest. A study whose earlier describe job still runs (it started on the
+ * incomplete study) stays 'stable' until that job ends; a later sweep queues the re-run.
+ * Returns the Study Instance UIDs queued by this sweep.
  */
-export async function promoteStableStudies(pool: pg.Pool, windowMs: number): Promise<string[]> {
+export async function promoteStableStudies(
+  pool: pg.Pool,
+  windowMs: number,
+  queue: JobQueue = new JobQueue(pool),
+): Promise<string[]> {
   const log = childLogger('study-stability');
-  const { rows } = await pool.query<{ study_instance_uid: string }>(SELECT_STABLE_STUDIES, [windowMs, PROMOTE_BATCH]);
   const promoted: string[] = [];
-  for (const { study_instance_uid: uid } of rows) {
+  for (const uid of await listSettledStudies(pool, windowMs, PROMOTE_BATCH)) {
     const jobId = await withTransaction(pool, async (client) => {
-      const promote = await client.query<{ instance_count: number }>(PROMOTE_STUDY, [uid, windowMs]);
-      const study = promote.rows[0];
-      // Not promoted: an instance arrived since the scan, or a describe job is still running.
-      if (!study) return null;
-      const payload = { trigger: DescribeStudyTrigger.Stable, instanceCount: study.instance_count };
-      const job = await client.query<{ id: string }>(ENQUEUE_JOB, [
-        JobKind.DescribeStudy,
-        uid,
-        JSON.stringify(payload),
-        0,
-        DEFAULT_MAX_ATTEMPTS,
-        0,
-      ]);
-      // No row: a queued job already waits for this study; it has not run yet, so it covers it.
-      const id = job.rows[0] ? Number(job.rows[0].id) : null;
+      const instanceCount = await markStable(client, uid, windowMs);
+      // Not settled: an instance arrived since the scan.
+      if (instanceCount === null) return null;
+      if ((await client.query(HAS_RUNNING_DESCRIBE_JOB, [uid])).rowCount) return null;
+      const payload = { trigger: DescribeStudyTrigger.Stable, instanceCount };
+      const job = await queue.enqueue(client, { kind: JobKind.DescribeStudy, studyInstanceUid: uid, payload });
+      // No job: a queued one already waits for this study; it has not run yet, so it covers it.
+      if (!job) await studyQueued(client, uid);
+      const id = job?.id ?? null;
       await recordAudit(client, {
         kind: 'study-queued',
         actor: 'radscribe',
         studyInstanceUid: uid,
-        detail: { jobId: id, instanceCount: study.instance_count, stabilityWindowMs: windowMs },
+        detail: { jobId: id, instanceCount, stabilityWindowMs: windowMs },
       });
       return id ?? 0;
     });

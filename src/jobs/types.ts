@@ -84,5 +84,17 @@ export interface JobListFilter {
   readonly limit?: number;
 }
 
-/** The worker's handler: return value is stored as `result` (JSON). Must honour `signal`. */
-export type JobHandler = (job: Job, signal: AbortSignal) => Promise<unknown>;
+/**
+ * What a running handler may report on the way; each call moves the job's study along the
+ * lifecycle (src/ingest/study-lifecycle.ts) while the worker still holds the lease.
+ */
+export interface JobProgress {
+  /** Inference finished; the draft is being built and sent (study → 'described'). */
+  described(): Promise<void>;
+}
+
+/**
+ * The worker's handler: return value is stored as `result` (JSON), and the study becomes
+ * 'exported'. Must honour `signal`.
+ */
+export type JobHandler = (job: Job, signal: AbortSignal, progress: JobProgress) => Promise<unknown>;

@@ -6,7 +6,7 @@ import { childLogger, type Logger } from '../logger.js';
 import { JobQueue } from './job-queue.js';
 import { COUNT_PENDING_WORK } from './queries.js';
 import { promoteStableStudies } from './study-stability.js';
-import type { Job, JobHandler } from './types.js';
+import type { Job, JobHandler, JobProgress } from './types.js';
 
 /**
  * The job worker (medplum `queue/worker.ts`): a self-rescheduling loop (js-stack.md §10: no cron for
@@ -15,8 +15,11 @@ import type { Job, JobHandler } from './types.js';
  */
 
 export const DEFAULT_POLL_INTERVAL_MS = 1_000;
-/** Long enough for one describe-study on a slow GPU between renewals; renewed every leaseMs/3. */
-export const DEFAULT_LEASE_MS = 5 * 60_000;
+/**
+ * Long enough for one describe-study on a slow GPU between renewals; renewed every leaseMs/3.
+ * (config `jobs.leaseMs`; config/default.yaml has always shipped 10 minutes.)
+ */
+export const DEFAULT_LEASE_MS = 10 * 60_000;
 /** One GPU, one model: one study at a time. */
 export const DEFAULT_CONCURRENCY = 1;
 /** Quiet period after the last instance before a study counts as complete. */
@@ -105,7 +108,7 @@ export class JobWorker {
     const deadline = Date.now() + (options.timeoutMs ?? DEFAULT_RUN_UNTIL_IDLE_TIMEOUT_MS);
     let processed = 0;
     while (Date.now() < deadline) {
-      await promoteStableStudies(this.#pool, this.#stabilityWindowMs);
+      await promoteStableStudies(this.#pool, this.#stabilityWindowMs, this.#queue);
       const job = await this.#queue.claimNext(this.workerId, this.#leaseMs);
       if (job) {
         await this.#run(job, new AbortController());
@@ -134,7 +137,7 @@ export class JobWorker {
 
   async #tick(): Promise<void> {
     try {
-      await promoteStableStudies(this.#pool, this.#stabilityWindowMs);
+      await promoteStableStudies(this.#pool, this.#stabilityWindowMs, this.#queue);
       while (this.#running && this.#inFlight.size < this.#concurrency) {
         const job = await this.#queue.claimNext(this.workerId, this.#leaseMs);
         if (!job) break;
@@ -168,11 +171,16 @@ export class JobWorker {
       },
       Math.max(10, Math.floor(this.#leaseMs / 3)),
     );
+    const progress: JobProgress = {
+      described: async () => {
+        if (!(await this.#queue.reportDescribed(job.id, this.workerId))) log.warn('job lease lost before described');
+      },
+    };
     const started = Date.now();
     try {
       let result: unknown;
       try {
-        result = await this.#handler(job, abort.signal);
+        result = await this.#handler(job, abort.signal, progress);
       } catch (err: unknown) {
         clearInterval(renew);
         const code = errorCodeOf(err);

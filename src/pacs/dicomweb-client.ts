@@ -27,9 +27,15 @@ export interface DicomwebClientOptions {
   readonly auth?: DicomwebAuth | undefined;
   /** Idle timeout: no response headers or no body bytes for this long → pacs-unavailable. */
   readonly timeoutMs?: number;
+  /**
+   * Idle timeout of STOW-RS requests (default {@link DEFAULT_DICOMWEB_STORE_TIMEOUT_MS}): a PACS may
+   * answer a store only after it has written the instances, later than it answers a search.
+   */
+  readonly storeTimeoutMs?: number;
 }
 
 export const DEFAULT_DICOMWEB_TIMEOUT_MS = 30_000;
+export const DEFAULT_DICOMWEB_STORE_TIMEOUT_MS = 30_000;
 
 /** QIDO-RS query parameters beyond the match keys (PS3.18 §8.3.4). */
 export interface QidoOptions {
@@ -69,6 +75,7 @@ export class DicomwebClient {
   readonly baseUrl: string;
   private readonly authHeader: string | undefined;
   private readonly timeoutMs: number;
+  private readonly storeTimeoutMs: number;
 
   constructor(options: DicomwebClientOptions) {
     const u = new URL(options.baseUrl);
@@ -77,6 +84,7 @@ export class DicomwebClient {
     u.password = '';
     this.baseUrl = u.toString().replace(/\/+$/, '');
     this.timeoutMs = options.timeoutMs ?? DEFAULT_DICOMWEB_TIMEOUT_MS;
+    this.storeTimeoutMs = options.storeTimeoutMs ?? DEFAULT_DICOMWEB_STORE_TIMEOUT_MS;
     const a = options.auth;
     this.authHeader =
       a === undefined
@@ -198,9 +206,10 @@ export class DicomwebClient {
       },
       body,
       [409],
+      this.storeTimeoutMs,
     );
     try {
-      const text = await res.text();
+      const text = await bodyText(res, 'storeInstances', 'POST', url);
       let json: unknown = {};
       if (text.trim() !== '') {
         try {
@@ -276,6 +285,12 @@ export class DicomwebClient {
       throw fail(ErrorCode.PacsRejected, 'response is not multipart/related with a boundary');
     }
     const source = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
+    // A failure of the response body itself (socket reset, our idle timer) is the PACS's, whatever
+    // code reads the part when it happens (the parser or the caller's handler).
+    let bodyError: unknown;
+    source.once('error', (e) => {
+      bodyError ??= e;
+    });
     let count = 0;
     try {
       for await (const part of parseMultipart(tapped(source, touch), boundary)) {
@@ -286,6 +301,8 @@ export class DicomwebClient {
     } catch (err: unknown) {
       source.destroy();
       if (err instanceof DicomwebError) throw err;
+      if (bodyError !== undefined)
+        throw fail(ErrorCode.PacsUnavailable, `response body failed: ${causeText(bodyError)}`, bodyError);
       // A body cut short by the network or our idle timer is transient; a handler error is the caller's.
       const e = (err as { code?: string; failure?: string } | null) ?? {};
       if (e.failure === 'truncated') throw fail(ErrorCode.PacsUnavailable, 'response ended early', err);
@@ -307,12 +324,13 @@ export class DicomwebClient {
     headers: Record<string, string>,
     body?: Readable,
     extraOk: readonly number[] = [],
+    timeoutMs: number = this.timeoutMs,
   ): Promise<{ res: Response; done: () => void; touch: () => void }> {
     const controller = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     const touch = (): void => {
       clearTimeout(timer);
-      timer = setTimeout(() => controller.abort(new Error(`no data for ${this.timeoutMs} ms`)), this.timeoutMs);
+      timer = setTimeout(() => controller.abort(new Error(`no data for ${timeoutMs} ms`)), timeoutMs);
     };
     const done = (): void => clearTimeout(timer);
     touch();
@@ -331,9 +349,7 @@ export class DicomwebClient {
       res = await fetch(url, init);
     } catch (err: unknown) {
       done();
-      const why = controller.signal.aborted
-        ? `timed out after ${this.timeoutMs} ms`
-        : `network error: ${causeText(err)}`;
+      const why = controller.signal.aborted ? `timed out after ${timeoutMs} ms` : `network error: ${causeText(err)}`;
       throw new DicomwebError(ErrorCode.PacsUnavailable, httpMethod, shownUrl, undefined, `${method}: ${why}`, {
         cause: err,
       });
@@ -382,8 +398,24 @@ export function redactUrl(url: string): string {
   return keys.length > 0 ? `${u.toString()}?${keys.map((k) => `${k}=…`).join('&')}` : u.toString();
 }
 
+/** The whole response body as text; a body cut off by the network is the PACS's failure (transient). */
+async function bodyText(res: Response, method: string, httpMethod: string, url: string): Promise<string> {
+  try {
+    return await res.text();
+  } catch (err: unknown) {
+    throw new DicomwebError(
+      ErrorCode.PacsUnavailable,
+      httpMethod,
+      redactUrl(url),
+      res.status,
+      `${method}: response body failed: ${causeText(err)}`,
+      { cause: err },
+    );
+  }
+}
+
 async function readJsonArray(res: Response, method: string, url: string): Promise<DicomJsonDataset[]> {
-  const text = await res.text();
+  const text = await bodyText(res, method, 'GET', url);
   if (text.trim() === '') return [];
   let json: unknown;
   try {

@@ -55,7 +55,7 @@ export interface MultipartLimits {
 }
 
 export const DEFAULT_MULTIPART_LIMITS: MultipartLimits = {
-  maxPartBytes: 2 * 1024 ** 3,
+  maxPartBytes: 4 * 1024 ** 3,
   maxTotalBytes: 20 * 1024 ** 3,
   maxHeaderBytes: 16 * 1024,
 };

@@ -1,6 +1,7 @@
 import { isValidUid } from '../dicom/dataset.js';
 import type { ErrorCode as ErrorCodeT } from '../errors.js';
 import { ErrorCode, errorCodeOf, normalizeErrorString, RETRYABLE_CODES } from '../errors.js';
+import type { RemoteStudyTracker } from '../ingest/remote-study-tracker.js';
 import type { InstanceOutcome, InstanceSink } from '../ingest/types.js';
 import { ReceivedVia } from '../ingest/types.js';
 import type { Logger } from '../logger.js';
@@ -21,14 +22,6 @@ export interface RemoteNode {
   readonly client: DicomwebClient;
   /** Extra QIDO match keys, e.g. { ModalitiesInStudy: 'CR' } (PS3.18 §8.3.4). */
   readonly query?: Readonly<Record<string, string>>;
-}
-
-/** Which remote studies were already pulled. Production: PostgreSQL (ingest/remote-study-tracker.ts). */
-export interface RemoteStudyTracker {
-  isRetrieved(node: string, studyInstanceUid: string): Promise<boolean>;
-  markSeen(node: string, studyInstanceUid: string): Promise<void>;
-  markRetrieved(node: string, studyInstanceUid: string): Promise<void>;
-  markFailed(node: string, studyInstanceUid: string, code: ErrorCodeT, message: string): Promise<void>;
 }
 
 export interface RetrieveCounts {

@@ -1,7 +1,7 @@
-import type { NextFunction, Request, Response } from 'express';
+import type { Request, Response } from 'express';
 import express from 'express';
 import { isValidUid } from '../dicom/dataset.js';
-import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError, toHttpStatus } from '../errors.js';
+import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from '../errors.js';
 import type { InstanceOutcome, InstanceSink } from '../ingest/types.js';
 import { FailureReason, ReceivedVia } from '../ingest/types.js';
 import type { Logger } from '../logger.js';
@@ -26,9 +26,13 @@ export interface StowLimits {
   readonly maxRequestBytes: number;
 }
 
+/**
+ * The gateway's defaults (config `ingest.maxPartBytes`, `ingest.maxRequestBytes`): one 4 GiB
+ * instance (a 2 GiB multi-frame instance and its header fit), 8 GiB per request, below the multipart parser's own 20 GiB ceiling.
+ */
 export const DEFAULT_STOW_LIMITS: StowLimits = {
   maxPartBytes: DEFAULT_MULTIPART_LIMITS.maxPartBytes,
-  maxRequestBytes: DEFAULT_MULTIPART_LIMITS.maxTotalBytes,
+  maxRequestBytes: 8 * 1024 ** 3,
 };
 
 export interface StowRouterDeps {
@@ -195,29 +199,7 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
   router.post('/studies', storeInstances);
   router.post('/studies/:study', storeInstances);
 
-  // The one place a STOW-RS error becomes an HTTP status (STYLE rule 3).
-  router.use((err: unknown, req: Request, res: Response, next: NextFunction): void => {
-    const code = errorCodeOf(err);
-    if (res.headersSent) {
-      next(err);
-      return;
-    }
-    // req.destroyed is also true after a normal end (autoDestroy); a gone client shows on the socket.
-    if (req.socket.destroyed) {
-      log.info('STOW-RS request aborted by client', { code });
-      return;
-    }
-    const status = toHttpStatus(code);
-    log.log(status >= 500 ? 'error' : 'info', 'STOW-RS request refused', {
-      status,
-      code,
-      error: normalizeErrorString(err),
-    });
-    res
-      .status(status)
-      .type('application/json')
-      .send(JSON.stringify({ error: code, message: normalizeErrorString(err) }));
-  });
+  // Errors go to the app's one error handler (app.ts `errorHandler`, STYLE rule 3).
   return router;
 }
 

@@ -11,15 +11,23 @@
  * Objects without pixel data (SR, KO, PR…) are never selected.
  */
 
-export interface ImageCandidate {
-  readonly sopInstanceUid: string;
-  readonly seriesInstanceUid: string;
-  readonly sopClassUid: string;
-  readonly modality: string | undefined;
-  readonly instanceNumber: number | undefined;
-  readonly numberOfFrames: number;
-  readonly hasPixelData: boolean;
-}
+import type { StoredInstance } from '../ingest/types.js';
+
+/**
+ * What selection reads of an instance: the columns ingest stored from its header (issue 8: frame
+ * selection reads rows, not files). A `StoredInstance` row is a candidate as it is; `radscribe
+ * describe` builds the same shape from the files it is given, so both choose the same frames.
+ */
+export type ImageCandidate = Pick<
+  StoredInstance,
+  | 'sopInstanceUid'
+  | 'seriesInstanceUid'
+  | 'sopClassUid'
+  | 'modality'
+  | 'instanceNumber'
+  | 'numberOfFrames'
+  | 'hasPixelData'
+>;
 
 export interface SelectedFrame<C extends ImageCandidate = ImageCandidate> {
   readonly candidate: C;

@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { ErrorCode, RadScribeError } from '../errors.js';
 import { workerScript } from '../runtime-paths.js';
-import type { PreparedInput, PrepRequest, PrepResponse } from './image-prep-types.js';
+import { ImagePrepError, type PreparedImage, type PrepRequest, type PrepResponse } from './image-prep-types.js';
 
 export const DEFAULT_FRAME_TIMEOUT_MS = 60_000;
 export const DEFAULT_WORKER_MEMORY_MB = 2048;
@@ -29,11 +29,11 @@ export class ImagePrepClient {
     this.memoryMb = opts.maxOldGenerationSizeMb ?? DEFAULT_WORKER_MEMORY_MB;
   }
 
-  prepare(
-    filePath: string,
-    frameIndex: number,
-    preprocessorConfig: unknown,
-  ): Promise<{ input: PreparedInput; image: { width: number; height: number; channels: number } }> {
+  /**
+   * One frame of a file as model input, with the file's header from the same read. A frame that
+   * cannot be prepared rejects with an {@link ImagePrepError}.
+   */
+  prepare(filePath: string, frameIndex: number, preprocessorConfig: unknown): Promise<PreparedImage> {
     const run = () => this.run({ id: this.nextId++, filePath, frameIndex, preprocessorConfig });
     const p = this.chain.then(run, run);
     this.chain = p.catch(() => undefined);
@@ -51,9 +51,7 @@ export class ImagePrepClient {
     return this.worker;
   }
 
-  private run(
-    req: PrepRequest,
-  ): Promise<{ input: PreparedInput; image: { width: number; height: number; channels: number } }> {
+  private run(req: PrepRequest): Promise<PreparedImage> {
     const worker = this.ensureWorker();
     return new Promise((resolve, reject) => {
       const cleanup = () => {
@@ -81,8 +79,8 @@ export class ImagePrepClient {
       const onMessage = (res: PrepResponse) => {
         if (res.id !== req.id) return;
         cleanup();
-        if (res.ok) resolve({ input: res.input, image: res.image });
-        else reject(new RadScribeError(res.code, res.message));
+        if (res.ok) resolve({ input: res.input, header: res.header, image: res.image });
+        else reject(new ImagePrepError(res.code, res.message, res.header));
       };
       const onError = (err: Error) => {
         const oom = /memory/i.test(err.message) || (err as { code?: string }).code === 'ERR_WORKER_OUT_OF_MEMORY';

@@ -1,5 +1,6 @@
+import type { NaturalDataset } from '../dicom/dataset.js';
 import type { VisionInput } from '../dicom/image-processor.js';
-import type { ErrorCode } from '../errors.js';
+import { type ErrorCode, RadScribeError } from '../errors.js';
 
 /** Messages between ImagePrepClient and image-prep-worker. */
 export interface PrepRequest {
@@ -16,11 +17,39 @@ export interface PrepRequest {
  */
 export type PreparedInput = VisionInput;
 
+/**
+ * One frame made ready for the model, and the instance's header: its data set without Pixel Data
+ * (7FE0,0010), taken from the same parse of the same file read (issue 8: every file parsed once;
+ * the SR writer copies the patient and study modules from it, PS3.3 C.17.2). The image-prep worker
+ * is the only code that opens a stored file during a job.
+ */
+export interface PreparedImage {
+  readonly input: PreparedInput;
+  readonly header: NaturalDataset;
+  readonly image: { readonly width: number; readonly height: number; readonly channels: number };
+}
+
 export type PrepResponse =
+  | ({ readonly id: number; readonly ok: true } & PreparedImage)
   | {
       readonly id: number;
-      readonly ok: true;
-      readonly input: PreparedInput;
-      readonly image: { width: number; height: number; channels: number };
-    }
-  | { readonly id: number; readonly ok: false; readonly code: ErrorCode; readonly message: string };
+      readonly ok: false;
+      readonly code: ErrorCode;
+      readonly message: string;
+      /** Present when the file parsed but the frame could not be prepared (e.g. no decoder for its syntax). */
+      readonly header?: NaturalDataset;
+    };
+
+/**
+ * A frame that could not be prepared. `header` is the instance's header when the file itself parsed
+ * (a transfer syntax no decoder handles): the transcoding fallback then takes only the pixels from the
+ * PACS's copy, and the SR's evidence stays the header of the instance we stored.
+ */
+export class ImagePrepError extends RadScribeError {
+  override name = 'ImagePrepError';
+  readonly header: NaturalDataset | undefined;
+  constructor(code: ErrorCode, message: string, header?: NaturalDataset) {
+    super(code, message);
+    this.header = header;
+  }
+}

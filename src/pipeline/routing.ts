@@ -9,10 +9,24 @@ export function chooseDestination(
   defaultDestination: string,
   studyModalities: readonly string[],
 ): string {
+  return routeStudy(routes, defaultDestination, studyModalities).destination;
+}
+
+/** Which destination, and the name of the route that chose it (null: no route matched, the default). */
+export interface RoutingDecision {
+  readonly destination: string;
+  readonly route: string | null;
+}
+
+export function routeStudy(
+  routes: readonly RouteConfig[],
+  defaultDestination: string,
+  studyModalities: readonly string[],
+): RoutingDecision {
   const mods = new Set(studyModalities.map((m) => m.toUpperCase()));
   for (const r of routes) {
     const want = r.match.modality;
-    if (!want || want.some((m) => mods.has(m.toUpperCase()))) return r.destination;
+    if (!want || want.some((m) => mods.has(m.toUpperCase()))) return { destination: r.destination, route: r.name };
   }
-  return defaultDestination;
+  return { destination: defaultDestination, route: null };
 }

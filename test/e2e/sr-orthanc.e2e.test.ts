@@ -1,7 +1,9 @@
-import { buildEncapsulatedPdf, ENCAPSULATED_PDF_SOP_CLASS_UID } from '../../src/dicom/pdf/encapsulated-pdf.js';
+import { buildEncapsulatedPdf } from '../../src/dicom/pdf/encapsulated-pdf.js';
 import { loadPdfFonts } from '../../src/dicom/pdf/fonts.js';
-import { buildDraftSr, type DraftSr, SrProfile } from '../../src/dicom/sr/document.js';
+import { SrProfile } from '../../src/dicom/sr/draft-policy.js';
+import { buildDraftSr, type DraftSr } from '../../src/dicom/sr/draft-sr.js';
 import { findingTexts, readSr } from '../../src/dicom/sr/reader.js';
+import { SopClass } from '../../src/dicom/uids.js';
 import { getString, Tag } from '../../src/pacs/dicom-json.js';
 import { DicomwebClient } from '../../src/pacs/dicomweb-client.js';
 import { type OrthancHandle, orthancAvailable, startOrthanc } from '../support/orthanc.js';
@@ -95,7 +97,7 @@ d('draft SR round trip through Orthanc', () => {
     expect(stow.failed).toEqual([]);
     const series = await client.searchForInstances(studyUid, sr.seriesInstanceUid);
     const classes = series.map((i) => getString(i, Tag.SOPClassUID));
-    expect(classes).toContain(ENCAPSULATED_PDF_SOP_CLASS_UID);
+    expect(classes).toContain(SopClass.EncapsulatedPdfStorage);
     const back = await retrieve(pdf);
     expect(Buffer.from(back).indexOf(Buffer.from(pdf.pdf))).toBeGreaterThan(0);
   });

@@ -3,13 +3,9 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parsePart10 } from '../../src/dicom/dataset.js';
-import { ENCAPSULATED_PDF_SOP_CLASS_UID } from '../../src/dicom/pdf/encapsulated-pdf.js';
-import {
-  COMPREHENSIVE_3D_SR_SOP_CLASS_UID,
-  COMPREHENSIVE_SR_SOP_CLASS_UID,
-  writePart10,
-} from '../../src/dicom/sr/document.js';
 import { findingTexts, readSr } from '../../src/dicom/sr/reader.js';
+import { writePart10 } from '../../src/dicom/sr/sr-document.js';
+import { SopClass } from '../../src/dicom/uids.js';
 
 /**
  * [REQ-SR-CLI] `radscribe sr` from a checkout (bin/radscribe → dist, after npm run build): writes the
@@ -82,7 +78,7 @@ describe('radscribe sr', () => {
     expect(r.stderr).not.toMatch(/radscribe: /);
     expect(r.status).toBe(0);
     const doc = readSr(new Uint8Array(readFileSync(out)));
-    expect(doc.sopClassUid).toBe(COMPREHENSIVE_SR_SOP_CLASS_UID);
+    expect(doc.sopClassUid).toBe(SopClass.ComprehensiveSrStorage);
     expect(findingTexts(doc).map((f) => f.text)).toEqual(['Première — Straße 日本語', 'Second finding']);
     expect(r.stdout).toContain(doc.sopInstanceUid);
   });
@@ -105,13 +101,13 @@ describe('radscribe sr', () => {
     expect(r.stderr).not.toMatch(/radscribe: /);
     expect(r.status).toBe(0);
     const doc = readSr(new Uint8Array(readFileSync(out)));
-    expect(doc.sopClassUid).toBe(COMPREHENSIVE_3D_SR_SOP_CLASS_UID);
+    expect(doc.sopClassUid).toBe(SopClass.Comprehensive3dSrStorage);
     expect(doc.completionFlag).toBe('COMPLETE');
     expect(findingTexts(doc).map((f) => f.text)).toEqual(['Für alle Bilder', 'Für alle Bilder']);
     const pdfPath = path.join(dir, 'air.pdf.dcm');
     expect(existsSync(pdfPath)).toBe(true);
     const pdf = parsePart10(new Uint8Array(readFileSync(pdfPath))).dataset;
-    expect(pdf.SOPClassUID).toBe(ENCAPSULATED_PDF_SOP_CLASS_UID);
+    expect(pdf.SOPClassUID).toBe(SopClass.EncapsulatedPdfStorage);
     expect(pdf.SeriesInstanceUID).toBe(doc.seriesInstanceUid);
   });
 

@@ -86,6 +86,23 @@ describe(`migrations (${backendName()})`, () => {
       await db.close();
     }
   });
+  it('the stability sweep reads the settling index rather than scanning studies', async () => {
+    const db = await testDatabase();
+    const client = await db.pool.connect();
+    try {
+      const { SELECT_SETTLED_STUDIES } = await import('../../src/ingest/study-lifecycle.js');
+      await client.query('BEGIN');
+      await client.query('SET LOCAL enable_seqscan = off');
+      const { rows } = await client.query<{ 'QUERY PLAN': unknown }>(
+        `EXPLAIN (FORMAT JSON) ${SELECT_SETTLED_STUDIES.replace('$1', '30000').replace('$2', '100')}`,
+      );
+      expect(JSON.stringify(rows[0]?.['QUERY PLAN'])).toContain('studies_settling_idx');
+      await client.query('ROLLBACK');
+    } finally {
+      client.release();
+      await db.close();
+    }
+  });
 });
 
 describe('openDatabase', () => {

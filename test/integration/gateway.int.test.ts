@@ -4,7 +4,7 @@ import { verifyAuditChain } from '../../src/audit/audit-log.js';
 import { parsePart10 } from '../../src/dicom/dataset.js';
 import { readSr } from '../../src/dicom/sr/reader.js';
 import { DicomwebClient } from '../../src/pacs/dicomweb-client.js';
-import { FIXTURE_TEXT_PREFIX } from '../../src/pipeline/describe-study.js';
+import { FIXTURE_TEXT_PREFIX } from '../../src/pipeline/describe-images.js';
 import { backends, startTestGateway, type TestGateway, waitFor } from '../support/gateway.js';
 
 /**
@@ -149,7 +149,7 @@ describe.each(backends())('gateway on %s', (backend) => {
     const r = await t.gw.db.pool.query(`SELECT state FROM studies WHERE study_instance_uid = $1`, [
       sample.StudyInstanceUID,
     ]);
-    expect(r.rows[0]?.state).toBe('done');
+    expect(r.rows[0]?.state).toBe('exported');
     const starts = await t.gw.db.pool.query(
       `SELECT count(*)::int AS n FROM audit_events WHERE kind = 'application-start'`,
     );

@@ -4,9 +4,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { verifyAuditChain } from '../../src/audit/audit-log.js';
+import { InstanceRepository } from '../../src/ingest/instance-repository.js';
 import { InstanceStore } from '../../src/ingest/instance-store.js';
 import { PgRemoteStudyTracker } from '../../src/ingest/remote-study-tracker.js';
-import { StudyRepository } from '../../src/ingest/study-repository.js';
+import { getStudy } from '../../src/ingest/study-lifecycle.js';
 import { FailureReason, type ReceivedFile } from '../../src/ingest/types.js';
 import { FIXTURES_DIR } from '../../src/runtime-paths.js';
 import { backendName, type TestDatabase, testDatabase } from '../support/db.js';
@@ -62,10 +63,9 @@ describe(`InstanceStore (${backendName()})`, () => {
     expect(readFileSync(out.storedPath).equals(bytes)).toBe(true);
     expect(existsSync(file.path)).toBe(false);
 
-    const repo = new StudyRepository(db.pool);
-    const study = await repo.getStudy(FREN_STUDY);
+    const study = await getStudy(db.pool, FREN_STUDY);
     expect(study).toMatchObject({ state: 'receiving', instanceCount: 1 });
-    const instances = await repo.listInstances(FREN_STUDY);
+    const instances = await new InstanceRepository(db.pool).listForStudy(FREN_STUDY);
     expect(instances).toEqual([
       expect.objectContaining({
         sopInstanceUid: FREN_SOP,
@@ -77,6 +77,15 @@ describe(`InstanceStore (${backendName()})`, () => {
         fileSha256: file.sha256,
         sizeBytes: bytes.byteLength,
         receivedVia: 'stow-rs',
+        // [issue 8] The header columns, read once at receipt.
+        instanceNumber: 1,
+        seriesNumber: 1,
+        numberOfFrames: 1,
+        rows: 32,
+        columns: 32,
+        photometricInterpretation: 'MONOCHROME2',
+        specificCharacterSet: 'ISO_IR 100',
+        hasPixelData: true,
       }),
     ]);
     const { rows } = await db.pool.query<{
@@ -101,7 +110,7 @@ describe(`InstanceStore (${backendName()})`, () => {
     );
     expect(rows[0]?.n).toBe(1);
     expect(filesUnder(storageDir)).toHaveLength(1);
-    expect((await new StudyRepository(db.pool).getStudy(FREN_STUDY))?.instanceCount).toBe(1);
+    expect((await getStudy(db.pool, FREN_STUDY))?.instanceCount).toBe(1);
   });
 
   it('the same SOP Instance UID with different bytes is refused (0x0111) and the stored copy kept', async () => {
@@ -143,7 +152,7 @@ describe(`InstanceStore (${backendName()})`, () => {
       code: 'study-mismatch',
     });
     expect(existsSync(file.path)).toBe(false);
-    expect(await new StudyRepository(db.pool).getStudy('1.3.6.1.4.1.5962.1.2.0.1175775772.5723.0')).toBeNull();
+    expect(await getStudy(db.pool, '1.3.6.1.4.1.5962.1.2.0.1175775772.5723.0')).toBeNull();
   });
 
   it('concurrent identical receipts store once', async () => {
@@ -164,6 +173,68 @@ describe(`InstanceStore (${backendName()})`, () => {
       { outcome: 8, n: 4 },
     ]);
     expect((await verifyAuditChain(db.pool)).ok).toBe(true);
+  });
+
+  // [issue 8] Header validation from a stream: the pixel data element against the file size.
+  it('a truncated Pixel Data value, native or encapsulated, is refused (0xC000) and nothing stored', async () => {
+    const rle = readFileSync(path.join(FIXTURES_DIR, 'dicom', 'SC_rgb_rle_16bit_2frame.dcm'));
+    for (const bytes of [
+      readFileSync(path.join(FIXTURES_DIR, 'dicom', 'derived_truncated_in_pixeldata_CT_small.dcm')),
+      rle.subarray(0, rle.length - 100),
+    ]) {
+      const before = filesUnder(storageDir).length;
+      const file = receive(bytes);
+      const out = await store.accept(file, { via: 'stow-rs' });
+      expect(out).toMatchObject({
+        status: 'failed',
+        failureReason: FailureReason.CannotUnderstand,
+        code: 'dicom-invalid',
+      });
+      if (out.status === 'failed') expect(out.message).toMatch(/Pixel Data/);
+      expect(existsSync(file.path)).toBe(false);
+      expect(filesUnder(storageDir)).toHaveLength(before);
+    }
+  });
+
+  it('stores the header of a multi-frame encapsulated image and of an SR without pixels', async () => {
+    const rle = receive(readFileSync(path.join(FIXTURES_DIR, 'dicom', 'SC_rgb_rle_16bit_2frame.dcm')));
+    const sr = receive(readFileSync(path.join(FIXTURES_DIR, 'dicom', 'sr_document.dcm')));
+    const a = await store.accept(rle, { via: 'stow-rs' });
+    const b = await store.accept(sr, { via: 'stow-rs' });
+    if (a.status === 'failed' || b.status === 'failed') throw new Error('expected both stored');
+    const repo = new InstanceRepository(db.pool);
+    const [image] = await repo.listForStudy(a.identity.studyInstanceUid);
+    expect(image).toMatchObject({
+      transferSyntaxUid: '1.2.840.10008.1.2.5',
+      numberOfFrames: 2,
+      rows: 100,
+      columns: 100,
+      photometricInterpretation: 'RGB',
+      hasPixelData: true,
+    });
+    const [report] = (await repo.listForStudy(b.identity.studyInstanceUid)).filter(
+      (i) => i.sopInstanceUid === b.identity.sopInstanceUid,
+    );
+    expect(report).toMatchObject({
+      modality: 'SR',
+      seriesDescription: 'Measurement Reports',
+      numberOfFrames: 1,
+      rows: null,
+      columns: null,
+      hasPixelData: false,
+    });
+  });
+
+  it('a header over the configured cap is refused (0xC000) without reading further', async () => {
+    const small = new InstanceStore({ pool: db.pool, storageDir, maxHeaderBytes: 1024 });
+    const file = receive(readFileSync(path.join(FIXTURES_DIR, 'dicom', 'CT_small.dcm')));
+    const out = await small.accept(file, { via: 'stow-rs' });
+    expect(out).toMatchObject({
+      status: 'failed',
+      failureReason: FailureReason.CannotUnderstand,
+      code: 'dicom-invalid',
+    });
+    if (out.status === 'failed') expect(out.message).toMatch(/exceeds 1024 bytes/);
   });
 
   it('a database that is down yields out-of-resources (0xA700), not a throw', async () => {

@@ -1,6 +1,5 @@
 import { ErrorCode, ModelError } from '../../src/errors.js';
-import { TOUCH_STUDY } from '../../src/ingest/instance-store.js';
-import { StudyRepository } from '../../src/ingest/study-repository.js';
+import { getStudy, getStudyState, recordInstanceReceived } from '../../src/ingest/study-lifecycle.js';
 import { JobQueue } from '../../src/jobs/job-queue.js';
 import { promoteStableStudies } from '../../src/jobs/study-stability.js';
 import { JobKind } from '../../src/jobs/types.js';
@@ -40,7 +39,11 @@ beforeEach(async () => {
   await db.pool.query(
     `UPDATE jobs SET state = 'cancelled', locked_by = NULL, locked_until = NULL WHERE state IN ('queued', 'running')`,
   );
-  await db.pool.query(`UPDATE studies SET state = 'done' WHERE state <> 'done'`);
+  // …and settle every study a previous test left open, along legal transitions only (the trigger
+  // refuses anything else): any → receiving → queued → failed.
+  await db.pool.query(`UPDATE studies SET state = 'receiving' WHERE state NOT IN ('receiving', 'exported', 'failed')`);
+  await db.pool.query(`UPDATE studies SET state = 'queued' WHERE state = 'receiving'`);
+  await db.pool.query(`UPDATE studies SET state = 'failed' WHERE state = 'queued'`);
 });
 
 // [REQ-JOB-01] PostgreSQL job queue: claim, lease, retry, study lifecycle.
@@ -53,7 +56,7 @@ describe(`JobQueue (${backendName()})`, () => {
     expect(first?.state).toBe('queued');
     expect(first?.payload).toEqual({ trigger: 'manual' });
     expect(await q.enqueue(db.pool, describeReq(s))).toBeNull();
-    expect(await new StudyRepository(db.pool).getState(s)).toBe('queued');
+    expect(await getStudyState(db.pool, s)).toBe('queued');
     expect((await q.list({ studyInstanceUid: s })).map((j) => j.id)).toEqual([first?.id]);
   });
 
@@ -95,7 +98,7 @@ describe(`JobQueue (${backendName()})`, () => {
       await db.pool.query('UPDATE jobs SET run_at = now() WHERE id = $1', [job?.id]);
       const claimed = await q.claimNext('w', 60_000);
       expect(claimed?.id).toBe(job?.id);
-      expect(await new StudyRepository(db.pool).getState(s)).toBe('processing');
+      expect(await getStudyState(db.pool, s)).toBe('processing');
       const failed = await q.fail(claimed!.id, ErrorCode.PacsUnavailable, 'PACS returned 503');
       expect(failed?.state).toBe('queued');
       expect(failed?.errorCode).toBe('pacs-unavailable');
@@ -105,7 +108,7 @@ describe(`JobQueue (${backendName()})`, () => {
         [job?.id],
       );
       delays.push(Number(rows[0]?.ms));
-      expect(await new StudyRepository(db.pool).getState(s)).toBe('queued');
+      expect(await getStudyState(db.pool, s)).toBe('queued');
       // Not due yet: nothing to claim.
       expect(await q.claimNext('w', 60_000)).toBeNull();
     }
@@ -120,7 +123,7 @@ describe(`JobQueue (${backendName()})`, () => {
     expect(last?.attempts).toBe(3);
     const final = await q.fail(last!.id, ErrorCode.Timeout, 'took too long');
     expect(final?.state).toBe('failed');
-    expect(await new StudyRepository(db.pool).getState(s)).toBe('failed');
+    expect(await getStudyState(db.pool, s)).toBe('failed');
   });
 
   it('a permanent failure fails the job at once', async () => {
@@ -155,7 +158,7 @@ describe(`JobQueue (${backendName()})`, () => {
     const done = await q.complete(second!.id, { findings: 1 }, 'other');
     expect(done?.state).toBe('succeeded');
     expect(done?.result).toEqual({ findings: 1 });
-    expect(await new StudyRepository(db.pool).getState(s)).toBe('done');
+    expect(await getStudyState(db.pool, s)).toBe('exported');
   });
 
   it('an expired lease on the last attempt fails the job with timeout', async () => {
@@ -169,7 +172,96 @@ describe(`JobQueue (${backendName()})`, () => {
     const after = await q.get(job!.id);
     expect(after?.state).toBe('failed');
     expect(after?.errorCode).toBe('timeout');
-    expect(await new StudyRepository(db.pool).getState(s)).toBe('failed');
+    expect(await getStudyState(db.pool, s)).toBe('failed');
+  });
+});
+
+// [REQ-JOB-04] The study lifecycle follows the job, in the job's transaction (issue 8).
+describe(`study lifecycle driven by the job queue (${backendName()})`, () => {
+  it('walks receiving → stable → queued → processing → described → exported', async () => {
+    const q = new JobQueue(db.pool);
+    const s = uid();
+    await addStudy(s, 5_000);
+    expect(await getStudyState(db.pool, s)).toBe('receiving');
+    expect(await promoteStableStudies(db.pool, 1_000, q)).toContain(s);
+    expect(await getStudyState(db.pool, s)).toBe('queued');
+    const job = await q.claimNext('w', 60_000);
+    expect(job?.studyInstanceUid).toBe(s);
+    expect(await getStudyState(db.pool, s)).toBe('processing');
+    // Only the lease holder may report progress.
+    expect(await q.reportDescribed(job!.id, 'someone-else')).toBe(false);
+    expect(await getStudyState(db.pool, s)).toBe('processing');
+    expect(await q.reportDescribed(job!.id, 'w')).toBe(true);
+    expect(await getStudyState(db.pool, s)).toBe('described');
+    expect((await q.complete(job!.id, {}, 'w'))?.state).toBe('succeeded');
+    expect(await getStudyState(db.pool, s)).toBe('exported');
+  });
+
+  it('a retryable failure after inference sends the study back to queued; cancelling fails it', async () => {
+    const q = new JobQueue(db.pool);
+    const s = uid();
+    await addStudy(s);
+    const job = await q.enqueue(db.pool, describeReq(s, 3));
+    await q.claimNext('w', 60_000);
+    await q.reportDescribed(job!.id, 'w');
+    expect((await q.fail(job!.id, ErrorCode.PacsUnavailable, 'STOW-RS 503', 'w'))?.state).toBe('queued');
+    expect(await getStudyState(db.pool, s)).toBe('queued');
+    expect((await q.cancel(job!.id))?.state).toBe('cancelled');
+    expect(await getStudyState(db.pool, s)).toBe('failed');
+  });
+
+  it('an operator re-run of an exported study queues it again', async () => {
+    const q = new JobQueue(db.pool);
+    const s = uid();
+    await addStudy(s);
+    await q.enqueue(db.pool, describeReq(s));
+    const job = await q.claimNext('w', 60_000);
+    await q.complete(job!.id, {});
+    expect(await getStudyState(db.pool, s)).toBe('exported');
+    expect(await q.enqueue(db.pool, describeReq(s))).not.toBeNull();
+    expect(await getStudyState(db.pool, s)).toBe('queued');
+  });
+
+  it('an instance during a running job: the study waits as stable until that job ends, then is queued again', async () => {
+    const q = new JobQueue(db.pool);
+    const s = uid();
+    await addStudy(s, 5_000);
+    expect(await promoteStableStudies(db.pool, 1_000, q)).toContain(s);
+    const first = await q.claimNext('w', 60_000);
+    expect(first?.studyInstanceUid).toBe(s);
+    await recordInstanceReceived(db.pool, s);
+    expect(await getStudyState(db.pool, s)).toBe('receiving');
+    await db.pool.query(
+      `UPDATE studies SET last_received_at = now() - interval '1 minute' WHERE study_instance_uid = $1`,
+      [s],
+    );
+    // Complete, but the running job saw an incomplete study: no second job yet.
+    expect(await promoteStableStudies(db.pool, 1_000, q)).not.toContain(s);
+    expect(await getStudyState(db.pool, s)).toBe('stable');
+    expect(await q.list({ studyInstanceUid: s })).toHaveLength(1);
+    // The old job's outcome leaves the stable study alone (it is not the study's state any more).
+    await q.reportDescribed(first!.id, 'w');
+    expect((await q.complete(first!.id, {}, 'w'))?.state).toBe('succeeded');
+    expect(await getStudyState(db.pool, s)).toBe('stable');
+    expect(await promoteStableStudies(db.pool, 1_000, q)).toContain(s);
+    expect(await getStudyState(db.pool, s)).toBe('queued');
+    const jobs = await q.list({ studyInstanceUid: s });
+    expect(jobs.map((j) => j.state)).toEqual(['queued', 'succeeded']);
+    expect(jobs[0]?.payload).toEqual({ trigger: 'stable', instanceCount: 2 });
+  });
+
+  it('an expired lease sends a described study back to queued', async () => {
+    const q = new JobQueue(db.pool);
+    const s = uid();
+    await addStudy(s);
+    const job = await q.enqueue(db.pool, describeReq(s, 2));
+    await q.claimNext('dead-worker', 50);
+    await q.reportDescribed(job!.id, 'dead-worker');
+    expect(await getStudyState(db.pool, s)).toBe('described');
+    await sleep(150);
+    const again = await q.claimNext('other', 60_000);
+    expect(again?.id).toBe(job?.id);
+    expect(await getStudyState(db.pool, s)).toBe('processing');
   });
 });
 
@@ -184,9 +276,8 @@ describe(`promoteStableStudies (${backendName()})`, () => {
     expect(promoted).toContain(stable);
     expect(promoted).not.toContain(fresh);
     expect(await promoteStableStudies(db.pool, 1_000)).not.toContain(stable);
-    const repo = new StudyRepository(db.pool);
-    expect(await repo.getState(stable)).toBe('queued');
-    expect(await repo.getState(fresh)).toBe('receiving');
+    expect(await getStudyState(db.pool, stable)).toBe('queued');
+    expect(await getStudyState(db.pool, fresh)).toBe('receiving');
     const jobs = await new JobQueue(db.pool).list({ studyInstanceUid: stable });
     expect(jobs).toHaveLength(1);
     expect(jobs[0]?.payload).toEqual({ trigger: 'stable', instanceCount: 1 });
@@ -199,17 +290,16 @@ describe(`promoteStableStudies (${backendName()})`, () => {
     expect(rows[0]?.detail.jobId).toBe(jobs[0]?.id);
   });
 
-  it('a study that receives an instance after done is described again once stable', async () => {
+  it('a study that receives an instance after export is described again once stable', async () => {
     const q = new JobQueue(db.pool);
     const s = uid();
     await addStudy(s, 5_000);
     expect(await promoteStableStudies(db.pool, 1_000)).toContain(s);
     const job = await q.claimNext('w', 60_000);
     await q.complete(job!.id, {});
-    const repo = new StudyRepository(db.pool);
-    expect(await repo.getState(s)).toBe('done');
-    await db.pool.query(TOUCH_STUDY, [s]);
-    expect(await repo.getState(s)).toBe('receiving');
+    expect(await getStudyState(db.pool, s)).toBe('exported');
+    await recordInstanceReceived(db.pool, s);
+    expect(await getStudyState(db.pool, s)).toBe('receiving');
     expect(await promoteStableStudies(db.pool, 60_000)).not.toContain(s);
     await db.pool.query(
       `UPDATE studies SET last_received_at = now() - interval '2 minutes' WHERE study_instance_uid = $1`,
@@ -217,7 +307,7 @@ describe(`promoteStableStudies (${backendName()})`, () => {
     );
     expect(await promoteStableStudies(db.pool, 60_000)).toContain(s);
     expect(await q.list({ studyInstanceUid: s })).toHaveLength(2);
-    expect((await repo.getStudy(s))?.instanceCount).toBe(2);
+    expect((await getStudy(db.pool, s))?.instanceCount).toBe(2);
   });
 });
 
@@ -229,14 +319,17 @@ describe(`JobWorker (${backendName()})`, () => {
     await addStudy(ok, 0);
     await addStudy(bad, 0);
     const seen: string[] = [];
+    const statesInHandler: string[] = [];
     const worker = new JobWorker({
       pool: db.pool,
       stabilityWindowMs: 200,
       pollIntervalMs: 50,
       leaseMs: 10_000,
-      handler: async (job) => {
+      handler: async (job, _signal, progress) => {
         seen.push(job.studyInstanceUid);
         if (job.studyInstanceUid === bad) throw new ModelError(ErrorCode.ModelInvalid, 'model bundle missing');
+        await progress.described();
+        statesInHandler.push((await getStudyState(db.pool, job.studyInstanceUid)) ?? 'none');
         return { srSopInstanceUid: '1.2.3' };
       },
     });
@@ -244,6 +337,7 @@ describe(`JobWorker (${backendName()})`, () => {
     expect(res.idle).toBe(true);
     expect(res.processed).toBe(2);
     expect(seen.sort()).toEqual([ok, bad].sort());
+    expect(statesInHandler).toEqual(['described']);
     const q = new JobQueue(db.pool);
     const [okJob] = await q.list({ studyInstanceUid: ok });
     const [badJob] = await q.list({ studyInstanceUid: bad });
@@ -251,9 +345,8 @@ describe(`JobWorker (${backendName()})`, () => {
     expect(okJob?.result).toEqual({ srSopInstanceUid: '1.2.3' });
     expect(badJob?.state).toBe('failed');
     expect(badJob?.errorCode).toBe('model-invalid');
-    const repo = new StudyRepository(db.pool);
-    expect(await repo.getState(ok)).toBe('done');
-    expect(await repo.getState(bad)).toBe('failed');
+    expect(await getStudyState(db.pool, ok)).toBe('exported');
+    expect(await getStudyState(db.pool, bad)).toBe('failed');
   });
 
   it('start() processes work in the background and stop() drains the in-flight job', async () => {

@@ -3,13 +3,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parsePart10 } from '../../src/dicom/dataset.js';
-import {
-  buildEncapsulatedPdf,
-  DRAFT_PDF_TITLE,
-  ENCAPSULATED_PDF_SOP_CLASS_UID,
-} from '../../src/dicom/pdf/encapsulated-pdf.js';
+import { buildEncapsulatedPdf, DRAFT_PDF_TITLE } from '../../src/dicom/pdf/encapsulated-pdf.js';
 import { loadPdfFonts } from '../../src/dicom/pdf/fonts.js';
-import { buildDraftSr, draftPdfSopInstanceUid } from '../../src/dicom/sr/document.js';
+import { draftPdfSopInstanceUid } from '../../src/dicom/sr/draft-policy.js';
+import { buildDraftSr } from '../../src/dicom/sr/draft-sr.js';
+import { SopClass } from '../../src/dicom/uids.js';
 import { FIXED_NOW, paramsFor, sibling, sourceHeader } from '../unit/dicom/sr/sr-fixtures.js';
 
 /**
@@ -59,7 +57,7 @@ describe.each(['report', 'air'] as const)('PDF companion of the %s profile', (pr
 
   it('is an Encapsulated PDF in the SR series with a UID derived from the SR', () => {
     const ds = parsePart10(built.part10).dataset;
-    expect(ds.SOPClassUID).toBe(ENCAPSULATED_PDF_SOP_CLASS_UID);
+    expect(ds.SOPClassUID).toBe(SopClass.EncapsulatedPdfStorage);
     expect(built.sopInstanceUid).toBe(draftPdfSopInstanceUid(sr.sopInstanceUid));
     expect(built.sopInstanceUid).not.toBe(sr.sopInstanceUid);
     expect([ds.StudyInstanceUID, ds.SeriesInstanceUID]).toEqual([sr.studyInstanceUid, sr.seriesInstanceUid]);

@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type NaturalDataset, parsePart10 } from '../../src/dicom/dataset.js';
-import { buildDraftSr, type SrProfile } from '../../src/dicom/sr/document.js';
+import type { SrProfile } from '../../src/dicom/sr/draft-policy.js';
+import { buildDraftSr } from '../../src/dicom/sr/draft-sr.js';
 import { fixtureBytes, paramsFor, sibling } from '../unit/dicom/sr/sr-fixtures.js';
 
 /**

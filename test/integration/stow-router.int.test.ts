@@ -2,6 +2,7 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { errorHandler } from '../../src/app.js';
 import { FailureReason } from '../../src/ingest/types.js';
 import type { DicomJsonDataset } from '../../src/pacs/dicom-json.js';
 import { getNumber, getSequence, getString, Tag } from '../../src/pacs/dicom-json.js';
@@ -36,6 +37,8 @@ beforeEach(async () => {
       '/dicomweb',
       createStowRouter({ sink, tmpDir, limits: { maxPartBytes: 64 * 1024, maxRequestBytes: 1024 * 1024 } }),
     );
+    // The gateway's one error handler (app.ts) turns the router's typed errors into statuses.
+    app.use(errorHandler());
   });
 });
 afterEach(async () => {
@@ -120,7 +123,7 @@ describe('STOW-RS router (PS3.18 §10.5) on real express', () => {
       body: '{}',
     });
     expect(res.status).toBe(415);
-    expect(((await res.json()) as { error: string }).error).toBe('media-type-unsupported');
+    expect(((await res.json()) as { code: string }).code).toBe('media-type-unsupported');
     const jsonParts = await post(
       [part(Buffer.from('{}'), 'application/dicom+json')],
       '/dicomweb/studies',

@@ -45,10 +45,18 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-export async function startTestGateway(
+/** A gateway configuration on fresh data (and, for the server, a fresh database); nothing started. */
+export interface TestGatewaySetup {
+  readonly config: RadScribeConfig;
+  readonly dataDir: string;
+  /** Drops the server database and deletes the data directory. */
+  dispose(): Promise<void>;
+}
+
+export async function testGatewaySetup(
   backend: Backend,
   overrides: Record<string, unknown> = {},
-): Promise<TestGateway> {
+): Promise<TestGatewaySetup> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'rs-gw-'));
   const server = backend === 'postgresql' ? await createServerDatabase() : undefined;
   const config = loadConfig({
@@ -64,6 +72,21 @@ export async function startTestGateway(
       ...(overrides as object),
     } as never,
   });
+  return {
+    config,
+    dataDir,
+    async dispose() {
+      await server?.drop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function startTestGateway(
+  backend: Backend,
+  overrides: Record<string, unknown> = {},
+): Promise<TestGateway> {
+  const { config, dataDir, dispose } = await testGatewaySetup(backend, overrides);
   let gw = await Gateway.start(config, { actor: 'test' });
   let closed = false;
   return {
@@ -81,8 +104,7 @@ export async function startTestGateway(
       if (closed) return;
       closed = true;
       await gw.stop('test');
-      await server?.drop();
-      rmSync(dataDir, { recursive: true, force: true });
+      await dispose();
     },
   };
 }

@@ -1,5 +1,5 @@
 import type { ErrorCode } from '../../src/errors.js';
-import type { RemoteStudyTracker } from '../../src/pacs/qido-poller.js';
+import type { RemoteStudyTracker } from '../../src/ingest/remote-study-tracker.js';
 
 /** In-memory RemoteStudyTracker for tests only; production uses PgRemoteStudyTracker. */
 export class MemoryStudyTracker implements RemoteStudyTracker {

@@ -1,5 +1,6 @@
 import {
   ConfigError,
+  clientMessage,
   ErrorCode,
   errorCodeOf,
   RadScribeError,
@@ -25,5 +26,32 @@ describe('errors', () => {
     expect(e.message).toContain('a.b: bad');
     expect(e.message).toContain('c: missing');
     expect(e.problems).toHaveLength(2);
+  });
+  it('does not guess whose a network error is; reads SQLSTATEs of server errors', () => {
+    // ECONNREFUSED from a PACS is not "database unavailable": the caller classifies at origin.
+    expect(errorCodeOf(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))).toBe(
+      ErrorCode.Internal,
+    );
+    expect(errorCodeOf(Object.assign(new Error('reset'), { code: 'ECONNRESET' }))).toBe(ErrorCode.Internal);
+    const pgError = (code: string) => Object.assign(new Error('server said no'), { code, severity: 'FATAL' });
+    expect(errorCodeOf(pgError('57P01'))).toBe(ErrorCode.DatabaseUnavailable);
+    expect(errorCodeOf(pgError('08006'))).toBe(ErrorCode.DatabaseUnavailable);
+    expect(errorCodeOf(pgError('40001'))).toBe(ErrorCode.DatabaseUnavailable);
+    expect(errorCodeOf(pgError('53100'))).toBe(ErrorCode.OutOfResources);
+    expect(errorCodeOf(pgError('57014'))).toBe(ErrorCode.Timeout);
+    expect(errorCodeOf(pgError('42P01'))).toBe(ErrorCode.Internal);
+    // A 5-letter system code is not an SQLSTATE: no severity.
+    expect(errorCodeOf(Object.assign(new Error('pipe'), { code: 'EPIPE' }))).toBe(ErrorCode.Internal);
+  });
+  it('gives clients our own text for a 4xx and only a fixed text for a 5xx', () => {
+    expect(clientMessage(new RadScribeError(ErrorCode.RequestInvalid, 'query parameter since: bad'))).toBe(
+      'query parameter since: bad',
+    );
+    const leak = 'relation "audit_events" does not exist at /var/lib/radscribe/pglite';
+    expect(clientMessage(new RadScribeError(ErrorCode.DatabaseUnavailable, leak))).toBe(
+      'the database is unavailable; try again later',
+    );
+    expect(clientMessage(new Error(leak))).toBe('internal error');
+    expect(clientMessage(Object.assign(new Error(leak), { code: '42P01', severity: 'ERROR' }))).toBe('internal error');
   });
 });

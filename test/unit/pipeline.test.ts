@@ -5,7 +5,7 @@ const img = (o: Partial<ImageCandidate> & { sopInstanceUid: string }): ImageCand
   seriesInstanceUid: '1.2.1',
   sopClassUid: '1.2.840.10008.5.1.4.1.1.2',
   modality: 'CT',
-  instanceNumber: undefined,
+  instanceNumber: null,
   numberOfFrames: 1,
   hasPixelData: true,
   ...o,

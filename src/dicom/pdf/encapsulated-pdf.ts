@@ -2,15 +2,10 @@ import { SrValidationError } from '../../errors.js';
 import type { NaturalDataset } from '../dataset.js';
 import { Codes } from '../sr/coding.js';
 import { codeToItem } from '../sr/content-items.js';
-import {
-  DRAFT_SR_SERIES_NUMBER,
-  type DraftSr,
-  dicomDateTime,
-  draftPdfSopInstanceUid,
-  TYPE2_COPIED,
-  TYPE3_COPIED,
-  writePart10,
-} from '../sr/document.js';
+import { DRAFT_SR_SERIES_NUMBER, DRAFT_VERIFICATION_FLAG, draftPdfSopInstanceUid } from '../sr/draft-policy.js';
+import type { DraftSr } from '../sr/draft-sr.js';
+import { dicomDateTime, TYPE2_COPIED, TYPE3_COPIED, writePart10 } from '../sr/sr-document.js';
+import { SopClass } from '../uids.js';
 import { type PdfBlock, renderDraftPdf } from './draft-pdf.js';
 import type { PdfFont } from './fonts.js';
 
@@ -20,8 +15,6 @@ import type { PdfFont } from './fonts.js';
  * shows the same text, flags, disclaimer and algorithm identification as the SR.
  */
 
-/** Encapsulated PDF Storage (PS3.4 Table B.5-1). */
-export const ENCAPSULATED_PDF_SOP_CLASS_UID = '1.2.840.10008.5.1.4.1.1.104.1';
 /** Document Title (0042,0010) and PDF title. */
 export const DRAFT_PDF_TITLE = 'UNVERIFIED AI DRAFT – NOT FOR DIAGNOSTIC USE';
 /** Instance Number of the companion (the SR is 1). */
@@ -121,7 +114,7 @@ export async function buildEncapsulatedPdf(params: EncapsulatedPdfParams): Promi
   const ds: NaturalDataset = {
     // SOP Common (C.12.1)
     SpecificCharacterSet: 'ISO_IR 192',
-    SOPClassUID: ENCAPSULATED_PDF_SOP_CLASS_UID,
+    SOPClassUID: SopClass.EncapsulatedPdfStorage,
     SOPInstanceUID: sopInstanceUid,
     InstanceCreationDate: t.date,
     InstanceCreationTime: t.time,
@@ -156,7 +149,7 @@ export async function buildEncapsulatedPdf(params: EncapsulatedPdfParams): Promi
     ConceptNameCodeSequence: [codeToItem(Codes.DiagnosticImagingReport)],
     // Derived from the SR (and through it from the images it lists as evidence).
     SourceInstanceSequence: [{ ReferencedSOPClassUID: src.SOPClassUID, ReferencedSOPInstanceUID: sr.sopInstanceUid }],
-    VerificationFlag: 'UNVERIFIED',
+    VerificationFlag: DRAFT_VERIFICATION_FLAG,
     MIMETypeOfEncapsulatedDocument: 'application/pdf',
     EncapsulatedDocumentLength: pdf.length,
     EncapsulatedDocument: [padded.buffer],

@@ -1,5 +1,6 @@
 import { SrValidationError } from '../../errors.js';
 import { isValidUid, type NaturalDataset } from '../dataset.js';
+import { MappingResource } from '../uids.js';
 import { assertCode, type Code } from './coding.js';
 import { firstForbiddenUtIndex, replaceForbiddenUt } from './vr.js';
 
@@ -177,15 +178,16 @@ export class ContainerContentItem extends ContentItem {
         : {
             // Content Template Sequence (PS3.3 Table C.18.8-1, Template Identification Macro Table 9-17).
             ContentTemplateSequence: [
-              { MappingResource: 'DCMR', MappingResourceUID: DCMR_UID, TemplateIdentifier: this.templateIdentifier },
+              {
+                MappingResource: 'DCMR',
+                MappingResourceUID: MappingResource.Dcmr,
+                TemplateIdentifier: this.templateIdentifier,
+              },
             ],
           }),
     };
   }
 }
-
-/** Mapping Resource UID of DCMR (PS3.6 Annex A, "DICOM Content Mapping Resource"). */
-export const DCMR_UID = '1.2.840.10008.8.1.1';
 
 /**
  * UT (PS3.5 Table 6.2-1) admits graphic characters plus CR, LF, FF and (for ISO 2022 code

@@ -1,5 +1,6 @@
 import { DicomError, ErrorCode, SrValidationError } from '../../errors.js';
 import { isValidUid, type NaturalDataset, parsePart10 } from '../dataset.js';
+import { SR_SOP_CLASSES } from '../uids.js';
 import { type Code, code, formatCode } from './coding.js';
 import {
   CodeContentItem,
@@ -82,15 +83,6 @@ export interface SrDocument {
   /** The root CONTAINER. */
   readonly content: ContainerContentItem;
 }
-
-/** SR Storage SOP Classes we accept (PS3.4 Table B.5-1): Basic Text, Enhanced, Comprehensive, Comprehensive 3D, Extensible. */
-const SR_SOP_CLASSES: ReadonlySet<string> = new Set([
-  '1.2.840.10008.5.1.4.1.1.88.11',
-  '1.2.840.10008.5.1.4.1.1.88.22',
-  '1.2.840.10008.5.1.4.1.1.88.33',
-  '1.2.840.10008.5.1.4.1.1.88.34',
-  '1.2.840.10008.5.1.4.1.1.88.35',
-]);
 
 /** Node decoders for the single-byte character sets of PS3.3 Table C.12-2 we can repair. */
 const CHARSET_DECODER: Readonly<Record<string, string>> = {

@@ -1,7 +1,7 @@
 import { renderDraftPdf } from '../../../../src/dicom/pdf/draft-pdf.js';
 import { buildEncapsulatedPdf, draftPdfBlocks } from '../../../../src/dicom/pdf/encapsulated-pdf.js';
 import { loadPdfFonts } from '../../../../src/dicom/pdf/fonts.js';
-import { buildDraftSr } from '../../../../src/dicom/sr/document.js';
+import { buildDraftSr } from '../../../../src/dicom/sr/draft-sr.js';
 import { RadScribeError, SrValidationError } from '../../../../src/errors.js';
 import { FIXED_NOW, paramsFor, sourceHeader } from '../sr/sr-fixtures.js';
 

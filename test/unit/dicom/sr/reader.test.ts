@@ -8,8 +8,9 @@ import {
   ReferencedContentItem,
   type TextContentItem,
 } from '../../../../src/dicom/sr/content-items.js';
-import { buildDraftSr, writePart10 } from '../../../../src/dicom/sr/document.js';
+import { buildDraftSr } from '../../../../src/dicom/sr/draft-sr.js';
 import { readSr, renderSrTree } from '../../../../src/dicom/sr/reader.js';
+import { writePart10 } from '../../../../src/dicom/sr/sr-document.js';
 import { DicomError, ErrorCode } from '../../../../src/errors.js';
 import { fixtureBytes, paramsFor, sourceHeader } from './sr-fixtures.js';
 

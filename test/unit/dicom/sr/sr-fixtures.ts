@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { type NaturalDataset, parsePart10 } from '../../../../src/dicom/dataset.js';
-import type { DraftSrAlgorithm, DraftSrParams } from '../../../../src/dicom/sr/document.js';
+import type { DraftSrAlgorithm, DraftSrParams } from '../../../../src/dicom/sr/draft-sr.js';
 import { FIXTURES_DIR } from '../../../../src/runtime-paths.js';
 
 /** Shared inputs for the SR tests: real corpus headers (test/fixtures/dicom/ATTRIBUTION.tsv). */

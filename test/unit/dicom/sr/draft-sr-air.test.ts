@@ -1,18 +1,15 @@
-import { createHash } from 'node:crypto';
 import { Codes, codeEquals } from '../../../../src/dicom/sr/coding.js';
 import {
-  buildDraftSr,
-  COMPREHENSIVE_3D_SR_SOP_CLASS_UID,
-  COMPREHENSIVE_SR_SOP_CLASS_UID,
   DRAFT_SR_DISCLAIMER,
   DRAFT_SR_SERIES_DESCRIPTION,
   deriveUid,
   draftPdfSopInstanceUid,
   draftSopInstanceUid,
-  modelDeviceUid,
   SrProfile,
-} from '../../../../src/dicom/sr/document.js';
+} from '../../../../src/dicom/sr/draft-policy.js';
+import { buildDraftSr } from '../../../../src/dicom/sr/draft-sr.js';
 import { findingTexts, readSr } from '../../../../src/dicom/sr/reader.js';
+import { SopClass } from '../../../../src/dicom/uids.js';
 import { SrValidationError } from '../../../../src/errors.js';
 import { ALGORITHM, FIXED_NOW, paramsFor, sibling, sourceHeader } from './sr-fixtures.js';
 
@@ -21,7 +18,7 @@ const study = [ct, sibling(ct, 1), sibling(ct, 2, true)];
 const NASTY = 'é ß 日本語 😀 – Zeile 1\nZeile 2';
 const LONG = `${'x'.repeat(10_000)} END 日本`;
 const PRED = {
-  sopClassUid: COMPREHENSIVE_SR_SOP_CLASS_UID,
+  sopClassUid: SopClass.ComprehensiveSrStorage,
   sopInstanceUid: '2.25.11',
   seriesInstanceUid: '2.25.12',
   studyInstanceUid: String(ct.StudyInstanceUID),
@@ -35,7 +32,7 @@ describe.each([SrProfile.Report, SrProfile.Air])(
 
     it('header: SOP class, placement, flags, dates, character set', () => {
       expect(doc.sopClassUid).toBe(
-        profile === 'air' ? COMPREHENSIVE_3D_SR_SOP_CLASS_UID : COMPREHENSIVE_SR_SOP_CLASS_UID,
+        profile === 'air' ? SopClass.Comprehensive3dSrStorage : SopClass.ComprehensiveSrStorage,
       );
       expect(doc.specificCharacterSet).toBe('ISO_IR 192');
       expect([doc.sopInstanceUid, doc.studyInstanceUid, doc.seriesInstanceUid]).toEqual([
@@ -186,19 +183,6 @@ describe('buildDraftSr: new arguments', () => {
   });
   it('omits the Predecessor Documents Sequence when there is none', () => {
     expect(buildDraftSr(p).dataset.PredecessorDocumentsSequence).toBeUndefined();
-  });
-});
-
-describe('modelDeviceUid', () => {
-  const bytes = new TextEncoder().encode('{"name":"m","version":"1"}');
-  it('derives the UID the gateway derives from the manifest hash', () => {
-    const hash = createHash('sha256').update(bytes).digest('hex');
-    expect(modelDeviceUid(bytes)).toBe(deriveUid('radscribe-model', hash));
-    expect(modelDeviceUid(new TextEncoder().encode('{"name":"m","version":"2"}'))).not.toBe(modelDeviceUid(bytes));
-  });
-  it('prefers a declared UID and rejects an invalid one', () => {
-    expect(modelDeviceUid(bytes, '2.25.5')).toBe('2.25.5');
-    expect(() => modelDeviceUid(bytes, 'nope')).toThrow(SrValidationError);
   });
 });
 

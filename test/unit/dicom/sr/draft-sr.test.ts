@@ -7,16 +7,16 @@ import type {
   UidRefContentItem,
 } from '../../../../src/dicom/sr/content-items.js';
 import {
-  buildDraftSr,
-  COMPREHENSIVE_SR_SOP_CLASS_UID,
   DRAFT_SR_SERIES_DESCRIPTION,
   DRAFT_SR_SERIES_NUMBER,
   deriveUid,
   draftSeriesInstanceUid,
   FIXTURE_SR_SERIES_DESCRIPTION,
-  RADSCRIBE_IMPLEMENTATION_CLASS_UID,
-} from '../../../../src/dicom/sr/document.js';
+} from '../../../../src/dicom/sr/draft-policy.js';
+import { buildDraftSr } from '../../../../src/dicom/sr/draft-sr.js';
 import { readSr } from '../../../../src/dicom/sr/reader.js';
+import { RADSCRIBE_IMPLEMENTATION_CLASS_UID } from '../../../../src/dicom/sr/sr-document.js';
+import { SopClass } from '../../../../src/dicom/uids.js';
 import { SrValidationError } from '../../../../src/errors.js';
 import { ALGORITHM, FIXED_NOW, paramsFor, sibling, sourceHeader } from './sr-fixtures.js';
 
@@ -30,7 +30,7 @@ describe('buildDraftSr: placement and flags', () => {
   const ds = sr.dataset;
 
   it('is a Comprehensive SR in the source study, in a new deterministic series', () => {
-    expect(ds.SOPClassUID).toBe(COMPREHENSIVE_SR_SOP_CLASS_UID);
+    expect(ds.SOPClassUID).toBe(SopClass.ComprehensiveSrStorage);
     expect(ds.StudyInstanceUID).toBe(ct.StudyInstanceUID);
     expect(sr.seriesInstanceUid).not.toBe(ct.SeriesInstanceUID);
     expect(sr.seriesInstanceUid).toBe(draftSeriesInstanceUid(String(ct.StudyInstanceUID), ALGORITHM.deviceUid));
@@ -101,7 +101,7 @@ describe('buildDraftSr: placement and flags', () => {
     expect(p.meta.ImplementationClassUID).toBe(RADSCRIBE_IMPLEMENTATION_CLASS_UID);
     expect(String(p.meta.ImplementationVersionName).trim()).toBe('RADSCRIBE_0_1');
     expect(p.meta.MediaStorageSOPInstanceUID).toBe(sr.sopInstanceUid);
-    expect(p.meta.MediaStorageSOPClassUID).toBe(COMPREHENSIVE_SR_SOP_CLASS_UID);
+    expect(p.meta.MediaStorageSOPClassUID).toBe(SopClass.ComprehensiveSrStorage);
   });
 });
 
@@ -219,7 +219,7 @@ describe('buildDraftSr → Part 10 → readSr round trip', () => {
 
   it('keeps document attributes and flags', () => {
     expect(doc).toMatchObject({
-      sopClassUid: COMPREHENSIVE_SR_SOP_CLASS_UID,
+      sopClassUid: SopClass.ComprehensiveSrStorage,
       sopInstanceUid: sr.sopInstanceUid,
       seriesInstanceUid: sr.seriesInstanceUid,
       studyInstanceUid: ct.StudyInstanceUID,

@@ -1,0 +1,217 @@
+import type { Queryable } from '../db/pool.js';
+import type { InstanceHeader, ReceivedVia, StoredInstance } from './types.js';
+
+/**
+ * The one owner of the `instances` table (issue 8: one lifecycle owner per table). An instance row
+ * is written once, at receipt, in the instance store's transaction, and never changed afterwards:
+ * a resend with the same bytes is a duplicate, with other bytes a refusal (PS3.4 B.2.3), so there
+ * is no DELETE here, and the one UPDATE fills the header columns of rows stored before migration
+ * 0004 (src/ingest/header-backfill.ts), once. Every statement on `instances` is a named constant below.
+ */
+
+/** Locks an existing row, so a concurrent receipt of the same SOP instance waits for our commit. */
+export const SELECT_INSTANCE_FOR_UPDATE = `
+SELECT file_sha256, file_path FROM instances WHERE sop_instance_uid = $1 FOR UPDATE`;
+
+export const SELECT_INSTANCE_DIGEST = `
+SELECT file_sha256, file_path FROM instances WHERE sop_instance_uid = $1`;
+
+/** The row lock on the new primary key serialises concurrent receipts of the same SOP instance. */
+export const INSERT_INSTANCE = `
+INSERT INTO instances (sop_instance_uid, study_instance_uid, series_instance_uid, sop_class_uid, transfer_syntax_uid,
+                       modality, file_path, file_sha256, size_bytes, received_via, remote_address, actor,
+                       instance_number, series_number, number_of_frames, pixel_rows, pixel_columns,
+                       photometric_interpretation, body_part_examined, series_description,
+                       specific_character_set, has_pixel_data)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
+ON CONFLICT (sop_instance_uid) DO NOTHING
+RETURNING sop_instance_uid`;
+
+/**
+ * Series, then Instance Number (PS3.3 C.7.6.1), then arrival: a stable order for the pipeline; the
+ * index instances_study_idx narrows to the study. NULL instance numbers sort last within a series.
+ */
+export const SELECT_STUDY_INSTANCES = `
+SELECT sop_instance_uid, study_instance_uid, series_instance_uid, sop_class_uid, transfer_syntax_uid, modality,
+       file_path, file_sha256, size_bytes, received_via, received_at, actor,
+       instance_number, series_number, number_of_frames, pixel_rows, pixel_columns,
+       photometric_interpretation, body_part_examined, series_description, specific_character_set, has_pixel_data
+FROM instances WHERE study_instance_uid = $1
+ORDER BY series_instance_uid, instance_number NULLS LAST, received_at, sop_instance_uid`;
+
+/** Rows stored before migration 0004, whose header columns were never filled (partial index). */
+export const SELECT_UNREAD_HEADERS = `
+SELECT sop_instance_uid, file_path FROM instances WHERE NOT header_read ORDER BY sop_instance_uid LIMIT $1`;
+
+/**
+ * Fill the header columns of one such row. `header_read` becomes true also when the file could not
+ * be read ($2 NULL: has_pixel_data stays false), so an unreadable file is tried once, not every start.
+ */
+export const UPDATE_UNREAD_HEADER = `
+UPDATE instances SET header_read = true,
+  instance_number = $2, series_number = $3, number_of_frames = coalesce($4, 1), pixel_rows = $5, pixel_columns = $6,
+  photometric_interpretation = $7, body_part_examined = $8, series_description = $9,
+  specific_character_set = $10, has_pixel_data = coalesce($11, false)
+WHERE sop_instance_uid = $1 AND NOT header_read`;
+
+/** What a receipt writes: the header plus where and how the bytes arrived. */
+export interface NewInstance extends InstanceHeader {
+  readonly sopInstanceUid: string;
+  readonly studyInstanceUid: string;
+  readonly filePath: string;
+  readonly fileSha256: string;
+  readonly sizeBytes: number;
+  readonly receivedVia: ReceivedVia;
+  readonly remoteAddress: string | null;
+  readonly actor: string | null;
+}
+
+/** The stored digest and place of an instance, for duplicate classification. */
+export interface InstanceDigest {
+  readonly fileSha256: string;
+  readonly filePath: string;
+}
+
+interface InstanceRow {
+  sop_instance_uid: string;
+  study_instance_uid: string;
+  series_instance_uid: string;
+  sop_class_uid: string;
+  transfer_syntax_uid: string;
+  modality: string | null;
+  file_path: string;
+  file_sha256: string;
+  /** bigint: pg returns it as a string. */
+  size_bytes: string | number;
+  received_via: ReceivedVia;
+  received_at: Date;
+  actor: string | null;
+  instance_number: number | null;
+  series_number: number | null;
+  number_of_frames: number;
+  pixel_rows: number | null;
+  pixel_columns: number | null;
+  photometric_interpretation: string | null;
+  body_part_examined: string | null;
+  series_description: string | null;
+  specific_character_set: string | null;
+  has_pixel_data: boolean;
+}
+
+function toStoredInstance(r: InstanceRow): StoredInstance {
+  return {
+    sopInstanceUid: r.sop_instance_uid,
+    studyInstanceUid: r.study_instance_uid,
+    seriesInstanceUid: r.series_instance_uid,
+    sopClassUid: r.sop_class_uid,
+    transferSyntaxUid: r.transfer_syntax_uid,
+    modality: r.modality,
+    filePath: r.file_path,
+    fileSha256: r.file_sha256,
+    sizeBytes: Number(r.size_bytes),
+    receivedVia: r.received_via,
+    receivedAt: r.received_at,
+    actor: r.actor,
+    instanceNumber: r.instance_number,
+    seriesNumber: r.series_number,
+    numberOfFrames: r.number_of_frames,
+    rows: r.pixel_rows,
+    columns: r.pixel_columns,
+    photometricInterpretation: r.photometric_interpretation,
+    bodyPartExamined: r.body_part_examined,
+    seriesDescription: r.series_description,
+    specificCharacterSet: r.specific_character_set,
+    hasPixelData: r.has_pixel_data,
+  };
+}
+
+function toDigest(r: { file_sha256: string; file_path: string } | undefined): InstanceDigest | null {
+  return r ? { fileSha256: r.file_sha256, filePath: r.file_path } : null;
+}
+
+/** Insert the row for a new instance; false when a concurrent receipt committed the same SOP first. */
+export async function insertInstance(q: Queryable, i: NewInstance): Promise<boolean> {
+  const res = await q.query(INSERT_INSTANCE, [
+    i.sopInstanceUid,
+    i.studyInstanceUid,
+    i.seriesInstanceUid,
+    i.sopClassUid,
+    i.transferSyntaxUid,
+    i.modality,
+    i.filePath,
+    i.fileSha256,
+    i.sizeBytes,
+    i.receivedVia,
+    i.remoteAddress,
+    i.actor,
+    i.instanceNumber,
+    i.seriesNumber,
+    i.numberOfFrames,
+    i.rows,
+    i.columns,
+    i.photometricInterpretation,
+    i.bodyPartExamined,
+    i.seriesDescription,
+    i.specificCharacterSet,
+    i.hasPixelData,
+  ]);
+  return (res.rowCount ?? 0) > 0;
+}
+
+/** The stored digest of an instance, row-locked until the caller's transaction ends. */
+export async function lockInstanceDigest(q: Queryable, sopInstanceUid: string): Promise<InstanceDigest | null> {
+  const { rows } = await q.query<{ file_sha256: string; file_path: string }>(SELECT_INSTANCE_FOR_UPDATE, [
+    sopInstanceUid,
+  ]);
+  return toDigest(rows[0]);
+}
+
+export async function instanceDigest(q: Queryable, sopInstanceUid: string): Promise<InstanceDigest | null> {
+  const { rows } = await q.query<{ file_sha256: string; file_path: string }>(SELECT_INSTANCE_DIGEST, [sopInstanceUid]);
+  return toDigest(rows[0]);
+}
+
+/** Rows whose header columns predate migration 0004: at most `limit` of them. */
+export async function listUnreadHeaders(
+  q: Queryable,
+  limit: number,
+): Promise<{ sopInstanceUid: string; filePath: string }[]> {
+  const { rows } = await q.query<{ sop_instance_uid: string; file_path: string }>(SELECT_UNREAD_HEADERS, [limit]);
+  return rows.map((r) => ({ sopInstanceUid: r.sop_instance_uid, filePath: r.file_path }));
+}
+
+/** Record the header read from a pre-0004 row's file, or (header null) that its file is unreadable. */
+export async function recordBackfilledHeader(
+  q: Queryable,
+  sopInstanceUid: string,
+  h: InstanceHeader | null,
+): Promise<void> {
+  await q.query(UPDATE_UNREAD_HEADER, [
+    sopInstanceUid,
+    h?.instanceNumber ?? null,
+    h?.seriesNumber ?? null,
+    h?.numberOfFrames ?? null,
+    h?.rows ?? null,
+    h?.columns ?? null,
+    h?.photometricInterpretation ?? null,
+    h?.bodyPartExamined ?? null,
+    h?.seriesDescription ?? null,
+    h?.specificCharacterSet ?? null,
+    h ? h.hasPixelData : null,
+  ]);
+}
+
+/** Reads of `instances` for the pipeline and the operator commands. */
+export class InstanceRepository {
+  readonly #q: Queryable;
+
+  constructor(q: Queryable) {
+    this.#q = q;
+  }
+
+  /** Every instance of a study in pipeline order (series, Instance Number, arrival, SOP UID). */
+  async listForStudy(studyInstanceUid: string): Promise<StoredInstance[]> {
+    const { rows } = await this.#q.query<InstanceRow>(SELECT_STUDY_INSTANCES, [studyInstanceUid]);
+    return rows.map(toStoredInstance);
+  }
+}

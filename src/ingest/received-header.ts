@@ -1,0 +1,165 @@
+import { open } from 'node:fs/promises';
+import { type InstanceIdentity, instanceIdentity, type NaturalDataset } from '../dicom/dataset.js';
+import { DicomHeaderError, HeaderFailure, type Part10Header, readPart10Header } from '../dicom/header-reader.js';
+import type { InstanceHeader } from './types.js';
+
+/**
+ * Read and validate the header of a received file once, at ingest, without reading its pixels
+ * (issue 8: a 2 GB multi-frame instance is accepted with bounded memory). The file is streamed
+ * through the Part 10 header reader (src/dicom/header-reader.ts) until Pixel Data; the pixel data
+ * element is then checked against the file's size with a few positional reads, so a truncated
+ * instance is refused now (0xC000 Cannot Understand, PS3.4 B.2.3), not when the pipeline opens it.
+ */
+
+export interface ReceivedHeader {
+  readonly identity: InstanceIdentity;
+  readonly header: InstanceHeader;
+  /** Size of the file as it is on disk. */
+  readonly sizeBytes: number;
+}
+
+/** Read chunk for the header stream: a typical header fits in one. */
+const HEADER_READ_CHUNK_BYTES = 64 * 1024;
+
+/** First value of a naturalized attribute (dcmjs gives a scalar for VM 1, an array otherwise). */
+function first(v: unknown): unknown {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** An IS or US value as a 32-bit integer (the column type); anything else is null. */
+function integer(v: unknown): number | null {
+  const x = first(v);
+  const n = typeof x === 'number' ? x : typeof x === 'string' && x.trim() !== '' ? Number(x.trim()) : Number.NaN;
+  return Number.isInteger(n) && n >= -0x80000000 && n <= 0x7fffffff ? n : null;
+}
+
+/** A text value, multiple values joined by `\` (PS3.5 §6.4); empty becomes null. */
+function text(v: unknown): string | null {
+  const parts = (Array.isArray(v) ? v : [v]).filter(
+    (x): x is string | number => typeof x === 'string' || typeof x === 'number',
+  );
+  const s = parts
+    .map((x) => String(x).trim())
+    .join('\\')
+    .replace(/^\\+$/, '');
+  return s === '' ? null : s;
+}
+
+/**
+ * The InstanceHeader columns from a header read (PS3.3 C.7.3.1, C.7.6.1, C.7.6.3, C.7.6.6, C.12.1).
+ * Number of Frames defaults to 1 when absent or not a positive integer: a single-frame object.
+ */
+export function instanceHeaderOf(h: Part10Header, id: InstanceIdentity): InstanceHeader {
+  const d: NaturalDataset = h.instance.dataset;
+  const frames = integer(d.NumberOfFrames);
+  return {
+    sopClassUid: id.sopClassUid,
+    transferSyntaxUid: id.transferSyntaxUid,
+    seriesInstanceUid: id.seriesInstanceUid,
+    modality: id.modality ?? null,
+    instanceNumber: integer(d.InstanceNumber),
+    seriesNumber: integer(d.SeriesNumber),
+    numberOfFrames: frames !== null && frames >= 1 ? frames : 1,
+    rows: integer(d.Rows),
+    columns: integer(d.Columns),
+    photometricInterpretation: text(d.PhotometricInterpretation),
+    bodyPartExamined: text(d.BodyPartExamined),
+    seriesDescription: text(d.SeriesDescription),
+    specificCharacterSet: h.specificCharacterSet,
+    hasPixelData: h.pixelData !== undefined,
+  };
+}
+
+type FileHandle = Awaited<ReturnType<typeof open>>;
+
+async function readAt(fh: FileHandle, position: number, length: number): Promise<Buffer> {
+  const buf = Buffer.alloc(length);
+  let got = 0;
+  while (got < length) {
+    const { bytesRead } = await fh.read(buf, got, length - got, position + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return buf.subarray(0, got);
+}
+
+/** The file from its start in chunks; the reader stops pulling at Pixel Data. */
+async function* chunksOf(fh: FileHandle): AsyncGenerator<Uint8Array> {
+  let position = 0;
+  for (;;) {
+    const buf = Buffer.allocUnsafe(HEADER_READ_CHUNK_BYTES);
+    const { bytesRead } = await fh.read(buf, 0, buf.byteLength, position);
+    if (bytesRead === 0) return;
+    position += bytesRead;
+    yield buf.subarray(0, bytesRead);
+  }
+}
+
+/**
+ * The pixel data element's value lies within the file. A defined length must fit (PS3.5 §7.1.1);
+ * an undefined length is encapsulated (PS3.5 A.4): its item headers are read at their offsets, each
+ * fragment skipped, up to the Sequence Delimitation Item. Reads 8 bytes per fragment, never pixels.
+ */
+async function checkPixelData(fh: FileHandle, size: number, h: Part10Header): Promise<void> {
+  const p = h.pixelData;
+  // A deflated data set's offsets are in the inflated stream; inflating to the end would read the pixels.
+  if (p?.valueOffset === undefined) return;
+  if (p.length !== undefined) {
+    if (p.valueOffset + p.length > size) {
+      throw new DicomHeaderError(
+        HeaderFailure.Truncated,
+        `Pixel Data (${p.tag}) declares ${p.length} bytes but the file ends ${size - p.valueOffset} bytes after its header`,
+      );
+    }
+    return;
+  }
+  const le = h.transferSyntaxUid !== '1.2.840.10008.1.2.2';
+  let pos = p.valueOffset;
+  for (;;) {
+    const item = await readAt(fh, pos, 8);
+    if (item.byteLength < 8) {
+      throw new DicomHeaderError(
+        HeaderFailure.Truncated,
+        `encapsulated Pixel Data (${p.tag}) ends without a delimiter`,
+      );
+    }
+    const group = le ? item.readUInt16LE(0) : item.readUInt16BE(0);
+    const element = le ? item.readUInt16LE(2) : item.readUInt16BE(2);
+    const len = le ? item.readUInt32LE(4) : item.readUInt32BE(4);
+    if (group === 0xfffe && element === 0xe0dd) return;
+    if (group !== 0xfffe || element !== 0xe000 || len === 0xffffffff) {
+      throw new DicomHeaderError(
+        HeaderFailure.Malformed,
+        `encapsulated Pixel Data (${p.tag}) holds a non-item element`,
+      );
+    }
+    pos += 8 + len;
+    if (pos > size) {
+      throw new DicomHeaderError(
+        HeaderFailure.Truncated,
+        `a fragment of Pixel Data (${p.tag}) runs past the end of the file`,
+      );
+    }
+  }
+}
+
+/**
+ * Read a received file's header: stream it to Pixel Data, extract and validate the identifying
+ * UIDs and the stored header, and check the pixel data against the file size. Throws DicomError
+ * (dicom-invalid) for anything the sender must fix; file system errors propagate unclassified.
+ */
+export async function readReceivedHeader(
+  filePath: string,
+  options: { readonly maxHeaderBytes?: number } = {},
+): Promise<ReceivedHeader> {
+  const fh = await open(filePath, 'r');
+  try {
+    const { size } = await fh.stat();
+    const h = await readPart10Header(chunksOf(fh), options);
+    const identity = instanceIdentity(h.instance);
+    await checkPixelData(fh, size, h);
+    return { identity, header: instanceHeaderOf(h, identity), sizeBytes: size };
+  } finally {
+    await fh.close();
+  }
+}

@@ -1,0 +1,238 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parsePart10 } from '../../../src/dicom/dataset.js';
+import { readSr } from '../../../src/dicom/sr/reader.js';
+import { FolderDestination } from '../../../src/export/sr-destination.js';
+import { SrExportLedger } from '../../../src/export/sr-export-ledger.js';
+import { InstanceRepository } from '../../../src/ingest/instance-repository.js';
+import { InstanceStore } from '../../../src/ingest/instance-store.js';
+import type { DraftModel, ImagePreparer } from '../../../src/pipeline/describe-images.js';
+import { type DescribeStudyDeps, describeStudy, type PipelineRecorder } from '../../../src/pipeline/describe-study.js';
+import { ImagePrepClient } from '../../../src/pipeline/image-prep-client.js';
+import { FIXTURES_DIR } from '../../../src/runtime-paths.js';
+import { type TestDatabase, testDatabase } from '../../support/db.js';
+import { CT_SMALL, ctSlice, received, rewritten } from './ct-series.js';
+
+/**
+ * [issue 8] Frame selection reads the rows ingest stored, not the files: a CT series whose instance
+ * numbers are only consulted in the database, with no file on disk for the slices not selected.
+ * The image-prep worker is the only reader of the selected file and returns its header for the SR.
+ */
+jest.setTimeout(60_000);
+
+const ct = parsePart10(readFileSync(CT_SMALL), { untilPixelData: true }).dataset;
+const STUDY = ct.StudyInstanceUID as string;
+const preprocessorConfig = JSON.parse(
+  readFileSync(path.join(FIXTURES_DIR, 'models', 'tiny-mllama', 'preprocessor_config.json'), 'utf8'),
+) as unknown;
+
+/** A model stand-in through the DraftModel seam (STYLE §2.3: inject the model interface). */
+const model: DraftModel = {
+  info: {
+    name: 'row-test',
+    version: '1',
+    deviceUid: '2.25.1234',
+    fixture: false,
+    prompt: 'Describe.',
+    provider: 'cpu',
+  },
+  preprocessorConfig,
+  describe: async (input) => ({
+    text: `tiles ${input.family}`,
+    tokenIds: [1, 2],
+    stopReason: 'eos',
+    timings: {},
+  }),
+};
+
+let db: TestDatabase;
+let work: string;
+let store: InstanceStore;
+let prep: ImagePrepClient;
+
+beforeAll(async () => {
+  db = await testDatabase();
+  work = mkdtempSync(path.join(tmpdir(), 'radscribe-rows-'));
+  store = new InstanceStore({ pool: db.pool, storageDir: path.join(work, 'instances') });
+  prep = new ImagePrepClient();
+});
+afterAll(async () => {
+  await prep?.close();
+  await db?.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+/** Store slices 1..count (in a shuffled order), then delete the files of every slice not in `keep`. */
+async function storeSeries(root: string, count: number, keep: readonly number[]): Promise<Map<number, string>> {
+  const sops = new Map<number, string>();
+  const order = Array.from({ length: count }, (_, i) => i + 1).sort((a, b) => ((a * 7) % count) - ((b * 7) % count));
+  for (const n of order) {
+    const slice = ctSlice(n, root);
+    const out = await store.accept(received(work, slice.bytes), { via: 'stow-rs', actor: 'ct-1' });
+    if (out.status === 'failed') throw new Error(`store slice ${n}: ${out.message}`);
+    sops.set(n, slice.sopInstanceUid);
+    if (!keep.includes(n)) rmSync(out.storedPath);
+  }
+  return sops;
+}
+
+function harness(perSeriesSlices: number) {
+  const opened: string[] = [];
+  const runs: { sopInstanceUid: string; outcome: string }[] = [];
+  const details: Record<string, unknown>[] = [];
+  const outbox = mkdtempSync(path.join(work, 'outbox-'));
+  // Records which files the pipeline asks the image-prep worker to open; the worker does the reading.
+  const images: ImagePreparer = {
+    prepare: (filePath, frame, cfg) => {
+      opened.push(filePath);
+      return prep.prepare(filePath, frame, cfg);
+    },
+  };
+  const recorder: PipelineRecorder = {
+    inferenceRun: async (ev) => {
+      runs.push({ sopInstanceUid: ev.sopInstanceUid, outcome: ev.outcome });
+      details.push(ev.detail);
+    },
+    srExported: async () => undefined,
+    srExportFailed: async () => undefined,
+  };
+  const instances = new InstanceRepository(db.pool);
+  const deps: DescribeStudyDeps = {
+    listInstances: (uid) => instances.listForStudy(uid),
+    model,
+    images,
+    selection: { eachImage: ['CR'], perSeriesSlices },
+    routes: [],
+    defaultDestination: 'outbox',
+    destinations: new Map([
+      ['outbox', { destination: new FolderDestination('outbox', outbox), srProfile: 'report', pdfCompanion: false }],
+    ]),
+    recorder,
+    ledger: new SrExportLedger(db.pool),
+  };
+  return { deps, opened, runs, details, outbox };
+}
+
+describe('describeStudy from stored rows', () => {
+  it('picks the middle slice by the rows’ Instance Numbers and opens only that file', async () => {
+    const sops = await storeSeries('2.25.81001', 4, [3]);
+    const { deps, opened, runs } = harness(1);
+    const rows = await deps.listInstances(STUDY);
+    const series = rows.filter((r) => [...sops.values()].includes(r.sopInstanceUid));
+    expect(series.map((r) => r.instanceNumber).sort()).toEqual([1, 2, 3, 4]);
+    // Three of the four stored files are gone: reading any header but slice 3's would fail.
+    expect(series.filter((r) => existsSync(r.filePath)).map((r) => r.instanceNumber)).toEqual([3]);
+
+    const result = await describeStudy(deps, { id: 1, studyInstanceUid: STUDY });
+    // Four slices, middle by Instance Number = slice 3 (index 2); by SOP Instance UID it would be slice 2.
+    expect(result).toMatchObject({ selected: 1, described: 1, skipped: [] });
+    const slice3 = rows.find((r) => r.sopInstanceUid === sops.get(3));
+    expect(opened).toEqual([slice3?.filePath]);
+    expect(runs).toEqual([{ sopInstanceUid: sops.get(3), outcome: 'success' }]);
+
+    // The SR's evidence and patient module come from the header the worker read with the pixels.
+    const srBytes = readFileSync(result.location);
+    const sr = readSr(srBytes);
+    expect(sr.currentRequestedProcedureEvidence.map((e) => e.sopInstanceUid)).toEqual([sops.get(3)]);
+    expect(sr.completionFlag).toBe('COMPLETE');
+    const srDataset = parsePart10(srBytes).dataset;
+    expect(srDataset.PatientID).toBe(ct.PatientID);
+    expect(JSON.stringify(srDataset.PatientName)).toBe(JSON.stringify(ct.PatientName));
+    expect(srDataset.StudyInstanceUID).toBe(STUDY);
+  });
+
+  it('a selected slice whose file cannot be read is skipped and the draft is PARTIAL', async () => {
+    // Six slices, two per series → indices 1 and 4 of the Instance Number order: slices 2 and 5.
+    const sops = await storeSeries('2.25.81002', 6, [2]);
+    const { deps, opened, runs, outbox } = harness(2);
+    const mine = new Set(sops.values());
+    const rows = (await deps.listInstances(STUDY)).filter((r) => mine.has(r.sopInstanceUid));
+    const result = await describeStudy(
+      { ...deps, listInstances: async () => rows },
+      { id: 2, studyInstanceUid: STUDY },
+    );
+    expect(result.selected).toBe(2);
+    expect(result.described).toBe(1);
+    expect(result.skipped.map((s) => s.sopInstanceUid)).toEqual([sops.get(5)]);
+    expect(opened).toHaveLength(2);
+    expect(runs).toEqual([
+      { sopInstanceUid: sops.get(2), outcome: 'success' },
+      { sopInstanceUid: sops.get(5), outcome: 'failure' },
+    ]);
+    const sr = readSr(readFileSync(result.location));
+    expect(sr.completionFlag).toBe('PARTIAL');
+    expect(sr.currentRequestedProcedureEvidence.map((e) => e.sopInstanceUid)).toEqual([sops.get(2)]);
+    expect(readdirSync(path.join(outbox, STUDY))).toHaveLength(1);
+  });
+
+  it('no described image fails the job with the first image’s error code', async () => {
+    const sops = await storeSeries('2.25.81003', 3, []);
+    const { deps } = harness(1);
+    const mine = new Set(sops.values());
+    const rows = (await deps.listInstances(STUDY)).filter((r) => mine.has(r.sopInstanceUid));
+    const err = await describeStudy(
+      { ...deps, listInstances: async () => rows },
+      { id: 3, studyInstanceUid: STUDY },
+    ).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    // Not "no image selected" (dicom-unsupported): the selected slice's own failure, a missing file.
+    expect(err).toBeInstanceOf(Error);
+    expect((err as { code?: string }).code).toBe('internal');
+    expect((err as Error).message).toMatch(/ENOENT/);
+  });
+});
+
+describe('transcoding fallback', () => {
+  it('takes the pixels from the PACS’s copy and keeps the stored instance’s header as evidence', async () => {
+    // JPEG progressive (1.2.840.10008.1.2.4.55): no decoder here, so the worker answers dicom-unsupported.
+    const original = path.join(FIXTURES_DIR, 'dicom', 'CTImage_jpeg_progressive_55_retired.dcm');
+    const head = parsePart10(readFileSync(original), { untilPixelData: true }).dataset;
+    const out = await store.accept(received(work, readFileSync(original)), { via: 'wado-rs', actor: 'pacs-1' });
+    expect(out.status).toBe('stored');
+    // Stands in for the PACS's Explicit VR Little Endian copy: same UIDs, other pixels, and a
+    // Patient ID the SR must not pick up (its evidence is the instance we stored).
+    const copy = path.join(work, 'pacs-copy.dcm');
+    writeFileSync(
+      copy,
+      rewritten(CT_SMALL, {
+        '0020000D': { vr: 'UI', Value: [head.StudyInstanceUID] },
+        '0020000E': { vr: 'UI', Value: [head.SeriesInstanceUID] },
+        '00080018': { vr: 'UI', Value: [head.SOPInstanceUID] },
+        '00100020': { vr: 'LO', Value: ['FROM-PACS-COPY'] },
+      }),
+    );
+    const { deps, opened, details } = harness(1);
+    const asked: string[] = [];
+    const result = await describeStudy(
+      {
+        ...deps,
+        transcode: async (inst, { studyInstanceUid }) => {
+          asked.push(`${studyInstanceUid}/${inst.sopInstanceUid}/${inst.receivedVia}`);
+          return copy;
+        },
+      },
+      { id: 4, studyInstanceUid: head.StudyInstanceUID as string },
+    );
+    expect(result).toMatchObject({ selected: 1, described: 1, skipped: [] });
+    expect(asked).toEqual([`${head.StudyInstanceUID}/${head.SOPInstanceUID}/wado-rs`]);
+    expect(opened).toHaveLength(2);
+    expect(opened[1]).toBe(copy);
+    expect(details[0]).toMatchObject({ transcodedByPacs: true });
+    const sr = parsePart10(readFileSync(result.location)).dataset;
+    expect(sr.PatientID).toBe(head.PatientID);
+    expect(sr.PatientID).not.toBe('FROM-PACS-COPY');
+  });
+});
+
+describe('pipeline file access', () => {
+  it('only the image-prep worker (and the transcoding cache, which writes copies) touches the file system', () => {
+    const dir = path.join(__dirname, '../../../src/pipeline');
+    const readers = readdirSync(dir)
+      .filter((f) => f.endsWith('.ts'))
+      .filter((f) => /from 'node:fs(\/promises)?'/.test(readFileSync(path.join(dir, f), 'utf8')));
+    expect(readers.filter((f) => f !== 'transcoding-cache.ts')).toEqual(['image-prep-worker.ts']);
+  });
+});

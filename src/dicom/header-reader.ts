@@ -2,6 +2,7 @@ import { pipeline, Readable } from 'node:stream';
 import { createInflateRaw, deflateRawSync } from 'node:zlib';
 import { DicomError, ErrorCode } from '../errors.js';
 import { type Part10Instance, parsePart10 } from './dataset.js';
+import { TransferSyntax } from './uids.js';
 
 /**
  * Streaming reader of a Part 10 header (PS3.10 §7.1): preamble, "DICM", File Meta Information, then
@@ -82,11 +83,6 @@ export interface ReadHeaderOptions {
   /** Cap on the bytes kept; beyond it DicomHeaderError(too-large). Default {@link DEFAULT_MAX_HEADER_BYTES}. */
   readonly maxHeaderBytes?: number;
 }
-
-const IMPLICIT_VR_LE = '1.2.840.10008.1.2';
-const EXPLICIT_VR_BE = '1.2.840.10008.1.2.2';
-/** Deflated Explicit VR Little Endian (PS3.5 A.5): the data set after the meta is raw deflate. */
-const DEFLATED_EXPLICIT_VR_LE = '1.2.840.10008.1.2.1.99';
 
 const UNDEFINED_LENGTH = 0xffffffff;
 const ITEM = 0xe000;
@@ -450,7 +446,7 @@ export async function readPart10Header(
   try {
     const meta = await readMeta(src, max);
     const ts = meta.ts;
-    if (ts === DEFLATED_EXPLICIT_VR_LE) {
+    if (ts === TransferSyntax.DeflatedExplicitVrLittleEndian) {
       // Walk the inflated data set; dcmjs gets the meta bytes and the header re-deflated, which it inflates again.
       inner = inflated(src.data.copy(meta.end, src.data.length), it);
       const dataSrc = new Source(inner);
@@ -459,9 +455,9 @@ export async function readPart10Header(
       return finish(prefix, ts, walk, walk.headerEnd, false);
     }
     const enc: Encoding =
-      ts === IMPLICIT_VR_LE
+      ts === TransferSyntax.ImplicitVrLittleEndian
         ? { explicit: false, littleEndian: true }
-        : { explicit: true, littleEndian: ts !== EXPLICIT_VR_BE };
+        : { explicit: true, littleEndian: ts !== TransferSyntax.ExplicitVrBigEndian };
     const walk = await walkDataSet(src, meta.end, enc, max, 0);
     return finish(src.data.copy(0, walk.headerEnd), ts, walk, walk.headerEnd - meta.end, true);
   } finally {

@@ -18,11 +18,6 @@ import type {
 
 export type { DescribeResult, ModelInfo } from './worker-protocol.js';
 
-/**
- * Main-thread handle on the inference worker (STYLE §2.1: inference runs in a worker_thread). Owns the
- * Worker; `close()` is idempotent. Worker failures become typed errors here and never crash the host.
- */
-
 export interface InferenceClientOptions {
   bundleDir: string;
   executionProviders?: ExecutionProvider[];
@@ -153,8 +148,8 @@ async function spawnWorker(opts: InferenceClientOptions): Promise<{ worker: Work
 }
 
 /**
- * Main-thread handle on the inference worker (STYLE §2.1: inference runs in a worker_thread). Owns the
- * Worker; `close()` is idempotent. Worker failures become typed errors here and never crash the host. A
+ * Main-thread handle on the inference worker, a child process (see `Worker` above for why not the
+ * worker_thread of STYLE §2.1). Owns the Worker; `close()` is idempotent. Worker failures become typed errors here and never crash the host. A
  * call that passes its hard limit, or a worker that dies, costs only the calls in flight: the worker is
  * replaced by a fresh one (same bundle, same options) and later calls wait for it.
  */

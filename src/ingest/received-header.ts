@@ -1,6 +1,7 @@
 import { open } from 'node:fs/promises';
 import { type InstanceIdentity, instanceIdentity, type NaturalDataset } from '../dicom/dataset.js';
 import { DicomHeaderError, HeaderFailure, type Part10Header, readPart10Header } from '../dicom/header-reader.js';
+import { TransferSyntax } from '../dicom/uids.js';
 import type { InstanceHeader } from './types.js';
 
 /**
@@ -113,7 +114,7 @@ async function checkPixelData(fh: FileHandle, size: number, h: Part10Header): Pr
     }
     return;
   }
-  const le = h.transferSyntaxUid !== '1.2.840.10008.1.2.2';
+  const le = h.transferSyntaxUid !== TransferSyntax.ExplicitVrBigEndian;
   let pos = p.valueOffset;
   for (;;) {
     const item = await readAt(fh, pos, 8);

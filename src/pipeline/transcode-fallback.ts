@@ -1,5 +1,6 @@
 import { buffer as readAll } from 'node:stream/consumers';
 import { type Part10Instance, parsePart10 } from '../dicom/dataset.js';
+import { TransferSyntax } from '../dicom/uids.js';
 import { DicomError, ErrorCode } from '../errors.js';
 import type { DicomwebClient } from '../pacs/dicomweb-client.js';
 
@@ -10,8 +11,6 @@ import type { DicomwebClient } from '../pacs/dicomweb-client.js';
  * decode that. The PACS does the transcoding (Orthanc 1.10 through DCMTK/GDCM), so the pixels are
  * its decoder's, not ours; the result says so. Lossy sources stay lossy; only the container changes.
  */
-
-export const EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
 
 /** Where an instance can be fetched again. */
 export interface RemoteInstanceRef {
@@ -31,7 +30,7 @@ export async function retrieveTranscoded(
 ): Promise<{ instance: Part10Instance; bytes: Uint8Array }> {
   let body: Uint8Array | undefined;
   await client.retrieveInstance(ref.studyInstanceUid, ref.seriesInstanceUid, ref.sopInstanceUid, {
-    transferSyntax: EXPLICIT_VR_LITTLE_ENDIAN,
+    transferSyntax: TransferSyntax.ExplicitVrLittleEndian,
     onInstance: async (stream) => {
       const b = await readAll(stream);
       body ??= new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
@@ -41,10 +40,10 @@ export async function retrieveTranscoded(
     throw new DicomError(ErrorCode.DicomUnsupported, `PACS returned no transcoded copy of ${ref.sopInstanceUid}`);
   }
   const copy = parsePart10(body);
-  if (copy.transferSyntaxUid !== EXPLICIT_VR_LITTLE_ENDIAN) {
+  if (copy.transferSyntaxUid !== TransferSyntax.ExplicitVrLittleEndian) {
     throw new DicomError(
       ErrorCode.DicomUnsupported,
-      `PACS answered transfer syntax ${copy.transferSyntaxUid}, not ${EXPLICIT_VR_LITTLE_ENDIAN}, for ${ref.sopInstanceUid}`,
+      `PACS answered transfer syntax ${copy.transferSyntaxUid}, not ${TransferSyntax.ExplicitVrLittleEndian}, for ${ref.sopInstanceUid}`,
     );
   }
   return { instance: copy, bytes: body };

@@ -2,9 +2,10 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { instanceIdentity, parsePart10 } from '../../src/dicom/dataset.js';
 import { decodeFrame } from '../../src/dicom/pixel-decoder.js';
+import { TransferSyntax } from '../../src/dicom/uids.js';
 import { ErrorCode } from '../../src/errors.js';
 import { DicomwebClient } from '../../src/pacs/dicomweb-client.js';
-import { EXPLICIT_VR_LITTLE_ENDIAN, retrieveTranscoded } from '../../src/pipeline/transcode-fallback.js';
+import { retrieveTranscoded } from '../../src/pipeline/transcode-fallback.js';
 import { FIXTURES_DIR } from '../../src/runtime-paths.js';
 import { type OrthancHandle, orthancAvailable, startOrthanc } from '../support/orthanc.js';
 
@@ -43,8 +44,8 @@ d('[REQ-PX-TS] transcode fallback through WADO-RS against a real Orthanc', () =>
       seriesInstanceUid: id.seriesInstanceUid,
       sopInstanceUid: id.sopInstanceUid,
     });
-    expect(copy.instance.transferSyntaxUid).toBe(EXPLICIT_VR_LITTLE_ENDIAN);
-    expect(parsePart10(copy.bytes).transferSyntaxUid).toBe(EXPLICIT_VR_LITTLE_ENDIAN);
+    expect(copy.instance.transferSyntaxUid).toBe(TransferSyntax.ExplicitVrLittleEndian);
+    expect(parsePart10(copy.bytes).transferSyntaxUid).toBe(TransferSyntax.ExplicitVrLittleEndian);
     const frame = await decodeFrame(copy.instance, 0);
     const { createHash } = await import('node:crypto');
     const h = createHash('sha256').update(

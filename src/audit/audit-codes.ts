@@ -20,6 +20,7 @@ export const AuditEventId = {
   BeginTransferringDicomInstances: dcm('110102', 'Begin Transferring DICOM Instances'),
   DicomInstancesAccessed: dcm('110103', 'DICOM Instances Accessed'),
   DicomInstancesTransferred: dcm('110104', 'DICOM Instances Transferred'),
+  DicomStudyDeleted: dcm('110105', 'DICOM Study Deleted'),
   Export: dcm('110106', 'Export'),
   Query: dcm('110112', 'Query'),
   SecurityAlert: dcm('110113', 'Security Alert'),
@@ -75,6 +76,12 @@ export const AuditEventKind = {
   AuditQuery: 'audit-query',
   ApplicationStart: 'application-start',
   ApplicationStop: 'application-stop',
+  /** An instance offered to RadScribe (STOW-RS, C-STORE, WADO-RS retrieve) was refused; outcome 8. */
+  InstanceRefused: 'instance-refused',
+  /** An instance that crashed or exceeded a limit while being read was set aside, never retried. */
+  InstanceQuarantined: 'instance-quarantined',
+  /** Retention removed a study's received instances. */
+  StudyDeleted: 'study-deleted',
 } as const;
 export type AuditEventKind = (typeof AuditEventKind)[keyof typeof AuditEventKind];
 
@@ -103,6 +110,11 @@ export interface AuditEventDefinition {
  *   Configuration for AE/destination changes, chosen by the caller via detail.scope = 'network').
  * - audit-query → 110101 Audit Log Used (A.5.3.3), action R.
  * - application-start/stop → 110100 with 110120/110121, action E (A.5.3.1).
+ * - instance-refused → 110104 C with outcome 8: the transfer was attempted and refused (A.5.3.5
+ *   "DICOM Instances Transferred" carries failed transfers through EventOutcomeIndicator).
+ * - instance-quarantined → 110113 Security Alert, action E: an input that broke a limit or killed
+ *   a reader is a security-relevant event, not an access.
+ * - study-deleted → 110105 DICOM Study Deleted, action D (A.5.3.6).
  */
 export const AUDIT_EVENTS: Readonly<Record<AuditEventKind, AuditEventDefinition>> = {
   'instance-received': { eventId: AuditEventId.DicomInstancesTransferred, action: EventActionCode.Create },
@@ -131,6 +143,9 @@ export const AUDIT_EVENTS: Readonly<Record<AuditEventKind, AuditEventDefinition>
     eventTypeCode: AuditEventTypeCode.ApplicationStop,
     action: EventActionCode.Execute,
   },
+  'instance-refused': { eventId: AuditEventId.DicomInstancesTransferred, action: EventActionCode.Create },
+  'instance-quarantined': { eventId: AuditEventId.SecurityAlert, action: EventActionCode.Execute },
+  'study-deleted': { eventId: AuditEventId.DicomStudyDeleted, action: EventActionCode.Delete },
 };
 
 /** Event type for a config change: 110128 for network/AE changes, else 110131 (PS3.15 A.5.3.11). */

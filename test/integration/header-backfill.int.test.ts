@@ -86,9 +86,10 @@ describe(`instance header backfill (${backendName()})`, () => {
     await asIfStoredBefore0004(out.identity.sopInstanceUid);
     unlinkSync(out.storedPath);
     expect(await backfillInstanceHeaders(db.pool)).toEqual({ filled: 0, unreadable: 1 });
-    const { rows } = await db.pool.query('SELECT header_read, has_pixel_data FROM instances WHERE sop_instance_uid = $1', [
-      out.identity.sopInstanceUid,
-    ]);
+    const { rows } = await db.pool.query(
+      'SELECT header_read, has_pixel_data FROM instances WHERE sop_instance_uid = $1',
+      [out.identity.sopInstanceUid],
+    );
     expect(rows[0]).toEqual({ header_read: true, has_pixel_data: false });
     expect(await backfillInstanceHeaders(db.pool)).toEqual({ filled: 0, unreadable: 0 });
   });

@@ -20,7 +20,6 @@ import { PACKAGE_ROOT } from './runtime-paths.js';
 
 export { CONFIG_DEFAULTS, REMOTE_NODE_DEFAULTS } from './config/defaults.js';
 /** The execution providers the inference layer knows (one definition: src/inference). */
-export { ExecutionProvider };
 
 export const DestinationType = { Folder: 'folder', StowRs: 'stow-rs' } as const;
 export type DestinationType = (typeof DestinationType)[keyof typeof DestinationType];

@@ -3,7 +3,7 @@ import type { Queryable } from '../db/pool.js';
 import { redact } from '../logger.js';
 import {
   AUDIT_EVENTS,
-  type AuditEventKind,
+  AuditEventKind,
   configChangeTypeCode,
   type EventActionCode,
   EventOutcome,
@@ -136,7 +136,7 @@ interface AuditRow {
 export async function listAudit(q: Queryable, filter: AuditFilter, requester: string): Promise<AuditEvent[]> {
   const limit = Math.max(1, Math.min(MAX_LIST_LIMIT, Math.trunc(filter.limit)));
   await recordAudit(q, {
-    kind: 'audit-query',
+    kind: AuditEventKind.AuditQuery,
     actor: requester,
     ...(filter.studyInstanceUid ? { studyInstanceUid: filter.studyInstanceUid } : {}),
     detail: {

@@ -3,13 +3,15 @@ import path from 'node:path';
 import type { AuditEventKind } from '../audit/audit-codes.js';
 import { listAudit, verifyAuditChain } from '../audit/audit-log.js';
 import { jobQueueOptions } from '../config/options.js';
+import { DestinationType } from '../config.js';
 import { migrate } from '../db/migrate.js';
 import { openDatabase } from '../db/pool.js';
 import { readSr, renderSrTree } from '../dicom/sr/reader.js';
-import { RadScribeError } from '../errors.js';
+import { ErrorCode, RadScribeError } from '../errors.js';
 import { Gateway } from '../gateway.js';
 import { getStudyState, StudyState } from '../ingest/study-lifecycle.js';
 import { JobQueue } from '../jobs/job-queue.js';
+import { JobState } from '../jobs/types.js';
 import { DicomwebClient } from '../pacs/dicomweb-client.js';
 import { PACKAGE_ROOT } from '../runtime-paths.js';
 import { type Args, type CliCommand, configFrom, flag, intFlag, operator, UsageError } from './args.js';
@@ -106,7 +108,7 @@ async function cmdDemo(args: Args): Promise<number> {
       http: { host: '127.0.0.1', port: 0 },
       ingest: { stabilityWindowMs: 1000 },
       jobs: { pollIntervalMs: 200 },
-      destinations: [{ name: 'outbox', type: 'folder', path: path.join(demoDir, 'outbox') }],
+      destinations: [{ name: 'outbox', type: DestinationType.Folder, path: path.join(demoDir, 'outbox') }],
       defaultDestination: 'outbox',
       routes: [],
       remoteNodes: [],
@@ -133,10 +135,10 @@ async function cmdDemo(args: Args): Promise<number> {
     const study =
       stow.referenced[0]?.retrieveUrl?.match(/studies\/([0-9.]+)/)?.[1] ??
       (await studyOf(gw, stow.referenced[0]?.sopInstanceUid));
-    if (!study) throw new RadScribeError('internal', 'sample study was not stored');
+    if (!study) throw new RadScribeError(ErrorCode.Internal, 'sample study was not stored');
     await ensureJob(gw, study);
     const job = await waitForJob(gw, study, timeoutMs);
-    if (job.state !== 'succeeded') {
+    if (job.state !== JobState.Succeeded) {
       out(`describe-study job ${job.id} ended ${job.state}: ${job.errorCode ?? ''} ${job.lastError ?? ''}`);
       return 1;
     }
@@ -186,11 +188,18 @@ async function waitForJob(gw: Gateway, study: string, timeoutMs: number) {
   const since = new Date(Date.now() - 1000);
   for (;;) {
     const jobs = await q.list({ studyInstanceUid: study });
-    const recent = jobs.filter((j) => j.createdAt >= since || j.state === 'queued' || j.state === 'running');
-    const done = recent.find((j) => j.state === 'succeeded' || j.state === 'failed' || j.state === 'cancelled');
-    if (done && !recent.some((j) => j.state === 'queued' || j.state === 'running')) return done;
+    const recent = jobs.filter(
+      (j) => j.createdAt >= since || j.state === JobState.Queued || j.state === JobState.Running,
+    );
+    const done = recent.find(
+      (j) => j.state === JobState.Succeeded || j.state === JobState.Failed || j.state === JobState.Cancelled,
+    );
+    if (done && !recent.some((j) => j.state === JobState.Queued || j.state === JobState.Running)) return done;
     if (Date.now() > deadline)
-      throw new RadScribeError('timeout', `no finished describe-study job for the sample study within ${timeoutMs} ms`);
+      throw new RadScribeError(
+        ErrorCode.Timeout,
+        `no finished describe-study job for the sample study within ${timeoutMs} ms`,
+      );
     await new Promise((r) => setTimeout(r, 250));
   }
 }

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { AuditEventKind } from '../audit/audit-codes.js';
 import { recordAudit } from '../audit/audit-log.js';
 import { withTransaction } from '../db/pool.js';
 import { listSettledStudies, markStable, studyQueued } from '../ingest/study-lifecycle.js';
@@ -43,7 +44,7 @@ export async function promoteStableStudies(
       if (!job) await studyQueued(client, uid);
       const id = job?.id ?? null;
       await recordAudit(client, {
-        kind: 'study-queued',
+        kind: AuditEventKind.StudyQueued,
         actor: 'radscribe',
         studyInstanceUid: uid,
         detail: { jobId: id, instanceCount, stabilityWindowMs: windowMs },

@@ -4,6 +4,7 @@ import type { NaturalDataset } from '../dicom/dataset.js';
 import type { DraftSrFinding } from '../dicom/sr/draft-sr.js';
 import { DicomError, ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from '../errors.js';
 import type { ModelIdentity } from '../inference/model-identity.js';
+import { ModelFamily } from '../inference/model-manifest.js';
 import type { StoredInstance } from '../ingest/types.js';
 import { type SelectionPolicy, selectFrames } from './frame-selection.js';
 import { ImagePrepError, type PreparedImage, type PreparedInput } from './image-prep-types.js';
@@ -145,7 +146,7 @@ export async function describeImages(
           stopReason: out.stopReason,
           // A hash, never the text: the audit table holds no PHI and no model output.
           textSha256: createHash('sha256').update(text).digest('hex'),
-          tiles: input.family === 'mllama' ? input.tiles : [1, 1],
+          tiles: input.family === ModelFamily.Mllama ? input.tiles : [1, 1],
           transcodedByPacs: transcoded,
           prepareMs,
           totalMs: Date.now() - started,

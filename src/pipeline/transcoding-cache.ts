@@ -1,6 +1,7 @@
 import { mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { normalizeErrorString } from '../errors.js';
+import { ReceivedVia } from '../ingest/types.js';
 import { childLogger } from '../logger.js';
 import type { RemoteInstanceRef } from './transcode-fallback.js';
 
@@ -78,7 +79,7 @@ export class TranscodingCache {
    * describe-images' `transcode` dependency.
    */
   transcode(inst: TranscodableInstance, where: { studyInstanceUid: string }): Promise<string | undefined> {
-    if (inst.receivedVia !== 'wado-rs' || !inst.actor) return Promise.resolve(undefined);
+    if (inst.receivedVia !== ReceivedVia.WadoRs || !inst.actor) return Promise.resolve(undefined);
     const key = inst.sopInstanceUid;
     const hit = this.entries.get(key);
     if (hit) {

@@ -54,7 +54,17 @@ function item(v: unknown, i = 0): NaturalDataset | undefined {
  * Functional Groups item, then the Shared Functional Groups, then the top level.
  */
 function functionalGroup(d: NaturalDataset, frameIndex: number, macro: string): NaturalDataset | undefined {
-  const perFrame = item(d.PerFrameFunctionalGroupsSequence, frameIndex);
+  const items = d.PerFrameFunctionalGroupsSequence;
+  // One item per frame (C.7.6.16.1). dcmjs drops empty items, so a short sequence would hand frame
+  // k the window of frame k+1: refuse rather than render with another frame's values.
+  const frames = num(d.NumberOfFrames) ?? (d.NumberOfFrames === undefined ? 1 : undefined);
+  if (Array.isArray(items) && items.length > 0 && frames !== undefined && items.length !== frames) {
+    throw new DicomError(
+      ErrorCode.DicomInvalid,
+      `Per-Frame Functional Groups Sequence (5200,9230) has ${items.length} items for ${frames} frames (PS3.3 C.7.6.16.1)`,
+    );
+  }
+  const perFrame = item(items, frameIndex);
   const shared = item(d.SharedFunctionalGroupsSequence);
   return item(perFrame?.[macro]) ?? item(shared?.[macro]);
 }

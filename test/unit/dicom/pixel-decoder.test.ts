@@ -136,10 +136,17 @@ describe('fragments → frames (PS3.5 A.4)', () => {
 
 describe('errors', () => {
   it('an unsupported transfer syntax is dicom-unsupported and names the UID', async () => {
-    const err = await decodeFrame(load('CTImage_jpeg_progressive_55_retired.dcm'), 0).catch((e: unknown) => e);
+    // JPEG XL (PS3.5 §8.2.15): no Node decoder.
+    const jxl = parsePart10(readFileSync(path.join(FIXTURES_DIR, 'corpus', 'compressed', 'US_multiframe_jpegxl.dcm')));
+    const err = await decodeFrame(jxl, 0).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DicomError);
     expect((err as DicomError).code).toBe(ErrorCode.DicomUnsupported);
-    expect((err as Error).message).toContain('1.2.840.10008.1.2.4.55');
+    expect((err as Error).message).toContain('1.2.840.10008.1.2.4.111');
+  });
+
+  it('the retired JPEG full progression syntax (.55) decodes (ITU T.81 Annex G, libjpeg)', async () => {
+    const f = await decodeFrame(load('CTImage_jpeg_progressive_55_retired.dcm'), 0);
+    expect([f.rows, f.columns, f.bitsStored, f.data.length]).toEqual([512, 512, 12, 512 * 512]);
   });
 
   it.each([

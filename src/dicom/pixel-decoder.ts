@@ -82,7 +82,10 @@ export async function decodeFrameFrom(
   if (pm.bitsAllocated === 12) {
     // ACR-NEMA packed 12-bit samples exist only natively; no codec defines them.
     if (src.encapsulated) {
-      throw new DicomError(ErrorCode.DicomUnsupported, 'encapsulated Pixel Data with BitsAllocated 12 is not supported');
+      throw new DicomError(
+        ErrorCode.DicomUnsupported,
+        'encapsulated Pixel Data with BitsAllocated 12 is not supported',
+      );
     }
     raw = unpack12(raw, pm.rows * pm.columns * pm.samplesPerPixel);
     samples = { ...pm, bitsAllocated: 16 };
@@ -136,7 +139,10 @@ function unpackBits(raw: Uint8Array, count: number): Uint8Array {
  */
 function unpack12(raw: Uint8Array, count: number): Uint8Array {
   if (raw.byteLength * 2 < count * 3) {
-    throw new DicomError(ErrorCode.DicomInvalid, `frame holds ${raw.byteLength} bytes, ${Math.ceil((count * 3) / 2)} expected`);
+    throw new DicomError(
+      ErrorCode.DicomInvalid,
+      `frame holds ${raw.byteLength} bytes, ${Math.ceil((count * 3) / 2)} expected`,
+    );
   }
   const out = new Uint16Array(count);
   for (let i = 0; i < count; i++) {

@@ -279,7 +279,8 @@ function renderPalette(d: NaturalDataset, frame: DecodedFrame): Uint8Array {
     if (segmented !== undefined && segmented !== null && d[`${c}PaletteColorLookupTableData`] === undefined) {
       const plain = readLut(d[`${c}PaletteColorLookupTableDescriptor`], new Uint8Array(0), what);
       const bytes = toBytes(segmented);
-      if (bytes === undefined) throw new DicomError(ErrorCode.DicomInvalid, `${what}: segmented LUT Data is not binary`);
+      if (bytes === undefined)
+        throw new DicomError(ErrorCode.DicomInvalid, `${what}: segmented LUT Data is not binary`);
       const words = new Uint16Array(bytes.byteLength >> 1);
       const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
       for (let i = 0; i < words.length; i++) words[i] = dv.getUint16(i * 2, true);

@@ -8,7 +8,7 @@ import { parseDicomFile } from '../../src/dicom/dataset.js';
 import { getFrames } from '../../src/dicom/frames.js';
 import { decodeFrame } from '../../src/dicom/pixel-decoder.js';
 import { type RenderedImage, renderFrame } from '../../src/dicom/render.js';
-import { DicomError, ErrorCode } from '../../src/errors.js';
+import { DicomError, type ErrorCode } from '../../src/errors.js';
 import { FIXTURES_DIR } from '../../src/runtime-paths.js';
 
 /**
@@ -65,7 +65,12 @@ function readPnm(buf: Buffer): RenderedImage {
   const channels = m[1] === 'P6' ? 3 : 1;
   const width = Number(m[2]);
   const height = Number(m[3]);
-  return { width, height, channels, data: new Uint8Array(buf.subarray(m[0].length, m[0].length + width * height * channels)) };
+  return {
+    width,
+    height,
+    channels,
+    data: new Uint8Array(buf.subarray(m[0].length, m[0].length + width * height * channels)),
+  };
 }
 
 async function render(file: string, frameIndex: number): Promise<RenderedImage> {
@@ -88,7 +93,8 @@ const measured = new Map<string, number>();
 describe('legacy fixtures', () => {
   it('every fixture and reference is the one the manifest names (sha256 of the uncompressed bytes)', () => {
     const bad = ROWS.filter(
-      (r) => sha256(fixture(r.file)) !== r.fileSha256 || (r.refFile !== '' && sha256(fixture(r.refFile)) !== r.refSha256),
+      (r) =>
+        sha256(fixture(r.file)) !== r.fileSha256 || (r.refFile !== '' && sha256(fixture(r.refFile)) !== r.refSha256),
     );
     expect(bad.map((r) => r.file)).toEqual([]);
     expect(decoded.length).toBeGreaterThanOrEqual(15);
@@ -97,9 +103,7 @@ describe('legacy fixtures', () => {
 
 describe('legacy encodings render within one grey level of the peer reference', () => {
   afterAll(() => {
-    process.stdout.write(
-      `legacy max |ours - reference|: ${[...measured].map(([f, d]) => `${f}=${d}`).join(', ')}\n`,
-    );
+    process.stdout.write(`legacy max |ours - reference|: ${[...measured].map(([f, d]) => `${f}=${d}`).join(', ')}\n`);
   });
 
   it.each(decoded.map((r) => [`${r.file} frame ${r.frame} vs ${r.refTool}`, r] as const))('%s', async (_n, row) => {
@@ -158,7 +162,8 @@ describe('what the fixtures exercise is really there', () => {
   });
 });
 
-const HAVE_DCMTK = spawnSync('dcm2pnm', ['--version']).status === 0 && spawnSync('dcmj2pnm', ['--version']).status === 0;
+const HAVE_DCMTK =
+  spawnSync('dcm2pnm', ['--version']).status === 0 && spawnSync('dcmj2pnm', ['--version']).status === 0;
 /** Rows whose reference is DCMTK run directly on the fixture: `dcm2pnm|dcmj2pnm <options> IN OUT`. */
 const direct = decoded.filter((r) => /^(dcm2pnm|dcmj2pnm) [^:(]* IN OUT/.test(r.refCommand));
 

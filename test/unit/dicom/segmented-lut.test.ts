@@ -1,6 +1,6 @@
-import { expandSegmentedLut, SegmentType } from '../../../src/dicom/segmented-lut.js';
-import { renderFrame } from '../../../src/dicom/render.js';
 import type { DecodedFrame } from '../../../src/dicom/pixel-decoder.js';
+import { renderFrame } from '../../../src/dicom/render.js';
+import { expandSegmentedLut, SegmentType } from '../../../src/dicom/segmented-lut.js';
 import { DicomError, ErrorCode } from '../../../src/errors.js';
 
 /** PS3.3 C.7.9.2 segment expansion, and the refusals that keep a malformed palette from rendering wrong colours. */
@@ -46,7 +46,11 @@ describe('expandSegmentedLut (PS3.3 C.7.9.2)', () => {
     ['a discrete segment past the data', [Discrete, 9, 1, 2], /runs past the data/],
     ['an indirect segment pointing forward', [Discrete, 1, 5, Indirect, 1, 40, 0], /must point back/],
     ['an odd byte offset', [Discrete, 1, 5, Indirect, 1, 1, 0], /must point back, even/],
-    ['an indirect segment pointing at an indirect one', [Discrete, 1, 5, Indirect, 1, 0, 0, Indirect, 1, 6, 0], /points at another indirect segment/],
+    [
+      'an indirect segment pointing at an indirect one',
+      [Discrete, 1, 5, Indirect, 1, 0, 0, Indirect, 1, 6, 0],
+      /points at another indirect segment/,
+    ],
     ['a truncated linear segment', [Discrete, 1, 5, Linear, 2], /truncated/],
   ])('refuses %s with dicom-invalid', (_what, words, reason) => {
     const err = refusal(words, 8);

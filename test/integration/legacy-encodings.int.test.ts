@@ -139,6 +139,12 @@ describe('what the fixtures exercise is really there', () => {
     expect(be.data.filter((v) => v > 0).length).toBeGreaterThan(be.data.length / 10);
   });
 
+  it('the little-endian original of the segmented palette file (corpus) renders the same image', async () => {
+    const le = parseDicomFile(readFileSync(path.join(FIXTURES_DIR, 'corpus', 'images', 'gdcm-US-ALOKA-16.dcm')));
+    const ours = renderFrame(le.dataset, await decodeFrame(le, 0), 0);
+    expect(maxAbsDiff(ours, await render('gdcm-US-ALOKA-16_big.dcm.gz', 0))).toBe(0);
+  });
+
   it('the segmented palette file has no plain LUT Data', () => {
     const d = parseDicomFile(fixture('gdcm-US-ALOKA-16_big.dcm.gz')).dataset;
     expect(d.SegmentedRedPaletteColorLookupTableData).toBeDefined();

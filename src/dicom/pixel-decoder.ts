@@ -52,6 +52,13 @@ export async function decodeFrameFrom(
   const bytes = src.frameBytes(index);
   const convert = options.convertYbrToRgb ?? true;
   if (pm.pixelKeyword !== 'PixelData') return floatFrame(src, bytes);
+  // ACR-NEMA packed 12-bit samples (BitsAllocated 12) exist only natively; no codec defines them.
+  if (pm.bitsAllocated === 12 && (src.encapsulated || pm.samplesPerPixel !== 1)) {
+    throw new DicomError(
+      ErrorCode.DicomUnsupported,
+      `BitsAllocated 12 is supported for native single-sample (ACR-NEMA packed) Pixel Data only (transfer syntax ${src.transferSyntaxUid}, ${pm.samplesPerPixel} samples)`,
+    );
+  }
 
   let raw: Uint8Array;
   let pi = pm.photometricInterpretation;
@@ -80,13 +87,6 @@ export async function decodeFrameFrom(
   }
   let samples = pm;
   if (pm.bitsAllocated === 12) {
-    // ACR-NEMA packed 12-bit samples exist only natively; no codec defines them.
-    if (src.encapsulated) {
-      throw new DicomError(
-        ErrorCode.DicomUnsupported,
-        'encapsulated Pixel Data with BitsAllocated 12 is not supported',
-      );
-    }
     raw = unpack12(raw, pm.rows * pm.columns * pm.samplesPerPixel);
     samples = { ...pm, bitsAllocated: 16 };
   }

@@ -18,6 +18,12 @@ export const CompressedSyntax = {
   RleLossless: TransferSyntax.RleLossless,
   JpegBaseline: TransferSyntax.JpegBaseline,
   JpegExtended: TransferSyntax.JpegExtended,
+  /**
+   * Retired progressive DCT processes (ITU T.81 Annex G, SOF2). libjpeg in dcmjs-codecs decodes them
+   * at 8 and 12 bits like DCMTK's dcmdjpeg; tested against dcmdjpeg (test/fixtures/legacy).
+   */
+  JpegSpectralSelection: TransferSyntax.JpegSpectralSelectionNonHierarchical,
+  JpegFullProgression: TransferSyntax.JpegFullProgressionNonHierarchical,
   JpegLossless: TransferSyntax.JpegLossless,
   JpegLosslessSv1: TransferSyntax.JpegLosslessSv1,
   JpegLsLossless: TransferSyntax.JpegLsLossless,
@@ -176,6 +182,8 @@ export async function decodeCompressedFrame(ts: string, bytes: Uint8Array, pm: P
           return codecs.decodeRle(ctx);
         case CompressedSyntax.JpegBaseline:
         case CompressedSyntax.JpegExtended:
+        case CompressedSyntax.JpegSpectralSelection:
+        case CompressedSyntax.JpegFullProgression:
         case CompressedSyntax.JpegLossless:
         case CompressedSyntax.JpegLosslessSv1:
           // DCMTK honours Photometric Interpretation RGB even without an Adobe marker (no colour

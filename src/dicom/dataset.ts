@@ -97,7 +97,48 @@ function finish(parsed: { meta: DcmjsDict; dict: DcmjsDict }, fallbackTs?: strin
   const ts = meta.TransferSyntaxUID ?? fallbackTs;
   if (!isValidUid(ts))
     throw new DicomError(ErrorCode.DicomInvalid, 'file meta lacks a valid Transfer Syntax UID (0002,0010)');
+  if (ts === TransferSyntax.ExplicitVrBigEndian) lutDataToLittleEndian(dataset);
   return { meta, dataset, dict: parsed.dict, transferSyntaxUid: ts };
+}
+
+/** LUT Data elements whose OW value holds 16-bit words (PS3.3 C.7.6.3.1.6, C.7.9.2, C.11.1.1, C.11.2.1). */
+const LUT_DATA_KEYWORD = /(LookupTableData|^LUTData)$/;
+
+/**
+ * dcmjs hands an OW value of an Explicit VR Big Endian file (PS3.5 §A.3) over as the file's bytes.
+ * frames.ts swaps Pixel Data itself; swap the words of every LUT Data value here (palette, segmented
+ * palette, Modality and VOI LUT Data, in sequences too) so that readers see little-endian words as
+ * for every other transfer syntax. Without this a big-endian palette image renders black.
+ * Values dcmjs already decoded to numbers (VR US/SS) are right as they are.
+ */
+function lutDataToLittleEndian(root: NaturalDataset): void {
+  const pending: NaturalDataset[] = [root];
+  for (let d = pending.pop(); d !== undefined; d = pending.pop()) {
+    for (const [key, value] of Object.entries(d)) {
+      const values = Array.isArray(value) ? value : [value];
+      if (LUT_DATA_KEYWORD.test(key)) {
+        const swapped = values.map((v) => (v instanceof ArrayBuffer || ArrayBuffer.isView(v) ? swapWords(v) : v));
+        d[key] = Array.isArray(value) ? swapped : swapped[0];
+        continue;
+      }
+      for (const v of values) {
+        if (typeof v === 'object' && v !== null && !(v instanceof ArrayBuffer) && !ArrayBuffer.isView(v)) {
+          pending.push(v as NaturalDataset);
+        }
+      }
+    }
+  }
+}
+
+function swapWords(v: ArrayBuffer | ArrayBufferView): ArrayBuffer {
+  const src = v instanceof ArrayBuffer ? new Uint8Array(v) : new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+  const out = new Uint8Array(src.byteLength);
+  for (let i = 0; i + 1 < src.byteLength; i += 2) {
+    out[i] = src[i + 1] ?? 0;
+    out[i + 1] = src[i] ?? 0;
+  }
+  if (src.byteLength % 2 === 1) out[src.byteLength - 1] = src[src.byteLength - 1] ?? 0;
+  return out.buffer;
 }
 
 function hasDicmPrefix(buf: Uint8Array, at: number): boolean {

@@ -81,10 +81,15 @@ export function readPixelModule(d: NaturalDataset): PixelModule {
   const pr = intAttr(d, 'PixelRepresentation', '(0028,0103)', 0);
   const pc = intAttr(d, 'PlanarConfiguration', '(0028,0006)', 0);
   const numberOfFrames = intAttr(d, 'NumberOfFrames', '(0028,0008)', 1);
-  const pi = typeof d.PhotometricInterpretation === 'string' ? d.PhotometricInterpretation.trim() : '';
+  let pi = typeof d.PhotometricInterpretation === 'string' ? d.PhotometricInterpretation.trim() : '';
+  // ACR-NEMA 1.0/2.0 files (Recognition Code (0008,0010), retired) often lack Photometric
+  // Interpretation: it was only added for colour. A grey ACR-NEMA image is MONOCHROME2 (as GDCM reads it).
+  if (pi === '' && samplesPerPixel === 1 && isAcrNema(d)) pi = 'MONOCHROME2';
   const problems: string[] = [];
   if (rows === 0 || columns === 0) problems.push('Rows/Columns must be > 0');
-  if (![1, 8, 16, 32, 64].includes(bitsAllocated)) problems.push(`BitsAllocated ${bitsAllocated} not 1/8/16/32/64`);
+  // 12: ACR-NEMA packed pixels (two samples in three bytes); pixel-decoder.ts unpacks them.
+  if (![1, 8, 12, 16, 32, 64].includes(bitsAllocated))
+    problems.push(`BitsAllocated ${bitsAllocated} not 1/8/12/16/32/64`);
   if (bitsStored < 1 || bitsStored > bitsAllocated) problems.push(`BitsStored ${bitsStored} outside 1..BitsAllocated`);
   if (highBit >= bitsAllocated) problems.push(`HighBit ${highBit} >= BitsAllocated`);
   if (pr > 1) problems.push(`PixelRepresentation ${pr} not 0/1`);
@@ -107,6 +112,11 @@ export function readPixelModule(d: NaturalDataset): PixelModule {
     numberOfFrames,
     pixelKeyword,
   };
+}
+
+function isAcrNema(d: NaturalDataset): boolean {
+  const v = d.RETIRED_RecognitionCode ?? d.RecognitionCode;
+  return /^ACR-NEMA/.test(String(Array.isArray(v) ? v[0] : (v ?? '')));
 }
 
 /**
@@ -219,6 +229,7 @@ function fragmentsToFrames(
 /** Locate the frames of an instance's pixel data (native or encapsulated). */
 export function getFrames(inst: Part10Instance): FrameSource {
   const d = withRawNumberOfFrames(inst);
+  strayItemCheck(inst);
   const pm = readPixelModule(d);
   const ts = inst.transferSyntaxUid;
   const value = d[pm.pixelKeyword];
@@ -270,6 +281,26 @@ export function getFrames(inst: Part10Instance): FrameSource {
       return extractBits(data, index * frameBits, frameBits);
     },
   };
+}
+
+const ITEM_TAGS: ReadonlySet<string> = new Set(['FFFEE000', 'FFFEE00D', 'FFFEE0DD']);
+
+/**
+ * An Item, Item Delimitation or Sequence Delimitation tag (PS3.5 §7.5) at the top level of the data
+ * set means a sequence or item length before it is wrong (e.g. an SQ of length 0 followed by its
+ * items), and dcmjs stopped reading there. Say so instead of the misleading "no Pixel Data".
+ */
+function strayItemCheck(inst: Part10Instance): void {
+  if (Object.keys(PIXEL_TAGS).some((kw) => inst.dataset[kw] !== undefined)) return;
+  const tags = Object.keys(inst.dict);
+  const at = tags.findIndex((t) => ITEM_TAGS.has(t.toUpperCase()));
+  if (at < 0) return;
+  const before = tags[at - 1];
+  const where = before === undefined ? 'at the start' : `after (${before.slice(0, 4)},${before.slice(4)})`;
+  throw new DicomError(
+    ErrorCode.DicomInvalid,
+    `Item tag (FFFE,${(tags[at] ?? '').slice(4)}) outside any sequence ${where} (PS3.5 §7.5): a sequence or item length is wrong; the data set could not be read up to Pixel Data`,
+  );
 }
 
 /**

@@ -8,7 +8,8 @@ export type PixelArray = Uint8Array | Uint16Array | Int16Array | Uint32Array | I
 
 /**
  * One decoded frame: samples masked to Bits Stored and sign-extended (PS3.5 §8.1.1), colour-by-pixel
- * (Planar Configuration 0, PS3.3 C.7.6.3.1.3). BitsAllocated 1 is unpacked to one 0/1 byte per pixel.
+ * (Planar Configuration 0, PS3.3 C.7.6.3.1.3). BitsAllocated 1 is unpacked to one 0/1 byte per pixel;
+ * packed BitsAllocated 12 (ACR-NEMA) to 16-bit samples, and the frame then reads bitsAllocated 16.
  */
 export interface DecodedFrame {
   readonly rows: number;
@@ -51,6 +52,13 @@ export async function decodeFrameFrom(
   const bytes = src.frameBytes(index);
   const convert = options.convertYbrToRgb ?? true;
   if (pm.pixelKeyword !== 'PixelData') return floatFrame(src, bytes);
+  // ACR-NEMA packed 12-bit samples (BitsAllocated 12) exist only natively; no codec defines them.
+  if (pm.bitsAllocated === 12 && (src.encapsulated || pm.samplesPerPixel !== 1)) {
+    throw new DicomError(
+      ErrorCode.DicomUnsupported,
+      `BitsAllocated 12 is supported for native single-sample (ACR-NEMA packed) Pixel Data only (transfer syntax ${src.transferSyntaxUid}, ${pm.samplesPerPixel} samples)`,
+    );
+  }
 
   let raw: Uint8Array;
   let pi = pm.photometricInterpretation;
@@ -77,13 +85,18 @@ export async function decodeFrameFrom(
     if (pi === 'YBR_FULL_422') pi = 'YBR_FULL';
     planar = 0;
   }
-  let data = normaliseSamples(raw, pm);
+  let samples = pm;
+  if (pm.bitsAllocated === 12) {
+    raw = unpack12(raw, pm.rows * pm.columns * pm.samplesPerPixel);
+    samples = { ...pm, bitsAllocated: 16 };
+  }
+  let data = normaliseSamples(raw, samples);
   if (planar === 1 && pm.samplesPerPixel > 1) data = interleave(data, pm.samplesPerPixel);
   if (convert && pi === 'YBR_FULL' && pm.samplesPerPixel === 3 && pm.bitsAllocated === 8) {
     data = ybrFullToRgb(data as Uint8Array);
     pi = 'RGB';
   }
-  return { ...header(pm, pi), data };
+  return { ...header(samples, pi), data };
 }
 
 function header(pm: PixelModule, pi: string): Omit<DecodedFrame, 'data'> {
@@ -117,6 +130,29 @@ function unpackBits(raw: Uint8Array, count: number): Uint8Array {
   const out = new Uint8Array(count);
   for (let i = 0; i < count; i++) out[i] = ((raw[i >> 3] ?? 0) >> (i & 7)) & 1;
   return out;
+}
+
+/**
+ * Packed 12-bit samples (ACR-NEMA 2.0, BitsAllocated 12): a little-endian bit stream, sample i in
+ * bits 12i … 12i+11 (PS3.5 §8.1.1 packing, as for BitsAllocated 1), i.e. bytes b0 b1 b2 hold
+ * s0 = b0 | (b1 & 0x0F) << 8 and s1 = b1 >> 4 | b2 << 4. Out: 16-bit little-endian words.
+ */
+function unpack12(raw: Uint8Array, count: number): Uint8Array {
+  if (raw.byteLength * 2 < count * 3) {
+    throw new DicomError(
+      ErrorCode.DicomInvalid,
+      `frame holds ${raw.byteLength} bytes, ${Math.ceil((count * 3) / 2)} expected`,
+    );
+  }
+  const out = new Uint16Array(count);
+  for (let i = 0; i < count; i++) {
+    const b = (i >> 1) * 3;
+    const b0 = raw[b] ?? 0;
+    const b1 = raw[b + 1] ?? 0;
+    const b2 = raw[b + 2] ?? 0;
+    out[i] = i % 2 === 0 ? b0 | ((b1 & 0x0f) << 8) : (b1 >> 4) | (b2 << 4);
+  }
+  return new Uint8Array(out.buffer);
 }
 
 function upsample422(raw: Uint8Array, pm: PixelModule): Uint8Array {

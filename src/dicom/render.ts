@@ -2,6 +2,7 @@ import { DicomError, ErrorCode } from '../errors.js';
 import type { NaturalDataset } from './dataset.js';
 import type { DecodedFrame, PixelArray } from './pixel-decoder.js';
 import { ybrFullToRgb } from './pixel-decoder.js';
+import { expandSegmentedLut } from './segmented-lut.js';
 
 /**
  * Render a decoded frame to 8-bit display values as a radiologist's viewer would (PS3.4 Annex N
@@ -53,7 +54,17 @@ function item(v: unknown, i = 0): NaturalDataset | undefined {
  * Functional Groups item, then the Shared Functional Groups, then the top level.
  */
 function functionalGroup(d: NaturalDataset, frameIndex: number, macro: string): NaturalDataset | undefined {
-  const perFrame = item(d.PerFrameFunctionalGroupsSequence, frameIndex);
+  const items = d.PerFrameFunctionalGroupsSequence;
+  // One item per frame (C.7.6.16.1). dcmjs drops empty items, so a short sequence would hand frame
+  // k the window of frame k+1: refuse rather than render with another frame's values.
+  const frames = num(d.NumberOfFrames) ?? (d.NumberOfFrames === undefined ? 1 : undefined);
+  if (Array.isArray(items) && items.length > 0 && frames !== undefined && items.length !== frames) {
+    throw new DicomError(
+      ErrorCode.DicomInvalid,
+      `Per-Frame Functional Groups Sequence (5200,9230) has ${items.length} items for ${frames} frames (PS3.3 C.7.6.16.1)`,
+    );
+  }
+  const perFrame = item(items, frameIndex);
   const shared = item(d.SharedFunctionalGroupsSequence);
   return item(perFrame?.[macro]) ?? item(shared?.[macro]);
 }
@@ -256,20 +267,26 @@ function to8bit(data: PixelArray, bitsStored: number): Uint8Array {
   return out;
 }
 
-/** PALETTE COLOR (PS3.3 C.7.6.3.1.5, C.7.9): three LUTs, one per channel, to 8-bit RGB. */
+/**
+ * PALETTE COLOR (PS3.3 C.7.6.3.1.5, C.7.9): three LUTs, one per channel, to 8-bit RGB. Each LUT is
+ * either plain (0028,1201–1203) or segmented (0028,1221–1223, C.7.9.2), expanded to the size its
+ * descriptor gives.
+ */
 function renderPalette(d: NaturalDataset, frame: DecodedFrame): Uint8Array {
   const chans = ['Red', 'Green', 'Blue'].map((c) => {
-    if (
-      d[`Segmented${c}PaletteColorLookupTableData`] !== undefined &&
-      d[`${c}PaletteColorLookupTableData`] === undefined
-    ) {
-      throw new DicomError(ErrorCode.DicomUnsupported, 'Segmented Palette Color LUTs (C.7.9.2) are not supported');
+    const what = `${c} Palette Color LUT`;
+    const segmented = d[`Segmented${c}PaletteColorLookupTableData`];
+    if (segmented !== undefined && segmented !== null && d[`${c}PaletteColorLookupTableData`] === undefined) {
+      const plain = readLut(d[`${c}PaletteColorLookupTableDescriptor`], new Uint8Array(0), what);
+      const bytes = toBytes(segmented);
+      if (bytes === undefined)
+        throw new DicomError(ErrorCode.DicomInvalid, `${what}: segmented LUT Data is not binary`);
+      const words = new Uint16Array(bytes.byteLength >> 1);
+      const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+      for (let i = 0; i < words.length; i++) words[i] = dv.getUint16(i * 2, true);
+      return { ...plain, entries: expandSegmentedLut(words, plain.entries.length, what) };
     }
-    return readLut(
-      d[`${c}PaletteColorLookupTableDescriptor`],
-      d[`${c}PaletteColorLookupTableData`],
-      `${c} Palette Color LUT`,
-    );
+    return readLut(d[`${c}PaletteColorLookupTableDescriptor`], d[`${c}PaletteColorLookupTableData`], what);
   });
   const n = frame.rows * frame.columns;
   const out = new Uint8Array(n * 3);

@@ -23,7 +23,9 @@ export const TransferSyntax = {
   JpegBaseline: '1.2.840.10008.1.2.4.50',
   /** JPEG Extended (Process 2 & 4) (PS3.5 §A.4.1). */
   JpegExtended: '1.2.840.10008.1.2.4.51',
-  /** JPEG Full Progression, Non-Hierarchical (Process 10 & 12) (Retired): no Node decoder; the PACS transcodes it. */
+  /** JPEG Spectral Selection, Non-Hierarchical (Process 6 & 8) (Retired) (PS3.5 Table A-1, ITU T.81 Annex G). */
+  JpegSpectralSelectionNonHierarchical: '1.2.840.10008.1.2.4.53',
+  /** JPEG Full Progression, Non-Hierarchical (Process 10 & 12) (Retired) (PS3.5 Table A-1, ITU T.81 Annex G). */
   JpegFullProgressionNonHierarchical: '1.2.840.10008.1.2.4.55',
   /** JPEG Lossless, Non-Hierarchical (Process 14) (PS3.5 §A.4.1). */
   JpegLossless: '1.2.840.10008.1.2.4.57',

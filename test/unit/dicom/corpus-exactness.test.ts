@@ -30,6 +30,9 @@ const load = (row: CorpusRow): Part10Instance => parseDicomFile(readFileSync(cor
 const LOSSY_TOLERANCE: Readonly<Record<string, (bitsStored: number) => number>> = {
   '1.2.840.10008.1.2.4.50': () => 2,
   '1.2.840.10008.1.2.4.51': (bs) => (bs > 8 ? 8 : 2),
+  // Retired spectral selection / full progression (ITU T.81 Annex G): the same DCT as .51.
+  '1.2.840.10008.1.2.4.53': (bs) => (bs > 8 ? 8 : 2),
+  '1.2.840.10008.1.2.4.55': (bs) => (bs > 8 ? 8 : 2),
   '1.2.840.10008.1.2.4.81': () => 0,
   '1.2.840.10008.1.2.4.91': () => 1,
   '1.2.840.10008.1.2.4.203': () => 1,
@@ -37,8 +40,6 @@ const LOSSY_TOLERANCE: Readonly<Record<string, (bitsStored: number) => number>> 
 
 /** Files no decoder here handles: a DicomError(dicom-unsupported) whose message names the transfer syntax. */
 const EXPECTED_UNSUPPORTED: ReadonlyMap<string, string> = new Map([
-  // JPEG Full Progression (retired, PS3.5 Table A-1): no Node decoder; the PACS transcodes it (transcode-fallback.ts).
-  ['compressed/CTImage_jpeg_progressive_55_retired.dcm', '1.2.840.10008.1.2.4.55'],
   // JPEG XL (PS3.5 §8.2.15, 2024): no Node decoder; DCMTK 3.6.7 / GDCM 3.0.21 cannot read it either.
   ['compressed/US_multiframe_jpegxl.dcm', '1.2.840.10008.1.2.4.111'],
 ]);

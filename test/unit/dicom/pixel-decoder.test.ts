@@ -134,12 +134,54 @@ describe('fragments → frames (PS3.5 A.4)', () => {
   });
 });
 
+describe('ACR-NEMA packed 12-bit samples (BitsAllocated 12)', () => {
+  const packed = (ts: string, spp = 1): Part10Instance => ({
+    meta: {},
+    dict: {},
+    transferSyntaxUid: ts,
+    dataset: {
+      Rows: 2,
+      Columns: 2,
+      SamplesPerPixel: spp,
+      BitsAllocated: 12,
+      BitsStored: 12,
+      HighBit: 11,
+      PixelRepresentation: 0,
+      PhotometricInterpretation: spp === 1 ? 'MONOCHROME2' : 'RGB',
+      // 0x123 0x456 | 0x789 0xABC, two samples in three bytes, low bits first.
+      PixelData: [Uint8Array.from([0x23, 0x61, 0x45, 0x89, 0xc7, 0xab, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]).buffer],
+    },
+  });
+
+  it('unpacks to 16-bit samples in bit-stream order', async () => {
+    const f = await decodeFrame(packed('1.2.840.10008.1.2'), 0);
+    expect(Array.from(f.data)).toEqual([0x123, 0x456, 0x789, 0xabc]);
+    expect([f.bitsAllocated, f.bitsStored]).toEqual([16, 12]);
+  });
+
+  it('is refused encapsulated or with several samples (no codec or layout defines it)', async () => {
+    for (const inst of [packed('1.2.840.10008.1.2.4.50'), packed('1.2.840.10008.1.2', 3)]) {
+      const err = await decodeFrame(inst, 0).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(DicomError);
+      expect((err as DicomError).code).toBe(ErrorCode.DicomUnsupported);
+      expect((err as Error).message).toMatch(/BitsAllocated 12 is supported for native single-sample/);
+    }
+  });
+});
+
 describe('errors', () => {
   it('an unsupported transfer syntax is dicom-unsupported and names the UID', async () => {
-    const err = await decodeFrame(load('CTImage_jpeg_progressive_55_retired.dcm'), 0).catch((e: unknown) => e);
+    // JPEG XL (PS3.5 §8.2.15): no Node decoder.
+    const jxl = parsePart10(readFileSync(path.join(FIXTURES_DIR, 'corpus', 'compressed', 'US_multiframe_jpegxl.dcm')));
+    const err = await decodeFrame(jxl, 0).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DicomError);
     expect((err as DicomError).code).toBe(ErrorCode.DicomUnsupported);
-    expect((err as Error).message).toContain('1.2.840.10008.1.2.4.55');
+    expect((err as Error).message).toContain('1.2.840.10008.1.2.4.111');
+  });
+
+  it('the retired JPEG full progression syntax (.55) decodes (ITU T.81 Annex G, libjpeg)', async () => {
+    const f = await decodeFrame(load('CTImage_jpeg_progressive_55_retired.dcm'), 0);
+    expect([f.rows, f.columns, f.bitsStored, f.data.length]).toEqual([512, 512, 12, 512 * 512]);
   });
 
   it.each([

@@ -187,10 +187,17 @@ describe('describeStudy from stored rows', () => {
 
 describe('transcoding fallback', () => {
   it('takes the pixels from the PACS’s copy and keeps the stored instance’s header as evidence', async () => {
-    // JPEG progressive (1.2.840.10008.1.2.4.55): no decoder here, so the worker answers dicom-unsupported.
-    const original = path.join(FIXTURES_DIR, 'dicom', 'CTImage_jpeg_progressive_55_retired.dcm');
-    const head = parsePart10(readFileSync(original), { untilPixelData: true }).dataset;
-    const out = await store.accept(received(work, readFileSync(original)), { via: 'wado-rs', actor: 'pacs-1' });
+    // The progressive (.55) JPEG file labelled JPEG Spectral Selection, Process 7 & 9
+    // (1.2.840.10008.1.2.4.54, retired), which no decoder here accepts, so the worker answers
+    // dicom-unsupported. (Since issue 9 .53 and .55 decode; no single-frame sample of an
+    // undecodable syntax exists.) Same-length UID, so patching the meta bytes moves nothing.
+    const progressive = readFileSync(path.join(FIXTURES_DIR, 'dicom', 'CTImage_jpeg_progressive_55_retired.dcm'));
+    const at = progressive.indexOf('1.2.840.10008.1.2.4.55', 0, 'latin1');
+    expect(at).toBeGreaterThan(132);
+    const originalBytes = Buffer.from(progressive);
+    originalBytes.write('1.2.840.10008.1.2.4.54', at, 'latin1');
+    const head = parsePart10(originalBytes, { untilPixelData: true }).dataset;
+    const out = await store.accept(received(work, originalBytes), { via: 'wado-rs', actor: 'pacs-1' });
     expect(out.status).toBe('stored');
     // Stands in for the PACS's Explicit VR Little Endian copy: same UIDs, other pixels, and a
     // Patient ID the SR must not pick up (its evidence is the instance we stored).

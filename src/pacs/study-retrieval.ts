@@ -199,9 +199,10 @@ class StudyRetrieval {
           code: errorCodeOf(err),
         });
       }
-      // Only a copy our decoders read replaces the original (a PACS may answer with the original again).
-      const ts = copy ? await transferSyntaxOf(copy) : undefined;
-      if (copy && ts !== undefined && isDecodableTransferSyntax(ts)) {
+      // Only a copy of the same instance that our decoders read replaces the original (a PACS may
+      // answer with the original again).
+      const got = copy ? await headerOf(copy) : undefined;
+      if (copy && got && got.sopInstanceUid === d.sopInstanceUid && isDecodableTransferSyntax(got.transferSyntaxUid)) {
         await discardTempFile(d.file);
         this.transcoded.push(d.sopInstanceUid);
         await this.store(copy, d.sopInstanceUid);
@@ -274,9 +275,10 @@ function statusOf(err: unknown): number {
   return err instanceof DicomwebError ? (err.status ?? 0) : 0;
 }
 
-async function transferSyntaxOf(file: ReceivedFile): Promise<string | undefined> {
+async function headerOf(file: ReceivedFile): Promise<{ sopInstanceUid: string; transferSyntaxUid: string } | undefined> {
   try {
-    return (await readReceivedHeader(file.path)).header.transferSyntaxUid;
+    const h = await readReceivedHeader(file.path);
+    return { sopInstanceUid: h.identity.sopInstanceUid, transferSyntaxUid: h.header.transferSyntaxUid };
   } catch {
     return undefined;
   }

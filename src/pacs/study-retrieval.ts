@@ -275,7 +275,9 @@ function statusOf(err: unknown): number {
   return err instanceof DicomwebError ? (err.status ?? 0) : 0;
 }
 
-async function headerOf(file: ReceivedFile): Promise<{ sopInstanceUid: string; transferSyntaxUid: string } | undefined> {
+async function headerOf(
+  file: ReceivedFile,
+): Promise<{ sopInstanceUid: string; transferSyntaxUid: string } | undefined> {
   try {
     const h = await readReceivedHeader(file.path);
     return { sopInstanceUid: h.identity.sopInstanceUid, transferSyntaxUid: h.header.transferSyntaxUid };

@@ -132,7 +132,8 @@ describe('retrieveStudyNegotiated against a fake PACS', () => {
   });
 
   it.each([406, 400])('a PACS that answers %i to `*` is asked for Explicit VR LE', async (status) => {
-    behaviour = (r) => (r.ts === '*' ? { status } : r.ts === TransferSyntax.ExplicitVrLittleEndian ? { files: [RLE] } : { status: 500 });
+    behaviour = (r) =>
+      r.ts === '*' ? { status } : r.ts === TransferSyntax.ExplicitVrLittleEndian ? { files: [RLE] } : { status: 500 };
     const { result } = run();
     const r = await result;
     expect(r.stored).toBe(1);
@@ -172,7 +173,9 @@ describe('retrieveStudyNegotiated against a fake PACS', () => {
     expect(sink.stored.has(sopOf(RLE))).toBe(true);
     // study: 3 rungs; J2K: 3 rungs; RLE: `*` refused, then Explicit VR LE; P55: `*`, then its transcoded copy.
     expect(r.requests.filter((x) => x.level === 'study')).toHaveLength(3);
-    expect(r.requests.filter((x) => x.level === 'instance').map((x) => x.status)).toEqual([500, 500, 500, 406, 200, 200]);
+    expect(r.requests.filter((x) => x.level === 'instance').map((x) => x.status)).toEqual([
+      500, 500, 500, 406, 200, 200,
+    ]);
     expect(r.transcodedInstances).toEqual([sopOf(P55)]);
   });
 

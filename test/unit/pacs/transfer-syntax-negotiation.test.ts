@@ -63,7 +63,10 @@ describe('transfer syntax negotiation', () => {
 
   it('never transcodes what an operator asked for by UID', () => {
     expect(
-      transcodeTargetFor(TransferSyntax.JpegFullProgressionNonHierarchical, TransferSyntax.JpegFullProgressionNonHierarchical),
+      transcodeTargetFor(
+        TransferSyntax.JpegFullProgressionNonHierarchical,
+        TransferSyntax.JpegFullProgressionNonHierarchical,
+      ),
     ).toBeUndefined();
   });
 

@@ -39,7 +39,7 @@ export interface RetrieveGate {
   readonly decision: RetrieveDecision;
   /** Number of the attempt about to be made (1-based) when `decision` is attempt; else attempts so far. */
   readonly attempt: number;
-  /** True when a failed or given-up study was reopened because its instance count changed. */
+  /** True when a failed or given-up study was reopened: its instance count changed, or an operator reopened it. */
   readonly reopened: boolean;
 }
 
@@ -153,6 +153,41 @@ WHERE remote_node = $1 AND study_instance_uid = $2 AND state IN ('failed', 'give
 
 export const GET_REMOTE_STUDY = 'SELECT * FROM remote_studies WHERE remote_node = $1 AND study_instance_uid = $2';
 
+/** For operators: studies in one state (or all), the most recently seen first. */
+export const LIST_REMOTE_STUDIES = `
+SELECT * FROM remote_studies WHERE ($1::text IS NULL OR state = $1) ORDER BY last_seen_at DESC, study_instance_uid
+LIMIT $2`;
+
+interface RemoteStudyRow {
+  remote_node: string;
+  study_instance_uid: string;
+  state: RemoteStudyState;
+  first_seen_at: Date;
+  last_seen_at: Date;
+  attempts: number;
+  error_code: ErrorCode | null;
+  last_error: string | null;
+  next_attempt_at: Date | null;
+  remote_instance_count: number | null;
+  failed_instances: string[] | null;
+}
+
+function toRemoteStudy(r: RemoteStudyRow): RemoteStudy {
+  return {
+    remoteNode: r.remote_node,
+    studyInstanceUid: r.study_instance_uid,
+    state: r.state,
+    firstSeenAt: r.first_seen_at,
+    lastSeenAt: r.last_seen_at,
+    attempts: r.attempts,
+    errorCode: r.error_code,
+    lastError: r.last_error,
+    nextAttemptAt: r.next_attempt_at,
+    remoteInstanceCount: r.remote_instance_count,
+    failedInstances: r.failed_instances ?? [],
+  };
+}
+
 /** No policy: count the failure, retry at the next poll, never give up (the pre-issue-9 behaviour). */
 const UNBOUNDED: RetrievePolicy = { maxAttempts: 2 ** 31 - 1, backoff: { initialMs: 0, maxMs: 0, factor: 1 } };
 
@@ -236,33 +271,13 @@ export class PgRemoteStudyTracker implements RemoteStudyTracker {
   }
 
   async get(node: string, studyUid: string): Promise<RemoteStudy | null> {
-    const { rows } = await this.#q.query<{
-      remote_node: string;
-      study_instance_uid: string;
-      state: RemoteStudyState;
-      first_seen_at: Date;
-      last_seen_at: Date;
-      attempts: number;
-      error_code: ErrorCode | null;
-      last_error: string | null;
-      next_attempt_at: Date | null;
-      remote_instance_count: number | null;
-      failed_instances: string[] | null;
-    }>(GET_REMOTE_STUDY, [node, studyUid]);
+    const { rows } = await this.#q.query<RemoteStudyRow>(GET_REMOTE_STUDY, [node, studyUid]);
     const r = rows[0];
-    if (!r) return null;
-    return {
-      remoteNode: r.remote_node,
-      studyInstanceUid: r.study_instance_uid,
-      state: r.state,
-      firstSeenAt: r.first_seen_at,
-      lastSeenAt: r.last_seen_at,
-      attempts: r.attempts,
-      errorCode: r.error_code,
-      lastError: r.last_error,
-      nextAttemptAt: r.next_attempt_at,
-      remoteInstanceCount: r.remote_instance_count,
-      failedInstances: r.failed_instances ?? [],
-    };
+    return r ? toRemoteStudy(r) : null;
+  }
+
+  async list(state: RemoteStudyState | undefined, limit = 100): Promise<RemoteStudy[]> {
+    const { rows } = await this.#q.query<RemoteStudyRow>(LIST_REMOTE_STUDIES, [state ?? null, limit]);
+    return rows.map(toRemoteStudy);
   }
 }

@@ -55,6 +55,8 @@ export interface RetrieveReport extends RetrieveCounts {
   /** WADO-RS requests made, as `level transfer-syntax → status`. */
   readonly requests: readonly RetrieveRequestRecord[];
   readonly nextAttemptAt?: Date | null | undefined;
+  /** True when the study had failed or been given up and was retried because it changed or was reopened. */
+  readonly reopened: boolean;
 }
 
 export interface BackoffOptions {
@@ -295,6 +297,7 @@ export class QidoPoller {
         failedInstances: r.failedInstances,
         transcodedInstances: r.transcodedInstances,
         requests: r.requests,
+        reopened: gate.reopened,
       };
       let report: RetrieveReport;
       if (r.failure) {

@@ -59,6 +59,7 @@ export function qidoPollerAuditHooks(
           ...(r.errorCode ? { errorCode: r.errorCode } : {}),
           ...(r.failedInstances.length > 0 ? { failedInstances: [...r.failedInstances] } : {}),
           ...(r.transcodedInstances.length > 0 ? { transcodedInstances: [...r.transcodedInstances] } : {}),
+          ...(r.reopened ? { reopened: true } : {}),
           ...(r.nextAttemptAt ? { nextAttemptAt: r.nextAttemptAt.toISOString() } : {}),
           requests: r.requests
             .slice(0, MAX_REQUESTS_IN_DETAIL)

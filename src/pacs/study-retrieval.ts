@@ -58,7 +58,15 @@ export interface StudyRetrieveOptions {
   /** NumberOfStudyRelatedInstances from QIDO, to notice an answer with no instances in it. */
   readonly expectedInstances?: number | null | undefined;
   readonly log: Logger;
+  /**
+   * Instance-by-instance retrieval stops after this many instances in a row that no rung served
+   * (default {@link DEFAULT_MAX_CONSECUTIVE_INSTANCE_FAILURES}): a PACS that answers 500 to
+   * everything would otherwise cost three requests per instance per attempt.
+   */
+  readonly maxConsecutiveInstanceFailures?: number | undefined;
 }
+
+export const DEFAULT_MAX_CONSECUTIVE_INSTANCE_FAILURES = 5;
 
 interface Deferred {
   readonly file: ReceivedFile;
@@ -146,7 +154,17 @@ class StudyRetrieval {
         includefield: [Tag.SeriesInstanceUID, Tag.SOPInstanceUID],
       },
     );
+    const maxInRow = this.o.maxConsecutiveInstanceFailures ?? DEFAULT_MAX_CONSECUTIVE_INSTANCE_FAILURES;
+    let inRow = 0;
     for (const ds of listed) {
+      if (inRow >= maxInRow) {
+        this.o.log.warn('WADO-RS instances refused in a row; not asking for the rest of the study', {
+          studyInstanceUid,
+          refusedInRow: inRow,
+          listed: listed.length,
+        });
+        break;
+      }
       const series = getString(ds, Tag.SeriesInstanceUID);
       const sop = getString(ds, Tag.SOPInstanceUID);
       if (!isValidUid(series) || !isValidUid(sop)) continue;
@@ -168,6 +186,7 @@ class StudyRetrieval {
           break;
         }
       }
+      inRow = served ? 0 : inRow + 1;
       if (!served) {
         this.failed++;
         this.failedInstances.push(sop);

@@ -218,6 +218,24 @@ describe('retrieveStudyNegotiated against a fake PACS', () => {
     expect([...sink.stored.keys()]).toEqual([sopOf(P55)]);
   });
 
+  it('a PACS that refuses everything: instance by instance stops after maxConsecutiveInstanceFailures', async () => {
+    behaviour = () => ({ status: 500 });
+    const sink = new RecordingSink(mkdtempSync(path.join(work, 'store-')));
+    const r = await retrieveStudyNegotiated({
+      client: new DicomwebClient({ baseUrl: `${server.url}/dicom-web`, timeoutMs: 5_000 }),
+      studyInstanceUid: STUDY,
+      tmpDir: mkdtempSync(path.join(work, 'tmp-')),
+      accept: (file) => sink.accept(file, { via: 'wado-rs' }),
+      log: childLogger('test'),
+      maxConsecutiveInstanceFailures: 2,
+    });
+    // 3 study-level rungs, then 2 instances × 3 rungs; the third listed instance is not asked for.
+    expect(r.requests.map((x) => x.level)).toEqual(['study', 'study', 'study', ...Array(6).fill('instance')]);
+    expect(r.failedInstances).toEqual([sopOf(J2K), sopOf(RLE)]);
+    expect(r.stored).toBe(0);
+    expect(r.failure?.code).toBe(ErrorCode.PacsUnavailable);
+  });
+
   it('a permanent refusal (403) is not negotiated: one request, the study fails', async () => {
     behaviour = () => ({ status: 403 });
     const { result } = run();

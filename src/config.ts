@@ -62,11 +62,15 @@ export interface RemoteNodeConfig {
     /** Pages per poll at most (a server that ignores `offset` would loop forever). */
     maxPages: number;
     backoff: BackoffConfig;
+    /**
+     * Failed WADO-RS retrieves of one study (spaced by `backoff`) before it is given up until the
+     * PACS lists a different number of instances for it (issue 9).
+     */
+    maxRetrieveAttempts: number;
     query: Record<string, string>;
     /**
-     * WADO-RS `transfer-syntax` to ask for (PS3.18 §8.7.3.5.2): unset = the server's default (Orthanc
-     * transcodes to Explicit VR LE), `*` = as stored (keeps lossless compression; orthanc-dicomweb 1.7
-     * refuses it), or a UID.
+     * WADO-RS `transfer-syntax` to ask for first (PS3.18 §8.7.3.5.2): unset = negotiate from the
+     * original (`*`), falling back per transfer-syntax-negotiation.ts; a UID = ask for that first.
      */
     transferSyntax?: string;
   };
@@ -418,6 +422,7 @@ function validateRemoteNode(v: Validator, n: unknown, p: string): RemoteNodeConf
       pageSize: v.int(poll, 'pageSize', pp, 1, 10_000, d.poll.pageSize),
       maxPages: v.int(poll, 'maxPages', pp, 1, 10_000, d.poll.maxPages),
       backoff: b,
+      maxRetrieveAttempts: v.int(poll, 'maxRetrieveAttempts', pp, 1, 1000, d.poll.maxRetrieveAttempts),
       query: q,
       ...(transferSyntax === undefined ? {} : { transferSyntax }),
     },

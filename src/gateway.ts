@@ -25,6 +25,7 @@ import { ImagePrepClient } from './pipeline/image-prep-client.js';
 import type { Environment } from './secrets.js';
 import { describeStudyWorker } from './services/describe-study-worker.js';
 import { HttpService } from './services/http-service.js';
+import { qidoPollerAuditHooks } from './services/qido-poller-audit.js';
 import { type RemoteWiring, remoteWiring } from './services/remote-wiring.js';
 import { closeInReverse, Resource, type Service, startInOrder, task } from './services/service.js';
 
@@ -184,23 +185,7 @@ export class Gateway {
                 tracker: new PgRemoteStudyTracker(pool),
                 tmpDir: ingest.value.tmpDir,
                 ...qidoPollerOptions(n),
-                onQuery: async (node, query, count) => {
-                  await recordAudit(pool, {
-                    kind: AuditEventKind.RemoteQuery,
-                    actor: this.actor,
-                    destination: node,
-                    detail: { query, results: count },
-                  });
-                },
-                onRetrieve: async (node, studyInstanceUid, counts) => {
-                  await recordAudit(pool, {
-                    kind: AuditEventKind.RemoteRetrieve,
-                    actor: this.actor,
-                    source: node,
-                    studyInstanceUid,
-                    detail: { ...counts },
-                  });
-                },
+                ...qidoPollerAuditHooks(pool, this.actor),
               });
               poller.start();
               return poller;

@@ -2,6 +2,7 @@ import type { CliCommand } from './args.js';
 import { describeCommand } from './describe.js';
 import { auditCommand, demoCommand, migrateCommand, serveCommand } from './gateway-commands.js';
 import { modelCommand } from './model-check.js';
+import { remoteCommand } from './remote.js';
 import { renderCommand } from './render.js';
 import { srCommand } from './sr.js';
 import { tilesCommand } from './tiles.js';
@@ -15,6 +16,7 @@ export const COMMANDS: readonly CliCommand[] = [
   demoCommand,
   migrateCommand,
   auditCommand,
+  remoteCommand,
   srCommand,
   modelCommand,
   describeCommand,

@@ -10,6 +10,7 @@ import {
 } from '../jobs/worker.js';
 import { DEFAULT_DICOMWEB_STORE_TIMEOUT_MS, DEFAULT_DICOMWEB_TIMEOUT_MS } from '../pacs/dicomweb-client.js';
 import {
+  DEFAULT_MAX_RETRIEVE_ATTEMPTS,
   DEFAULT_QIDO_BACKOFF,
   DEFAULT_QIDO_LOOKBACK_DAYS,
   DEFAULT_QIDO_MAX_PAGES,
@@ -73,6 +74,7 @@ export const REMOTE_NODE_DEFAULTS = {
     pageSize: DEFAULT_QIDO_PAGE_SIZE,
     maxPages: DEFAULT_QIDO_MAX_PAGES,
     backoff: { ...DEFAULT_QIDO_BACKOFF },
+    maxRetrieveAttempts: DEFAULT_MAX_RETRIEVE_ATTEMPTS,
   },
 } as const;
 

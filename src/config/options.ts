@@ -53,7 +53,10 @@ export function dicomwebClientOptions(
 
 export function qidoPollerOptions(
   node: RemoteNodeConfig,
-): Pick<QidoPollerOptions, 'intervalMs' | 'lookbackDays' | 'pageSize' | 'maxPages' | 'backoff' | 'transferSyntax'> {
+): Pick<
+  QidoPollerOptions,
+  'intervalMs' | 'lookbackDays' | 'pageSize' | 'maxPages' | 'backoff' | 'maxRetrieveAttempts' | 'transferSyntax'
+> {
   const p = node.poll;
   return {
     intervalMs: p.intervalMs,
@@ -61,6 +64,7 @@ export function qidoPollerOptions(
     pageSize: p.pageSize,
     maxPages: p.maxPages,
     backoff: { ...p.backoff },
+    maxRetrieveAttempts: p.maxRetrieveAttempts,
     ...(p.transferSyntax ? { transferSyntax: p.transferSyntax } : {}),
   };
 }

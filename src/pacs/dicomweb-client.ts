@@ -50,8 +50,13 @@ export type InstanceHandler = (body: Readable, headers: Readonly<Record<string, 
 export interface RetrieveOptions {
   /** Called once per instance, in order; the next instance is read only after it resolves. */
   readonly onInstance: InstanceHandler;
-  /** `transfer-syntax` Accept parameter; omitted by default (orthanc-dicomweb 1.7 rejects `*`). */
-  readonly transferSyntax?: string;
+  /**
+   * `transfer-syntax` Accept parameter (PS3.18 §8.7.3.5.2): a UID, or `*` for the syntax the server
+   * holds; omitted, the server sends its default (Explicit VR Little Endian). The QIDO poller
+   * negotiates it (transfer-syntax-negotiation.ts); orthanc-dicomweb 1.7 accepts `*` on study,
+   * series and instance retrieval.
+   */
+  readonly transferSyntax?: string | undefined;
 }
 
 export interface StowReferenced {
@@ -262,7 +267,9 @@ export class DicomwebClient {
   private async retrieve(pathPart: string, options: RetrieveOptions, method: string): Promise<number> {
     const url = `${this.baseUrl}${pathPart}`;
     const accept = wadoAcceptHeader(options.transferSyntax ? { transferSyntax: options.transferSyntax } : {});
-    const { res, done, touch } = await this.request(method, 'GET', url, { accept });
+    // identity: the parts are already compressed where it pays (the transfer syntax); a gzipped
+    // multipart body only costs both sides CPU and hides the part boundaries from the idle timer.
+    const { res, done, touch } = await this.request(method, 'GET', url, { accept, 'accept-encoding': 'identity' });
     const fail = (code: ErrorCode, msg: string, cause?: unknown): DicomwebError =>
       new DicomwebError(
         code,

@@ -132,9 +132,9 @@ export function multipartRelatedContentType(boundary: string, partType: string =
 
 export interface WadoAcceptOptions {
   /**
-   * `transfer-syntax` parameter (PS3.18 §8.7.3.5.2). `'*'` asks for the stored syntax, but
-   * orthanc-dicomweb 1.7 answers 400 to it (js-stack.md §5), so it is opt-in; omitted, the
-   * server may transcode to Explicit VR Little Endian, the PS3.18 default.
+   * `transfer-syntax` parameter (PS3.18 §8.7.3.5.2). `'*'` asks for the stored syntax (what the
+   * QIDO poller asks first, transfer-syntax-negotiation.ts); omitted, the server may transcode to
+   * Explicit VR Little Endian, the PS3.18 default.
    */
   readonly transferSyntax?: string;
   /** Part media type; defaults to application/dicom. */

@@ -1,14 +1,14 @@
 import { isValidUid } from '../dicom/dataset.js';
 import type { ErrorCode as ErrorCodeT } from '../errors.js';
 import { ErrorCode, errorCodeOf, normalizeErrorString, RETRYABLE_CODES } from '../errors.js';
-import type { RemoteStudyTracker } from '../ingest/remote-study-tracker.js';
-import type { InstanceOutcome, InstanceSink } from '../ingest/types.js';
+import { type RemoteStudyTracker, RetrieveDecision } from '../ingest/remote-study-tracker.js';
+import type { InstanceSink } from '../ingest/types.js';
 import { ReceivedVia } from '../ingest/types.js';
 import type { Logger } from '../logger.js';
 import { childLogger } from '../logger.js';
-import { getString, Tag } from './dicom-json.js';
+import { getNumber, getString, Tag } from './dicom-json.js';
 import type { DicomwebClient } from './dicomweb-client.js';
-import { discardTempFile, spoolToTempFile } from './temp-spool.js';
+import { type RetrieveRequestRecord, retrieveStudyNegotiated } from './study-retrieval.js';
 
 /**
  * Pull ingest from one remote DICOMweb node: QIDO-RS search for recent studies (PS3.18 §10.6), then
@@ -30,6 +30,35 @@ export interface RetrieveCounts {
   readonly failed: number;
 }
 
+/** How one retrieve attempt of a study ended (audit outcome 0 / 4 / 8). Closed set. */
+export const RetrieveOutcome = {
+  /** Every instance the PACS listed is stored. */
+  Retrieved: 'retrieved',
+  /** The attempt failed (wholly or partly); another follows after the backoff. */
+  Retrying: 'retrying',
+  /** The attempt that reached maxRetrieveAttempts failed: no more until the study changes. */
+  GivenUp: 'given-up',
+} as const;
+export type RetrieveOutcome = (typeof RetrieveOutcome)[keyof typeof RetrieveOutcome];
+
+/** What the retrieve hook (and through it the audit trail) learns about one attempt. */
+export interface RetrieveReport extends RetrieveCounts {
+  readonly outcome: RetrieveOutcome;
+  /** 1-based number of this attempt since the study was first seen or last reopened. */
+  readonly attempt: number;
+  readonly maxAttempts: number;
+  readonly errorCode?: ErrorCodeT | undefined;
+  /** SOP Instance UIDs not stored in this attempt (UIDs only, no PHI). */
+  readonly failedInstances: readonly string[];
+  /** SOP Instance UIDs stored from a PACS-transcoded copy (original undecodable here). */
+  readonly transcodedInstances: readonly string[];
+  /** WADO-RS requests made, as `level transfer-syntax → status`. */
+  readonly requests: readonly RetrieveRequestRecord[];
+  readonly nextAttemptAt?: Date | null | undefined;
+  /** True when the study had failed or been given up and was retried because it changed or was reopened. */
+  readonly reopened: boolean;
+}
+
 export interface BackoffOptions {
   readonly initialMs: number;
   readonly maxMs: number;
@@ -43,6 +72,11 @@ export const DEFAULT_QIDO_PAGE_SIZE = 100;
 /** Safety stop for a server that ignores `offset` and returns the same page forever. */
 export const DEFAULT_QIDO_MAX_PAGES = 100;
 export const DEFAULT_QIDO_BACKOFF: BackoffOptions = { initialMs: 5_000, maxMs: 300_000, factor: 2 };
+/**
+ * Failed retrieves of one study before it is given up (issue 9). Five attempts spaced by the poll
+ * backoff ride out a PACS restart; a study the PACS can never serve stops costing a request a poll.
+ */
+export const DEFAULT_MAX_RETRIEVE_ATTEMPTS = 5;
 
 export const QIDO_POLLER_DEFAULTS = {
   intervalMs: DEFAULT_QIDO_POLL_INTERVAL_MS,
@@ -50,6 +84,7 @@ export const QIDO_POLLER_DEFAULTS = {
   pageSize: DEFAULT_QIDO_PAGE_SIZE,
   maxPages: DEFAULT_QIDO_MAX_PAGES,
   backoff: DEFAULT_QIDO_BACKOFF,
+  maxRetrieveAttempts: DEFAULT_MAX_RETRIEVE_ATTEMPTS,
 } as const;
 
 export interface QidoPollerOptions {
@@ -63,14 +98,25 @@ export interface QidoPollerOptions {
   readonly pageSize?: number | undefined;
   readonly maxPages?: number | undefined;
   readonly backoff?: BackoffOptions | undefined;
-  /** WADO-RS transfer-syntax Accept parameter (see media-type.ts `wadoAcceptHeader`). */
+  /**
+   * WADO-RS transfer-syntax asked for first; unset (the default) = the original (`*`), negotiated
+   * down the ladder of transfer-syntax-negotiation.ts.
+   */
   readonly transferSyntax?: string | undefined;
+  /** Failed retrieve attempts of one study before it is given up. */
+  readonly maxRetrieveAttempts?: number | undefined;
+  /** Delay before the next retrieve attempt of a failed study; defaults to `backoff`. */
+  readonly retrieveBackoff?: BackoffOptions | undefined;
   /** Audit hooks (the lead wires them to the audit table); their errors are logged, never fatal. */
   readonly onQuery?:
     | ((node: string, query: Readonly<Record<string, string>>, resultCount: number) => Promise<void> | void)
     | undefined;
+  /** A QIDO-RS search that failed (audited as remote-query with outcome 8). */
+  readonly onQueryFailed?:
+    | ((node: string, query: Readonly<Record<string, string>>, code: ErrorCodeT) => Promise<void> | void)
+    | undefined;
   readonly onRetrieve?:
-    | ((node: string, studyInstanceUid: string, counts: RetrieveCounts) => Promise<void> | void)
+    | ((node: string, studyInstanceUid: string, report: RetrieveReport) => Promise<void> | void)
     | undefined;
   readonly logger?: Logger | undefined;
   /** Clock, for tests of the StudyDate window. */
@@ -81,6 +127,9 @@ export interface PollSummary {
   readonly studiesFound: number;
   readonly studiesRetrieved: number;
   readonly studiesFailed: number;
+  /** Listed but not attempted in this poll: failed and still backing off, or given up. */
+  readonly studiesDeferred: number;
+  readonly studiesGivenUp: number;
   readonly instances: RetrieveCounts;
 }
 
@@ -91,7 +140,10 @@ function toDA(d: Date): string {
 
 export class QidoPoller {
   private readonly o: Required<
-    Pick<QidoPollerOptions, 'intervalMs' | 'lookbackDays' | 'pageSize' | 'maxPages' | 'backoff'>
+    Pick<
+      QidoPollerOptions,
+      'intervalMs' | 'lookbackDays' | 'pageSize' | 'maxPages' | 'backoff' | 'maxRetrieveAttempts' | 'retrieveBackoff'
+    >
   > &
     QidoPollerOptions;
   private readonly log: Logger;
@@ -108,6 +160,8 @@ export class QidoPoller {
       pageSize: options.pageSize ?? QIDO_POLLER_DEFAULTS.pageSize,
       maxPages: options.maxPages ?? QIDO_POLLER_DEFAULTS.maxPages,
       backoff: options.backoff ?? QIDO_POLLER_DEFAULTS.backoff,
+      maxRetrieveAttempts: options.maxRetrieveAttempts ?? QIDO_POLLER_DEFAULTS.maxRetrieveAttempts,
+      retrieveBackoff: options.retrieveBackoff ?? options.backoff ?? QIDO_POLLER_DEFAULTS.backoff,
     };
     this.log = options.logger ?? childLogger('qido-poller', { node: options.node.name });
   }
@@ -174,87 +228,124 @@ export class QidoPoller {
       const from = new Date(now.getTime() - this.o.lookbackDays * 86_400_000);
       query.StudyDate = `${toDA(from)}-${toDA(now)}`;
     }
-    const studies: string[] = [];
+    const studies: Array<{ uid: string; count: number | null }> = [];
     const seen = new Set<string>();
-    for (let page = 0; page < this.o.maxPages; page++) {
-      const results = await node.client.searchForStudies(query, {
-        limit: this.o.pageSize,
-        offset: page * this.o.pageSize,
-        includefield: [Tag.StudyInstanceUID],
-      });
-      let fresh = 0;
-      for (const ds of results) {
-        const uid = getString(ds, Tag.StudyInstanceUID);
-        if (!isValidUid(uid) || seen.has(uid)) continue;
-        seen.add(uid);
-        studies.push(uid);
-        fresh++;
+    try {
+      for (let page = 0; page < this.o.maxPages; page++) {
+        const results = await node.client.searchForStudies(query, {
+          limit: this.o.pageSize,
+          offset: page * this.o.pageSize,
+          // The instance count lets a given-up study be retried once the PACS holds more of it.
+          includefield: [Tag.StudyInstanceUID, Tag.NumberOfStudyRelatedInstances],
+        });
+        let fresh = 0;
+        for (const ds of results) {
+          const uid = getString(ds, Tag.StudyInstanceUID);
+          if (!isValidUid(uid) || seen.has(uid)) continue;
+          seen.add(uid);
+          const n = getNumber(ds, Tag.NumberOfStudyRelatedInstances);
+          studies.push({ uid, count: n !== undefined && Number.isInteger(n) && n >= 0 ? n : null });
+          fresh++;
+        }
+        // A short page is the last one; a page with nothing new means the server ignores offset.
+        // Orthanc 1.10 applies limit/offset before filtering on ModalitiesInStudy, so with such a
+        // filter a page can come back short early: give those nodes a pageSize above one poll's yield.
+        if (results.length < this.o.pageSize || fresh === 0) break;
       }
-      // A short page is the last one; a page with nothing new means the server ignores offset.
-      // Orthanc 1.10 applies limit/offset before filtering on ModalitiesInStudy, so with such a
-      // filter a page can come back short early: give those nodes a pageSize above one poll's yield.
-      if (results.length < this.o.pageSize || fresh === 0) break;
+    } catch (err: unknown) {
+      await this.hook(() => this.o.onQueryFailed?.(node.name, query, errorCodeOf(err)));
+      throw err;
     }
     await this.hook(() => this.o.onQuery?.(node.name, query, studies.length));
     this.log.info('QIDO search done', { studies: studies.length });
 
     let studiesRetrieved = 0;
     let studiesFailed = 0;
+    let studiesDeferred = 0;
+    let studiesGivenUp = 0;
     const total = { stored: 0, duplicate: 0, failed: 0 };
-    for (const studyUid of studies) {
-      if (await this.o.tracker.isRetrieved(node.name, studyUid)) continue;
-      await this.o.tracker.markSeen(node.name, studyUid);
-      const counts = { stored: 0, duplicate: 0, failed: 0 };
-      let firstFailure: { code: ErrorCodeT; message: string } | undefined;
-      try {
-        await node.client.retrieveStudy(studyUid, {
-          ...(this.o.transferSyntax ? { transferSyntax: this.o.transferSyntax } : {}),
-          onInstance: async (body) => {
-            const outcome = await this.acceptInstance(body);
-            if (outcome.status === 'failed') {
-              counts.failed++;
-              firstFailure ??= { code: outcome.code, message: outcome.message };
-            } else counts[outcome.status]++;
-          },
-        });
-      } catch (err: unknown) {
-        firstFailure = { code: errorCodeOf(err), message: normalizeErrorString(err) };
+    const maxAttempts = this.o.maxRetrieveAttempts;
+    for (const { uid: studyUid, count } of studies) {
+      const gate = await this.o.tracker.observe(node.name, studyUid, count);
+      if (gate.decision !== RetrieveDecision.Attempt) {
+        if (gate.decision !== RetrieveDecision.Retrieved) studiesDeferred++;
+        continue;
       }
-      total.stored += counts.stored;
-      total.duplicate += counts.duplicate;
-      total.failed += counts.failed;
-      if (firstFailure) {
+      if (gate.reopened)
+        this.log.info('remote study changed since it was given up; retrieving again', { studyInstanceUid: studyUid });
+      const r = await retrieveStudyNegotiated({
+        client: node.client,
+        studyInstanceUid: studyUid,
+        configuredTransferSyntax: this.o.transferSyntax,
+        tmpDir: this.o.tmpDir,
+        expectedInstances: count,
+        log: this.log,
+        accept: (file) =>
+          this.o.sink.accept(file, {
+            via: ReceivedVia.WadoRs,
+            actor: node.name,
+            remoteAddress: node.client.host,
+          }),
+      });
+      total.stored += r.stored;
+      total.duplicate += r.duplicate;
+      total.failed += r.failed;
+      const counts = { stored: r.stored, duplicate: r.duplicate, failed: r.failed };
+      const common = {
+        ...counts,
+        maxAttempts,
+        failedInstances: r.failedInstances,
+        transcodedInstances: r.transcodedInstances,
+        requests: r.requests,
+        reopened: gate.reopened,
+      };
+      let report: RetrieveReport;
+      if (r.failure) {
         studiesFailed++;
-        await this.o.tracker.markFailed(node.name, studyUid, firstFailure.code, firstFailure.message);
-        this.log.warn('WADO-RS study retrieve failed', {
-          studyInstanceUid: studyUid,
-          code: firstFailure.code,
-          ...counts,
-        });
+        const rec = await this.o.tracker.markFailed(
+          node.name,
+          studyUid,
+          r.failure.code,
+          r.failure.message,
+          { failedInstances: r.failedInstances, remoteInstanceCount: count },
+          { maxAttempts, backoff: this.o.retrieveBackoff },
+        );
+        const givenUp = rec.state === 'given-up';
+        if (givenUp) studiesGivenUp++;
+        report = {
+          ...common,
+          outcome: givenUp ? RetrieveOutcome.GivenUp : RetrieveOutcome.Retrying,
+          attempt: rec.attempts,
+          errorCode: r.failure.code,
+          nextAttemptAt: rec.nextAttemptAt,
+        };
+        this.log.log(
+          givenUp ? 'error' : 'warn',
+          givenUp ? 'WADO-RS study retrieve given up' : 'WADO-RS study retrieve failed',
+          {
+            studyInstanceUid: studyUid,
+            code: r.failure.code,
+            attempt: rec.attempts,
+            maxAttempts,
+            ...counts,
+          },
+        );
       } else {
         studiesRetrieved++;
-        await this.o.tracker.markRetrieved(node.name, studyUid);
+        await this.o.tracker.markRetrieved(node.name, studyUid, count);
+        report = { ...common, outcome: RetrieveOutcome.Retrieved, attempt: gate.attempt };
         this.log.info('WADO-RS study retrieved', { studyInstanceUid: studyUid, ...counts });
       }
-      await this.hook(() => this.o.onRetrieve?.(node.name, studyUid, counts));
+      await this.hook(() => this.o.onRetrieve?.(node.name, studyUid, report));
     }
-    return { studiesFound: studies.length, studiesRetrieved, studiesFailed, instances: total };
-  }
-
-  private async acceptInstance(body: import('node:stream').Readable): Promise<InstanceOutcome> {
-    const file = await spoolToTempFile(body, this.o.tmpDir, 'wado');
-    let outcome: InstanceOutcome;
-    try {
-      outcome = await this.o.sink.accept(file, {
-        via: ReceivedVia.WadoRs,
-        actor: this.o.node.name,
-        remoteAddress: this.o.node.client.host,
-      });
-    } catch (err: unknown) {
-      outcome = { status: 'failed', failureReason: 0x0110, code: errorCodeOf(err), message: normalizeErrorString(err) };
-    }
-    if (outcome.status === 'failed' || outcome.storedPath !== file.path) await discardTempFile(file);
-    return outcome;
+    return {
+      studiesFound: studies.length,
+      studiesRetrieved,
+      studiesFailed,
+      studiesDeferred,
+      studiesGivenUp,
+      instances: total,
+    };
   }
 
   private async hook(fn: () => Promise<void> | void | undefined): Promise<void> {

@@ -1,27 +1,95 @@
 import type { ErrorCode } from '../../src/errors.js';
-import type { RemoteStudyTracker } from '../../src/ingest/remote-study-tracker.js';
+import {
+  type FailureRecorded,
+  type RemoteStudyState,
+  type RemoteStudyTracker,
+  RetrieveDecision,
+  type RetrieveFailure,
+  type RetrieveGate,
+  type RetrievePolicy,
+} from '../../src/ingest/remote-study-tracker.js';
 
-/** In-memory RemoteStudyTracker for tests only; production uses PgRemoteStudyTracker. */
+interface Row {
+  status: RemoteStudyState;
+  attempts: number;
+  code?: ErrorCode;
+  message?: string;
+  nextAttemptAt: number | null;
+  count: number | null;
+  failedInstances: readonly string[];
+}
+
+/**
+ * In-memory RemoteStudyTracker for tests only; production uses PgRemoteStudyTracker, whose SQL the
+ * integration test holds to the same rules (remote-study-tracker.int.test.ts).
+ */
 export class MemoryStudyTracker implements RemoteStudyTracker {
-  readonly state = new Map<string, { status: 'seen' | 'retrieved' | 'failed'; code?: ErrorCode; message?: string }>();
+  readonly state = new Map<string, Row>();
   readonly calls: string[] = [];
   private key(node: string, study: string): string {
     return `${node}|${study}`;
   }
-  async isRetrieved(node: string, studyInstanceUid: string): Promise<boolean> {
-    return this.state.get(this.key(node, studyInstanceUid))?.status === 'retrieved';
-  }
-  async markSeen(node: string, studyInstanceUid: string): Promise<void> {
+  async observe(node: string, studyInstanceUid: string, count: number | null): Promise<RetrieveGate> {
     this.calls.push(`seen ${studyInstanceUid}`);
-    if (!this.state.has(this.key(node, studyInstanceUid)))
-      this.state.set(this.key(node, studyInstanceUid), { status: 'seen' });
+    const k = this.key(node, studyInstanceUid);
+    let row = this.state.get(k);
+    let reopened = false;
+    if (!row) {
+      row = { status: 'seen', attempts: 0, nextAttemptAt: null, count: null, failedInstances: [] };
+      this.state.set(k, row);
+    } else if ((row.status === 'failed' || row.status === 'given-up') && count !== null && row.count !== count) {
+      Object.assign(row, { status: 'seen', attempts: 0, nextAttemptAt: null });
+      reopened = true;
+    }
+    const decision =
+      row.status === 'retrieved'
+        ? RetrieveDecision.Retrieved
+        : row.status === 'given-up'
+          ? RetrieveDecision.GivenUp
+          : row.status === 'failed' && row.nextAttemptAt !== null && row.nextAttemptAt > Date.now()
+            ? RetrieveDecision.Backoff
+            : RetrieveDecision.Attempt;
+    return { decision, attempt: decision === RetrieveDecision.Attempt ? row.attempts + 1 : row.attempts, reopened };
   }
-  async markRetrieved(node: string, studyInstanceUid: string): Promise<void> {
+  async markRetrieved(node: string, studyInstanceUid: string, count: number | null = null): Promise<void> {
     this.calls.push(`retrieved ${studyInstanceUid}`);
-    this.state.set(this.key(node, studyInstanceUid), { status: 'retrieved' });
+    const prev = this.state.get(this.key(node, studyInstanceUid));
+    this.state.set(this.key(node, studyInstanceUid), {
+      status: 'retrieved',
+      attempts: (prev?.attempts ?? 0) + 1,
+      nextAttemptAt: null,
+      count,
+      failedInstances: [],
+    });
   }
-  async markFailed(node: string, studyInstanceUid: string, code: ErrorCode, message: string): Promise<void> {
+  async markFailed(
+    node: string,
+    studyInstanceUid: string,
+    code: ErrorCode,
+    message: string,
+    failure: Omit<RetrieveFailure, 'code' | 'message'> = {},
+    policy?: RetrievePolicy,
+  ): Promise<FailureRecorded> {
     this.calls.push(`failed ${studyInstanceUid}`);
-    this.state.set(this.key(node, studyInstanceUid), { status: 'failed', code, message });
+    const k = this.key(node, studyInstanceUid);
+    const attempts = (this.state.get(k)?.attempts ?? 0) + 1;
+    const givenUp = policy !== undefined && attempts >= policy.maxAttempts;
+    const b = policy?.backoff;
+    const delay = b ? Math.min(b.maxMs, b.initialMs * b.factor ** (attempts - 1)) : 0;
+    const nextAttemptAt = givenUp ? null : Date.now() + delay;
+    this.state.set(k, {
+      status: givenUp ? 'given-up' : 'failed',
+      attempts,
+      code,
+      message,
+      nextAttemptAt,
+      count: failure.remoteInstanceCount ?? null,
+      failedInstances: failure.failedInstances ?? [],
+    });
+    return {
+      state: givenUp ? 'given-up' : 'failed',
+      attempts,
+      nextAttemptAt: nextAttemptAt === null ? null : new Date(nextAttemptAt),
+    };
   }
 }

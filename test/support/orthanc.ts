@@ -46,7 +46,15 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function startOrthanc(): Promise<OrthancHandle> {
+export interface StartOrthancOptions {
+  /**
+   * Lua scripts Orthanc loads at start (Orthanc Book users/lua.rst), e.g. an
+   * `IncomingHttpRequestFilter` that makes the PACS refuse one study.
+   */
+  readonly luaScripts?: readonly string[];
+}
+
+export async function startOrthanc(options: StartOrthancOptions = {}): Promise<OrthancHandle> {
   const avail = orthancAvailable();
   if (!avail.ok) throw new Error(`startOrthanc refused: ${avail.reason}`);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'orthanc-'));
@@ -65,6 +73,7 @@ export async function startOrthanc(): Promise<OrthancHandle> {
     AuthenticationEnabled: true,
     RegisteredUsers: { [auth.username]: auth.password },
     ExecuteLuaEnabled: false,
+    ...(options.luaScripts ? { LuaScripts: [...options.luaScripts] } : {}),
     StableAge: 1,
     DicomWeb: {
       Enable: true,

@@ -350,8 +350,10 @@ describe('defaults in one place', () => {
         pageSize: QIDO_POLLER_DEFAULTS.pageSize,
         maxPages: QIDO_POLLER_DEFAULTS.maxPages,
         backoff: QIDO_POLLER_DEFAULTS.backoff,
+        maxRetrieveAttempts: QIDO_POLLER_DEFAULTS.maxRetrieveAttempts,
       },
     });
+    expect(QIDO_POLLER_DEFAULTS.maxRetrieveAttempts).toBe(5);
   });
 
   it('a remote node without optional keys gets REMOTE_NODE_DEFAULTS', () => {
@@ -411,6 +413,16 @@ describe('new keys are validated', () => {
       'remoteNodes[0].poll.backoff.maxMs',
       withNode({ poll: { backoff: { initialMs: 5000, maxMs: 100 } } }),
       /must not be less than/,
+    ],
+    [
+      'remoteNodes[0].poll.maxRetrieveAttempts',
+      withNode({ poll: { maxRetrieveAttempts: 0 } }),
+      /must be an integer from 1 to 1000/,
+    ],
+    [
+      'remoteNodes[0].poll.maxRetrieveAttempts',
+      withNode({ poll: { maxRetrieveAttempts: 'many' } }),
+      /must be an integer/,
     ],
     ['remoteNodes[0].poll.backoff.factor', withNode({ poll: { backoff: { factor: 0.5 } } }), /must be a number from 1/],
     [
@@ -476,7 +488,11 @@ describe('every key reaches its consumer', () => {
         backoffMaxMs: 120_000,
       },
       ingest: { stabilityWindowMs: 10 },
-      ...withNode({ timeoutMs: 111, storeTimeoutMs: 222, poll: { pageSize: 7, maxPages: 2, transferSyntax: '*' } }),
+      ...withNode({
+        timeoutMs: 111,
+        storeTimeoutMs: 222,
+        poll: { pageSize: 7, maxPages: 2, maxRetrieveAttempts: 3, transferSyntax: '*' },
+      }),
     },
   });
 
@@ -493,6 +509,7 @@ describe('every key reaches its consumer', () => {
       pageSize: 7,
       maxPages: 2,
       backoff: REMOTE_NODE_DEFAULTS.poll.backoff,
+      maxRetrieveAttempts: 3,
       transferSyntax: '*',
     });
   });

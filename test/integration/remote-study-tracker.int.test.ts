@@ -1,0 +1,175 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { AuditEventKind, EventOutcome } from '../../src/audit/audit-codes.js';
+import { ErrorCode } from '../../src/errors.js';
+import { PgRemoteStudyTracker, RetrieveDecision } from '../../src/ingest/remote-study-tracker.js';
+import { DicomwebClient } from '../../src/pacs/dicomweb-client.js';
+import { QidoPoller } from '../../src/pacs/qido-poller.js';
+import { qidoPollerAuditHooks } from '../../src/services/qido-poller-audit.js';
+import { backendName, type TestDatabase, testDatabase } from '../support/db.js';
+import { startTestServer, type TestHttpServer } from '../support/http.js';
+import { RecordingSink } from '../support/recording-sink.js';
+
+/**
+ * [REQ-ING-03] Bounded WADO-RS retrieve retries (issue 9, migration 0007): the backoff and the cap
+ * are computed in SQL, a given-up study stays given up until its instance count changes, and every
+ * attempt is audited with its outcome (PS3.15 A.5.1: 4 retrying, 8 given up; remote-query failure 8).
+ */
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await testDatabase();
+});
+afterAll(async () => {
+  await db?.close();
+});
+
+const POLICY = { maxAttempts: 3, backoff: { initialMs: 60_000, maxMs: 120_000, factor: 2 } };
+
+describe(`PgRemoteStudyTracker retry cap (${backendName()})`, () => {
+  it('schedules attempt n+1 after min(max, initial·factor^(n-1)) and gives up at the cap', async () => {
+    const t = new PgRemoteStudyTracker(db.pool);
+    expect(await t.observe('n', '1.2.10', 4)).toEqual({
+      decision: RetrieveDecision.Attempt,
+      attempt: 1,
+      reopened: false,
+    });
+    const t0 = Date.now();
+    const f1 = await t.markFailed(
+      'n',
+      '1.2.10',
+      ErrorCode.PacsUnavailable,
+      'HTTP 503',
+      { remoteInstanceCount: 4 },
+      POLICY,
+    );
+    expect(f1.state).toBe('failed');
+    expect(f1.attempts).toBe(1);
+    expect((f1.nextAttemptAt?.getTime() ?? 0) - t0).toBeGreaterThan(55_000);
+    expect((f1.nextAttemptAt?.getTime() ?? 0) - t0).toBeLessThan(65_000);
+    // Within the backoff: not attempted.
+    expect((await t.observe('n', '1.2.10', 4)).decision).toBe(RetrieveDecision.Backoff);
+    const f2 = await t.markFailed(
+      'n',
+      '1.2.10',
+      ErrorCode.PacsUnavailable,
+      'HTTP 503',
+      { remoteInstanceCount: 4 },
+      POLICY,
+    );
+    expect((f2.nextAttemptAt?.getTime() ?? 0) - Date.now()).toBeGreaterThan(115_000); // 120 s (capped from 60·2)
+    const f3 = await t.markFailed(
+      'n',
+      '1.2.10',
+      ErrorCode.PacsRejected,
+      'HTTP 403',
+      { remoteInstanceCount: 4, failedInstances: ['1.2.10.1', '1.2.10.2'] },
+      POLICY,
+    );
+    expect(f3).toEqual({ state: 'given-up', attempts: 3, nextAttemptAt: null });
+    expect(await t.get('n', '1.2.10')).toMatchObject({
+      state: 'given-up',
+      attempts: 3,
+      errorCode: ErrorCode.PacsRejected,
+      failedInstances: ['1.2.10.1', '1.2.10.2'],
+      remoteInstanceCount: 4,
+    });
+    // Same instance count: stays given up, poll after poll.
+    expect((await t.observe('n', '1.2.10', 4)).decision).toBe(RetrieveDecision.GivenUp);
+    expect((await t.observe('n', '1.2.10', null)).decision).toBe(RetrieveDecision.GivenUp);
+    // The PACS now holds more of the study: reopened with a fresh budget.
+    expect(await t.observe('n', '1.2.10', 5)).toEqual({
+      decision: RetrieveDecision.Attempt,
+      attempt: 1,
+      reopened: true,
+    });
+    await t.markRetrieved('n', '1.2.10', 5);
+    expect(await t.get('n', '1.2.10')).toMatchObject({ state: 'retrieved', errorCode: null, failedInstances: [] });
+    expect((await t.observe('n', '1.2.10', 6)).decision).toBe(RetrieveDecision.Retrieved);
+  });
+
+  it('an operator reopen retries a given-up study at the next poll', async () => {
+    const t = new PgRemoteStudyTracker(db.pool);
+    await t.observe('n', '1.2.11', null);
+    await t.markFailed('n', '1.2.11', ErrorCode.PacsRejected, 'x', {}, { ...POLICY, maxAttempts: 1 });
+    expect((await t.observe('n', '1.2.11', null)).decision).toBe(RetrieveDecision.GivenUp);
+    expect(await t.reopen('n', '1.2.11')).toBe(true);
+    expect((await t.observe('n', '1.2.11', null)).decision).toBe(RetrieveDecision.Attempt);
+    expect(await t.reopen('n', '1.2.999')).toBe(false);
+  });
+});
+
+describe(`QidoPoller with PgRemoteStudyTracker and the audit hooks (${backendName()})`, () => {
+  let server: TestHttpServer;
+  let retrieves = 0;
+  let searchFails = false;
+  const STUDY = '1.2.826.0.1.3680043.10.9999.1';
+  beforeAll(async () => {
+    server = await startTestServer((app) => {
+      app.get('/dicom-web/studies', (_req, res) => {
+        if (searchFails) {
+          res.status(503).end();
+          return;
+        }
+        res
+          .type('application/dicom+json')
+          .send(JSON.stringify([{ '0020000D': { vr: 'UI', Value: [STUDY] }, '00201208': { vr: 'IS', Value: [2] } }]));
+      });
+      // The PACS refuses this study: a permanent 403 (no transfer syntax would help).
+      app.get('/dicom-web/studies/:study', (_req, res) => {
+        retrieves++;
+        res.status(403).end();
+      });
+    });
+  });
+  afterAll(() => server.close());
+
+  it('retries a failing study a bounded number of times, audits 4 then 8, then stops asking', async () => {
+    const tmp = mkdtempSync(path.join(tmpdir(), 'rs-cap-'));
+    try {
+      const poller = new QidoPoller({
+        node: { name: 'fake', client: new DicomwebClient({ baseUrl: `${server.url}/dicom-web`, timeoutMs: 5_000 }) },
+        sink: new RecordingSink(tmp),
+        tracker: new PgRemoteStudyTracker(db.pool),
+        tmpDir: tmp,
+        lookbackDays: Number.POSITIVE_INFINITY,
+        maxRetrieveAttempts: 3,
+        retrieveBackoff: { initialMs: 10, maxMs: 10, factor: 1 },
+        ...qidoPollerAuditHooks(db.pool, 'test'),
+      });
+      const summaries = [];
+      for (let i = 0; i < 6; i++) {
+        summaries.push(await poller.pollOnce());
+        await new Promise((r) => setTimeout(r, 30));
+      }
+      expect(retrieves).toBe(3);
+      expect(summaries.map((s) => s.studiesFailed)).toEqual([1, 1, 1, 0, 0, 0]);
+      expect(summaries.map((s) => s.studiesGivenUp)).toEqual([0, 0, 1, 0, 0, 0]);
+      expect(summaries.map((s) => s.studiesDeferred)).toEqual([0, 0, 0, 1, 1, 1]);
+      const { rows } = await db.pool.query<{ outcome: number; detail: Record<string, unknown> }>(
+        `SELECT outcome, detail FROM audit_events WHERE kind = $1 AND study_instance_uid = $2 ORDER BY id`,
+        [AuditEventKind.RemoteRetrieve, STUDY],
+      );
+      expect(rows.map((r) => r.outcome)).toEqual([
+        EventOutcome.MinorFailure,
+        EventOutcome.MinorFailure,
+        EventOutcome.SeriousFailure,
+      ]);
+      expect(rows.map((r) => r.detail.attempt)).toEqual([1, 2, 3]);
+      expect(rows[2]?.detail).toMatchObject({ outcome: 'given-up', errorCode: ErrorCode.PacsRejected, maxAttempts: 3 });
+      expect(rows[0]?.detail.requests).toEqual(['study * 403']);
+
+      // A failed search is audited as a failure too.
+      searchFails = true;
+      await expect(poller.pollOnce()).rejects.toMatchObject({ code: ErrorCode.PacsUnavailable });
+      const q = await db.pool.query<{ outcome: number; detail: Record<string, unknown> }>(
+        `SELECT outcome, detail FROM audit_events WHERE kind = $1 AND destination = 'fake' ORDER BY id`,
+        [AuditEventKind.RemoteQuery],
+      );
+      expect(q.rows.map((r) => r.outcome)).toEqual([0, 0, 0, 0, 0, 0, EventOutcome.SeriousFailure]);
+      expect(q.rows.at(-1)?.detail.errorCode).toBe(ErrorCode.PacsUnavailable);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+});

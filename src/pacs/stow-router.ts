@@ -80,7 +80,10 @@ function framingReason(err: MultipartError): FailureReason {
 
 /** Our own message as a PS3.18 §8.6.3 Warning header value: printable ASCII only, quoted, capped. */
 function warningHeader(message: string): string {
-  const text = message.replace(/[^\x20-\x7e]/g, '?').replace(/["\\]/g, "'").slice(0, 200);
+  const text = message
+    .replace(/[^\x20-\x7e]/g, '?')
+    .replace(/["\\]/g, "'")
+    .slice(0, 200);
   return `299 radscribe "${text}"`;
 }
 

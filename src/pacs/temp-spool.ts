@@ -44,9 +44,7 @@ export async function discardTempFile(file: ReceivedFile | string): Promise<void
  * hash of what was sent (never the bytes). A body that errors (over its size cap, cut off) still
  * resolves, with the error, after what arrived.
  */
-export async function discardHashing(
-  body: Readable,
-): Promise<{ sha256: string; sizeBytes: number; error?: unknown }> {
+export async function discardHashing(body: Readable): Promise<{ sha256: string; sizeBytes: number; error?: unknown }> {
   const hash = createHash('sha256');
   let sizeBytes = 0;
   try {

@@ -11,8 +11,10 @@ import { sqAttr, Tag, uiAttr, urAttr, usAttr } from './dicom-json.js';
 import type { MediaType } from './media-type.js';
 import { MediaTypes, parseMediaType } from './media-type.js';
 import {
+  boundaryProblem,
   DEFAULT_MULTIPART_LIMITS,
   isMultipartError,
+  MAX_INBOUND_BOUNDARY_LENGTH,
   type MultipartError,
   MultipartFailure,
   parseMultipart,
@@ -132,6 +134,9 @@ function checkContentType(header: string | undefined): { boundary: string } {
   }
   const boundary = mt.params.boundary;
   if (!boundary) throw new RadScribeError(ErrorCode.RequestInvalid, 'multipart/related without a boundary parameter');
+  // Liberal in length (Orthanc sends 73 characters), strict in the characters (RFC 2046 bchars).
+  const why = boundaryProblem(boundary, MAX_INBOUND_BOUNDARY_LENGTH);
+  if (why) throw new RadScribeError(ErrorCode.RequestInvalid, `multipart/related: ${why}`);
   return { boundary };
 }
 
@@ -178,23 +183,30 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
     const results: PartResult[] = [];
     const started = Date.now();
     let framing: MultipartError | undefined;
+    // Parts handed out by the parser, and whether the last one was answered before its body had
+    // been read to its delimiter (refused while it streamed): a framing failure then belongs to it.
+    let seen = 0;
+    let lastAnsweredEarly = false;
     try {
       for await (const part of parseMultipart(req, boundary, {
         maxPartBytes: limits.maxPartBytes,
         maxTotalBytes: limits.maxRequestBytes,
       })) {
+        seen++;
+        lastAnsweredEarly = false;
         const partType = part.headers['content-type'];
         if (part.headerFailure || (partType !== undefined && safeEssence(partType) !== MediaTypes.Dicom)) {
           // Unreadable part headers, or a part that is not a PS3.10 instance: it cannot be
           // understood (PS3.4 C000); the rest of the request still counts.
-          const seen = await discardHashing(part.body);
+          const read = await discardHashing(part.body);
+          lastAnsweredEarly = read.error !== undefined;
           results.push({ ok: false, failureReason: FailureReason.CannotUnderstand });
           await refuse({
             code: part.headerFailure?.code ?? ErrorCode.MediaTypeUnsupported,
             failureReason: FailureReason.CannotUnderstand,
             part: part.index,
-            sha256: seen.sha256,
-            sizeBytes: seen.sizeBytes,
+            sha256: read.sha256,
+            sizeBytes: read.sizeBytes,
           });
           continue;
         }
@@ -203,6 +215,7 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
           file = await spoolToTempFile(part.body, deps.tmpDir, 'stow');
         } catch (err: unknown) {
           if (isMultipartError(err, MultipartFailure.PartTooLarge)) {
+            lastAnsweredEarly = true;
             results.push({ ok: false, failureReason: FailureReason.OutOfResources });
             await refuse({
               code: err.code,
@@ -259,7 +272,9 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
       framing = err;
     }
     const gone = req.socket.destroyed;
-    if (framing) {
+    // A part already refused while it streamed has its answer; the failure that stopped the
+    // request there adds none. Otherwise the part being read (or the next one) is refused for it.
+    if (framing && !(lastAnsweredEarly && results.length === seen)) {
       const failureReason = framingReason(framing);
       results.push({ ok: false, failureReason });
       await refuse({

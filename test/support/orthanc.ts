@@ -46,7 +46,15 @@ async function freePort(): Promise<number> {
   });
 }
 
-export async function startOrthanc(): Promise<OrthancHandle> {
+export interface OrthancOptions {
+  /**
+   * DicomWeb "Servers" (orthanc-dicomweb's STOW/QIDO/WADO client peers), name → entry such as
+   * `{ Url, Username?, Password?, HasDelete? }` or `[url]`, for tests that make Orthanc the client.
+   */
+  readonly dicomWebServers?: Readonly<Record<string, unknown>>;
+}
+
+export async function startOrthanc(opts: OrthancOptions = {}): Promise<OrthancHandle> {
   const avail = orthancAvailable();
   if (!avail.ok) throw new Error(`startOrthanc refused: ${avail.reason}`);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'orthanc-'));
@@ -73,6 +81,7 @@ export async function startOrthanc(): Promise<OrthancHandle> {
       WadoRoot: '/wado',
       Host: `127.0.0.1:${httpPort}`,
       Ssl: false,
+      ...(opts.dicomWebServers ? { Servers: opts.dicomWebServers } : {}),
     },
   };
   const configPath = path.join(dir, 'orthanc.json');

@@ -89,6 +89,44 @@ function warningHeader(message: string): string {
   return `299 radscribe "${text}"`;
 }
 
+/** How long, and how many bytes, the rest of a refused request body is read after the answer. */
+export const LINGER_MS = 5_000;
+export const LINGER_MAX_BYTES = 64 * 1024 * 1024;
+
+/**
+ * After answering a request whose body we stopped reading (415, 413, broken framing), read and drop
+ * what the client is still sending, for at most LINGER_MS / LINGER_MAX_BYTES, then close. Closing at
+ * once would leave unread bytes in the socket, and the kernel would answer them with a reset that
+ * can destroy our answer in the client before it reads it (RFC 9112 §9.6, "lingering close"). A
+ * client that stops sending in time keeps its connection.
+ */
+function lingerAfterAnswer(req: Request, res: Response): void {
+  res.once('finish', () => {
+    if (req.complete) return;
+    let drained = 0;
+    const close = (): void => {
+      req.socket.destroy();
+    };
+    const timer = setTimeout(close, LINGER_MS);
+    timer.unref();
+    // read() rather than 'data'/resume(): the multipart parser's async iterator still holds a
+    // 'readable' listener, which makes resume() a no-op (Node stream docs, "readable" precedence).
+    const drain = (): void => {
+      for (let chunk = req.read() as Buffer | null; chunk !== null; chunk = req.read() as Buffer | null) {
+        drained += chunk.length;
+        if (drained > LINGER_MAX_BYTES) {
+          close();
+          return;
+        }
+      }
+    };
+    req.on('readable', drain);
+    req.once('end', () => clearTimeout(timer));
+    req.once('close', () => clearTimeout(timer));
+    drain();
+  });
+}
+
 /** One STOW-RS part's result, in request order. */
 export type PartResult =
   | {
@@ -177,7 +215,7 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
       // alive on this connection.
       const code = errorCodeOf(err);
       await refuse({ code, httpStatus: toHttpStatus(code) });
-      res.set('Connection', 'close');
+      lingerAfterAnswer(req, res);
       throw err;
     }
     const results: PartResult[] = [];
@@ -302,8 +340,7 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
     });
     if (framing) {
       res.set('Warning', warningHeader(framing.message));
-      // The rest of a body we stopped reading is not drained: close the connection after the answer.
-      if (!req.complete) res.set('Connection', 'close');
+      if (!req.complete) lingerAfterAnswer(req, res);
     }
     res
       .status(status)

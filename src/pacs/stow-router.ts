@@ -211,8 +211,8 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
       }
       ({ boundary } = checkContentType(req.headers['content-type']));
     } catch (err: unknown) {
-      // Refused before the body is read (400 / 415): audited, and the unread body is not kept
-      // alive on this connection.
+      // Refused before the body is read (400 / 415): audited, and the unread body is read and
+      // dropped for a while after the answer (lingering close).
       const code = errorCodeOf(err);
       await refuse({ code, httpStatus: toHttpStatus(code) });
       lingerAfterAnswer(req, res);

@@ -198,6 +198,8 @@ function stowOf(a: Answer): Stow {
 
 /** One line of the closing-note table. */
 interface Row {
+  /** Gateway VmHWM after the case, filled in by push(). */
+  peakMb?: number;
   readonly input: string;
   readonly requests: number;
   readonly status: string;
@@ -211,7 +213,18 @@ describe(`STOW-RS hostile multipart against a gateway process (${POSTGRES ? 'pos
   let work: string;
   let gw: GatewayProcess;
   let url: string;
-  const table: Row[] = [];
+  const rows: Row[] = [];
+  const table = {
+    push(r: Row): void {
+      rows.push({ ...r, peakMb: Math.round(memoryOf(gw.pid).peak / 1024 ** 2) });
+    },
+    get length(): number {
+      return rows.length;
+    },
+    map<T>(f: (r: Row) => T): T[] {
+      return rows.map(f);
+    },
+  };
   let readyRss = 0;
 
   /** instance-refused events since `since`, as "reason/errorCode" → count. */
@@ -260,9 +273,11 @@ describe(`STOW-RS hostile multipart against a gateway process (${POSTGRES ? 'pos
     rmSync(work, { recursive: true, force: true });
     if (table.length > 0) {
       const lines = [
-        '| input class | requests | HTTP status | Failure Reason per refused part | audit events |',
-        '|---|---|---|---|---|',
-        ...table.map((r) => `| ${r.input} | ${r.requests} | ${r.status} | ${r.reasons} | ${r.audit} |`),
+        '| input class | requests | HTTP status | Failure Reason per refused part | audit events | gateway peak RSS after |',
+        '|---|---|---|---|---|---|',
+        ...table.map(
+          (r) => `| ${r.input} | ${r.requests} | ${r.status} | ${r.reasons} | ${r.audit} | ${r.peakMb ?? '?'} MB |`,
+        ),
       ];
       process.stdout.write(`\n${lines.join('\n')}\n`);
     }

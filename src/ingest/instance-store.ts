@@ -1,7 +1,7 @@
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
-import { EventOutcome } from '../audit/audit-codes.js';
+import { AuditEventKind, EventOutcome } from '../audit/audit-codes.js';
 import { recordAudit } from '../audit/audit-log.js';
 import type { InstanceIdentity } from '../dicom/dataset.js';
 import { DEFAULT_MAX_HEADER_BYTES } from '../dicom/header-reader.js';
@@ -120,7 +120,7 @@ export class InstanceStore implements InstanceSink {
         sopInstanceUid: outcome.sopInstanceUid,
         via: ctx.via,
       });
-      await this.#auditFailure(outcome, ctx);
+      await this.#auditFailure(outcome, ctx, file);
     }
     return outcome;
   }
@@ -265,18 +265,28 @@ export class InstanceStore implements InstanceSink {
     );
   }
 
-  /** Refusals are audited too (outcome 8, serious failure), best effort: the DB may be what failed. */
-  async #auditFailure(outcome: Failed, ctx: ReceiptContext): Promise<void> {
+  /**
+   * Refusals are audited as `instance-refused` (outcome 8, serious failure) with the received
+   * bytes' hash, best effort: the DB may be what failed.
+   */
+  async #auditFailure(outcome: Failed, ctx: ReceiptContext, file: ReceivedFile): Promise<void> {
     if (outcome.code === ErrorCode.DatabaseUnavailable) return;
     try {
       await recordAudit(this.#pool, {
-        kind: 'instance-received',
+        kind: AuditEventKind.InstanceRefused,
         outcome: EventOutcome.SeriousFailure,
         ...(ctx.actor ? { actor: ctx.actor } : {}),
         ...(ctx.remoteAddress ? { source: ctx.remoteAddress } : {}),
         ...(ctx.expectedStudyInstanceUid ? { studyInstanceUid: ctx.expectedStudyInstanceUid } : {}),
         ...(outcome.sopInstanceUid ? { sopInstanceUids: [outcome.sopInstanceUid] } : {}),
-        detail: { via: ctx.via, errorCode: outcome.code, failureReason: outcome.failureReason },
+        detail: {
+          via: ctx.via,
+          errorCode: outcome.code,
+          failureReason: outcome.failureReason,
+          ...(outcome.sopClassUid ? { sopClassUid: outcome.sopClassUid } : {}),
+          sha256: file.sha256,
+          sizeBytes: file.sizeBytes,
+        },
       });
     } catch (err: unknown) {
       this.#log.warn('could not audit refused instance', { error: normalizeErrorString(err) });

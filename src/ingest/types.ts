@@ -125,3 +125,30 @@ export interface InstanceSink {
   /** Never throws: every failure becomes a `failed` outcome with its Failure Reason. */
   accept(file: ReceivedFile, ctx: ReceiptContext): Promise<InstanceOutcome>;
 }
+
+/**
+ * One instance offered and refused before or instead of the sink (a part the front end could not
+ * read or frame, a request refused as a whole). UIDs, hashes and codes only, never PHI: it goes to
+ * the audit trail as `instance-refused` (outcome 8, PS3.15 A.5.3.5 with a failed outcome).
+ */
+export interface InstanceRefusal {
+  readonly via: ReceivedVia;
+  readonly code: ErrorCode;
+  /** The STOW-RS Failure Reason the sender was given for this part; absent for a whole-request refusal. */
+  readonly failureReason?: FailureReason;
+  /** HTTP status of the answer, for a refusal of the whole request (400, 413, 415). */
+  readonly httpStatus?: number;
+  /** 0-based position of the part in the request. */
+  readonly part?: number;
+  /** SHA-256 and size of the bytes received for this part, when they were read. */
+  readonly sha256?: string;
+  readonly sizeBytes?: number;
+  readonly remoteAddress?: string;
+  readonly actor?: string;
+  readonly studyInstanceUid?: string;
+}
+
+/** Where front ends report refusals they make themselves (the sink audits its own). Never throws. */
+export interface RefusalRecorder {
+  instanceRefused(refusal: InstanceRefusal): Promise<void>;
+}

@@ -25,6 +25,11 @@ export const MultipartFailure = {
   PartTooLarge: 'part-too-large',
   /** The whole stream exceeded `maxTotalBytes`; parsing stops. */
   TotalTooLarge: 'total-too-large',
+  /**
+   * One part's header block exceeded `maxHeaderBytes` or had a line that is not a header field;
+   * the part is refused alone and the parser skips to the next delimiter.
+   */
+  BadPartHeaders: 'bad-part-headers',
 } as const;
 export type MultipartFailure = (typeof MultipartFailure)[keyof typeof MultipartFailure];
 
@@ -32,13 +37,49 @@ export class MultipartError extends RadScribeError {
   override name = 'MultipartError';
   readonly failure: MultipartFailure;
   constructor(failure: MultipartFailure, message: string, options?: { cause?: unknown }) {
-    super(
-      failure === MultipartFailure.PartTooLarge ? ErrorCode.OutOfResources : ErrorCode.RequestInvalid,
-      `multipart: ${message}`,
-      options,
-    );
+    super(codeOfFailure(failure), `multipart: ${message}`, options);
     this.failure = failure;
   }
+}
+
+function codeOfFailure(failure: MultipartFailure): ErrorCode {
+  switch (failure) {
+    case MultipartFailure.PartTooLarge:
+      return ErrorCode.OutOfResources;
+    case MultipartFailure.TotalTooLarge:
+      return ErrorCode.PayloadTooLarge;
+    default:
+      return ErrorCode.RequestInvalid;
+  }
+}
+
+/**
+ * Longest boundary accepted on input. RFC 2046 §5.1.1 caps a boundary at 70 characters, but
+ * Orthanc's DICOMweb STOW client sends two UUIDs (73 characters) and other senders go further; the
+ * parser's window grows by the boundary length only, so a cap far above 70 costs nothing and keeps
+ * a hostile header from making the delimiter search expensive. What RadScribe sends stays ≤ 70.
+ */
+export const MAX_INBOUND_BOUNDARY_LENGTH = 256;
+/** RFC 2046 §5.1.1 limit, applied to every boundary RadScribe writes. */
+export const MAX_OUTBOUND_BOUNDARY_LENGTH = 70;
+
+// RFC 2046 §5.1.1: bchars := bcharsnospace / " "; the last character is not a space.
+const BCHARS_RE = /^[0-9A-Za-z'()+_,\-./:=? ]*[0-9A-Za-z'()+_,\-./:=?]$/;
+
+/**
+ * Why `boundary` cannot be used, or undefined when it can: RFC 2046 bchars, not ending in a space,
+ * 1..`maxLength` characters. The message names the rule, never echoes the whole header.
+ */
+export function boundaryProblem(boundary: string, maxLength: number): string | undefined {
+  if (boundary.length === 0) return 'boundary is empty';
+  if (boundary.length > maxLength) return `boundary is ${boundary.length} characters; at most ${maxLength} accepted`;
+  if (!BCHARS_RE.test(boundary)) return 'boundary has characters outside RFC 2046 §5.1.1 bchars or ends in a space';
+  return undefined;
+}
+
+function assertOutboundBoundary(boundary: string): void {
+  const why = boundaryProblem(boundary, MAX_OUTBOUND_BOUNDARY_LENGTH);
+  if (why) throw new RadScribeError(ErrorCode.Internal, `outbound multipart: ${why}`);
 }
 
 export function isMultipartError(err: unknown, failure?: MultipartFailure): err is MultipartError {
@@ -67,6 +108,11 @@ export interface MultipartPart {
   readonly headers: Readonly<Record<string, string>>;
   /** The part's body. Consume or destroy it before asking for the next part; unread data is discarded. */
   readonly body: Readable;
+  /**
+   * Set when the part's header block could not be read (BadPartHeaders): `headers` is empty and
+   * `body` holds the rest of the part up to the next delimiter, to be discarded. The stream goes on.
+   */
+  readonly headerFailure?: MultipartError;
 }
 
 const CRLF = Buffer.from('\r\n');
@@ -130,7 +176,7 @@ function parseHeaderBlock(block: string): Record<string, string> {
       continue;
     }
     const colon = line.indexOf(':');
-    if (colon <= 0) throw new MultipartError(MultipartFailure.Malformed, 'part header line without a name');
+    if (colon <= 0) throw new MultipartError(MultipartFailure.BadPartHeaders, 'part header line without a name');
     last = line.slice(0, colon).trim().toLowerCase();
     headers[last] = line.slice(colon + 1).trim();
   }
@@ -166,9 +212,8 @@ export async function* parseMultipart(
   limits: Partial<MultipartLimits> = {},
 ): AsyncGenerator<MultipartPart, void, undefined> {
   const lim: MultipartLimits = { ...DEFAULT_MULTIPART_LIMITS, ...limits };
-  if (!/^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$/.test(boundary)) {
-    throw new MultipartError(MultipartFailure.Malformed, 'boundary violates RFC 2046 §5.1.1 bchars');
-  }
+  const why = boundaryProblem(boundary, MAX_INBOUND_BOUNDARY_LENGTH);
+  if (why) throw new MultipartError(MultipartFailure.Malformed, why);
   const delimiter = Buffer.from(`\r\n--${boundary}`);
   // A virtual CRLF in front lets "--boundary" at offset 0 and "preamble CRLF --boundary" match alike.
   const win = new ByteWindow(source, lim.maxTotalBytes, Buffer.from(CRLF));
@@ -193,20 +238,31 @@ export async function* parseMultipart(
       }
       win.consume(tail.length);
       if (tail.kind === 'close') break;
-      const headers = await readHeaders(win, lim.maxHeaderBytes);
+      const head = await readHeaders(win, lim.maxHeaderBytes, delimiter);
       const body = new PassThrough();
       current = body;
       const pump = pumpBody(win, body, delimiter, lim.maxPartBytes);
       // Errors surface through the body stream and, below, through the generator.
       pump.catch(() => undefined);
-      yield { index: index++, headers, body };
+      if (head instanceof MultipartError) {
+        // The part is refused alone; its body error (if any) must not end the stream.
+        body.on('error', () => undefined);
+        yield { index: index++, headers: {}, body, headerFailure: head };
+      } else {
+        yield { index: index++, headers: head, body };
+      }
       if (!body.readableFlowing && !body.destroyed) body.resume(); // discard what the caller left unread
       await pump;
       current = undefined;
     }
-    // Epilogue (RFC 2046: to be ignored). Drain it so the peer is not reset while we answer.
+    // Epilogue (RFC 2046: to be ignored). Drain it so the peer is not reset while we answer; an
+    // epilogue past the total cap is left unread (the parts before it are complete and valid).
     win.buf = Buffer.alloc(0);
-    while (await win.more()) win.buf = Buffer.alloc(0);
+    try {
+      while (await win.more()) win.buf = Buffer.alloc(0);
+    } catch (err: unknown) {
+      if (!isMultipartError(err, MultipartFailure.TotalTooLarge)) throw err;
+    }
   } catch (err: unknown) {
     if (current && !current.destroyed) current.destroy(err as Error);
     throw err;
@@ -237,7 +293,18 @@ async function peekBoundaryTail(win: ByteWindow): Promise<BoundaryTail> {
   }
 }
 
-async function readHeaders(win: ByteWindow, maxHeaderBytes: number): Promise<Record<string, string>> {
+/**
+ * Read one part's header block, leaving the window at the start of its body. The block ends at the
+ * first CRLF CRLF, or at the next delimiter when that comes first (a part with headers and no body).
+ * A block over `maxHeaderBytes` or with a line that is not a header field refuses this part only:
+ * the result is a MultipartError(bad-part-headers) and the window stays where the body pump will
+ * skip the rest of the part.
+ */
+async function readHeaders(
+  win: ByteWindow,
+  maxHeaderBytes: number,
+  delimiter: Buffer,
+): Promise<Record<string, string> | MultipartError> {
   for (;;) {
     // No headers at all: the boundary line's CRLF is followed directly by the blank line.
     if (win.buf.length >= 2 && win.buf[0] === 0x0d && win.buf[1] === 0x0a) {
@@ -245,15 +312,22 @@ async function readHeaders(win: ByteWindow, maxHeaderBytes: number): Promise<Rec
       return {};
     }
     const end = win.buf.indexOf(CRLFCRLF);
-    if (end >= 0) {
-      if (end > maxHeaderBytes)
-        throw new MultipartError(MultipartFailure.Malformed, `part headers exceed ${maxHeaderBytes} bytes`);
-      const block = win.buf.subarray(0, end).toString('latin1');
-      win.consume(end + CRLFCRLF.length);
-      return parseHeaderBlock(block);
-    }
-    if (win.buf.length > maxHeaderBytes) {
-      throw new MultipartError(MultipartFailure.Malformed, `part headers exceed ${maxHeaderBytes} bytes`);
+    const delim = win.buf.indexOf(delimiter);
+    const stop = delim >= 0 && (end < 0 || delim <= end) ? delim : end;
+    if (stop >= 0 || win.buf.length > maxHeaderBytes) {
+      if (stop < 0 || stop > maxHeaderBytes) {
+        // Up to the next delimiter, or keep a tail that may start one; the body pump finds it.
+        win.consume(delim >= 0 ? delim : Math.max(0, win.buf.length - (delimiter.length - 1)));
+        return new MultipartError(MultipartFailure.BadPartHeaders, `part headers exceed ${maxHeaderBytes} bytes`);
+      }
+      const block = win.buf.subarray(0, stop).toString('latin1');
+      win.consume(stop === end ? end + CRLFCRLF.length : stop);
+      try {
+        return parseHeaderBlock(block);
+      } catch (err: unknown) {
+        if (err instanceof MultipartError) return err;
+        throw err;
+      }
     }
     if (!(await win.more())) throw new MultipartError(MultipartFailure.Truncated, 'stream ended in part headers');
   }
@@ -330,6 +404,7 @@ const closeDelimiter = (boundary: string): Buffer => Buffer.from(`\r\n--${bounda
  * some servers and proxies refuse chunked request bodies.
  */
 export async function multipartBodyLength(parts: readonly OutboundPart[], boundary: string): Promise<number> {
+  assertOutboundBoundary(boundary);
   let n = closeDelimiter(boundary).length;
   for (const part of parts) {
     n += partHead(part, boundary).length;
@@ -343,6 +418,7 @@ export async function multipartBodyLength(parts: readonly OutboundPart[], bounda
  * from disk as the peer consumes the body, so a study upload never sits in memory.
  */
 export function multipartBody(parts: readonly OutboundPart[], boundary: string): Readable {
+  assertOutboundBoundary(boundary);
   async function* generate(): AsyncGenerator<Buffer> {
     for (const part of parts) {
       yield partHead(part, boundary);

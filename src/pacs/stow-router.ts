@@ -1,8 +1,8 @@
 import type { Request, Response } from 'express';
 import express from 'express';
 import { isValidUid } from '../dicom/dataset.js';
-import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from '../errors.js';
-import type { InstanceOutcome, InstanceSink } from '../ingest/types.js';
+import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError, toHttpStatus } from '../errors.js';
+import type { InstanceOutcome, InstanceRefusal, InstanceSink, RefusalRecorder } from '../ingest/types.js';
 import { FailureReason, ReceivedVia } from '../ingest/types.js';
 import type { Logger } from '../logger.js';
 import { childLogger } from '../logger.js';
@@ -10,8 +10,16 @@ import type { DicomJsonDataset } from './dicom-json.js';
 import { sqAttr, Tag, uiAttr, urAttr, usAttr } from './dicom-json.js';
 import type { MediaType } from './media-type.js';
 import { MediaTypes, parseMediaType } from './media-type.js';
-import { DEFAULT_MULTIPART_LIMITS, isMultipartError, MultipartFailure, parseMultipart } from './multipart.js';
-import { discardTempFile, spoolToTempFile } from './temp-spool.js';
+import {
+  boundaryProblem,
+  DEFAULT_MULTIPART_LIMITS,
+  isMultipartError,
+  MAX_INBOUND_BOUNDARY_LENGTH,
+  type MultipartError,
+  MultipartFailure,
+  parseMultipart,
+} from './multipart.js';
+import { discardHashing, discardTempFile, spoolToTempFile } from './temp-spool.js';
 
 /**
  * Inbound STOW-RS (PS3.18 §10.5, "Store Instances"): POST {base}/studies[/{study}] with
@@ -45,6 +53,78 @@ export interface StowRouterDeps {
   readonly retrieveUrlBase?: string;
   /** Authenticated HTTP user, set by whatever auth middleware runs before the router. Default: `res.locals.user`. */
   readonly actorOf?: (req: Request, res: Response) => string | undefined;
+  /**
+   * Where the router's own refusals go (`instance-refused` audit events): parts it cannot frame or
+   * read, requests refused whole. Refusals by the sink are audited by the sink.
+   */
+  readonly refusals?: RefusalRecorder;
+}
+
+/**
+ * HTTP status of a STOW-RS answer (PS3.18 §10.5.3, Table 10.5.3-1): 200 all stored; 202 some stored
+ * and some failed; 409 none stored because of the instances (each has its Failure Reason); 400 none
+ * stored because the request itself could not be read (multipart framing); 413 none stored because
+ * the request is over the size limit. Parts stored before a framing failure are durable, so the
+ * sender is told about them with 202 rather than a 4xx that would hide them.
+ */
+export function stowStatus(results: readonly PartResult[], framing?: MultipartFailure): 200 | 202 | 400 | 409 | 413 {
+  const stored = results.filter((r) => r.ok).length;
+  if (stored > 0) return stored === results.length ? 200 : 202;
+  if (framing === MultipartFailure.TotalTooLarge) return 413;
+  if (framing !== undefined) return 400;
+  return 409;
+}
+
+/** Failure Reason for a request whose framing broke at a part: its size (A700) or its bytes (C000). */
+function framingReason(err: MultipartError): FailureReason {
+  return err.failure === MultipartFailure.TotalTooLarge ? FailureReason.OutOfResources : FailureReason.CannotUnderstand;
+}
+
+/** Our own message as a PS3.18 §8.6.3 Warning header value: printable ASCII only, quoted, capped. */
+function warningHeader(message: string): string {
+  const text = message
+    .replace(/[^\x20-\x7e]/g, '?')
+    .replace(/["\\]/g, "'")
+    .slice(0, 200);
+  return `299 radscribe "${text}"`;
+}
+
+/** How long, and how many bytes, the rest of a refused request body is read after the answer. */
+export const LINGER_MS = 5_000;
+export const LINGER_MAX_BYTES = 64 * 1024 * 1024;
+
+/**
+ * After answering a request whose body we stopped reading (415, 413, broken framing), read and drop
+ * what the client is still sending, for at most LINGER_MS / LINGER_MAX_BYTES, then close. Closing at
+ * once would leave unread bytes in the socket, and the kernel would answer them with a reset that
+ * can destroy our answer in the client before it reads it (RFC 9112 §9.6, "lingering close"). A
+ * client that stops sending in time keeps its connection.
+ */
+function lingerAfterAnswer(req: Request, res: Response): void {
+  res.once('finish', () => {
+    if (req.complete) return;
+    let drained = 0;
+    const close = (): void => {
+      req.socket.destroy();
+    };
+    const timer = setTimeout(close, LINGER_MS);
+    timer.unref();
+    // read() rather than 'data'/resume(): the multipart parser's async iterator still holds a
+    // 'readable' listener, which makes resume() a no-op (Node stream docs, "readable" precedence).
+    const drain = (): void => {
+      for (let chunk = req.read() as Buffer | null; chunk !== null; chunk = req.read() as Buffer | null) {
+        drained += chunk.length;
+        if (drained > LINGER_MAX_BYTES) {
+          close();
+          return;
+        }
+      }
+    };
+    req.on('readable', drain);
+    req.once('end', () => clearTimeout(timer));
+    req.once('close', () => clearTimeout(timer));
+    drain();
+  });
 }
 
 /** One STOW-RS part's result, in request order. */
@@ -92,6 +172,9 @@ function checkContentType(header: string | undefined): { boundary: string } {
   }
   const boundary = mt.params.boundary;
   if (!boundary) throw new RadScribeError(ErrorCode.RequestInvalid, 'multipart/related without a boundary parameter');
+  // Liberal in length (Orthanc sends 73 characters), strict in the characters (RFC 2046 bchars).
+  const why = boundaryProblem(boundary, MAX_INBOUND_BOUNDARY_LENGTH);
+  if (why) throw new RadScribeError(ErrorCode.RequestInvalid, `multipart/related: ${why}`);
   return { boundary };
 }
 
@@ -106,90 +189,159 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
 
   async function storeInstances(req: Request, res: Response): Promise<void> {
     const studyParam = typeof req.params.study === 'string' ? req.params.study : undefined;
-    if (studyParam !== undefined && !isValidUid(studyParam)) {
-      throw new RadScribeError(ErrorCode.RequestInvalid, 'study in the request URI is not a valid UID');
-    }
-    const { boundary } = checkContentType(req.headers['content-type']);
     const ctx = {
       via: ReceivedVia.StowRs,
       remoteAddress: req.socket.remoteAddress,
       actor: actorOf(req, res),
       expectedStudyInstanceUid: studyParam,
     };
+    const refuse = async (r: Omit<InstanceRefusal, 'via' | 'remoteAddress' | 'actor'>): Promise<void> => {
+      await deps.refusals?.instanceRefused({
+        via: ctx.via,
+        ...(ctx.remoteAddress ? { remoteAddress: ctx.remoteAddress } : {}),
+        ...(ctx.actor ? { actor: ctx.actor } : {}),
+        ...(studyParam && isValidUid(studyParam) ? { studyInstanceUid: studyParam } : {}),
+        ...r,
+      });
+    };
+    let boundary: string;
+    try {
+      if (studyParam !== undefined && !isValidUid(studyParam)) {
+        throw new RadScribeError(ErrorCode.RequestInvalid, 'study in the request URI is not a valid UID');
+      }
+      ({ boundary } = checkContentType(req.headers['content-type']));
+    } catch (err: unknown) {
+      // Refused before the body is read (400 / 415): audited, and the unread body is read and
+      // dropped for a while after the answer (lingering close).
+      const code = errorCodeOf(err);
+      await refuse({ code, httpStatus: toHttpStatus(code) });
+      lingerAfterAnswer(req, res);
+      throw err;
+    }
     const results: PartResult[] = [];
     const started = Date.now();
-    for await (const part of parseMultipart(req, boundary, {
-      maxPartBytes: limits.maxPartBytes,
-      maxTotalBytes: limits.maxRequestBytes,
-    })) {
-      const partType = part.headers['content-type'];
-      if (partType !== undefined && safeEssence(partType) !== MediaTypes.Dicom) {
-        // A part that is not a PS3.10 instance cannot be understood (PS3.4 C000); the rest still count.
-        part.body.resume();
-        results.push({ ok: false, failureReason: FailureReason.CannotUnderstand });
-        continue;
-      }
-      let file: Awaited<ReturnType<typeof spoolToTempFile>>;
-      try {
-        file = await spoolToTempFile(part.body, deps.tmpDir, 'stow');
-      } catch (err: unknown) {
-        if (isMultipartError(err, MultipartFailure.PartTooLarge)) {
-          results.push({ ok: false, failureReason: FailureReason.OutOfResources });
+    let framing: MultipartError | undefined;
+    // Parts handed out by the parser, and whether the last one was answered before its body had
+    // been read to its delimiter (refused while it streamed): a framing failure then belongs to it.
+    let seen = 0;
+    let lastAnsweredEarly = false;
+    try {
+      for await (const part of parseMultipart(req, boundary, {
+        maxPartBytes: limits.maxPartBytes,
+        maxTotalBytes: limits.maxRequestBytes,
+      })) {
+        seen++;
+        lastAnsweredEarly = false;
+        const partType = part.headers['content-type'];
+        if (part.headerFailure || (partType !== undefined && safeEssence(partType) !== MediaTypes.Dicom)) {
+          // Unreadable part headers, or a part that is not a PS3.10 instance: it cannot be
+          // understood (PS3.4 C000); the rest of the request still counts.
+          const read = await discardHashing(part.body);
+          lastAnsweredEarly = read.error !== undefined;
+          results.push({ ok: false, failureReason: FailureReason.CannotUnderstand });
+          await refuse({
+            code: part.headerFailure?.code ?? ErrorCode.MediaTypeUnsupported,
+            failureReason: FailureReason.CannotUnderstand,
+            part: part.index,
+            sha256: read.sha256,
+            sizeBytes: read.sizeBytes,
+          });
           continue;
         }
-        throw err; // truncated/aborted request: nothing of this part is kept
+        let file: Awaited<ReturnType<typeof spoolToTempFile>>;
+        try {
+          file = await spoolToTempFile(part.body, deps.tmpDir, 'stow');
+        } catch (err: unknown) {
+          if (isMultipartError(err, MultipartFailure.PartTooLarge)) {
+            lastAnsweredEarly = true;
+            results.push({ ok: false, failureReason: FailureReason.OutOfResources });
+            await refuse({
+              code: err.code,
+              failureReason: FailureReason.OutOfResources,
+              part: part.index,
+              sizeBytes: limits.maxPartBytes,
+            });
+            continue;
+          }
+          throw err; // truncated/aborted request: nothing of this part is kept
+        }
+        let outcome: InstanceOutcome;
+        try {
+          outcome = await deps.sink.accept(file, ctx);
+        } catch (err: unknown) {
+          // The sink contract says it never throws; if it does, the part failed, the request goes on.
+          log.error('instance sink threw', { code: errorCodeOf(err), error: normalizeErrorString(err) });
+          outcome = {
+            status: 'failed',
+            failureReason: FailureReason.ProcessingFailure,
+            code: errorCodeOf(err),
+            message: normalizeErrorString(err),
+          };
+        }
+        if (outcome.status === 'failed' || outcome.storedPath !== file.path) await discardTempFile(file);
+        if (outcome.status === 'failed') {
+          log.info('STOW-RS instance failed', {
+            part: part.index,
+            code: outcome.code,
+            failureReason: outcome.failureReason,
+            sopInstanceUid: outcome.sopInstanceUid,
+          });
+          results.push({
+            ok: false,
+            failureReason: outcome.failureReason,
+            sopClassUid: outcome.sopClassUid,
+            sopInstanceUid: outcome.sopInstanceUid,
+          });
+        } else {
+          const id = outcome.identity;
+          results.push({
+            ok: true,
+            sopClassUid: id.sopClassUid,
+            sopInstanceUid: id.sopInstanceUid,
+            studyInstanceUid: id.studyInstanceUid,
+            seriesInstanceUid: id.seriesInstanceUid,
+          });
+        }
       }
-      let outcome: InstanceOutcome;
-      try {
-        outcome = await deps.sink.accept(file, ctx);
-      } catch (err: unknown) {
-        // The sink contract says it never throws; if it does, the part failed, the request goes on.
-        log.error('instance sink threw', { code: errorCodeOf(err), error: normalizeErrorString(err) });
-        outcome = {
-          status: 'failed',
-          failureReason: FailureReason.ProcessingFailure,
-          code: errorCodeOf(err),
-          message: normalizeErrorString(err),
-        };
-      }
-      if (outcome.status === 'failed' || outcome.storedPath !== file.path) await discardTempFile(file);
-      if (outcome.status === 'failed') {
-        log.info('STOW-RS instance failed', {
-          part: part.index,
-          code: outcome.code,
-          failureReason: outcome.failureReason,
-          sopInstanceUid: outcome.sopInstanceUid,
-        });
-        results.push({
-          ok: false,
-          failureReason: outcome.failureReason,
-          sopClassUid: outcome.sopClassUid,
-          sopInstanceUid: outcome.sopInstanceUid,
-        });
-      } else {
-        const id = outcome.identity;
-        results.push({
-          ok: true,
-          sopClassUid: id.sopClassUid,
-          sopInstanceUid: id.sopInstanceUid,
-          studyInstanceUid: id.studyInstanceUid,
-          seriesInstanceUid: id.seriesInstanceUid,
-        });
-      }
+    } catch (err: unknown) {
+      if (!isMultipartError(err)) throw err;
+      // The request's framing broke (cut off, malformed, over the total cap): what was stored
+      // before stays stored, the part in progress is refused, nothing after it is read.
+      framing = err;
     }
-    if (req.socket.destroyed) return;
-    if (results.length === 0) throw new RadScribeError(ErrorCode.RequestInvalid, 'multipart/related body has no parts');
+    const gone = req.socket.destroyed;
+    // A part already refused while it streamed has its answer; the failure that stopped the
+    // request there adds none. Otherwise the part being read (or the next one) is refused for it.
+    if (framing && !(lastAnsweredEarly && results.length === seen)) {
+      const failureReason = framingReason(framing);
+      results.push({ ok: false, failureReason });
+      await refuse({
+        code: framing.code,
+        failureReason,
+        part: results.length - 1,
+        ...(gone ? {} : { httpStatus: stowStatus(results, framing.failure) }),
+      });
+    }
+    if (gone) return;
+    if (results.length === 0) {
+      await refuse({ code: ErrorCode.RequestInvalid, httpStatus: 400 });
+      throw new RadScribeError(ErrorCode.RequestInvalid, 'multipart/related body has no parts');
+    }
     const stored = results.filter((r) => r.ok).length;
     const failed = results.length - stored;
-    // PS3.18 §10.5.3 (Table 10.5.3-1 in recent editions): 200 all stored, 202 some failed, 409 none stored.
-    const status = failed === 0 ? 200 : stored > 0 ? 202 : 409;
+    const status = stowStatus(results, framing?.failure);
     log.info('STOW-RS request done', {
       status,
       stored,
       failed,
+      ...(framing ? { framing: framing.failure } : {}),
       studyInstanceUid: studyParam,
       durationMs: Date.now() - started,
     });
+    if (framing) {
+      res.set('Warning', warningHeader(framing.message));
+      if (!req.complete) lingerAfterAnswer(req, res);
+    }
     res
       .status(status)
       .type(MediaTypes.DicomJson)

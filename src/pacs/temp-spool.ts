@@ -38,3 +38,22 @@ export async function spoolToTempFile(body: Readable, tmpDir: string, prefix: st
 export async function discardTempFile(file: ReceivedFile | string): Promise<void> {
   await rm(typeof file === 'string' ? file : file.path, { force: true });
 }
+
+/**
+ * Read a part that will not be kept to its end, hashing it, so a refusal can be audited with the
+ * hash of what was sent (never the bytes). A body that errors (over its size cap, cut off) still
+ * resolves, with the error, after what arrived.
+ */
+export async function discardHashing(body: Readable): Promise<{ sha256: string; sizeBytes: number; error?: unknown }> {
+  const hash = createHash('sha256');
+  let sizeBytes = 0;
+  try {
+    for await (const chunk of body) {
+      hash.update(chunk as Buffer);
+      sizeBytes += (chunk as Buffer).length;
+    }
+    return { sha256: hash.digest('hex'), sizeBytes };
+  } catch (error: unknown) {
+    return { sha256: hash.digest('hex'), sizeBytes, error };
+  }
+}

@@ -165,13 +165,18 @@ describe(`InstanceStore (${backendName()})`, () => {
 
   it('refusals are audited with a failure outcome and the chain still verifies', async () => {
     const { rows } = await db.pool.query<{ outcome: number; n: number }>(
-      `SELECT outcome, count(*)::int AS n FROM audit_events WHERE kind = 'instance-received' GROUP BY outcome ORDER BY outcome`,
+      `SELECT kind, outcome, count(*)::int AS n FROM audit_events
+        WHERE kind IN ('instance-received', 'instance-refused') GROUP BY kind, outcome ORDER BY kind, outcome`,
     );
-    // stored: chrFren + chrGerm; refused: conflict, 2 × garbage, mismatch.
+    // stored: chrFren + chrGerm; refused (issue 9: kind instance-refused): conflict, 2 × garbage, mismatch.
     expect(rows).toEqual([
-      { outcome: 0, n: 2 },
-      { outcome: 8, n: 4 },
+      { kind: 'instance-received', outcome: 0, n: 2 },
+      { kind: 'instance-refused', outcome: 8, n: 4 },
     ]);
+    const detail = await db.pool.query<{ detail: Record<string, unknown> }>(
+      `SELECT detail FROM audit_events WHERE kind = 'instance-refused'`,
+    );
+    for (const r of detail.rows) expect(r.detail.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect((await verifyAuditChain(db.pool)).ok).toBe(true);
   });
 

@@ -198,6 +198,36 @@ describe('STOW-RS router (PS3.18 §10.5) on real express', () => {
     expect(await readdir(tmpDir)).toEqual([]);
   });
 
+  test('[REQ-STOW-12] refused before or while the body streams (415, 413): the client reads the answer, no reset', async () => {
+    // 32 MiB streamed in 256 KiB chunks; the server answers early and reads the rest for a while
+    // (lingering close), so the client's writes do not provoke a reset that would hide the answer.
+    const chunk = Buffer.alloc(256 * 1024, 0x42);
+    const sendBig = (contentType: string): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const req = http.request(`${server.url}/dicomweb/studies`, {
+          method: 'POST',
+          headers: { 'content-type': contentType },
+          agent: false,
+        });
+        req.on('response', (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('error', reject);
+        void (async () => {
+          req.write('--big\r\n\r\n');
+          for (let i = 0; i < 128 && !req.destroyed; i++) {
+            if (!req.write(chunk)) await new Promise<void>((r) => req.once('drain', () => r()));
+          }
+          if (!req.destroyed) req.end('\r\n--big--');
+        })();
+      });
+    expect(await sendBig('application/octet-stream')).toBe(415);
+    // maxRequestBytes is 1 MiB here.
+    expect(await sendBig('multipart/related; type="application/dicom"; boundary=big')).toBe(413);
+    expect((await post([part(ODD)])).status).toBe(200);
+  });
+
   test('[REQ-STOW-11] client disconnect mid-upload: accepted parts stay stored, no temp files remain, server keeps serving', async () => {
     const b = 'disc0nnect';
     const req = http.request(`${server.url}/dicomweb/studies`, {

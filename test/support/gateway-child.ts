@@ -1,4 +1,5 @@
 import { createInterface } from 'node:readline';
+import { verifyAuditChain } from '../../src/audit/audit-log.js';
 import { startTestGateway } from './gateway.js';
 
 /**
@@ -8,6 +9,8 @@ import { startTestGateway } from './gateway.js';
  * Protocol on stdout/stdin, one line each:
  *   → `READY <baseUrl>` once listening
  *   ← `ROW <sopInstanceUid>`  → `ROW <json of the instances row | null>`
+ *   ← `VERIFY`                 → `VERIFY <json of verifyAuditChain's report>`
+ *   ← `QUERY <json string: SQL>` → `QUERY <json of the rows>` (test assertions on audit_events etc.)
  *   ← `STOP`                   → the gateway stops and the process exits 0 (also on SIGTERM)
  */
 async function main(): Promise<void> {
@@ -22,6 +25,16 @@ async function main(): Promise<void> {
   const lines = createInterface({ input: process.stdin });
   lines.on('line', (line) => {
     const [cmd, arg] = line.trim().split(/\s+/, 2);
+    if (cmd === 'VERIFY') {
+      void verifyAuditChain(t.gw.db.pool).then((r) => process.stdout.write(`VERIFY ${JSON.stringify(r)}\n`));
+    }
+    if (cmd === 'QUERY') {
+      const sql = JSON.parse(line.trim().slice('QUERY '.length)) as string;
+      void t.gw.db.pool.query(sql).then(
+        (r) => process.stdout.write(`QUERY ${JSON.stringify(r.rows)}\n`),
+        (err: unknown) => process.stdout.write(`QUERY ${JSON.stringify({ error: String(err) })}\n`),
+      );
+    }
     if (cmd === 'STOP') void stop();
     if (cmd === 'ROW') {
       void t.gw.db.pool

@@ -52,6 +52,11 @@ export interface StartOrthancOptions {
    * `IncomingHttpRequestFilter` that makes the PACS refuse one study.
    */
   readonly luaScripts?: readonly string[];
+  /**
+   * DicomWeb "Servers" (orthanc-dicomweb's STOW/QIDO/WADO client peers), name → entry such as
+   * `{ Url, Username?, Password?, HasDelete? }` or `[url]`, for tests that make Orthanc the client.
+   */
+  readonly dicomWebServers?: Readonly<Record<string, unknown>>;
 }
 
 export async function startOrthanc(options: StartOrthancOptions = {}): Promise<OrthancHandle> {
@@ -82,6 +87,7 @@ export async function startOrthanc(options: StartOrthancOptions = {}): Promise<O
       WadoRoot: '/wado',
       Host: `127.0.0.1:${httpPort}`,
       Ssl: false,
+      ...(options.dicomWebServers ? { Servers: options.dicomWebServers } : {}),
     },
   };
   const configPath = path.join(dir, 'orthanc.json');

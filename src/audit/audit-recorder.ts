@@ -42,6 +42,8 @@ export class AuditRecorder implements PipelineRecorder {
           sopClassUid: ev.record.sopClassUid,
           object: ev.record.objectKind,
           deviceUid: ev.record.deviceUid,
+          // Source attributes normalised or dropped in the SR: tag, keyword, action, reason (no values).
+          ...(ev.sourceAttributes ? { sourceAttributes: ev.sourceAttributes } : {}),
         },
       });
     });

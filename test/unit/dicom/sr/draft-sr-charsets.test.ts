@@ -1,0 +1,38 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parsePart10 } from '../../../../src/dicom/dataset.js';
+import { buildDraftSr } from '../../../../src/dicom/sr/draft-sr.js';
+import {
+  CHARSET_FIXTURES,
+  canonicalPn,
+  charsetReferences,
+  OTHER_REFERENCE,
+  PYDICOM_WRONG,
+  pnString,
+} from '../charset-fixtures.js';
+import { paramsFor } from './sr-fixtures.js';
+
+/**
+ * [REQ-SR-CHARSET] The SR (ISO_IR 192) of a source in any PS3.3 C.12.1.1.2 character set holds the
+ * Patient Name as DCMTK `dcmconv +U8` (else pydicom) converts it, and no ESC byte at all.
+ * chrSQEncoding*.dcm are constructed data sets without SOP UIDs (no SR can be made from them); their
+ * names live in a sequence item and are checked in character-set.test.ts.
+ */
+const NOT_IMAGES = new Set(['chrSQEncoding.dcm', 'chrSQEncoding1.dcm']);
+const cases = charsetReferences().filter((r) => !NOT_IMAGES.has(r.file));
+
+describe.each(['report', 'air'] as const)('draft SR (%s) from sources in every character set', (profile) => {
+  it.each(cases.map((r) => [r.file, r] as const))('%s', (file, ref) => {
+    const header = parsePart10(new Uint8Array(readFileSync(path.join(CHARSET_FIXTURES, file))), {
+      untilPixelData: true,
+    }).dataset;
+    const sr = buildDraftSr({ ...paramsFor([header], ['Befund: unauffällig. 所見なし.']), profile });
+    expect(sr.part10.includes(0x1b)).toBe(false);
+    const back = parsePart10(sr.part10).dataset;
+    expect(back.SpecificCharacterSet).toBe('ISO_IR 192');
+    const expected = ref.dcmconv ?? OTHER_REFERENCE[file]?.names ?? (PYDICOM_WRONG.has(file) ? [] : ref.pydicom);
+    expect(pnString(back.PatientName)).toBe(canonicalPn(expected[0] ?? ''));
+    expect(pnString(back.PatientName)).not.toBe('');
+    expect(sr.sourceAttributeNotes).toEqual([]);
+  });
+});

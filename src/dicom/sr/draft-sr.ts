@@ -19,6 +19,7 @@ import {
   SR_PROFILES,
   SrProfile,
 } from './draft-policy.js';
+import { copySourceAttributes, type SourceAttributeNote } from './source-attributes.js';
 import {
   buildSrDataset,
   CompletionFlag,
@@ -40,7 +41,6 @@ import {
   ObserverContext,
   TrackingIdentifier,
 } from './templates.js';
-import { copySourceAttributes, type SourceAttributeNote } from './source-attributes.js';
 import { isShortOrLongString } from './vr.js';
 
 /**

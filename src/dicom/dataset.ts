@@ -255,6 +255,10 @@ export function parseDicomFile(
   return { ...finish(readWithDcmjs(rebuilt, until), ts), layout: DicomFileLayout.NoMeta };
 }
 
+/** (0008,0005) and (7FE0,0010) as they start an element in a Little Endian data set. */
+const CHARSET_TAG = Buffer.from([0x08, 0x00, 0x05, 0x00]);
+const PIXEL_DATA_TAG = Buffer.from([0xe0, 0x7f, 0x10, 0x00]);
+
 /** Separator standing in for '\' inside Specific Character Set values while dcmjs reads them. */
 const TERM_SEPARATOR = '|';
 
@@ -269,16 +273,21 @@ function withRawCharacterSets(buf: Uint8Array): { bytes: Uint8Array; keys: strin
   let out: Uint8Array | undefined;
   const keys: string[] = [];
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  for (let i = 0; i + 8 < buf.byteLength; i++) {
-    if (buf[i] !== 0x08 || buf[i + 1] !== 0x00 || buf[i + 2] !== 0x05 || buf[i + 3] !== 0x00) continue;
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  // Only the header: stop at the first Pixel Data tag, so pixel bytes are never searched (or patched).
+  const pixelData = b.indexOf(PIXEL_DATA_TAG);
+  const end = pixelData < 0 ? buf.byteLength : pixelData;
+  for (let i = b.indexOf(CHARSET_TAG); i >= 0 && i + 8 < end; i = b.indexOf(CHARSET_TAG, i + 1)) {
     const explicit = buf[i + 4] === 0x43 && buf[i + 5] === 0x53;
     const len = explicit ? dv.getUint16(i + 6, true) : dv.getUint32(i + 4, true);
     const start = i + 8;
-    if (len === 0 || len > 160 || start + len > buf.byteLength) continue;
+    if (len === 0 || len > 160 || start + len > end) continue;
     const text = new TextDecoder('latin1').decode(buf.subarray(start, start + len));
     if (!/^[\x20-\x7e]*$/.test(text)) continue;
-    out ??= new Uint8Array(buf);
-    for (let k = 0; k < len; k++) if (out[start + k] === 0x5c) out[start + k] = TERM_SEPARATOR.charCodeAt(0);
+    if (text.includes('\\')) {
+      out ??= new Uint8Array(buf); // copied only when a value has to change
+      for (let k = 0; k < len; k++) if (out[start + k] === 0x5c) out[start + k] = TERM_SEPARATOR.charCodeAt(0);
+    }
     keys.push(dcmjsCharsetKey(text.replace(/\\/g, TERM_SEPARATOR).trim()));
   }
   return { bytes: out ?? buf, keys };

@@ -143,6 +143,18 @@ export interface DecodedText {
   readonly lossy: boolean;
 }
 
+/** The 96 characters 0xA0–0xFF of a single-byte WHATWG decoder (each byte decodes on its own). */
+const grTables = new Map<string, string[]>();
+function grTable(label: string): string[] {
+  let t = grTables.get(label);
+  if (!t) {
+    const d = new TextDecoder(label, { fatal: false });
+    t = Array.from({ length: 96 }, (_, k) => d.decode(Uint8Array.of(0xa0 + k)));
+    grTables.set(label, t);
+  }
+  return t;
+}
+
 const decoders = new Map<string, TextDecoder>();
 function decoder(label: string): TextDecoder {
   let d = decoders.get(label);
@@ -175,14 +187,14 @@ export function decodeText(bytes: Uint8Array, terms: readonly string[], kind: Te
   const first = list[0] ?? '';
   const iso2022 = list.length > 1 || first.startsWith('ISO 2022');
   if (!iso2022) {
-    const r = decodeSingle(bytes, first);
+    const r = decodeSingle(bytes, first, kind);
     return { text: r.text, lossy: r.lossy || (unknown && !isAscii(bytes)) };
   }
   const r = decodeIso2022(bytes, list, kind);
   return { text: r.text, lossy: r.lossy || (unknown && !isAscii(bytes)) };
 }
 
-function decodeSingle(bytes: Uint8Array, term: string): DecodedText {
+function decodeSingle(bytes: Uint8Array, term: string, kind: TextKind): DecodedText {
   const how = SINGLE[term];
   if (how === 'utf-8' || how === 'gb18030') {
     const text = decoder(how).decode(bytes);
@@ -194,7 +206,10 @@ function decodeSingle(bytes: Uint8Array, term: string): DecodedText {
     for (const b of bytes) text += String.fromCharCode(b);
     return { text, lossy: false };
   }
-  if (how === 'jisx0201') return decodeRun(bytes, 0, bytes.length, { kind: 'romaji' }, { kind: 'katakana' });
+  if (how === 'jisx0201') {
+    // 0x5C is YEN SIGN in JIS X 0201 Romaji, but still the value delimiter of multi-valued VRs.
+    return decodeRun(bytes, 0, bytes.length, { kind: 'romaji' }, { kind: 'katakana' }, kind !== TextKind.Single);
+  }
   if (how !== undefined) return decodeRun(bytes, 0, bytes.length, { kind: 'ascii' }, how);
   // Default repertoire (ISO-IR 6) or an unknown term: ASCII only; anything else cannot be trusted.
   return decodeRun(bytes, 0, bytes.length, { kind: 'ascii' }, undefined);
@@ -213,8 +228,8 @@ function bytesContainReplacement(bytes: Uint8Array, how: 'utf-8' | 'gb18030'): b
  * ISO 2022 decoding (PS3.5 §6.1.2.5): value 1 gives the initial G0/G1 designations; escape sequences
  * of the listed terms switch G0 or G1; CR, LF, FF, TAB, '\' (multi-valued VRs) and '^', '=' (PN)
  * restore the initial designations (PS3.5 §6.1.2.5.3: the encoder must switch back before them).
- * Escape sequences of sets not listed in (0008,0005) are honoured too (being liberal in what we read)
- * but make the result lossy-free only when the set is known.
+ * Escape sequences of the other defined sets are honoured even when (0008,0005) does not list them
+ * (liberal in what we read); unknown escape sequences become U+FFFD.
  */
 function decodeIso2022(bytes: Uint8Array, terms: readonly string[], kind: TextKind): DecodedText {
   const value1 = terms[0] === '' ? 'ISO 2022 IR 6' : (terms[0] ?? 'ISO 2022 IR 6');
@@ -292,6 +307,8 @@ function decodeRun(
   to: number,
   g0: Repertoire,
   g1: Repertoire | undefined,
+  /** Keep 0x5C as '\' in Romaji (it delimits values); the ISO 2022 path splits at delimiters before. */
+  backslashDelimits = false,
 ): DecodedText {
   let out = '';
   let lossy = false;
@@ -313,7 +330,7 @@ function decodeRun(
         i++;
         continue;
       }
-      if (g0.kind === 'romaji' && b === 0x5c) out += '\u00a5';
+      if (g0.kind === 'romaji' && b === 0x5c && !backslashDelimits) out += '\u00a5';
       else if (g0.kind === 'romaji' && b === 0x7e) out += '\u203e';
       else out += String.fromCharCode(b);
       i++;
@@ -354,7 +371,7 @@ function decodeRun(
       if (b < 0xa0) {
         out += String.fromCharCode(b);
       } else {
-        const ch = decoder(g1.label).decode(Uint8Array.of(b));
+        const ch = grTable(g1.label)[b - 0xa0] ?? '\ufffd';
         out += ch;
         lossy ||= ch === '\ufffd';
       }

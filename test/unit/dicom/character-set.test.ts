@@ -75,3 +75,10 @@ describe('decodeText', () => {
     expect(decodeText(Uint8Array.of(0xef, 0xbf, 0xbd), ['ISO_IR 192'], TextKind.MultiValued).lossy).toBe(false);
   });
 });
+
+describe('JIS X 0201 Romaji (ISO_IR 13)', () => {
+  it('reads 0x5C as YEN SIGN in text, but as the value delimiter of multi-valued VRs', () => {
+    expect(decodeText(Uint8Array.of(0x31, 0x30, 0x5c, 0xb1), ['ISO_IR 13'], TextKind.Single).text).toBe('10¥ｱ');
+    expect(decodeText(Uint8Array.of(0xb1, 0x5c, 0xb2), ['ISO_IR 13'], TextKind.PersonName).text).toBe('ｱ\\ｲ');
+  });
+});

@@ -7,6 +7,7 @@ import {
   normaliseTime,
 } from '../../../../src/dicom/sr/source-attributes.js';
 import { TYPE2_COPIED, TYPE3_COPIED } from '../../../../src/dicom/sr/sr-document.js';
+import { pnString } from '../charset-fixtures.js';
 import { paramsFor, sourceHeader } from './sr-fixtures.js';
 
 /**
@@ -133,5 +134,43 @@ describe('buildDraftSr with legacy source values', () => {
     expect(back.PatientSex).toBe('');
     expect('PatientBirthDate' in back && 'PatientSex' in back).toBe(true);
     expect(sr.sourceAttributeNotes.map((n) => n.keyword)).toEqual(['PatientBirthDate', 'PatientSex']);
+  });
+});
+
+describe('no source value aborts the draft', () => {
+  const ODD: unknown[] = [
+    '1993.04.12',
+    '10:11:12.123456789',
+    'X'.repeat(200),
+    'a\\b',
+    'esc\x1b$B;3',
+    '\ufffd',
+    '   ',
+    '',
+    [],
+    ['ok', 'x\x00y'],
+    [{ Alphabetic: 'A'.repeat(65) }],
+    [{ Alphabetic: 'Doe^John', Ideographic: 'é\x1b' }],
+    { Alphabetic: 'Doe' },
+    42,
+    null,
+    [{ CodeValue: 'c', CodingSchemeDesignator: 'DCM', CodeMeaning: 'm\x1b' }],
+    [{ nested: [{ deeper: 'x' }] }],
+  ];
+  const ct = sourceHeader('CT_small.dcm');
+  it.each(COPIED_SOURCE_ATTRIBUTES.map((a) => [a.keyword, a] as const))('%s', (keyword, attr) => {
+    for (const v of ODD) {
+      const sr = buildDraftSr(paramsFor([{ ...ct, [keyword]: v }], ['x']));
+      const back = parsePart10(sr.part10).dataset;
+      const note = sr.sourceAttributeNotes.find((n) => n.keyword === keyword);
+      if (note && note.action !== 'normalised') {
+        // Dropped: Type 2 present and empty, Type 3 absent.
+        if (attr.type === 2) {
+          expect(keyword in back).toBe(true);
+          expect(attr.vr === 'PN' ? pnString(back[keyword]) : back[keyword]).toBe('');
+        } else expect(back[keyword]).toBeUndefined();
+      }
+      expect(sr.part10.includes(0x1b)).toBe(false);
+    }
   });
 });

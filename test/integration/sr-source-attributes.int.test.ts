@@ -67,8 +67,18 @@ function dcmdumpNames(file: string): string[] {
 }
 
 let dir: string;
+/** CT_small.dcm with Study Date / Time rewritten by DCMTK dcmodify into the ACR-NEMA forms. */
+let source: string;
 beforeAll(() => {
   dir = mkdtempSync(path.join(tmpdir(), 'rs-sr-src-'));
+  source = path.join(dir, 'CT_small_1993.dcm');
+  writeFileSync(source, fixtureBytes('CT_small.dcm'));
+  if (HAVE_DCMTK) {
+    const r = spawnSync('dcmodify', ['-nb', '-m', '(0008,0020)=1993.04.12', '-m', '(0008,0030)=09:30:00', source], {
+      encoding: 'utf8',
+    });
+    if (r.status !== 0) throw new Error(`dcmodify failed: ${r.stderr}`);
+  }
 });
 afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
@@ -110,19 +120,24 @@ describe('charset fixtures through DCMTK and into the SR', () => {
   );
 });
 
-describe('a legacy-dated source (ACR-NEMA YYYY.MM.DD, PS3.5 6.2)', () => {
-  let source: string;
-  beforeAll(() => {
-    source = path.join(dir, 'CT_small_1993.dcm');
-    writeFileSync(source, fixtureBytes('CT_small.dcm'));
-    if (HAVE_DCMTK) {
-      const r = spawnSync('dcmodify', ['-nb', '-m', '(0008,0020)=1993.04.12', '-m', '(0008,0030)=09:30:00', source], {
-        encoding: 'utf8',
-      });
-      expect(r.status).toBe(0);
-    }
-  });
+describe('sources whose names cannot be decoded (charsets/undecodable/)', () => {
+  const files = ['no_charset_8bit.dcm', 'unknown_escape.dcm', 'unknown_term.dcm'];
+  (HAVE_DCMTK ? it.each(files) : it.skip.each(files))(
+    '%s: dcmconv +U8 refuses it too; our SR leaves the name empty and passes dciodvfy',
+    (file) => {
+      const src = path.join(CHARSET_FIXTURES, 'undecodable', file);
+      expect(spawnSync('dcmconv', ['+U8', src, path.join(dir, `u8-bad-${file}`)]).status).not.toBe(0);
+      const header = parsePart10(new Uint8Array(readFileSync(src)), { untilPixelData: true }).dataset;
+      const sr = buildDraftSr(paramsFor([header], ['x']));
+      const out = path.join(dir, `sr-bad-${file}`);
+      writeFileSync(out, sr.part10);
+      expect(dcmdumpNames(out)).toEqual(['']);
+      if (HAVE_DCIODVFY) expect(dciodvfyProblems(out)).toEqual([]);
+    },
+  );
+});
 
+describe('a legacy-dated source (ACR-NEMA YYYY.MM.DD, PS3.5 6.2)', () => {
   (HAVE_DCMTK ? it : it.skip)('gets an SR dated 19930412 that dciodvfy accepts', () => {
     const header = parsePart10(new Uint8Array(readFileSync(source)), { untilPixelData: true }).dataset;
     expect(header.StudyDate).toBe('1993.04.12');
@@ -195,7 +210,7 @@ describe('a legacy-dated source (ACR-NEMA YYYY.MM.DD, PS3.5 6.2)', () => {
 describe('radscribe sr with a legacy-dated source', () => {
   (HAVE_DCMTK ? it : it.skip)('exits 0, writes StudyDate 19930412 and says which tag it normalised', () => {
     const src = path.join(dir, 'cli-1993.dcm');
-    copyFileSync(path.join(dir, 'CT_small_1993.dcm'), src);
+    copyFileSync(source, src);
     const out = path.join(dir, 'cli-sr.dcm');
     const { DATABASE_URL: _omit, ...env } = process.env;
     const r = spawnSync(

@@ -36,3 +36,28 @@ describe.each(['report', 'air'] as const)('draft SR (%s) from sources in every c
     expect(sr.sourceAttributeNotes).toEqual([]);
   });
 });
+
+/**
+ * Text that cannot be decoded (test/fixtures/charsets/undecodable/, made by make-derived.sh; DCMTK
+ * dcmconv +U8 refuses each too): the source is read, the SR is still written, and Patient's Name
+ * (Type 2) is present but empty, with a note naming the tag.
+ */
+const UNDECODABLE = ['no_charset_8bit.dcm', 'unknown_escape.dcm', 'unknown_term.dcm'];
+
+describe('draft SR from sources whose names cannot be decoded', () => {
+  it.each(UNDECODABLE)('%s: name dropped and noted, SR written', (file) => {
+    const header = parsePart10(new Uint8Array(readFileSync(path.join(CHARSET_FIXTURES, 'undecodable', file))), {
+      untilPixelData: true,
+    }).dataset;
+    expect(pnString(header.PatientName)).toContain('\ufffd');
+    const sr = buildDraftSr(paramsFor([header], ['x']));
+    expect(sr.part10.includes(0x1b)).toBe(false);
+    const back = parsePart10(sr.part10).dataset;
+    expect('PatientName' in back).toBe(true);
+    expect(pnString(back.PatientName)).toBe('');
+    expect(back.PatientID).toBe(`UNDECODABLE_${file.replace('.dcm', '')}`);
+    expect(sr.sourceAttributeNotes).toEqual([
+      { tag: '(0010,0010)', keyword: 'PatientName', action: 'emptied', reason: 'undecodable-text' },
+    ]);
+  });
+});

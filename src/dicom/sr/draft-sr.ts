@@ -333,6 +333,8 @@ function proceduresReported(sources: readonly NaturalDataset[]): Code[] {
   for (const ds of sources) {
     const seq = Array.isArray(ds.ProcedureCodeSequence) ? (ds.ProcedureCodeSequence as NaturalDataset[]) : [];
     for (const item of seq) {
+      // A meaning the source's character set could not decode is not written (source-attributes.ts).
+      if ([item.CodeValue, item.CodeMeaning].some((v) => typeof v === 'string' && v.includes('\ufffd'))) continue;
       try {
         add(
           code(String(item.CodeValue ?? ''), String(item.CodingSchemeDesignator ?? ''), String(item.CodeMeaning ?? '')),

@@ -61,3 +61,20 @@ describe('draft SR from sources whose names cannot be decoded', () => {
     ]);
   });
 });
+
+describe('Procedure Reported (TID 1500) from a source code with undecodable text', () => {
+  it('falls back to the modality instead of writing U+FFFD', () => {
+    const header = parsePart10(new Uint8Array(readFileSync(path.join(CHARSET_FIXTURES, 'chrFren.dcm'))), {
+      untilPixelData: true,
+    }).dataset;
+    const withProc = (meaning: string) => ({
+      ...header,
+      ProcedureCodeSequence: [{ CodeValue: 'RPID17', CodingSchemeDesignator: 'RADLEX', CodeMeaning: meaning }],
+    });
+    const proc = (meaning: string) =>
+      JSON.stringify(buildDraftSr({ ...paramsFor([withProc(meaning)], ['a']), profile: 'air' }).content.toDataset());
+    expect(proc('Thorax-Scanner')).toContain('RPID17');
+    expect(proc('Thorax\ufffdScanner')).not.toContain('RPID17');
+    expect(proc('Thorax\ufffdScanner')).not.toContain('\ufffd');
+  });
+});

@@ -185,7 +185,11 @@ export function decodeText(bytes: Uint8Array, terms: readonly string[], kind: Te
   const list = terms.length === 0 ? [''] : terms;
   const unknown = list.some((t) => !isCharacterSetTerm(t));
   const first = list[0] ?? '';
-  const iso2022 = list.length > 1 || first.startsWith('ISO 2022');
+  // ISO_IR 192, GB18030 and GBK take no code extensions (PS3.3 C.12.1.1.2): a file that lists more
+  // terms after one of them is decoded with it alone (lenient; the extra terms are meaningless).
+  const noExtensions =
+    first === CharacterSetTerm.Utf8 || first === CharacterSetTerm.Gb18030 || first === CharacterSetTerm.Gbk;
+  const iso2022 = !noExtensions && (list.length > 1 || first.startsWith('ISO 2022'));
   if (!iso2022) {
     const r = decodeSingle(bytes, first, kind);
     return { text: r.text, lossy: r.lossy || (unknown && !isAscii(bytes)) };

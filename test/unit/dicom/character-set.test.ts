@@ -82,3 +82,13 @@ describe('JIS X 0201 Romaji (ISO_IR 13)', () => {
     expect(decodeText(Uint8Array.of(0xb1, 0x5c, 0xb2), ['ISO_IR 13'], TextKind.PersonName).text).toBe('ｱ\\ｲ');
   });
 });
+
+describe('terms that take no code extensions', () => {
+  it('decodes UTF-8 when ISO_IR 192 is followed by other terms', () => {
+    const utf8 = new TextEncoder().encode('Wang^XiaoDong=王^小東');
+    expect(decodeText(utf8, ['ISO_IR 192', 'ISO 2022 IR 87'], TextKind.PersonName)).toEqual({
+      text: 'Wang^XiaoDong=王^小東',
+      lossy: false,
+    });
+  });
+});

@@ -93,6 +93,8 @@ export class AuditRecorder implements PipelineRecorder, RefusalRecorder {
           sopClassUid: ev.record.sopClassUid,
           object: ev.record.objectKind,
           deviceUid: ev.record.deviceUid,
+          // Source attributes normalised or dropped in the SR: tag, keyword, action, reason (no values).
+          ...(ev.sourceAttributes ? { sourceAttributes: ev.sourceAttributes } : {}),
         },
       });
     });

@@ -85,6 +85,10 @@ async function cmdSr(args: Args): Promise<number> {
   });
   writeFileSync(out, sr.part10);
   process.stdout.write(`SR ${sr.sopInstanceUid} (${profile}) written to ${out}\n`);
+  // What was not copied verbatim from the source (tags and reasons only: the values are PHI).
+  for (const n of sr.sourceAttributeNotes) {
+    process.stderr.write(`sr: source attribute ${n.tag} ${n.keyword} ${n.action} (${n.reason})\n`);
+  }
   if (withPdf) {
     const pdf = await buildEncapsulatedPdf({ sr, fonts: loadPdfFonts() });
     const pdfOut = pdfCompanionPath(out);

@@ -1,5 +1,6 @@
 import dcmjs from 'dcmjs';
 import { DicomError, ErrorCode, normalizeErrorString } from '../errors.js';
+import { CharacterSetTerm, characterSetTerms, decodeText, TextKind } from './character-set.js';
 import { TransferSyntax } from './uids.js';
 
 /**
@@ -55,33 +56,25 @@ function toArrayBuffer(buf: Uint8Array): ArrayBuffer {
 
 type DcmjsDict = Record<string, { vr: string; Value: unknown[] }>;
 
-/** dcmjs messages that only concern text decoding (PS3.5 §6.1.2.5); pixel data is unaffected by them. */
-const CHARSET_ERROR = /character set/i;
-
 function readWithDcmjs(buf: Uint8Array, untilPixelData: boolean): { meta: DcmjsDict; dict: DcmjsDict } {
+  // dcmjs decodes text with one WHATWG decoder per stream and refuses code extensions (several values
+  // in Specific Character Set, PS3.3 C.12.1.1.2). We let it read text as raw bytes instead and decode
+  // each element ourselves (character-set.ts) under the character set of its own data set or item.
+  const copy = withRawCharacterSets(buf);
   const read = (b: Uint8Array) =>
     dcmjs.data.DicomMessage.readFile(toArrayBuffer(b), {
       ignoreErrors: false,
       untilTag: untilPixelData ? '7FE00010' : undefined,
       includeUntilTagValue: false,
     }) as unknown as { meta: DcmjsDict; dict: DcmjsDict };
+  let parsed: { meta: DcmjsDict; dict: DcmjsDict };
   try {
-    return read(buf);
+    parsed = withRawDecoding(copy.keys, () => read(copy.bytes));
   } catch (err) {
-    // dcmjs refuses code extensions (ISO 2022, several values in Specific Character Set, PS3.3
-    // C.12.1.1.2). Text decoding must never block pixel decoding: read again with one character set.
-    if (CHARSET_ERROR.test(normalizeErrorString(err))) {
-      const patched = withSingleCharacterSet(buf);
-      if (patched !== undefined) {
-        try {
-          return read(patched);
-        } catch (err2) {
-          throw unreadable(err2);
-        }
-      }
-    }
     throw unreadable(err);
   }
+  decodeTextElements(parsed.dict, []);
+  return parsed;
 }
 
 function unreadable(err: unknown): DicomError {
@@ -303,35 +296,148 @@ export function parseDicomFile(
   return { ...finish(readWithDcmjs(rebuilt, until), ts), layout: DicomFileLayout.NoMeta };
 }
 
+/** (0008,0005) and (7FE0,0010) as they start an element in a Little Endian data set. */
+const CHARSET_TAG = Buffer.from([0x08, 0x00, 0x05, 0x00]);
+const PIXEL_DATA_TAG = Buffer.from([0xe0, 0x7f, 0x10, 0x00]);
+
+/** Separator standing in for '\' inside Specific Character Set values while dcmjs reads them. */
+const TERM_SEPARATOR = '|';
+
 /**
- * A copy of `buf` whose Specific Character Set (0008,0005) values are reduced to one term, the last
- * non-empty one (a single term dcmjs does not know becomes blank) (for `\ISO 2022 IR 87` that is the JIS X 0208 set), padded to the same length so no
- * other offset moves. Found by its element header: explicit VR `08 00 05 00 'CS' len16` or implicit
- * `08 00 05 00 len32`. Only string decoding changes; undefined when no such element is found.
+ * A copy of `buf` in which every Specific Character Set (0008,0005) value has '\' replaced by
+ * {@link TERM_SEPARATOR}, so dcmjs sees one value (it refuses several) and no other offset moves; and
+ * the dcmjs lookup keys of those values. Found by the element header: explicit VR
+ * `08 00 05 00 'CS' len16` or implicit `08 00 05 00 len32`. A deflated data set is not searched: its
+ * values are seen only when dcmjs knows them.
  */
-function withSingleCharacterSet(buf: Uint8Array): Uint8Array | undefined {
-  const out = new Uint8Array(buf);
-  const dv = new DataView(out.buffer);
-  let patched = false;
-  for (let i = 0; i + 8 < out.byteLength; i++) {
-    if (out[i] !== 0x08 || out[i + 1] !== 0x00 || out[i + 2] !== 0x05 || out[i + 3] !== 0x00) continue;
-    const explicit = out[i + 4] === 0x43 && out[i + 5] === 0x53;
+function withRawCharacterSets(buf: Uint8Array): { bytes: Uint8Array; keys: string[] } {
+  let out: Uint8Array | undefined;
+  const keys: string[] = [];
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
+  // Only the header: stop at the first Pixel Data tag, so pixel bytes are never searched (or patched).
+  const pixelData = b.indexOf(PIXEL_DATA_TAG);
+  const end = pixelData < 0 ? buf.byteLength : pixelData;
+  for (let i = b.indexOf(CHARSET_TAG); i >= 0 && i + 8 < end; i = b.indexOf(CHARSET_TAG, i + 1)) {
+    const explicit = buf[i + 4] === 0x43 && buf[i + 5] === 0x53;
     const len = explicit ? dv.getUint16(i + 6, true) : dv.getUint32(i + 4, true);
     const start = i + 8;
-    if (len === 0 || len > 64 || start + len > out.byteLength) continue;
-    const text = new TextDecoder('latin1').decode(out.subarray(start, start + len));
-    if (!/^[A-Z0-9_ \\]*$/.test(text)) continue;
-    // One unknown term → the default repertoire (blank value, PS3.3 C.12.1.1.2).
-    const terms = text
-      .split('\\')
-      .map((t) => t.trim())
-      .filter((t) => t !== '');
-    const last = terms.length > 1 || text.includes('\\') ? terms.pop() : '';
-    const value = (last ?? '').padEnd(len, ' ');
-    for (let k = 0; k < len; k++) out[start + k] = value.charCodeAt(k);
-    patched = true;
+    if (len === 0 || len > 160 || start + len > end) continue;
+    const text = new TextDecoder('latin1').decode(buf.subarray(start, start + len));
+    if (!/^[\x20-\x7e]*$/.test(text)) continue;
+    if (text.includes('\\')) {
+      out ??= new Uint8Array(buf); // copied only when a value has to change
+      for (let k = 0; k < len; k++) if (out[start + k] === 0x5c) out[start + k] = TERM_SEPARATOR.charCodeAt(0);
+    }
+    keys.push(dcmjsCharsetKey(text.replace(/\\/g, TERM_SEPARATOR).trim()));
   }
-  return patched ? out : undefined;
+  return { bytes: out ?? buf, keys };
+}
+
+/** The key dcmjs looks a Specific Character Set value up by (its `encodingMapping`). */
+function dcmjsCharsetKey(value: string): string {
+  return value.replace(/[_ ]/g, '-').toLowerCase();
+}
+
+type EncodingMapping = Record<string, string>;
+const DCMJS_ENCODINGS = (dcmjs as unknown as { constants: { encodingMapping: EncodingMapping } }).constants
+  .encodingMapping;
+
+/**
+ * Run `fn` (a synchronous dcmjs read) with every character set mapped to dcmjs's own default decoder,
+ * "latin1" (WHATWG windows-1252), which maps each byte to a distinct code point, so the bytes can be
+ * recovered ({@link rawBytes}); `extraKeys` are also accepted. dcmjs's table is restored afterwards; the read is synchronous, so
+ * nothing else can observe the change.
+ */
+function withRawDecoding<T>(extraKeys: readonly string[], fn: () => T): T {
+  const saved = { ...DCMJS_ENCODINGS };
+  try {
+    for (const k of Object.keys(DCMJS_ENCODINGS)) DCMJS_ENCODINGS[k] = RAW_DECODER;
+    for (const t of Object.values(CharacterSetTerm)) DCMJS_ENCODINGS[dcmjsCharsetKey(t)] = RAW_DECODER;
+    for (const k of extraKeys) DCMJS_ENCODINGS[k] = RAW_DECODER;
+    return fn();
+  } finally {
+    for (const k of Object.keys(DCMJS_ENCODINGS)) delete DCMJS_ENCODINGS[k];
+    Object.assign(DCMJS_ENCODINGS, saved);
+  }
+}
+
+/** The bytes behind a string dcmjs decoded with {@link RAW_DECODER}. */
+function rawBytes(s: string): Uint8Array {
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    out[i] = c < 0x80 ? c : (WINDOWS_1252_INVERSE.get(c) ?? 0x3f);
+  }
+  return out;
+}
+
+const RAW_DECODER = 'windows-1252';
+const WINDOWS_1252_INVERSE: ReadonlyMap<number, number> = (() => {
+  const m = new Map<number, number>();
+  const d = new TextDecoder(RAW_DECODER);
+  for (let b = 0x80; b <= 0xff; b++) m.set(d.decode(Uint8Array.of(b)).charCodeAt(0), b);
+  // A bijection on bytes (WHATWG Encoding, index windows-1252 plus the five C1 pass-throughs).
+  if (m.size !== 0x80) throw new Error('windows-1252 decoder is not byte-reversible');
+  return m;
+})();
+
+/** String VRs whose values may use the Specific Character Set (PS3.5 §6.1.2.3, Table 6.2-1). */
+const CHARSET_VRS: ReadonlySet<string> = new Set(['SH', 'LO', 'ST', 'LT', 'UT', 'UC', 'PN']);
+const SINGLE_VALUE_VRS: ReadonlySet<string> = new Set(['LT']);
+
+/**
+ * Decode every text element of `dict` (and of its sequence items) under the character set in force:
+ * the data set's own Specific Character Set, else the enclosing one (PS3.5 §6.1.2.5: an item may
+ * carry its own). Values and their dcmjs shapes (PN objects, '\'-split arrays) are rebuilt with the
+ * dcmjs formatting of the VR, so pure-ASCII values come out exactly as dcmjs makes them.
+ */
+function decodeTextElements(dict: DcmjsDict, inherited: readonly string[]): void {
+  const cs = dict['00080005'] as { Value: unknown[]; _rawValue?: unknown } | undefined;
+  let terms = inherited;
+  if (cs) {
+    const raw = Array.isArray(cs._rawValue) ? cs._rawValue.join('\\') : String(cs._rawValue ?? '');
+    terms = characterSetTerms(raw.split(TERM_SEPARATOR).join('\\'));
+    if (terms.length === 1 && terms[0] === '') terms = [];
+    // Keep the source's Specific Character Set visible (dcmjs rewrites it to ISO_IR 192).
+    cs.Value = [...terms];
+    cs._rawValue = cs.Value;
+  }
+  for (const el of Object.values(dict) as Array<{ vr: string; Value: unknown[]; _rawValue?: unknown }>) {
+    if (el.vr === 'SQ') {
+      for (const item of el.Value ?? [])
+        if (item && typeof item === 'object') decodeTextElements(item as DcmjsDict, terms);
+      continue;
+    }
+    if (!CHARSET_VRS.has(el.vr)) continue;
+    const raw = Array.isArray(el._rawValue)
+      ? el._rawValue.map(String).join('\\')
+      : typeof el._rawValue === 'string'
+        ? el._rawValue
+        : undefined;
+    if (raw === undefined || raw.length === 0) continue;
+    const bytes = rawBytes(raw);
+    if (bytes.every((b) => b < 0x80 && b !== 0x1b)) continue;
+    const kind =
+      el.vr === 'PN'
+        ? TextKind.PersonName
+        : el.vr === 'ST' || el.vr === 'LT' || el.vr === 'UT'
+          ? TextKind.Single
+          : TextKind.MultiValued;
+    const { text } = decodeText(bytes, terms, kind);
+    const vr = dcmjs.data.ValueRepresentation.createByTypeString(el.vr) as unknown as {
+      applyFormatting(v: string): unknown;
+      dropPadByte(v: string[]): string[];
+    };
+    const value = vr.applyFormatting(text);
+    if (typeof value === 'string' && !SINGLE_VALUE_VRS.has(el.vr)) {
+      el.Value = vr.dropPadByte(value.split('\\'));
+      el._rawValue = vr.dropPadByte(text.split('\\'));
+    } else {
+      el.Value = Array.isArray(value) ? value : [value];
+      el._rawValue = text;
+    }
+  }
 }
 
 /** Extract and validate the identifying UIDs; throws DicomError(dicom-invalid) naming the first missing one. */

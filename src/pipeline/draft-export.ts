@@ -4,6 +4,7 @@ import { buildEncapsulatedPdf } from '../dicom/pdf/encapsulated-pdf.js';
 import type { PdfFont } from '../dicom/pdf/fonts.js';
 import type { SrProfile } from '../dicom/sr/draft-policy.js';
 import { buildDraftSr } from '../dicom/sr/draft-sr.js';
+import type { SourceAttributeNote } from '../dicom/sr/source-attributes.js';
 import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from '../errors.js';
 import type { OutgoingSr, SrDestination } from '../export/sr-destination.js';
 import { ExportedObjectKind, type ExportRecord, type SrExportLedger } from '../export/sr-export-ledger.js';
@@ -26,7 +27,15 @@ export interface RoutedDestination {
 
 /** Export side effects, written by the gateway to PostgreSQL (ledger row and audit event together). */
 export interface ExportRecorder {
-  srExported(ev: { record: ExportRecord; location: string }): Promise<void>;
+  /**
+   * `sourceAttributes`: source attributes normalised or dropped on the way into this object
+   * (source-attributes.ts; tags and reasons only), recorded as a detail of the export's audit event.
+   */
+  srExported(ev: {
+    record: ExportRecord;
+    location: string;
+    sourceAttributes?: readonly SourceAttributeNote[];
+  }): Promise<void>;
   srExportFailed(ev: { record: ExportRecord; code: ErrorCode; message: string }): Promise<void>;
 }
 
@@ -96,10 +105,18 @@ export async function exportDraft(
   });
   const sr = prior ? build([prior]) : first;
 
-  const exportOne = async (obj: OutgoingSr, record: ExportRecord): Promise<string> => {
+  const exportOne = async (
+    obj: OutgoingSr,
+    record: ExportRecord,
+    sourceAttributes?: readonly SourceAttributeNote[],
+  ): Promise<string> => {
     try {
       const { location } = await routed.destination.send(obj);
-      await deps.recorder.srExported({ record, location });
+      await deps.recorder.srExported({
+        record,
+        location,
+        ...(sourceAttributes && sourceAttributes.length > 0 ? { sourceAttributes } : {}),
+      });
       return location;
     } catch (err) {
       await deps.recorder.srExportFailed({ record, code: errorCodeOf(err), message: normalizeErrorString(err) });
@@ -121,6 +138,7 @@ export async function exportDraft(
       seriesInstanceUid: sr.seriesInstanceUid,
       objectKind: ExportedObjectKind.Sr,
     },
+    sr.sourceAttributeNotes,
   );
   let pdfSopInstanceUid: string | undefined;
   if (routed.pdfCompanion) {
@@ -151,6 +169,10 @@ export async function exportDraft(
     described: findings.length,
     skipped: skipped.length,
     predecessor: prior?.sopInstanceUid,
+    // Tags only (never values): which source attributes were normalised or dropped.
+    ...(sr.sourceAttributeNotes.length > 0
+      ? { sourceAttributes: sr.sourceAttributeNotes.map((n) => `${n.tag}:${n.action}:${n.reason}`) }
+      : {}),
   });
   return {
     srSopInstanceUid: sr.sopInstanceUid,

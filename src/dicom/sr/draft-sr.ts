@@ -19,6 +19,7 @@ import {
   SR_PROFILES,
   SrProfile,
 } from './draft-policy.js';
+import { copySourceAttributes, type SourceAttributeNote } from './source-attributes.js';
 import {
   buildSrDataset,
   CompletionFlag,
@@ -125,6 +126,11 @@ export interface DraftSr {
   };
   /** The root CONTAINER of the content tree. */
   readonly content: ContainerContentItem;
+  /**
+   * Source attributes normalised or dropped on the way into the SR (tags and reasons, no values):
+   * for the audit event of the export.
+   */
+  readonly sourceAttributeNotes: readonly SourceAttributeNote[];
 }
 
 const OP = 'buildDraftSr';
@@ -268,7 +274,9 @@ export function buildDraftSr(params: DraftSrParams): DraftSr {
   const missing = [...instances.keys()].filter((uid) => !described.has(uid)).length;
   const complete = params.completionComplete ?? missing === 0;
 
+  const sourceAttributes = copySourceAttributes(evidence.first);
   const ds = buildSrDataset({
+    sourceAttributes,
     sopClassUid: SR_PROFILE_SOP_CLASS[profile],
     sopInstanceUid,
     seriesInstanceUid,
@@ -310,6 +318,7 @@ export function buildDraftSr(params: DraftSrParams): DraftSr {
     disclaimer,
     algorithm: { name, version, manufacturer, deviceUid, parameters, fixture },
     content: root,
+    sourceAttributeNotes: sourceAttributes.notes,
   };
 }
 
@@ -324,6 +333,8 @@ function proceduresReported(sources: readonly NaturalDataset[]): Code[] {
   for (const ds of sources) {
     const seq = Array.isArray(ds.ProcedureCodeSequence) ? (ds.ProcedureCodeSequence as NaturalDataset[]) : [];
     for (const item of seq) {
+      // A meaning the source's character set could not decode is not written (source-attributes.ts).
+      if ([item.CodeValue, item.CodeMeaning].some((v) => typeof v === 'string' && v.includes('\ufffd'))) continue;
       try {
         add(
           code(String(item.CodeValue ?? ''), String(item.CodingSchemeDesignator ?? ''), String(item.CodeMeaning ?? '')),

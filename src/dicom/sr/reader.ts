@@ -84,72 +84,6 @@ export interface SrDocument {
   readonly content: ContainerContentItem;
 }
 
-/** Node decoders for the single-byte character sets of PS3.3 Table C.12-2 we can repair. */
-const CHARSET_DECODER: Readonly<Record<string, string>> = {
-  'ISO_IR 192': 'utf-8',
-  'ISO_IR 101': 'iso-8859-2',
-  'ISO_IR 109': 'iso-8859-3',
-  'ISO_IR 110': 'iso-8859-4',
-  'ISO_IR 144': 'iso-8859-5',
-  'ISO_IR 127': 'iso-8859-6',
-  'ISO_IR 126': 'iso-8859-7',
-  'ISO_IR 138': 'iso-8859-8',
-  'ISO_IR 148': 'iso-8859-9',
-  'ISO_IR 203': 'iso-8859-15',
-};
-
-/**
- * dcmjs 0.52.2 decodes string values inside sequence items with its default latin1 decoder, ignoring
- * the Specific Character Set (dcmjs-org/dcmjs #503, #508): UTF-8 "é" arrives as "Ã©". Latin1 maps each
- * byte to one code point, so the bytes can be recovered exactly and decoded with the right charset.
- * Returns the input unchanged when it is pure ASCII, when it holds a code point > U+00FF (so it was not
- * produced by that decoder), or when the bytes are not valid in the target charset.
- */
-function redecoder(charset: string | undefined): ((s: string) => string) | undefined {
-  if (charset === undefined || charset === '' || charset === 'ISO_IR 6' || charset === 'ISO_IR 100') return undefined; // latin1 is right
-  const label = CHARSET_DECODER[charset];
-  if (label === undefined) return undefined;
-  const decoder = new TextDecoder(label, { fatal: true });
-  return (s: string) => {
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: ASCII fast path
-    if (/^[\u0000-\u007f]*$/.test(s)) return s;
-    const bytes = new Uint8Array(s.length);
-    for (let i = 0; i < s.length; i++) {
-      const c = s.charCodeAt(i);
-      if (c > 0xff) return s;
-      bytes[i] = c;
-    }
-    try {
-      return decoder.decode(bytes);
-    } catch {
-      return s;
-    }
-  };
-}
-
-function isPersonName(x: object): boolean {
-  return Object.keys(x).every((k) => k === 'Alphabetic' || k === 'Ideographic' || k === 'Phonetic');
-}
-
-/** Apply `fix` to every string below depth 0 (inside sequence items), copying, never mutating. */
-function repairNested(value: unknown, fix: (s: string) => string, nested: boolean): unknown {
-  if (typeof value === 'string') return nested ? fix(value) : value;
-  if (Array.isArray(value)) return value.map((v) => repairNested(v, fix, nested));
-  if (value !== null && typeof value === 'object' && !(value instanceof ArrayBuffer) && !ArrayBuffer.isView(value)) {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) {
-      // Keyword values that are sequences (arrays of objects) carry nested items.
-      // Person Name values ({Alphabetic, Ideographic, Phonetic}) are not items: dcmjs decodes them right at top level.
-      const isSequence =
-        Array.isArray(v) &&
-        v.some((x) => x !== null && typeof x === 'object' && !ArrayBuffer.isView(x) && !isPersonName(x));
-      out[k] = k === '_vrMap' ? v : repairNested(v, fix, nested || isSequence);
-    }
-    return out;
-  }
-  return value;
-}
-
 function str(v: unknown): string | undefined {
   if (Array.isArray(v)) return str(v[0]);
   if (typeof v === 'string') return v;
@@ -294,8 +228,9 @@ export function readSr(part10: Uint8Array): SrDocument {
   const inst = parsePart10(part10);
   const charsetRaw = (inst.dict['00080005'] as { _rawValue?: unknown } | undefined)?._rawValue;
   const specificCharacterSet = str(charsetRaw)?.trim();
-  const fix = redecoder(specificCharacterSet);
-  const d = (fix === undefined ? inst.dataset : repairNested(inst.dataset, fix, false)) as NaturalDataset;
+  // parsePart10 decodes every text element, in sequence items too, under the character set in force
+  // there (dataset.ts, character-set.ts); dcmjs alone mis-decodes nested items (dcmjs-org/dcmjs #503, #508).
+  const d = inst.dataset as NaturalDataset;
 
   const sopClassUid = str(d.SOPClassUID);
   if (sopClassUid === undefined || !SR_SOP_CLASSES.has(sopClassUid)) {

@@ -4,6 +4,7 @@ import { isValidUid, type NaturalDataset } from '../dataset.js';
 import { TransferSyntax } from '../uids.js';
 import type { Code } from './coding.js';
 import { type ContainerContentItem, codeToItem } from './content-items.js';
+import { type CopiedSourceAttributes, copySourceAttributes } from './source-attributes.js';
 
 /**
  * The generic SR document writer, as highdicom's `sr/sop.py` is to its templates: it wraps a content
@@ -136,7 +137,8 @@ export function dicomDateTime(d: Date): { date: string; time: string; offset: st
 }
 
 /**
- * Patient (C.7.1.1), General Study (C.7.2.1), Patient Study (C.7.2.2) attributes copied from the source.
+ * Patient (C.7.1.1), General Study (C.7.2.1), Patient Study (C.7.2.2) attributes copied from the source
+ * (checked and normalised on the way: source-attributes.ts COPIED_SOURCE_ATTRIBUTES, the same list).
  * Size and weight are left out: they describe the acquisition, and sources often carry 0 (a dciodvfy warning).
  */
 export const TYPE2_COPIED = [
@@ -160,10 +162,6 @@ export const TYPE3_COPIED = [
   'DeidentificationMethod',
   'DeidentificationMethodCodeSequence',
 ] as const;
-
-function present(v: unknown): boolean {
-  return v !== undefined && v !== null && !(Array.isArray(v) && v.length === 0) && v !== '';
-}
 
 /** Hierarchical SOP Instance Reference Macro (PS3.3 Table C.17-3a): study → series → SOP, first-seen order. */
 export function hierarchicalReferences(refs: readonly PredecessorDocument[]): NaturalDataset[] {
@@ -219,6 +217,8 @@ export interface SrDocumentParams {
   readonly content: ContainerContentItem;
   /** Content / Instance Creation date-time. */
   readonly now: Date;
+  /** The source's patient / study attributes as checked by copySourceAttributes (computed when absent). */
+  readonly sourceAttributes?: CopiedSourceAttributes;
 }
 
 /**
@@ -250,8 +250,8 @@ export function buildSrDataset(p: SrDocumentParams): NaturalDataset {
     InstanceCreationTime: t.time,
     TimezoneOffsetFromUTC: t.offset,
   };
-  for (const kw of TYPE2_COPIED) ds[kw] = present(first[kw]) ? first[kw] : '';
-  for (const kw of TYPE3_COPIED) if (present(first[kw])) ds[kw] = first[kw];
+  // Patient / study attributes in a form the VRs allow (source-attributes.ts): never verbatim.
+  Object.assign(ds, (p.sourceAttributes ?? copySourceAttributes(first)).attributes);
   Object.assign(ds, {
     StudyInstanceUID: evidence.studyInstanceUid,
     // SR Document Series (C.17.1)

@@ -1,4 +1,5 @@
 import dcmjs from 'dcmjs';
+import { parsePart10 } from '../../../../src/dicom/dataset.js';
 import { Codes, codeEquals } from '../../../../src/dicom/sr/coding.js';
 import {
   ContainerContentItem,
@@ -33,7 +34,7 @@ describe('readSr: non-ASCII text in nested items (dcmjs #503/#508 workaround)', 
     const raw = dcmjs.data.DicomMessage.readFile(buf);
     const nat = dcmjs.data.DicomMetaDictionary.naturalizeDataset(raw.dict) as Record<string, unknown>;
     const json = JSON.stringify(nat.ContentSequence);
-    // If dcmjs is fixed this assertion fails, telling us the workaround can go.
+    // If dcmjs is fixed this assertion fails: parsePart10's own text decoding (dataset.ts) could then go.
     expect(json).not.toContain('日本語');
   });
   it('readSr returns the exact UTF-8 text, including astral-plane characters', () => {
@@ -54,6 +55,11 @@ describe('readSr: non-ASCII text in nested items (dcmjs #503/#508 workaround)', 
     const doc = readSr(fixtureBytes('test-SR.dcm'));
     expect(doc.specificCharacterSet).toBe('ISO_IR 100');
     expect(doc.verifyingObserverCount).toBe(2);
+    // The nested Person Name is decoded under the data set's ISO_IR 100 (dcmdump: "Riesmeier^J\xf6rg").
+    const seq = parsePart10(fixtureBytes('test-SR.dcm')).dataset.VerifyingObserverSequence as Array<
+      Record<string, unknown>
+    >;
+    expect(seq[0]?.VerifyingObserverName).toEqual([{ Alphabetic: 'Riesmeier^Jörg' }]);
   });
 });
 

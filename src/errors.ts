@@ -36,6 +36,11 @@ export const ErrorCode = {
   NotFound: 'not-found',
   /** Anything we did not classify: a bug. */
   Internal: 'internal',
+  /**
+   * Input broke a DICOM resource limit or contradicts its own sizes (src/dicom/limits.ts): a deflate
+   * bomb, runaway nesting, lengths or frame dimensions beyond the bytes present. Permanent.
+   */
+  DicomHostile: 'dicom-hostile',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -177,6 +182,7 @@ export function toHttpStatus(code: ErrorCode): number {
   switch (code) {
     case ErrorCode.RequestInvalid:
     case ErrorCode.DicomInvalid:
+    case ErrorCode.DicomHostile:
     case ErrorCode.ConfigInvalid:
       return 400;
     case ErrorCode.NotFound:

@@ -2,7 +2,7 @@ import { pipeline, Readable } from 'node:stream';
 import { createInflateRaw, deflateRawSync } from 'node:zlib';
 import { DicomError, ErrorCode } from '../errors.js';
 import { type Part10Instance, parsePart10 } from './dataset.js';
-import { checkInflation, DEFAULT_DICOM_LIMITS, type DicomLimits, DicomLimitError, LimitViolation } from './limits.js';
+import { checkInflation, DEFAULT_DICOM_LIMITS, DicomLimitError, type DicomLimits, LimitViolation } from './limits.js';
 import { TransferSyntax } from './uids.js';
 
 /**
@@ -227,7 +227,11 @@ function isVrByte(b: number | undefined): boolean {
 }
 
 /** Read the File Meta Information (always Explicit VR LE, PS3.10 §7.1); returns its end and the TS. */
-async function readMeta(src: Source, max: number, totalBytes: number | undefined): Promise<{ end: number; ts: string }> {
+async function readMeta(
+  src: Source,
+  max: number,
+  totalBytes: number | undefined,
+): Promise<{ end: number; ts: string }> {
   await src.need(132, 'the preamble');
   const b = src.data.bytes;
   if (b[128] !== 0x44 || b[129] !== 0x49 || b[130] !== 0x43 || b[131] !== 0x4d) {
@@ -284,7 +288,10 @@ interface WalkResult {
   /** Offset (in the walked buffer) where the top-level pixel data element starts, or its end. */
   readonly headerEnd: number;
   readonly pixelData:
-    | (Omit<PixelDataElement, 'elementOffset' | 'valueOffset' | 'dataSetValueOffset'> & { readonly at: number; readonly valueAt: number })
+    | (Omit<PixelDataElement, 'elementOffset' | 'valueOffset' | 'dataSetValueOffset'> & {
+        readonly at: number;
+        readonly valueAt: number;
+      })
     | undefined;
   readonly specificCharacterSet: string | null;
 }
@@ -344,7 +351,10 @@ async function walkDataSet(src: Source, start: number, top: Encoding, bounds: Wa
     // Defined-length containers end at their offset; an element running past it breaks the structure.
     for (let f = stack[stack.length - 1]; f?.end !== undefined && pos >= f.end; f = stack[stack.length - 1]) {
       if (pos > f.end) {
-        throw new DicomHeaderError(HeaderFailure.Malformed, `an element overruns its ${f.kind}'s length at offset ${pos}`);
+        throw new DicomHeaderError(
+          HeaderFailure.Malformed,
+          `an element overruns its ${f.kind}'s length at offset ${pos}`,
+        );
       }
       close();
     }

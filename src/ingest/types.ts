@@ -1,4 +1,5 @@
 import type { InstanceIdentity } from '../dicom/dataset.js';
+import type { LimitViolation } from '../dicom/limits.js';
 import type { ErrorCode } from '../errors.js';
 
 /**
@@ -117,6 +118,8 @@ export type InstanceOutcome =
       readonly failureReason: FailureReason;
       readonly code: ErrorCode;
       readonly message: string;
+      /** Which DICOM limit the instance broke (code dicom-hostile, src/dicom/limits.ts). */
+      readonly violation?: LimitViolation;
       readonly sopClassUid?: string;
       readonly sopInstanceUid?: string;
     };

@@ -1,7 +1,14 @@
 import { Worker } from 'node:worker_threads';
+import { DEFAULT_DICOM_LIMITS, type DicomLimits } from '../dicom/limits.js';
 import { ErrorCode, RadScribeError } from '../errors.js';
 import { workerScript } from '../runtime-paths.js';
-import { ImagePrepError, type PreparedImage, type PrepRequest, type PrepResponse } from './image-prep-types.js';
+import {
+  ImagePrepError,
+  type PreparedImage,
+  PrepFailure,
+  type PrepRequest,
+  type PrepResponse,
+} from './image-prep-types.js';
 
 export const DEFAULT_FRAME_TIMEOUT_MS = 60_000;
 export const DEFAULT_WORKER_MEMORY_MB = 2048;
@@ -9,6 +16,8 @@ export const DEFAULT_WORKER_MEMORY_MB = 2048;
 export interface ImagePrepOptions {
   frameTimeoutMs?: number;
   maxOldGenerationSizeMb?: number;
+  /** Checked in the worker before a file is parsed and decoded; default DEFAULT_DICOM_LIMITS. */
+  limits?: DicomLimits;
 }
 
 /**
@@ -23,10 +32,12 @@ export class ImagePrepClient {
   private closed = false;
   private readonly timeoutMs: number;
   private readonly memoryMb: number;
+  private readonly limits: DicomLimits;
 
   constructor(opts: ImagePrepOptions = {}) {
     this.timeoutMs = opts.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
     this.memoryMb = opts.maxOldGenerationSizeMb ?? DEFAULT_WORKER_MEMORY_MB;
+    this.limits = opts.limits ?? DEFAULT_DICOM_LIMITS;
   }
 
   /**
@@ -34,7 +45,7 @@ export class ImagePrepClient {
    * cannot be prepared rejects with an {@link ImagePrepError}.
    */
   prepare(filePath: string, frameIndex: number, preprocessorConfig: unknown): Promise<PreparedImage> {
-    const run = () => this.run({ id: this.nextId++, filePath, frameIndex, preprocessorConfig });
+    const run = () => this.run({ id: this.nextId++, filePath, frameIndex, preprocessorConfig, limits: this.limits });
     const p = this.chain.then(run, run);
     this.chain = p.catch(() => undefined);
     return p;
@@ -60,7 +71,7 @@ export class ImagePrepClient {
         worker.off('error', onError);
         worker.off('exit', onExit);
       };
-      const kill = (err: RadScribeError) => {
+      const kill = (err: ImagePrepError) => {
         cleanup();
         this.worker = undefined;
         void worker.terminate();
@@ -69,9 +80,11 @@ export class ImagePrepClient {
       const timer = setTimeout(
         () =>
           kill(
-            new RadScribeError(
+            new ImagePrepError(
               ErrorCode.Timeout,
               `preparing frame ${req.frameIndex + 1} exceeded ${this.timeoutMs} ms`,
+              undefined,
+              PrepFailure.TimedOut,
             ),
           ),
         this.timeoutMs,
@@ -85,14 +98,23 @@ export class ImagePrepClient {
       const onError = (err: Error) => {
         const oom = /memory/i.test(err.message) || (err as { code?: string }).code === 'ERR_WORKER_OUT_OF_MEMORY';
         kill(
-          new RadScribeError(
+          new ImagePrepError(
             oom ? ErrorCode.OutOfResources : ErrorCode.Internal,
             `image preparation worker failed: ${err.message}`,
+            undefined,
+            oom ? PrepFailure.WorkerOutOfMemory : PrepFailure.WorkerCrashed,
           ),
         );
       };
       const onExit = (code: number) =>
-        kill(new RadScribeError(ErrorCode.Internal, `image preparation worker exited (${code})`));
+        kill(
+          new ImagePrepError(
+            ErrorCode.Internal,
+            `image preparation worker exited (${code})`,
+            undefined,
+            PrepFailure.WorkerCrashed,
+          ),
+        );
       worker.on('message', onMessage);
       worker.on('error', onError);
       worker.on('exit', onExit);

@@ -1,5 +1,6 @@
 import type { NaturalDataset } from '../dicom/dataset.js';
 import type { VisionInput } from '../dicom/image-processor.js';
+import type { DicomLimits } from '../dicom/limits.js';
 import { type ErrorCode, RadScribeError } from '../errors.js';
 
 /** Messages between ImagePrepClient and image-prep-worker. */
@@ -9,6 +10,8 @@ export interface PrepRequest {
   readonly frameIndex: number;
   /** Parsed preprocessor_config.json of the model bundle; the tiler is driven by it, never hard-coded. */
   readonly preprocessorConfig: unknown;
+  /** The DICOM limits checked before the file is parsed and decoded (config `dicomLimits`). */
+  readonly limits: DicomLimits;
 }
 
 /**
@@ -41,6 +44,23 @@ export type PrepResponse =
     };
 
 /**
+ * How a frame failed to be prepared. Closed set. Everything but `rejected` means the worker thread
+ * died or was killed while it held the file, so the file is the likely culprit (issue 9: such an
+ * instance is quarantined after its first crash, never retried).
+ */
+export const PrepFailure = {
+  /** The worker answered with a typed error (unreadable, unsupported, a broken DICOM limit). */
+  Rejected: 'rejected',
+  /** The worker thread hit its V8 heap cap (ERR_WORKER_OUT_OF_MEMORY). */
+  WorkerOutOfMemory: 'worker-out-of-memory',
+  /** The worker thread threw outside the handler or exited. */
+  WorkerCrashed: 'worker-crashed',
+  /** The frame ran past its time limit and the worker was terminated. */
+  TimedOut: 'timed-out',
+} as const;
+export type PrepFailure = (typeof PrepFailure)[keyof typeof PrepFailure];
+
+/**
  * A frame that could not be prepared. `header` is the instance's header when the file itself parsed
  * (a transfer syntax no decoder handles): the transcoding fallback then takes only the pixels from the
  * PACS's copy, and the SR's evidence stays the header of the instance we stored.
@@ -48,8 +68,10 @@ export type PrepResponse =
 export class ImagePrepError extends RadScribeError {
   override name = 'ImagePrepError';
   readonly header: NaturalDataset | undefined;
-  constructor(code: ErrorCode, message: string, header?: NaturalDataset) {
+  readonly failure: PrepFailure;
+  constructor(code: ErrorCode, message: string, header?: NaturalDataset, failure: PrepFailure = PrepFailure.Rejected) {
     super(code, message);
     this.header = header;
+    this.failure = failure;
   }
 }

@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { type NaturalDataset, parseDicomFile } from '../dicom/dataset.js';
+import { checkFrameLimits } from '../dicom/frames.js';
 import { buildVisionInput } from '../dicom/image-processor.js';
+import { checkPart10Limits } from '../dicom/instance-limits.js';
 import { decodeFrame } from '../dicom/pixel-decoder.js';
 import { renderFrame } from '../dicom/render.js';
 import { errorCodeOf, normalizeErrorString } from '../errors.js';
@@ -46,8 +48,13 @@ function headerOf(dataset: NaturalDataset): NaturalDataset {
 port.on('message', async (req: PrepRequest) => {
   let header: NaturalDataset | undefined;
   try {
-    const inst = parseDicomFile(readFileSync(req.filePath));
+    const bytes = readFileSync(req.filePath);
+    // The DICOM limits before dcmjs sees the file (it recurses per sequence level and inflates a
+    // deflated data set whole), and on the frames before any decoder allocates one (issue 9).
+    await checkPart10Limits(bytes, req.limits);
+    const inst = parseDicomFile(bytes);
     header = headerOf(inst.dataset);
+    checkFrameLimits(inst, req.limits);
     const frame = await decodeFrame(inst, req.frameIndex);
     const image = renderFrame(inst.dataset, frame, req.frameIndex);
     const input = buildVisionInput(image, req.preprocessorConfig);

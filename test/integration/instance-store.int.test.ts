@@ -164,13 +164,14 @@ describe(`InstanceStore (${backendName()})`, () => {
   });
 
   it('refusals are audited with a failure outcome and the chain still verifies', async () => {
-    const { rows } = await db.pool.query<{ outcome: number; n: number }>(
-      `SELECT outcome, count(*)::int AS n FROM audit_events WHERE kind = 'instance-received' GROUP BY outcome ORDER BY outcome`,
+    const { rows } = await db.pool.query<{ kind: string; outcome: number; n: number }>(
+      `SELECT kind, outcome, count(*)::int AS n FROM audit_events WHERE kind IN ('instance-received', 'instance-refused')
+       GROUP BY kind, outcome ORDER BY kind, outcome`,
     );
-    // stored: chrFren + chrGerm; refused: conflict, 2 × garbage, mismatch.
+    // stored: chrFren + chrGerm; refused (issue 9: kind instance-refused): conflict, 2 × garbage, mismatch.
     expect(rows).toEqual([
-      { outcome: 0, n: 2 },
-      { outcome: 8, n: 4 },
+      { kind: 'instance-received', outcome: 0, n: 2 },
+      { kind: 'instance-refused', outcome: 8, n: 4 },
     ]);
     expect((await verifyAuditChain(db.pool)).ok).toBe(true);
   });

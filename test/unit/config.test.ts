@@ -7,6 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import {
   databaseOptions,
   describeCallOptions,
+  dicomLimitsOf,
   dicomwebClientOptions,
   imagePrepOptions,
   jobQueueOptions,
@@ -24,6 +25,7 @@ import {
   REMOTE_NODE_DEFAULTS,
 } from '../../src/config.js';
 import { DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT_MS } from '../../src/db/pool.js';
+import { DEFAULT_DICOM_LIMITS } from '../../src/dicom/limits.js';
 import { ConfigError, ErrorCode } from '../../src/errors.js';
 import { DEFAULT_HARD_TIMEOUT_GRACE_MS } from '../../src/inference/inference-client.js';
 import {
@@ -467,6 +469,7 @@ describe('every key reaches its consumer', () => {
       database: { poolSize: 7, statementTimeoutMs: 1234 },
       model: { timeoutMs: 1000, hardTimeoutGraceMs: 250, maxNewTokens: 9 },
       imagePrep: { frameTimeoutMs: 2000, maxHeapMb: 300 },
+      dicomLimits: { maxSequenceDepth: 12, maxElements: 3456 },
       jobs: {
         pollIntervalMs: 50,
         leaseMs: 5000,
@@ -483,7 +486,9 @@ describe('every key reaches its consumer', () => {
   it('maps each slice onto the consumer’s options object', () => {
     expect(databaseOptions(cfg)).toEqual({ dataDir: cfg.dataDir, poolSize: 7, statementTimeoutMs: 1234 });
     expect(describeCallOptions(cfg)).toEqual({ maxNewTokens: 9, timeoutMs: 1000, hardTimeoutMs: 1250 });
-    expect(imagePrepOptions(cfg)).toEqual({ frameTimeoutMs: 2000, maxOldGenerationSizeMb: 300 });
+    const limits = { ...DEFAULT_DICOM_LIMITS, maxSequenceDepth: 12, maxElements: 3456 };
+    expect(imagePrepOptions(cfg)).toEqual({ frameTimeoutMs: 2000, maxOldGenerationSizeMb: 300, limits });
+    expect(dicomLimitsOf(cfg)).toEqual(limits);
     expect(jobWorkerOptions(cfg)).toEqual({ pollIntervalMs: 50, leaseMs: 5000, concurrency: 2, stabilityWindowMs: 10 });
     const node = cfg.remoteNodes[0] as RadScribeConfig['remoteNodes'][number];
     expect(dicomwebClientOptions(node)).toEqual({ baseUrl: NODE.baseUrl, timeoutMs: 111, storeTimeoutMs: 222 });

@@ -93,7 +93,7 @@ export class ImagePrepClient {
         if (res.id !== req.id) return;
         cleanup();
         if (res.ok) resolve({ input: res.input, header: res.header, image: res.image });
-        else reject(new ImagePrepError(res.code, res.message, res.header));
+        else reject(new ImagePrepError(res.code, res.message, res.header, PrepFailure.Rejected, res.violation));
       };
       const onError = (err: Error) => {
         const oom = /memory/i.test(err.message) || (err as { code?: string }).code === 'ERR_WORKER_OUT_OF_MEMORY';

@@ -39,6 +39,8 @@ export type PrepResponse =
       readonly ok: false;
       readonly code: ErrorCode;
       readonly message: string;
+      /** The DICOM limit broken, for code dicom-hostile (src/dicom/limits.ts LimitViolation). */
+      readonly violation?: string;
       /** Present when the file parsed but the frame could not be prepared (e.g. no decoder for its syntax). */
       readonly header?: NaturalDataset;
     };
@@ -69,9 +71,18 @@ export class ImagePrepError extends RadScribeError {
   override name = 'ImagePrepError';
   readonly header: NaturalDataset | undefined;
   readonly failure: PrepFailure;
-  constructor(code: ErrorCode, message: string, header?: NaturalDataset, failure: PrepFailure = PrepFailure.Rejected) {
+  /** The DICOM limit the worker found broken (code dicom-hostile). */
+  readonly violation: string | undefined;
+  constructor(
+    code: ErrorCode,
+    message: string,
+    header?: NaturalDataset,
+    failure: PrepFailure = PrepFailure.Rejected,
+    violation?: string,
+  ) {
     super(code, message);
     this.header = header;
     this.failure = failure;
+    this.violation = violation;
   }
 }

@@ -4,6 +4,7 @@ import { type NaturalDataset, parseDicomFile } from '../dicom/dataset.js';
 import { checkFrameLimits } from '../dicom/frames.js';
 import { buildVisionInput } from '../dicom/image-processor.js';
 import { checkPart10Limits } from '../dicom/instance-limits.js';
+import { isDicomLimitError } from '../dicom/limits.js';
 import { decodeFrame } from '../dicom/pixel-decoder.js';
 import { renderFrame } from '../dicom/render.js';
 import { errorCodeOf, normalizeErrorString } from '../errors.js';
@@ -72,6 +73,7 @@ port.on('message', async (req: PrepRequest) => {
       ok: false,
       code: errorCodeOf(err),
       message: normalizeErrorString(err),
+      ...(isDicomLimitError(err) ? { violation: err.violation } : {}),
       ...(header ? { header } : {}),
     };
     port.postMessage(res);

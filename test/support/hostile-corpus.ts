@@ -301,23 +301,32 @@ export function hostileInputs(): HostileInput[] {
   ];
 }
 
-/**
- * Offsets at which a cut leaves a well-formed data set: the end of the File Meta Information and the
- * end of each top-level element (the source is Explicit VR Little Endian with defined lengths only).
- * A cut there is a shorter, valid instance (no receiver can tell), one anywhere else is refused.
- */
-export function topLevelBoundaries(file: Buffer): Set<number> {
-  const metaEnd = 144 + file.readUInt32LE(140);
-  const out = new Set<number>([metaEnd]);
-  let pos = metaEnd;
+/** Top-level elements of an Explicit VR Little Endian file with defined lengths only: tag and end offset. */
+export function topLevelElements(file: Buffer): { group: number; element: number; end: number }[] {
+  const out: { group: number; element: number; end: number }[] = [];
+  let pos = 144 + file.readUInt32LE(140);
   while (pos + 8 <= file.length) {
     const vr = file.toString('latin1', pos + 4, pos + 6);
     const long = LONG_VRS.has(vr);
     const len = long ? file.readUInt32LE(pos + 8) : file.readUInt16LE(pos + 6);
+    const group = file.readUInt16LE(pos);
+    const element = file.readUInt16LE(pos + 2);
     pos += (long ? 12 : 8) + len;
-    out.add(pos);
+    out.push({ group, element, end: pos });
   }
   return out;
+}
+
+/**
+ * Offsets at which a cut leaves a well-formed instance: the end of a top-level element at or after
+ * the last identifying UID, Series Instance UID (0020,000E) (the source is Explicit VR Little Endian
+ * with defined lengths only). A cut there is a shorter, valid instance (no receiver can tell); one
+ * anywhere else is refused.
+ */
+export function wellFormedCuts(file: Buffer): Set<number> {
+  const els = topLevelElements(file);
+  const series = els.findIndex((e) => e.group === 0x0020 && e.element === 0x000e);
+  return new Set(els.slice(series).map((e) => e.end));
 }
 
 /** The source file truncated at every offset 0 … size − 1. */

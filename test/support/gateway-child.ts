@@ -8,7 +8,7 @@ import { startTestGateway } from './gateway.js';
  * Protocol on stdout/stdin, one line each:
  *   → `READY <baseUrl>` once listening
  *   ← `ROW <sopInstanceUid>`  → `ROW <json of the instances row | null>`
- *   ← `AUDIT`                  → `AUDIT <json: refusal and quarantine audit rows counted by kind, outcome,
+ *   ← `AUDIT`                  → `AUDIT <json: audit rows counted by kind, outcome,
  *                                 errorCode, failureReason, violation and reason>`
  *   ← `STOP`                   → the gateway stops and the process exits 0 (also on SIGTERM)
  */
@@ -30,7 +30,7 @@ async function main(): Promise<void> {
         .query(
           `SELECT kind, outcome, detail->>'errorCode' AS "errorCode", (detail->>'failureReason')::int AS "failureReason",
                   detail->>'violation' AS violation, detail->>'reason' AS reason, count(*)::int AS n
-           FROM audit_events WHERE kind IN ('instance-refused', 'instance-quarantined', 'instance-received')
+           FROM audit_events
            GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6`,
         )
         .then((r) => process.stdout.write(`AUDIT ${JSON.stringify(r.rows)}\n`));

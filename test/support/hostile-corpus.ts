@@ -235,15 +235,70 @@ export function hugeEncapsulatedFrame(): { bytes: Buffer; sop: string } {
   return { bytes: part10(JPEG_BASELINE, ids.sop, dataSet), sop: ids.sop };
 }
 
-/** A valid small instance of a fresh study (the upload sent alongside the hostile ones). */
-export function validInstance(): { bytes: Buffer; sop: string; study: string } {
-  const ids = freshIds();
-  const dataSet = Buffer.concat([
+/** Study, series and SOP Instance UIDs of a generated instance, and its Instance Number (0020,0013). */
+export interface InstanceIds {
+  readonly study: string;
+  readonly series: string;
+  readonly sop: string;
+  readonly instanceNumber?: number;
+}
+
+function identityWithNumber(ids: InstanceIds): Buffer {
+  return Buffer.concat([
     identity(ids),
-    pixelModule(8, 8, 1, 8, 1),
-    el(0x7fe0, 0x0010, 'OB', Buffer.alloc(64, 7)),
+    ...(ids.instanceNumber !== undefined ? [el(0x0020, 0x0013, 'IS', String(ids.instanceNumber))] : []),
   ]);
-  return { bytes: part10(EXPLICIT_LE, ids.sop, dataSet), sop: ids.sop, study: ids.study };
+}
+
+/** A valid small instance (8 × 8 × 8 bits, or `size`²), of a fresh study unless `ids` name one. */
+export function validInstance(ids: Partial<InstanceIds> = {}, size = 8): { bytes: Buffer; sop: string; study: string } {
+  const full = { ...freshIds(), ...ids };
+  const pixels = Buffer.alloc(size * size);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 7) & 0xff;
+  const dataSet = Buffer.concat([
+    identityWithNumber(full),
+    pixelModule(size, size, 1, 8, 1),
+    el(0x7fe0, 0x0010, 'OB', pixels),
+  ]);
+  return { bytes: part10(EXPLICIT_LE, full.sop, dataSet), sop: full.sop, study: full.study };
+}
+
+/**
+ * An instance within every DICOM limit whose header is `items` × `perItem` text values of
+ * `valueBytes` each (about 40 MB by default) in one sequence: parsing it costs a JavaScript heap of
+ * several times that, so it exhausts a small image-prep worker heap (the crash that quarantines it),
+ * and takes a second or more to parse in a large one (time to kill the process mid-decode).
+ */
+export function heapHeavyInstance(
+  ids: Partial<InstanceIds> = {},
+  items = 2000,
+  perItem = 20,
+  valueBytes = 1000,
+): { bytes: Buffer; sop: string; study: string } {
+  const full = { ...freshIds(), ...ids };
+  const item = Buffer.concat(
+    Array.from({ length: perItem }, (_, k) =>
+      el(0x0009, 0x1000, 'UT', 'x'.repeat(valueBytes - 2) + String(k % 10).padStart(2, '0')),
+    ).map((e, k) => {
+      // Distinct ascending tags within the item: (0009,1000 + k) private UT under creator (0009,0010).
+      e.writeUInt16LE(0x0009, 0);
+      e.writeUInt16LE(0x1000 + k, 2);
+      return e;
+    }),
+  );
+  const withCreator = Buffer.concat([el(0x0009, 0x0010, 'LO', 'RADSCRIBE HEAVY'), item]);
+  const seqBody = Buffer.concat(
+    Array.from({ length: items }, () => Buffer.concat([itemTag(ITEM, withCreator.length), withCreator])),
+  );
+  const pixels = Buffer.alloc(64, 3);
+  const dataSet = Buffer.concat([
+    identityWithNumber(full),
+    pixelModule(8, 8, 1, 8, 1),
+    el(0x0040, 0xa730, 'SQ', Buffer.alloc(0), seqBody.length),
+    seqBody,
+    el(0x7fe0, 0x0010, 'OB', pixels),
+  ]);
+  return { bytes: part10(EXPLICIT_LE, full.sop, dataSet), sop: full.sop, study: full.study };
 }
 
 /** The generated inputs, one per class, with the answer each must get. */

@@ -1,5 +1,14 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { InstanceStore } from '../../src/ingest/instance-store.js';
 import { getNumber, getSequence, getString, Tag } from '../../src/pacs/dicom-json.js';
+import { DicomwebClient } from '../../src/pacs/dicomweb-client.js';
+import { multipartRelatedContentType, newBoundary } from '../../src/pacs/media-type.js';
+import { multipartBody } from '../../src/pacs/multipart.js';
+import { QidoPoller } from '../../src/pacs/qido-poller.js';
+import { type TestDatabase, testDatabase } from '../support/db.js';
 import { type GatewayChild, memoryOf, startGatewayChild, stowBuffers } from '../support/gateway-child-client.js';
 import {
   FailureReasons,
@@ -9,6 +18,8 @@ import {
   validInstance,
   wellFormedCuts,
 } from '../support/hostile-corpus.js';
+import { startTestServer, type TestHttpServer } from '../support/http.js';
+import { MemoryStudyTracker } from '../support/memory-tracker.js';
 
 /**
  * [REQ-SEC-01] (issue 9, "hostile input") The gateway, in a process of its own
@@ -181,5 +192,79 @@ describe(`hostile DICOM input over STOW-RS (${process.env.DATABASE_URL ? 'postgr
     expect(child.proc.exitCode).toBeNull();
     if (embedded) expect(after.peak - atReady.rss).toBeLessThan(PGLITE_GROWTH_LIMIT_BYTES);
     else expect(after.peak).toBeLessThan(PEAK_RSS_LIMIT_BYTES);
+  });
+});
+
+/**
+ * [REQ-SEC-01] The same limits on the WADO-RS path: the QIDO poller retrieves a study from a PACS
+ * (real express on loopback) whose instances are the hostile corpus plus one valid instance, into the
+ * gateway's InstanceStore. Each hostile instance is refused and audited as instance-refused with
+ * via = wado-rs; the valid one is stored.
+ */
+describe('hostile DICOM input over WADO-RS retrieval (QIDO poller → instance store)', () => {
+  let db: TestDatabase;
+  let server: TestHttpServer;
+  let work: string;
+  const inputs = hostileInputs();
+  const valid = validInstance();
+  const STUDY = '2.25.99887766554433221100';
+
+  beforeAll(async () => {
+    db = await testDatabase();
+    work = mkdtempSync(path.join(tmpdir(), 'rs-hostile-wado-'));
+    server = await startTestServer((app) => {
+      app.get('/dicom-web/studies', (_req, res) => {
+        res
+          .type('application/dicom+json')
+          .send(JSON.stringify([{ [Tag.StudyInstanceUID]: { vr: 'UI', Value: [STUDY] } }]));
+      });
+      app.get(`/dicom-web/studies/${STUDY}`, (_req, res) => {
+        const boundary = newBoundary();
+        res.status(200).setHeader('content-type', multipartRelatedContentType(boundary));
+        const parts = [...inputs.map((h) => h.bytes), valid.bytes].map((body) => ({
+          contentType: 'application/dicom',
+          body,
+        }));
+        (multipartBody(parts, boundary) as Readable).pipe(res);
+      });
+    });
+  });
+  afterAll(async () => {
+    await server.close();
+    await db.close();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('refuses and audits each hostile instance, stores the valid one', async () => {
+    const store = new InstanceStore({ pool: db.pool, storageDir: path.join(work, 'instances') });
+    const poller = new QidoPoller({
+      node: { name: 'pacs', client: new DicomwebClient({ baseUrl: `${server.url}/dicom-web`, timeoutMs: 60_000 }) },
+      sink: store,
+      tracker: new MemoryStudyTracker(),
+      tmpDir: work,
+      lookbackDays: Number.POSITIVE_INFINITY,
+    });
+    const summary = await poller.pollOnce();
+    expect(summary.instances).toEqual({ stored: 1, duplicate: 0, failed: inputs.length });
+    const { rows } = await db.pool.query<{
+      via: string;
+      failureReason: number;
+      errorCode: string;
+      violation: string | null;
+    }>(
+      `SELECT detail->>'via' AS via, (detail->>'failureReason')::int AS "failureReason", detail->>'errorCode' AS "errorCode",
+              detail->>'violation' AS violation
+       FROM audit_events WHERE kind = 'instance-refused' ORDER BY id`,
+    );
+    expect(rows).toEqual(
+      inputs.map((h) => ({
+        via: 'wado-rs',
+        failureReason: h.expect.failureReason,
+        errorCode: h.expect.errorCode,
+        violation: h.expect.violation ?? null,
+      })),
+    );
+    const stored = await db.pool.query('SELECT sop_instance_uid FROM instances');
+    expect(stored.rows).toEqual([{ sop_instance_uid: valid.sop }]);
   });
 });

@@ -260,6 +260,27 @@ describe('unknown keys', () => {
     ]);
   });
 
+  it('validates every dicomLimits key and their relation (issue 9)', () => {
+    const problems = problemsOf({
+      overrides: {
+        dicomLimits: {
+          maxSequenceDepth: 0,
+          maxInflationRatio: 1.5,
+          maxDecodedFrameBytes: 1 << 20,
+          maxDecodedInstanceBytes: 4096,
+          maxElemnts: 5,
+        },
+      },
+    });
+    expect(problems).toEqual([
+      'dicomLimits.maxInflationRatio: must be an integer from 2 to 1000000',
+      'dicomLimits.maxSequenceDepth: must be an integer from 1 to 10000',
+      'dicomLimits.maxDecodedInstanceBytes: must not be less than dicomLimits.maxDecodedFrameBytes',
+      'dicomLimits.maxElemnts: unknown key (did you mean "maxElements"?)',
+    ]);
+    expect(loadConfig({ env: { RADSCRIBE_DICOM_LIMITS_MAX_SEQUENCE_DEPTH: '8' } }).dicomLimits.maxSequenceDepth).toBe(8);
+  });
+
   it('collects unknown keys with every other problem in one error', () => {
     const problems = problemsOf({ overrides: { modle: {}, http: { port: -1 } }, env: { RADSCRIBE_HTTP_PROT: '1' } });
     expect(problems).toEqual([

@@ -278,7 +278,9 @@ describe('unknown keys', () => {
       'dicomLimits.maxDecodedInstanceBytes: must not be less than dicomLimits.maxDecodedFrameBytes',
       'dicomLimits.maxElemnts: unknown key (did you mean "maxElements"?)',
     ]);
-    expect(loadConfig({ env: { RADSCRIBE_DICOM_LIMITS_MAX_SEQUENCE_DEPTH: '8' } }).dicomLimits.maxSequenceDepth).toBe(8);
+    expect(loadConfig({ env: { RADSCRIBE_DICOM_LIMITS_MAX_SEQUENCE_DEPTH: '8' } }).dicomLimits.maxSequenceDepth).toBe(
+      8,
+    );
   });
 
   it('collects unknown keys with every other problem in one error', () => {

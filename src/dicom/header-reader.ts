@@ -467,7 +467,7 @@ async function walkDataSet(src: Source, start: number, top: Encoding, bounds: Wa
     }
     const end = pos + headerLen + len;
     cap(end, `the value of (${hex4(group)},${hex4(element)})`);
-    if (await isDefinedLengthSequence(src, vr, pos + headerLen, len, le)) {
+    if (group !== PIXEL_DATA_GROUP && (await isDefinedLengthSequence(src, vr, pos + headerLen, len, le))) {
       openSequence(enc, end);
       pos += headerLen;
       continue;

@@ -46,6 +46,9 @@ function headerOf(dataset: NaturalDataset): NaturalDataset {
   return cloneable(header) as NaturalDataset;
 }
 
+// Modules loaded: the client starts a frame's time limit only after this (image-prep-client.ts).
+port.postMessage({ ready: true });
+
 port.on('message', async (req: PrepRequest) => {
   let header: NaturalDataset | undefined;
   try {

@@ -177,6 +177,28 @@ describe('poison quarantine in the pipeline (real image-prep worker)', () => {
     expect(await quarantineAudit(study)).toHaveLength(1);
   });
 
+  it('a frame past its time limit gets its worker terminated and is quarantined (timed-out)', async () => {
+    const study = newUid();
+    const series = newUid();
+    const slow = heapHeavyInstance({ study, series, sop: newUid(), instanceNumber: 1 }, 1000);
+    const other = validInstance({ study, series, sop: newUid(), instanceNumber: 2 });
+    await storeAll([slow, other]);
+    const impatient = new ImagePrepClient({ frameTimeoutMs: 300 });
+    try {
+      const repo = new InstanceRepository(db.pool);
+      const out = await describeImages(
+        { ...deps, images: impatient },
+        { studyInstanceUid: study, instances: await repo.listForStudy(study) },
+        { log },
+      );
+      expect(out.findings.map((f) => f.sopInstanceUid)).toEqual([other.sop]);
+      expect(out.skipped).toEqual([{ sopInstanceUid: slow.sop, frame: 1, code: ErrorCode.Timeout }]);
+      expect((await quarantineRows(study)).map((r) => r.reason)).toEqual(['timed-out', null]);
+    } finally {
+      await impatient.close();
+    }
+  });
+
   it('a marker left by a process that died while decoding quarantines that instance unopened', async () => {
     const study = newUid();
     const series = newUid();

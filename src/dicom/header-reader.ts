@@ -296,10 +296,6 @@ interface WalkResult {
   readonly specificCharacterSet: string | null;
 }
 
-/**
- * Walk data set elements in `src` from `start` until the top-level pixel data element or the end
- * of the input. `max` caps the walked buffer's length (its absolute offset counts against the cap).
- */
 interface WalkBounds {
   /** Cap on the walked buffer's length (its absolute offset counts against the cap). */
   readonly max: number;
@@ -311,6 +307,10 @@ interface WalkBounds {
   readonly deflatedBytes?: () => number;
 }
 
+/**
+ * Walk data set elements in `src` from `start` until the top-level pixel data element or the end
+ * of the input, under `bounds`: the header cap, the DICOM limits and, when known, the input length.
+ */
 async function walkDataSet(src: Source, start: number, top: Encoding, bounds: WalkBounds): Promise<WalkResult> {
   const { max, capBase, limits, totalBytes } = bounds;
   const stack: Frame[] = [];

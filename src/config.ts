@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { REMOTE_NODE_DEFAULTS } from './config/defaults.js';
 import { closestKey, didYouMean } from './config/suggest.js';
+import type { DicomLimits } from './dicom/limits.js';
 import { SrProfile } from './dicom/sr/draft-policy.js';
 import { ConfigError } from './errors.js';
 import { ExecutionProvider } from './inference/vision-language-model.js';
@@ -113,6 +114,8 @@ export interface RadScribeConfig {
     intraOpNumThreads: number;
   };
   imagePrep: { frameTimeoutMs: number; maxHeapMb: number };
+  /** Bounds on hostile DICOM content, applied at receipt and before decoding (src/dicom/limits.ts). */
+  dicomLimits: DicomLimits;
   selection: { eachImage: string[]; perSeriesSlices: number; multiFrameFrames: number };
   remoteNodes: RemoteNodeConfig[];
   destinations: DestinationConfig[];
@@ -258,6 +261,7 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
   const ingest = v.obj(doc, 'ingest');
   const model = v.obj(doc, 'model');
   const imagePrep = v.obj(doc, 'imagePrep');
+  const limits = v.obj(doc, 'dicomLimits');
   const selection = v.obj(doc, 'selection');
   const jobs = v.obj(doc, 'jobs');
   const log = v.obj(doc, 'log');
@@ -340,6 +344,15 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
       frameTimeoutMs: v.int(imagePrep, 'frameTimeoutMs', 'imagePrep', 100, 3_600_000),
       maxHeapMb: v.int(imagePrep, 'maxHeapMb', 'imagePrep', 64, 65_536),
     },
+    dicomLimits: {
+      maxInflatedBytes: v.int(limits, 'maxInflatedBytes', 'dicomLimits', 1024, Number.MAX_SAFE_INTEGER),
+      maxInflationRatio: v.int(limits, 'maxInflationRatio', 'dicomLimits', 2, 1_000_000),
+      inflationRatioFloorBytes: v.int(limits, 'inflationRatioFloorBytes', 'dicomLimits', 0, Number.MAX_SAFE_INTEGER),
+      maxSequenceDepth: v.int(limits, 'maxSequenceDepth', 'dicomLimits', 1, 10_000),
+      maxElements: v.int(limits, 'maxElements', 'dicomLimits', 16, 100_000_000),
+      maxDecodedFrameBytes: v.int(limits, 'maxDecodedFrameBytes', 'dicomLimits', 1024, Number.MAX_SAFE_INTEGER),
+      maxDecodedInstanceBytes: v.int(limits, 'maxDecodedInstanceBytes', 'dicomLimits', 1024, Number.MAX_SAFE_INTEGER),
+    },
     selection: {
       eachImage: v.strArr(selection, 'eachImage', 'selection'),
       perSeriesSlices: v.int(selection, 'perSeriesSlices', 'selection', 1, 64),
@@ -360,6 +373,8 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
     log: { level: level as LogLevel },
   };
   if (cfg.dataDir === '') v.problem('dataDir', 'must not be empty');
+  if (cfg.dicomLimits.maxDecodedInstanceBytes < cfg.dicomLimits.maxDecodedFrameBytes)
+    v.problem('dicomLimits.maxDecodedInstanceBytes', 'must not be less than dicomLimits.maxDecodedFrameBytes');
   if (cfg.jobs.backoffMaxMs < cfg.jobs.backoffBaseMs)
     v.problem('jobs.backoffMaxMs', 'must not be less than jobs.backoffBaseMs');
   v.reportUnknownKeys();

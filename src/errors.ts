@@ -38,6 +38,11 @@ export const ErrorCode = {
   Internal: 'internal',
   /** A request body over the configured size (HTTP 413, PS3.18 Table 10.5.3-1). Permanent. */
   PayloadTooLarge: 'payload-too-large',
+  /**
+   * Input broke a DICOM resource limit or contradicts its own sizes (src/dicom/limits.ts): a deflate
+   * bomb, runaway nesting, lengths or frame dimensions beyond the bytes present. Permanent.
+   */
+  DicomHostile: 'dicom-hostile',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -179,6 +184,7 @@ export function toHttpStatus(code: ErrorCode): number {
   switch (code) {
     case ErrorCode.RequestInvalid:
     case ErrorCode.DicomInvalid:
+    case ErrorCode.DicomHostile:
     case ErrorCode.ConfigInvalid:
       return 400;
     case ErrorCode.NotFound:

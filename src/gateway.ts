@@ -6,7 +6,7 @@ import { recordAudit } from './audit/audit-log.js';
 import { AuditRecorder } from './audit/audit-recorder.js';
 import { createAuditRouter } from './audit/audit-router.js';
 import { auditConfigurationChange } from './audit/config-change-audit.js';
-import { databaseOptions, imagePrepOptions, qidoPollerOptions, stowLimits } from './config/options.js';
+import { databaseOptions, dicomLimitsOf, imagePrepOptions, qidoPollerOptions, stowLimits } from './config/options.js';
 import type { RadScribeConfig } from './config.js';
 import { migrate } from './db/migrate.js';
 import { type Database, openDatabase } from './db/pool.js';
@@ -121,7 +121,14 @@ export class Gateway {
       const pool = database.value.pool;
       // Rows stored before migration 0004 get their header columns before any job reads them.
       await backfillInstanceHeaders(pool);
-      return { tmpDir, sink: new InstanceStore({ pool, storageDir: path.join(config.dataDir, 'instances') }) };
+      return {
+        tmpDir,
+        sink: new InstanceStore({
+          pool,
+          storageDir: path.join(config.dataDir, 'instances'),
+          limits: dicomLimitsOf(config),
+        }),
+      };
     });
     // Recorded on close only if application-start was: a failed start is not a stop (PS3.15 A.5.3.1).
     let applicationStarted = false;

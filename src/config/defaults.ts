@@ -1,4 +1,5 @@
 import { DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT_MS } from '../db/pool.js';
+import { DEFAULT_DICOM_LIMITS } from '../dicom/limits.js';
 import { DEFAULT_HARD_TIMEOUT_GRACE_MS } from '../inference/inference-client.js';
 import { DEFAULT_EXECUTION_PROVIDERS } from '../inference/vision-language-model.js';
 import { DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, DEFAULT_MAX_ATTEMPTS } from '../jobs/job-queue.js';
@@ -103,6 +104,7 @@ export const CONFIG_DEFAULTS = {
     intraOpNumThreads: DEFAULT_INTRA_OP_NUM_THREADS,
   },
   imagePrep: { frameTimeoutMs: DEFAULT_FRAME_TIMEOUT_MS, maxHeapMb: DEFAULT_WORKER_MEMORY_MB },
+  dicomLimits: { ...DEFAULT_DICOM_LIMITS },
   selection: {
     eachImage: [...DEFAULT_EACH_IMAGE_MODALITIES],
     perSeriesSlices: DEFAULT_PER_SERIES_SLICES,

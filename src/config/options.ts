@@ -1,5 +1,6 @@
 import type { RadScribeConfig, RemoteNodeConfig } from '../config.js';
 import type { OpenDatabaseOptions } from '../db/pool.js';
+import type { DicomLimits } from '../dicom/limits.js';
 import type { DescribeCallOptions } from '../inference/inference-client.js';
 import type { JobQueueOptions } from '../jobs/job-queue.js';
 import type { JobWorkerOptions } from '../jobs/worker.js';
@@ -69,8 +70,17 @@ export function qidoPollerOptions(
   };
 }
 
-export function imagePrepOptions(cfg: Pick<RadScribeConfig, 'imagePrep'>): ImagePrepOptions {
-  return { frameTimeoutMs: cfg.imagePrep.frameTimeoutMs, maxOldGenerationSizeMb: cfg.imagePrep.maxHeapMb };
+export function imagePrepOptions(cfg: Pick<RadScribeConfig, 'imagePrep' | 'dicomLimits'>): ImagePrepOptions {
+  return {
+    frameTimeoutMs: cfg.imagePrep.frameTimeoutMs,
+    maxOldGenerationSizeMb: cfg.imagePrep.maxHeapMb,
+    limits: dicomLimitsOf(cfg),
+  };
+}
+
+/** The DICOM limits for the instance store (receipt) and the image-prep worker (decode). */
+export function dicomLimitsOf(cfg: Pick<RadScribeConfig, 'dicomLimits'>): DicomLimits {
+  return { ...cfg.dicomLimits };
 }
 
 /**

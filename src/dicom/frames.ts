@@ -1,5 +1,6 @@
 import { DicomError, ErrorCode } from '../errors.js';
 import type { NaturalDataset, Part10Instance } from './dataset.js';
+import { checkFrameGeometry, type DicomLimits } from './limits.js';
 import { TransferSyntax } from './uids.js';
 
 /**
@@ -223,6 +224,34 @@ function fragmentsToFrames(
   throw new DicomError(
     ErrorCode.DicomInvalid,
     `cannot map ${nf} fragments to ${numberOfFrames} frames: no offset table and ${frames.length} codestream starts`,
+  );
+}
+
+/**
+ * The DICOM limits on an instance's frames, before anything is decoded (issue 9): one frame's and
+ * all frames' decoded size against the bounds, and native frames against the Pixel Data bytes the
+ * parse holds. Throws DicomLimitError (dicom-hostile); an invalid Image Pixel Module throws
+ * DicomError (dicom-invalid) as getFrames would.
+ */
+export function checkFrameLimits(inst: Part10Instance, limits: DicomLimits): void {
+  const d = withRawNumberOfFrames(inst);
+  const pm = readPixelModule(d);
+  const native = NATIVE_TRANSFER_SYNTAXES.has(inst.transferSyntaxUid) || pm.pixelKeyword !== 'PixelData';
+  const value = d[pm.pixelKeyword];
+  const bytes = native
+    ? (Array.isArray(value) ? value : [value]).reduce((n: number, v) => n + toU8(v).byteLength, 0)
+    : undefined;
+  checkFrameGeometry(
+    {
+      rows: pm.rows,
+      columns: pm.columns,
+      samplesPerPixel: pm.samplesPerPixel,
+      bitsAllocated: pm.bitsAllocated,
+      numberOfFrames: pm.numberOfFrames,
+      photometricInterpretation: pm.photometricInterpretation,
+    },
+    limits,
+    bytes,
   );
 }
 

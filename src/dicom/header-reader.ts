@@ -2,6 +2,7 @@ import { pipeline, Readable } from 'node:stream';
 import { createInflateRaw, deflateRawSync } from 'node:zlib';
 import { DicomError, ErrorCode } from '../errors.js';
 import { type Part10Instance, parsePart10 } from './dataset.js';
+import { checkInflation, DEFAULT_DICOM_LIMITS, DicomLimitError, type DicomLimits, LimitViolation } from './limits.js';
 import { TransferSyntax } from './uids.js';
 
 /**
@@ -13,9 +14,11 @@ import { TransferSyntax } from './uids.js';
  * instance costs the memory of its header. No I/O here (STYLE §2.1): the caller passes the bytes as
  * an async iterable of chunks of any size, and the iterator is closed as soon as the header is read.
  *
- * The walk needs no data dictionary: a defined-length value is skipped as bytes, nested data sets
- * included; only undefined-length values (sequences, items, encapsulated pixel data, PS3.5 §7.5) are
- * walked, to find where they end.
+ * The walk needs no data dictionary: a defined-length value is skipped as bytes; sequences (SQ in an
+ * explicit VR, any value that starts with an Item tag in Implicit VR) and items are walked, of defined
+ * length or not (PS3.5 §7.5), so the nesting depth, the element count and every declared length are
+ * checked against the DICOM limits (src/dicom/limits.ts) before dcmjs — which recurses per level —
+ * sees a byte. An undefined-length value is walked in any case, to find where it ends.
  */
 
 /** Largest header (bytes before Pixel Data, inflated for a deflated data set) read into memory. */
@@ -61,6 +64,8 @@ export interface PixelDataElement {
    */
   readonly elementOffset: number | undefined;
   readonly valueOffset: number | undefined;
+  /** Offset of the value's first byte from the start of the data set (inflated, for a deflated one). */
+  readonly dataSetValueOffset: number;
 }
 
 export interface Part10Header {
@@ -77,11 +82,20 @@ export interface Part10Header {
   readonly pixelData: PixelDataElement | undefined;
   /** Bytes of the data set header read (before Pixel Data; inflated bytes for a deflated data set). */
   readonly headerBytes: number;
+  /** Offset in the input where the data set starts (the end of the File Meta Information). */
+  readonly dataSetOffset: number;
 }
 
 export interface ReadHeaderOptions {
   /** Cap on the bytes kept; beyond it DicomHeaderError(too-large). Default {@link DEFAULT_MAX_HEADER_BYTES}. */
   readonly maxHeaderBytes?: number;
+  /** Depth, element count and inflation bounds; default DEFAULT_DICOM_LIMITS. */
+  readonly limits?: DicomLimits;
+  /**
+   * Size of the whole input when known (a file): a declared length beyond it is refused as
+   * DicomLimitError(element-length-exceeds-data) at once, without reading towards it.
+   */
+  readonly totalBytes?: number;
 }
 
 const UNDEFINED_LENGTH = 0xffffffff;
@@ -122,10 +136,14 @@ interface Encoding {
   readonly littleEndian: boolean;
 }
 
-/** An open undefined-length container: a sequence (items expected) or an item (elements expected). */
+/** An open container: a sequence (items expected) or an item (elements expected). */
 interface Frame {
   readonly kind: 'sequence' | 'item';
   readonly enc: Encoding;
+  /** Offset where a defined-length container ends; undefined for undefined length (a delimiter ends it). */
+  readonly end: number | undefined;
+  /** A sequence of fragments (nested encapsulated pixel data, PS3.5 A.4): its items are bytes, not data sets. */
+  readonly fragments?: boolean;
 }
 
 /** Bytes received so far, in one buffer that doubles as it grows (amortised O(n) for small chunks). */
@@ -209,7 +227,11 @@ function isVrByte(b: number | undefined): boolean {
 }
 
 /** Read the File Meta Information (always Explicit VR LE, PS3.10 §7.1); returns its end and the TS. */
-async function readMeta(src: Source, max: number): Promise<{ end: number; ts: string }> {
+async function readMeta(
+  src: Source,
+  max: number,
+  totalBytes: number | undefined,
+): Promise<{ end: number; ts: string }> {
   await src.need(132, 'the preamble');
   const b = src.data.bytes;
   if (b[128] !== 0x44 || b[129] !== 0x49 || b[130] !== 0x43 || b[131] !== 0x4d) {
@@ -224,6 +246,12 @@ async function readMeta(src: Source, max: number): Promise<{ end: number; ts: st
     );
   }
   const end = 144 + u32(m, 140, true);
+  if (totalBytes !== undefined && end > totalBytes) {
+    throw new DicomLimitError(
+      LimitViolation.ElementLengthExceedsData,
+      `File Meta Information group length runs ${end - totalBytes} bytes past the end of the input`,
+    );
+  }
   if (end > max) throw new DicomHeaderError(HeaderFailure.TooLarge, `File Meta Information exceeds ${max} bytes`);
   await src.need(end, 'the File Meta Information');
   const meta = src.data.bytes;
@@ -260,29 +288,76 @@ interface WalkResult {
   /** Offset (in the walked buffer) where the top-level pixel data element starts, or its end. */
   readonly headerEnd: number;
   readonly pixelData:
-    | (Omit<PixelDataElement, 'elementOffset' | 'valueOffset'> & { readonly at: number; readonly valueAt: number })
+    | (Omit<PixelDataElement, 'elementOffset' | 'valueOffset' | 'dataSetValueOffset'> & {
+        readonly at: number;
+        readonly valueAt: number;
+      })
     | undefined;
   readonly specificCharacterSet: string | null;
 }
 
+interface WalkBounds {
+  /** Cap on the walked buffer's length (its absolute offset counts against the cap). */
+  readonly max: number;
+  readonly capBase: number;
+  readonly limits: DicomLimits;
+  /** Length of the walked input when known (not for an inflated stream). */
+  readonly totalBytes: number | undefined;
+  /** Compressed bytes read so far, for the inflation ratio (deflated data sets only). */
+  readonly deflatedBytes?: () => number;
+}
+
 /**
  * Walk data set elements in `src` from `start` until the top-level pixel data element or the end
- * of the input. `max` caps the walked buffer's length (its absolute offset counts against the cap).
+ * of the input, under `bounds`: the header cap, the DICOM limits and, when known, the input length.
  */
-async function walkDataSet(
-  src: Source,
-  start: number,
-  top: Encoding,
-  max: number,
-  capBase: number,
-): Promise<WalkResult> {
+async function walkDataSet(src: Source, start: number, top: Encoding, bounds: WalkBounds): Promise<WalkResult> {
+  const { max, capBase, limits, totalBytes } = bounds;
   const stack: Frame[] = [];
   let pos = start;
   let charset: string | null = null;
+  let depth = 0;
+  let elements = 0;
   const cap = (n: number, what: string): void => {
+    if (totalBytes !== undefined && n > totalBytes) {
+      throw new DicomLimitError(
+        LimitViolation.ElementLengthExceedsData,
+        `${what} at offset ${pos} declares a length that runs ${n - totalBytes} bytes past the end of the input`,
+      );
+    }
     if (capBase + n > max) throw new DicomHeaderError(HeaderFailure.TooLarge, `${what} exceeds ${max} bytes`);
+    if (bounds.deflatedBytes) checkInflation(src.data.length, bounds.deflatedBytes(), limits);
+  };
+  const counted = (): void => {
+    elements++;
+    if (elements > limits.maxElements) {
+      throw new DicomLimitError(LimitViolation.TooManyElements, `more than ${limits.maxElements} data elements`);
+    }
+  };
+  const openSequence = (enc: Encoding, end: number | undefined, fragments = false): void => {
+    depth++;
+    if (depth > limits.maxSequenceDepth) {
+      throw new DicomLimitError(
+        LimitViolation.SequenceTooDeep,
+        `sequences nest deeper than ${limits.maxSequenceDepth} levels`,
+      );
+    }
+    stack.push({ kind: 'sequence', enc, end, fragments });
+  };
+  const close = (): void => {
+    if (stack.pop()?.kind === 'sequence') depth--;
   };
   for (;;) {
+    // Defined-length containers end at their offset; an element running past it breaks the structure.
+    for (let f = stack[stack.length - 1]; f?.end !== undefined && pos >= f.end; f = stack[stack.length - 1]) {
+      if (pos > f.end) {
+        throw new DicomHeaderError(
+          HeaderFailure.Malformed,
+          `an element overruns its ${f.kind}'s length at offset ${pos}`,
+        );
+      }
+      close();
+    }
     const frame = stack[stack.length - 1];
     const enc = frame?.enc ?? top;
     const le = enc.littleEndian;
@@ -302,28 +377,30 @@ async function walkDataSet(
 
     if (group === 0xfffe) {
       // Item and delimiters carry no VR in any transfer syntax (PS3.5 §7.5).
-      cap(pos + 8, 'the header');
+      cap(pos + 8, 'an item header');
       await src.need(pos + 8, 'an item header');
       b = src.data.bytes;
       const len = u32(b, pos + 4, le);
       if (element === ITEM && frame?.kind === 'sequence') {
-        if (len === UNDEFINED_LENGTH) {
-          stack.push({ kind: 'item', enc });
-          pos += 8;
-        } else {
-          cap(pos + 8 + len, 'the header');
-          await src.need(pos + 8 + len, 'an item');
+        counted();
+        if (len !== UNDEFINED_LENGTH) cap(pos + 8 + len, 'an item');
+        if (frame.fragments && len !== UNDEFINED_LENGTH) {
+          await src.need(pos + 8 + len, 'a fragment');
           pos += 8 + len;
+          continue;
         }
-        continue;
-      }
-      if (element === ITEM_DELIMITATION && frame?.kind === 'item') {
-        stack.pop();
+        stack.push({ kind: 'item', enc, end: len === UNDEFINED_LENGTH ? undefined : pos + 8 + len });
         pos += 8;
         continue;
       }
-      if (element === SEQUENCE_DELIMITATION && frame?.kind === 'sequence') {
-        stack.pop();
+      // Delimiters end only undefined-length containers (PS3.5 §7.5.1, §7.5.2).
+      if (element === ITEM_DELIMITATION && frame?.kind === 'item' && frame.end === undefined) {
+        close();
+        pos += 8;
+        continue;
+      }
+      if (element === SEQUENCE_DELIMITATION && frame?.kind === 'sequence' && frame.end === undefined) {
+        close();
         pos += 8;
         continue;
       }
@@ -377,16 +454,24 @@ async function walkDataSet(
       };
     }
 
+    counted();
     if (len === UNDEFINED_LENGTH) {
       // SQ, UN (Implicit VR LE inside, PS3.5 §6.2.2) or a nested encapsulated value: items until a delimiter.
       const inner: Encoding = vr === 'UN' ? { explicit: false, littleEndian: true } : enc;
-      cap(pos + headerLen, 'the header');
-      stack.push({ kind: 'sequence', enc: inner });
+      cap(pos + headerLen, 'an element header');
+      // Pixel data nested in an item (an Icon Image Sequence, PS3.3 C.7.6.1.1.6) holds fragments.
+      const fragments = group === PIXEL_DATA_GROUP || (vr !== undefined && vr !== 'SQ' && vr !== 'UN');
+      openSequence(inner, undefined, fragments);
       pos += headerLen;
       continue;
     }
     const end = pos + headerLen + len;
-    cap(end, 'the header');
+    cap(end, `the value of (${hex4(group)},${hex4(element)})`);
+    if (group !== PIXEL_DATA_GROUP && (await isDefinedLengthSequence(src, vr, pos + headerLen, len, le))) {
+      openSequence(enc, end);
+      pos += headerLen;
+      continue;
+    }
     await src.need(end, `the value of (${hex4(group)},${hex4(element)})`);
     if (stack.length === 0 && group === 0x0008 && element === 0x0005) {
       const text = latin1.decode(src.data.bytes.subarray(pos + headerLen, end));
@@ -397,13 +482,38 @@ async function walkDataSet(
   }
 }
 
+/**
+ * A defined-length sequence: SQ in an explicit VR; in Implicit VR (no VR on the wire, no dictionary
+ * here) a value that starts with an Item tag (FFFE,E000), as dcmjs's dictionary would read a
+ * sequence. Such a value is walked item by item rather than skipped, so its nesting counts.
+ */
+async function isDefinedLengthSequence(
+  src: Source,
+  vr: string | undefined,
+  valueAt: number,
+  len: number,
+  le: boolean,
+): Promise<boolean> {
+  if (vr !== undefined) return vr === 'SQ';
+  if (len < 8) return false;
+  await src.need(valueAt + 4, 'a value');
+  const b = src.data.bytes;
+  return u16(b, valueAt, le) === 0xfffe && u16(b, valueAt + 2, le) === ITEM;
+}
+
 /** Raw-inflate `first` and the rest of `rest` (PS3.5 A.5), as chunks. */
-function inflated(first: Uint8Array, rest: AsyncIterator<Uint8Array>): AsyncIterator<Uint8Array> {
+function inflated(
+  first: Uint8Array,
+  rest: AsyncIterator<Uint8Array>,
+  counter: { bytes: number },
+): AsyncIterator<Uint8Array> {
   async function* input(): AsyncGenerator<Uint8Array> {
+    counter.bytes += first.byteLength;
     if (first.byteLength > 0) yield first;
     for (;;) {
       const r = await rest.next();
       if (r.done) return;
+      counter.bytes += r.value.byteLength;
       yield r.value;
     }
   }
@@ -440,26 +550,34 @@ export async function readPart10Header(
   options: ReadHeaderOptions = {},
 ): Promise<Part10Header> {
   const max = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
+  const limits = options.limits ?? DEFAULT_DICOM_LIMITS;
+  const totalBytes = options.totalBytes;
   const it = source[Symbol.asyncIterator]();
   const src = new Source(it);
   let inner: AsyncIterator<Uint8Array> | undefined;
   try {
-    const meta = await readMeta(src, max);
+    const meta = await readMeta(src, max, totalBytes);
     const ts = meta.ts;
     if (ts === TransferSyntax.DeflatedExplicitVrLittleEndian) {
       // Walk the inflated data set; dcmjs gets the meta bytes and the header re-deflated, which it inflates again.
-      inner = inflated(src.data.copy(meta.end, src.data.length), it);
+      const counter = { bytes: 0 };
+      inner = inflated(src.data.copy(meta.end, src.data.length), it, counter);
       const dataSrc = new Source(inner);
-      const walk = await walkDataSet(dataSrc, 0, { explicit: true, littleEndian: true }, max, meta.end);
+      const walk = await walkDataSet(
+        dataSrc,
+        0,
+        { explicit: true, littleEndian: true },
+        { max, capBase: meta.end, limits, totalBytes: undefined, deflatedBytes: () => counter.bytes },
+      );
       const prefix = concat(src.data.copy(0, meta.end), deflateRawSync(dataSrc.data.bytes.subarray(0, walk.headerEnd)));
-      return finish(prefix, ts, walk, walk.headerEnd, false);
+      return finish(prefix, ts, walk, walk.headerEnd, meta.end, false);
     }
     const enc: Encoding =
       ts === TransferSyntax.ImplicitVrLittleEndian
         ? { explicit: false, littleEndian: true }
         : { explicit: true, littleEndian: ts !== TransferSyntax.ExplicitVrBigEndian };
-    const walk = await walkDataSet(src, meta.end, enc, max, 0);
-    return finish(src.data.copy(0, walk.headerEnd), ts, walk, walk.headerEnd - meta.end, true);
+    const walk = await walkDataSet(src, meta.end, enc, { max, capBase: 0, limits, totalBytes });
+    return finish(src.data.copy(0, walk.headerEnd), ts, walk, walk.headerEnd - meta.end, meta.end, true);
   } finally {
     await inner?.return?.();
     await it.return?.();
@@ -473,7 +591,14 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
-function finish(prefix: Uint8Array, ts: string, walk: WalkResult, headerBytes: number, inFile: boolean): Part10Header {
+function finish(
+  prefix: Uint8Array,
+  ts: string,
+  walk: WalkResult,
+  headerBytes: number,
+  dataSetOffset: number,
+  inFile: boolean,
+): Part10Header {
   const instance = parsePart10(prefix);
   const p = walk.pixelData;
   return {
@@ -487,8 +612,10 @@ function finish(prefix: Uint8Array, ts: string, walk: WalkResult, headerBytes: n
           length: p.length,
           elementOffset: inFile ? p.at : undefined,
           valueOffset: inFile ? p.valueAt : undefined,
+          dataSetValueOffset: inFile ? p.valueAt - dataSetOffset : p.valueAt,
         }
       : undefined,
     headerBytes,
+    dataSetOffset,
   };
 }

@@ -1,12 +1,13 @@
 import type { Queryable } from '../db/pool.js';
-import type { InstanceHeader, ReceivedVia, StoredInstance } from './types.js';
+import type { InstanceHeader, QuarantineReason, ReceivedVia, StoredInstance } from './types.js';
 
 /**
  * The one owner of the `instances` table (issue 8: one lifecycle owner per table). An instance row
  * is written once, at receipt, in the instance store's transaction, and never changed afterwards:
  * a resend with the same bytes is a duplicate, with other bytes a refusal (PS3.4 B.2.3), so there
- * is no DELETE here, and the one UPDATE fills the header columns of rows stored before migration
- * 0004 (src/ingest/header-backfill.ts), once. Every statement on `instances` is a named constant below.
+ * is no DELETE here. The UPDATEs fill the header columns of rows stored before migration 0004
+ * (src/ingest/header-backfill.ts), once, and keep the decode marker and quarantine of migration 0008
+ * (issue 9). Every statement on `instances` is a named constant below.
  */
 
 /** Locks an existing row, so a concurrent receipt of the same SOP instance waits for our commit. */
@@ -30,14 +31,37 @@ RETURNING sop_instance_uid`;
 /**
  * Series, then Instance Number (PS3.3 C.7.6.1), then arrival: a stable order for the pipeline; the
  * index instances_study_idx narrows to the study. NULL instance numbers sort last within a series.
+ * Quarantined instances (migration 0008) are not listed: the pipeline never opens them again.
  */
 export const SELECT_STUDY_INSTANCES = `
 SELECT sop_instance_uid, study_instance_uid, series_instance_uid, sop_class_uid, transfer_syntax_uid, modality,
        file_path, file_sha256, size_bytes, received_via, received_at, actor,
        instance_number, series_number, number_of_frames, pixel_rows, pixel_columns,
-       photometric_interpretation, body_part_examined, series_description, specific_character_set, has_pixel_data
-FROM instances WHERE study_instance_uid = $1
+       photometric_interpretation, body_part_examined, series_description, specific_character_set, has_pixel_data,
+       decode_started_at
+FROM instances WHERE study_instance_uid = $1 AND quarantined_at IS NULL
 ORDER BY series_instance_uid, instance_number NULLS LAST, received_at, sop_instance_uid`;
+
+/** How many of a study's instances are quarantined. $1 study. */
+export const COUNT_QUARANTINED = `
+SELECT count(*)::int AS n FROM instances WHERE study_instance_uid = $1 AND quarantined_at IS NOT NULL`;
+
+/**
+ * The decode marker (issue 9): set and committed before the image-prep worker opens the file, so a
+ * crash of the whole process is attributed to the instance at the job's next claim. $1 SOP UID.
+ */
+export const MARK_DECODE_STARTED = `
+UPDATE instances SET decode_started_at = now() WHERE sop_instance_uid = $1 AND quarantined_at IS NULL`;
+
+/** The worker answered (with pixels or a typed error): the instance did not take the process down. */
+export const CLEAR_DECODE_STARTED = `
+UPDATE instances SET decode_started_at = NULL WHERE sop_instance_uid = $1`;
+
+/** Set an instance aside for good; no row when it was already quarantined. $1 SOP UID, $2 reason. */
+export const QUARANTINE_INSTANCE = `
+UPDATE instances SET quarantined_at = now(), quarantine_reason = $2, decode_started_at = NULL
+WHERE sop_instance_uid = $1 AND quarantined_at IS NULL
+RETURNING study_instance_uid`;
 
 /** Rows stored before migration 0004, whose header columns were never filled (partial index). */
 export const SELECT_UNREAD_HEADERS = `
@@ -96,6 +120,7 @@ interface InstanceRow {
   series_description: string | null;
   specific_character_set: string | null;
   has_pixel_data: boolean;
+  decode_started_at?: Date | null;
 }
 
 function toStoredInstance(r: InstanceRow): StoredInstance {
@@ -122,6 +147,7 @@ function toStoredInstance(r: InstanceRow): StoredInstance {
     seriesDescription: r.series_description,
     specificCharacterSet: r.specific_character_set,
     hasPixelData: r.has_pixel_data,
+    decodeStartedAt: r.decode_started_at ?? null,
   };
 }
 
@@ -199,6 +225,30 @@ export async function recordBackfilledHeader(
     h?.specificCharacterSet ?? null,
     h ? h.hasPixelData : null,
   ]);
+}
+
+/** Record that a decode of the instance is starting (committed before the worker opens the file). */
+export async function markDecodeStarted(q: Queryable, sopInstanceUid: string): Promise<void> {
+  await q.query(MARK_DECODE_STARTED, [sopInstanceUid]);
+}
+
+export async function clearDecodeStarted(q: Queryable, sopInstanceUid: string): Promise<void> {
+  await q.query(CLEAR_DECODE_STARTED, [sopInstanceUid]);
+}
+
+/** Quarantine an instance; false when it already was (the caller then audits nothing). */
+export async function quarantineInstance(
+  q: Queryable,
+  sopInstanceUid: string,
+  reason: QuarantineReason,
+): Promise<boolean> {
+  const res = await q.query(QUARANTINE_INSTANCE, [sopInstanceUid, reason]);
+  return (res.rowCount ?? 0) > 0;
+}
+
+export async function countQuarantined(q: Queryable, studyInstanceUid: string): Promise<number> {
+  const { rows } = await q.query<{ n: number }>(COUNT_QUARANTINED, [studyInstanceUid]);
+  return rows[0]?.n ?? 0;
 }
 
 /** Reads of `instances` for the pipeline and the operator commands. */

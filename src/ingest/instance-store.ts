@@ -5,6 +5,7 @@ import { AuditEventKind, EventOutcome } from '../audit/audit-codes.js';
 import { recordAudit } from '../audit/audit-log.js';
 import type { InstanceIdentity } from '../dicom/dataset.js';
 import { DEFAULT_MAX_HEADER_BYTES } from '../dicom/header-reader.js';
+import { DEFAULT_DICOM_LIMITS, DicomLimitError, type DicomLimits } from '../dicom/limits.js';
 import { DicomError, ErrorCode, errorCodeOf, normalizeErrorString } from '../errors.js';
 import { childLogger, type Logger } from '../logger.js';
 import { type InstanceDigest, insertInstance, instanceDigest, lockInstanceDigest } from './instance-repository.js';
@@ -31,6 +32,8 @@ export interface InstanceStoreOptions {
   readonly logger?: Logger;
   /** Largest header read at ingest (bytes before Pixel Data); default DEFAULT_MAX_HEADER_BYTES (64 MiB). */
   readonly maxHeaderBytes?: number;
+  /** Bounds on hostile content (config `dicomLimits`); default DEFAULT_DICOM_LIMITS. */
+  readonly limits?: DicomLimits;
 }
 
 type Failed = Extract<InstanceOutcome, { status: 'failed' }>;
@@ -40,12 +43,14 @@ function failed(
   code: ErrorCode,
   message: string,
   id?: { sopClassUid?: string; sopInstanceUid?: string },
+  violation?: Failed['violation'],
 ): Failed {
   return {
     status: 'failed',
     failureReason,
     code,
     message,
+    ...(violation ? { violation } : {}),
     ...(id?.sopClassUid ? { sopClassUid: id.sopClassUid } : {}),
     ...(id?.sopInstanceUid ? { sopInstanceUid: id.sopInstanceUid } : {}),
   };
@@ -88,12 +93,14 @@ export class InstanceStore implements InstanceSink {
   readonly #storageDir: string;
   readonly #log: Logger;
   readonly #maxHeaderBytes: number;
+  readonly #limits: DicomLimits;
 
   constructor(options: InstanceStoreOptions) {
     this.#pool = options.pool;
     this.#storageDir = path.resolve(options.storageDir);
     this.#log = options.logger ?? childLogger('instance-store');
     this.#maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
+    this.#limits = options.limits ?? DEFAULT_DICOM_LIMITS;
   }
 
   /** Where an instance lives: `<storageDir>/<study>/<series>/<sop>.dcm`. */
@@ -132,8 +139,23 @@ export class InstanceStore implements InstanceSink {
     // is the front end's, computed while the bytes streamed in (ReceivedFile.sha256).
     let received: ReceivedHeader;
     try {
-      received = await readReceivedHeader(file.path, { maxHeaderBytes: this.#maxHeaderBytes });
+      received = await readReceivedHeader(file.path, { maxHeaderBytes: this.#maxHeaderBytes, limits: this.#limits });
     } catch (err: unknown) {
+      if (err instanceof DicomLimitError) {
+        // PS3.4 B.2.3 / PS3.18 §10.5.3 give a STOW-RS or C-STORE receiver two refusals here. An input
+        // over one of our own bounds (inflated size, nesting, element count, decoded size) may be
+        // conformant — the standard sets no such bound — so it is "A700 Refused: Out of Resources",
+        // which tells the sender that this receiver will not spend the resources, not that the data
+        // is wrong. An input that contradicts itself (a length or frame dimensions beyond the bytes
+        // present) is "C000 Error: Cannot understand", like any other undecodable data set.
+        return failed(
+          err.resource ? FailureReason.OutOfResources : FailureReason.CannotUnderstand,
+          ErrorCode.DicomHostile,
+          normalizeErrorString(err),
+          undefined,
+          err.violation,
+        );
+      }
       if (err instanceof DicomError) {
         return failed(FailureReason.CannotUnderstand, ErrorCode.DicomInvalid, normalizeErrorString(err));
       }
@@ -286,6 +308,7 @@ export class InstanceStore implements InstanceSink {
           ...(outcome.sopClassUid ? { sopClassUid: outcome.sopClassUid } : {}),
           sha256: file.sha256,
           sizeBytes: file.sizeBytes,
+          ...(outcome.violation ? { violation: outcome.violation } : {}),
         },
       });
     } catch (err: unknown) {

@@ -1,7 +1,10 @@
 import { open } from 'node:fs/promises';
 import { type InstanceIdentity, instanceIdentity, type NaturalDataset } from '../dicom/dataset.js';
+import { NATIVE_TRANSFER_SYNTAXES } from '../dicom/frames.js';
 import { DicomHeaderError, HeaderFailure, type Part10Header, readPart10Header } from '../dicom/header-reader.js';
+import { checkFrameGeometry, DEFAULT_DICOM_LIMITS, type DicomLimits, measureInflated } from '../dicom/limits.js';
 import { TransferSyntax } from '../dicom/uids.js';
+import { DicomError } from '../errors.js';
 import type { InstanceHeader } from './types.js';
 
 /**
@@ -10,6 +13,11 @@ import type { InstanceHeader } from './types.js';
  * through the Part 10 header reader (src/dicom/header-reader.ts) until Pixel Data; the pixel data
  * element is then checked against the file's size with a few positional reads, so a truncated
  * instance is refused now (0xC000 Cannot Understand, PS3.4 B.2.3), not when the pipeline opens it.
+ *
+ * The DICOM limits (src/dicom/limits.ts, issue 9) are applied here, for STOW-RS and WADO-RS alike:
+ * the header reader bounds nesting, element count and declared lengths; a deflated data set is
+ * inflated once, counted and discarded, so a deflate bomb is refused before it is stored; and the
+ * frame dimensions are checked against the decoded-size bounds and the native pixel bytes present.
  */
 
 export interface ReceivedHeader {
@@ -84,9 +92,9 @@ async function readAt(fh: FileHandle, position: number, length: number): Promise
   return buf.subarray(0, got);
 }
 
-/** The file from its start in chunks; the reader stops pulling at Pixel Data. */
-async function* chunksOf(fh: FileHandle): AsyncGenerator<Uint8Array> {
-  let position = 0;
+/** The file from `from` in chunks; the reader stops pulling at Pixel Data. */
+async function* chunksOf(fh: FileHandle, from = 0): AsyncGenerator<Uint8Array> {
+  let position = from;
   for (;;) {
     const buf = Buffer.allocUnsafe(HEADER_READ_CHUNK_BYTES);
     const { bytesRead } = await fh.read(buf, 0, buf.byteLength, position);
@@ -145,21 +153,92 @@ async function checkPixelData(fh: FileHandle, size: number, h: Part10Header): Pr
 }
 
 /**
+ * A deflated data set (PS3.5 A.5) inflated to its end and counted, never kept: a bomb is refused by
+ * the inflation bounds, a stream that stops early as truncated, and the native Pixel Data's
+ * declared length is checked against the inflated bytes (what checkPixelData does with the file
+ * size for the other syntaxes). Returns the inflated length.
+ */
+async function checkDeflated(fh: FileHandle, h: Part10Header, limits: DicomLimits): Promise<number> {
+  let inflated: number;
+  try {
+    inflated = await measureInflated(chunksOf(fh, h.dataSetOffset), limits);
+  } catch (err: unknown) {
+    if (err instanceof DicomError) throw err;
+    const truncated = (err as { code?: unknown } | null)?.code === 'Z_BUF_ERROR';
+    throw new DicomHeaderError(
+      truncated ? HeaderFailure.Truncated : HeaderFailure.Malformed,
+      truncated ? 'input ends inside the deflated data set' : 'deflated data set cannot be inflated',
+      { cause: err },
+    );
+  }
+  const p = h.pixelData;
+  if (p?.length !== undefined && p.dataSetValueOffset + p.length > inflated) {
+    throw new DicomHeaderError(
+      HeaderFailure.Truncated,
+      `Pixel Data (${p.tag}) declares ${p.length} bytes but the inflated data set ends ${inflated - p.dataSetValueOffset} bytes after its header`,
+    );
+  }
+  return inflated;
+}
+
+/** An Image Pixel Module integer (US) from the naturalized header, or undefined. */
+function pixelInt(d: NaturalDataset, kw: string): number | undefined {
+  const v = first(d[kw]);
+  const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : Number.NaN;
+  return Number.isInteger(n) && n >= 0 ? n : undefined;
+}
+
+/**
+ * Frame dimensions against the decoded-size bounds and, for native pixel data, against the bytes
+ * the Pixel Data element holds (PS3.5 §8.1.1). Skipped when the module is incomplete: the pipeline
+ * refuses such an image itself (dicom-invalid), and a non-image object has no frames.
+ */
+function checkGeometry(h: Part10Header, header: InstanceHeader, limits: DicomLimits): void {
+  const p = h.pixelData;
+  const d = h.instance.dataset;
+  const bitsAllocated =
+    pixelInt(d, 'BitsAllocated') ?? (p?.tag === '7FE00008' ? 32 : p?.tag === '7FE00009' ? 64 : undefined);
+  if (!p || header.rows === null || header.columns === null || bitsAllocated === undefined) return;
+  const native = NATIVE_TRANSFER_SYNTAXES.has(h.transferSyntaxUid) && p.length !== undefined;
+  checkFrameGeometry(
+    {
+      rows: header.rows,
+      columns: header.columns,
+      samplesPerPixel: pixelInt(d, 'SamplesPerPixel') ?? 1,
+      bitsAllocated,
+      numberOfFrames: header.numberOfFrames,
+      photometricInterpretation: header.photometricInterpretation,
+    },
+    limits,
+    native ? p.length : undefined,
+  );
+}
+
+/**
  * Read a received file's header: stream it to Pixel Data, extract and validate the identifying
- * UIDs and the stored header, and check the pixel data against the file size. Throws DicomError
- * (dicom-invalid) for anything the sender must fix; file system errors propagate unclassified.
+ * UIDs and the stored header, and check the pixel data against the file size and the DICOM limits.
+ * Throws DicomError (dicom-invalid) for anything the sender must fix, DicomLimitError
+ * (dicom-hostile) for a broken limit; file system errors propagate unclassified.
  */
 export async function readReceivedHeader(
   filePath: string,
-  options: { readonly maxHeaderBytes?: number } = {},
+  options: { readonly maxHeaderBytes?: number; readonly limits?: DicomLimits } = {},
 ): Promise<ReceivedHeader> {
+  const limits = options.limits ?? DEFAULT_DICOM_LIMITS;
   const fh = await open(filePath, 'r');
   try {
     const { size } = await fh.stat();
-    const h = await readPart10Header(chunksOf(fh), options);
+    const h = await readPart10Header(chunksOf(fh), {
+      ...(options.maxHeaderBytes !== undefined ? { maxHeaderBytes: options.maxHeaderBytes } : {}),
+      limits,
+      totalBytes: size,
+    });
     const identity = instanceIdentity(h.instance);
-    await checkPixelData(fh, size, h);
-    return { identity, header: instanceHeaderOf(h, identity), sizeBytes: size };
+    if (h.transferSyntaxUid === TransferSyntax.DeflatedExplicitVrLittleEndian) await checkDeflated(fh, h, limits);
+    else await checkPixelData(fh, size, h);
+    const header = instanceHeaderOf(h, identity);
+    checkGeometry(h, header, limits);
+    return { identity, header, sizeBytes: size };
   } finally {
     await fh.close();
   }

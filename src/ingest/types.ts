@@ -1,4 +1,5 @@
 import type { InstanceIdentity } from '../dicom/dataset.js';
+import type { LimitViolation } from '../dicom/limits.js';
 import type { ErrorCode } from '../errors.js';
 
 /**
@@ -68,7 +69,30 @@ export interface StoredInstance extends InstanceHeader {
   readonly receivedAt: Date;
   /** Who sent it: HTTP user, calling AE title, or the remote node it was retrieved from. */
   readonly actor: string | null;
+  /**
+   * When a decode of this instance began and has not yet answered (migration 0008); set at a job's
+   * start only if a previous attempt died while decoding it.
+   */
+  readonly decodeStartedAt?: Date | null;
 }
+
+/**
+ * Why an instance was quarantined (migration 0008; matches its CHECK). Closed set. Each means the
+ * file itself is the likely cause, so it is never decoded again (issue 9: not retried into the ground).
+ */
+export const QuarantineReason = {
+  /** Decoding broke a DICOM limit (src/dicom/limits.ts): error code dicom-hostile. */
+  LimitExceeded: 'limit-exceeded',
+  /** The image-prep worker hit its heap cap while holding the file. */
+  WorkerOutOfMemory: 'worker-out-of-memory',
+  /** The image-prep worker threw outside its handler or exited while holding the file. */
+  WorkerCrashed: 'worker-crashed',
+  /** The frame ran past imagePrep.frameTimeoutMs and the worker was terminated. */
+  TimedOut: 'timed-out',
+  /** The instance was being decoded when the job's process died (found at the job's next claim). */
+  ProcessDiedWhileDecoding: 'process-died-while-decoding',
+} as const;
+export type QuarantineReason = (typeof QuarantineReason)[keyof typeof QuarantineReason];
 
 export interface ReceivedFile {
   /** Temporary file holding exactly the received bytes; the sink moves it (or deletes it on failure). */
@@ -117,6 +141,8 @@ export type InstanceOutcome =
       readonly failureReason: FailureReason;
       readonly code: ErrorCode;
       readonly message: string;
+      /** Which DICOM limit the instance broke (code dicom-hostile, src/dicom/limits.ts). */
+      readonly violation?: LimitViolation;
       readonly sopClassUid?: string;
       readonly sopInstanceUid?: string;
     };

@@ -5,9 +5,10 @@ import type { DraftSrFinding } from '../dicom/sr/draft-sr.js';
 import { DicomError, ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from '../errors.js';
 import type { ModelIdentity } from '../inference/model-identity.js';
 import { ModelFamily } from '../inference/model-manifest.js';
-import type { StoredInstance } from '../ingest/types.js';
+import type { QuarantineDetail } from '../ingest/instance-quarantine.js';
+import { QuarantineReason, type StoredInstance } from '../ingest/types.js';
 import { type SelectionPolicy, selectFrames } from './frame-selection.js';
-import { ImagePrepError, type PreparedImage, type PreparedInput } from './image-prep-types.js';
+import { ImagePrepError, type PreparedImage, type PreparedInput, PrepFailure } from './image-prep-types.js';
 
 /**
  * "Describe the selected images" (issue 8), the first half of a describe-study job: the study's
@@ -15,7 +16,38 @@ import { ImagePrepError, type PreparedImage, type PreparedInput } from './image-
  * the image preparer is the only code that opens a file, and it hands back the header the SR needs.
  * Per-image failures skip that image (the SR becomes PARTIAL, PS3.3 C.17.2 Completion Flag);
  * nothing described at all is a job failure with the first image's error code.
+ *
+ * Poison instances (issue 9): an instance whose preparation breaks a DICOM limit, or crashes, runs
+ * out of memory in or times out the image-prep worker, is quarantined at once — after its first
+ * crash — and the job goes on with the study's other images. The decode marker is committed before
+ * each preparation and cleared when the worker answers, so an instance that took the whole process
+ * down is found marked when the job is claimed again, and is quarantined without being opened. (A
+ * process that dies in the moment between the answer and the clear marks an innocent instance; the
+ * quarantine is audited, so an operator can see and release it.)
  */
+
+/** Decode marker and quarantine (InstanceQuarantine implements it). */
+export interface DecodeQuarantine {
+  decodeStarting(inst: StoredInstance): Promise<void>;
+  decodeAnswered(inst: StoredInstance): Promise<void>;
+  quarantine(inst: StoredInstance, reason: QuarantineReason, detail?: QuarantineDetail): Promise<boolean>;
+}
+
+/** Why a failed preparation quarantines its instance; undefined for an ordinary per-image failure. */
+export function quarantineReasonOf(err: unknown): QuarantineReason | undefined {
+  if (errorCodeOf(err) === ErrorCode.DicomHostile) return QuarantineReason.LimitExceeded;
+  if (!(err instanceof ImagePrepError)) return undefined;
+  switch (err.failure) {
+    case PrepFailure.WorkerOutOfMemory:
+      return QuarantineReason.WorkerOutOfMemory;
+    case PrepFailure.WorkerCrashed:
+      return QuarantineReason.WorkerCrashed;
+    case PrepFailure.TimedOut:
+      return QuarantineReason.TimedOut;
+    default:
+      return undefined;
+  }
+}
 
 /** What the pipeline needs from the model runtime (InferenceClient implements it). */
 export interface DraftModel {
@@ -58,6 +90,8 @@ export interface DescribeImagesDeps {
     instance: StoredInstance,
     candidate: { studyInstanceUid: string },
   ) => Promise<string | undefined>;
+  /** Decode marker and quarantine; without it nothing is marked or quarantined (unit tests, CLI). */
+  readonly quarantine?: DecodeQuarantine;
 }
 
 /** An image the job selected but could not describe. */
@@ -107,7 +141,24 @@ export async function describeImages(
 ): Promise<DescribedImages> {
   const { log, signal } = opts;
   const { studyInstanceUid } = study;
-  const selected = selectFrames(study.instances, deps.selection);
+  const quarantine = deps.quarantine;
+  const quarantined = new Set<string>();
+  const setAside = async (inst: StoredInstance, reason: QuarantineReason, detail: QuarantineDetail) => {
+    quarantined.add(inst.sopInstanceUid);
+    if (quarantine && (await quarantine.quarantine(inst, reason, detail)))
+      log.warn('instance quarantined', { sopInstanceUid: inst.sopInstanceUid, reason, ...detail });
+  };
+  // A marker left by an earlier attempt: that attempt's process died while decoding this instance.
+  for (const inst of study.instances) {
+    if (quarantine && inst.decodeStartedAt) await setAside(inst, QuarantineReason.ProcessDiedWhileDecoding, {});
+  }
+  const instances = study.instances.filter((i) => !quarantined.has(i.sopInstanceUid));
+  const selected = selectFrames(instances, deps.selection);
+  if (selected.length === 0 && quarantined.size > 0)
+    throw new DicomError(
+      ErrorCode.DicomHostile,
+      `no image left to describe: ${quarantined.size} instance(s) quarantined after crashing a decode`,
+    );
   if (selected.length === 0)
     throw new DicomError(ErrorCode.DicomUnsupported, 'study has no image the selection policy accepts');
 
@@ -119,9 +170,32 @@ export async function describeImages(
   for (const { candidate: inst, frameIndex } of selected) {
     if (signal?.aborted) throw new RadScribeError(ErrorCode.Timeout, 'describe-study aborted');
     const frame = frameIndex + 1;
+    if (quarantined.has(inst.sopInstanceUid)) {
+      skipped.push({ sopInstanceUid: inst.sopInstanceUid, frame, code: ErrorCode.DicomHostile });
+      continue;
+    }
     const started = Date.now();
+    // Outside the try: a database that cannot take the marker fails the job (retryable), it does
+    // not skip the image.
+    await quarantine?.decodeStarting(inst);
     try {
-      const { input, header, transcoded } = await prepareWithFallback(deps, inst, frameIndex);
+      let prepared: Awaited<ReturnType<typeof prepareWithFallback>>;
+      try {
+        prepared = await prepareWithFallback(deps, inst, frameIndex);
+      } catch (err) {
+        const reason = quarantineReasonOf(err);
+        if (reason) {
+          const violation = (err as { violation?: unknown }).violation;
+          await setAside(inst, reason, {
+            errorCode: errorCodeOf(err),
+            frame,
+            ...(typeof violation === 'string' ? { violation } : {}),
+          });
+        } else await quarantine?.decodeAnswered(inst);
+        throw err;
+      }
+      await quarantine?.decodeAnswered(inst);
+      const { input, header, transcoded } = prepared;
       const prepareMs = Date.now() - started;
       const out = await deps.model.describe(input, signal ? { signal } : {});
       const text = info.fixture ? `${FIXTURE_TEXT_PREFIX}${out.text}` : out.text;
@@ -167,6 +241,11 @@ export async function describeImages(
       log.warn('image not described', { sopInstanceUid: inst.sopInstanceUid, frame, code });
     }
   }
+  if (findings.length === 0 && quarantined.size > 0 && skipped.every((s) => quarantined.has(s.sopInstanceUid)))
+    throw new DicomError(
+      ErrorCode.DicomHostile,
+      `no image left to describe: ${quarantined.size} instance(s) quarantined after crashing a decode`,
+    );
   if (findings.length === 0)
     throw firstError instanceof Error ? firstError : new RadScribeError(ErrorCode.Internal, 'no image described');
   return { selected: selected.length, findings, sources: [...headers.values()], skipped };

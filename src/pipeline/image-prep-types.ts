@@ -1,5 +1,6 @@
 import type { NaturalDataset } from '../dicom/dataset.js';
 import type { VisionInput } from '../dicom/image-processor.js';
+import type { DicomLimits } from '../dicom/limits.js';
 import { type ErrorCode, RadScribeError } from '../errors.js';
 
 /** Messages between ImagePrepClient and image-prep-worker. */
@@ -9,6 +10,8 @@ export interface PrepRequest {
   readonly frameIndex: number;
   /** Parsed preprocessor_config.json of the model bundle; the tiler is driven by it, never hard-coded. */
   readonly preprocessorConfig: unknown;
+  /** The DICOM limits checked before the file is parsed and decoded (config `dicomLimits`). */
+  readonly limits: DicomLimits;
 }
 
 /**
@@ -36,9 +39,28 @@ export type PrepResponse =
       readonly ok: false;
       readonly code: ErrorCode;
       readonly message: string;
+      /** The DICOM limit broken, for code dicom-hostile (src/dicom/limits.ts LimitViolation). */
+      readonly violation?: string;
       /** Present when the file parsed but the frame could not be prepared (e.g. no decoder for its syntax). */
       readonly header?: NaturalDataset;
     };
+
+/**
+ * How a frame failed to be prepared. Closed set. Everything but `rejected` means the worker thread
+ * died or was killed while it held the file, so the file is the likely culprit (issue 9: such an
+ * instance is quarantined after its first crash, never retried).
+ */
+export const PrepFailure = {
+  /** The worker answered with a typed error (unreadable, unsupported, a broken DICOM limit). */
+  Rejected: 'rejected',
+  /** The worker thread hit its V8 heap cap (ERR_WORKER_OUT_OF_MEMORY). */
+  WorkerOutOfMemory: 'worker-out-of-memory',
+  /** The worker thread threw outside the handler or exited. */
+  WorkerCrashed: 'worker-crashed',
+  /** The frame ran past its time limit and the worker was terminated. */
+  TimedOut: 'timed-out',
+} as const;
+export type PrepFailure = (typeof PrepFailure)[keyof typeof PrepFailure];
 
 /**
  * A frame that could not be prepared. `header` is the instance's header when the file itself parsed
@@ -48,8 +70,19 @@ export type PrepResponse =
 export class ImagePrepError extends RadScribeError {
   override name = 'ImagePrepError';
   readonly header: NaturalDataset | undefined;
-  constructor(code: ErrorCode, message: string, header?: NaturalDataset) {
+  readonly failure: PrepFailure;
+  /** The DICOM limit the worker found broken (code dicom-hostile). */
+  readonly violation: string | undefined;
+  constructor(
+    code: ErrorCode,
+    message: string,
+    header?: NaturalDataset,
+    failure: PrepFailure = PrepFailure.Rejected,
+    violation?: string,
+  ) {
     super(code, message);
     this.header = header;
+    this.failure = failure;
+    this.violation = violation;
   }
 }

@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { type NaturalDataset, parseDicomFile } from '../dicom/dataset.js';
+import { checkFrameLimits } from '../dicom/frames.js';
 import { buildVisionInput } from '../dicom/image-processor.js';
+import { checkPart10Limits } from '../dicom/instance-limits.js';
+import { isDicomLimitError } from '../dicom/limits.js';
 import { decodeFrame } from '../dicom/pixel-decoder.js';
 import { renderFrame } from '../dicom/render.js';
 import { errorCodeOf, normalizeErrorString } from '../errors.js';
@@ -43,11 +46,19 @@ function headerOf(dataset: NaturalDataset): NaturalDataset {
   return cloneable(header) as NaturalDataset;
 }
 
+// Modules loaded: the client starts a frame's time limit only after this (image-prep-client.ts).
+port.postMessage({ ready: true });
+
 port.on('message', async (req: PrepRequest) => {
   let header: NaturalDataset | undefined;
   try {
-    const inst = parseDicomFile(readFileSync(req.filePath));
+    const bytes = readFileSync(req.filePath);
+    // The DICOM limits before dcmjs sees the file (it recurses per sequence level and inflates a
+    // deflated data set whole), and on the frames before any decoder allocates one (issue 9).
+    await checkPart10Limits(bytes, req.limits);
+    const inst = parseDicomFile(bytes);
     header = headerOf(inst.dataset);
+    checkFrameLimits(inst, req.limits);
     const frame = await decodeFrame(inst, req.frameIndex);
     const image = renderFrame(inst.dataset, frame, req.frameIndex);
     const input = buildVisionInput(image, req.preprocessorConfig);
@@ -65,6 +76,7 @@ port.on('message', async (req: PrepRequest) => {
       ok: false,
       code: errorCodeOf(err),
       message: normalizeErrorString(err),
+      ...(isDicomLimitError(err) ? { violation: err.violation } : {}),
       ...(header ? { header } : {}),
     };
     port.postMessage(res);

@@ -5,6 +5,7 @@ import type { RadScribeConfig } from '../config.js';
 import type { Database } from '../db/pool.js';
 import { SrExportLedger } from '../export/sr-export-ledger.js';
 import type { InferenceClient } from '../inference/inference-client.js';
+import { InstanceQuarantine } from '../ingest/instance-quarantine.js';
 import { InstanceRepository } from '../ingest/instance-repository.js';
 import { JobQueue } from '../jobs/job-queue.js';
 import { JobWorker } from '../jobs/worker.js';
@@ -46,6 +47,7 @@ export function describeStudyWorker(
   });
   const instances = new InstanceRepository(db.pool);
   const recorder = new AuditRecorder(db.pool);
+  const quarantine = new InstanceQuarantine(db.pool);
   const ledger = new SrExportLedger(db.pool);
   return new JobWorker({
     pool: db.pool,
@@ -65,6 +67,7 @@ export function describeStudyWorker(
           recorder,
           ledger,
           transcode: (inst, where) => transcoding.transcode(inst, where),
+          quarantine,
           ...(remote.pdfFonts ? { pdfFonts: remote.pdfFonts } : {}),
         },
         job,

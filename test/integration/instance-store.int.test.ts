@@ -164,9 +164,9 @@ describe(`InstanceStore (${backendName()})`, () => {
   });
 
   it('refusals are audited with a failure outcome and the chain still verifies', async () => {
-    const { rows } = await db.pool.query<{ outcome: number; n: number }>(
-      `SELECT kind, outcome, count(*)::int AS n FROM audit_events
-        WHERE kind IN ('instance-received', 'instance-refused') GROUP BY kind, outcome ORDER BY kind, outcome`,
+    const { rows } = await db.pool.query<{ kind: string; outcome: number; n: number }>(
+      `SELECT kind, outcome, count(*)::int AS n FROM audit_events WHERE kind IN ('instance-received', 'instance-refused')
+       GROUP BY kind, outcome ORDER BY kind, outcome`,
     );
     // stored: chrFren + chrGerm; refused (issue 9: kind instance-refused): conflict, 2 × garbage, mismatch.
     expect(rows).toEqual([

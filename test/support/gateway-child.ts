@@ -11,6 +11,8 @@ import { startTestGateway } from './gateway.js';
  *   ← `ROW <sopInstanceUid>`  → `ROW <json of the instances row | null>`
  *   ← `VERIFY`                 → `VERIFY <json of verifyAuditChain's report>`
  *   ← `QUERY <json string: SQL>` → `QUERY <json of the rows>` (test assertions on audit_events etc.)
+ *   ← `AUDIT`                  → `AUDIT <json: audit rows counted by kind, outcome,
+ *                                 errorCode, failureReason, violation and reason>`
  *   ← `STOP`                   → the gateway stops and the process exits 0 (also on SIGTERM)
  */
 async function main(): Promise<void> {
@@ -36,6 +38,16 @@ async function main(): Promise<void> {
       );
     }
     if (cmd === 'STOP') void stop();
+    if (cmd === 'AUDIT') {
+      void t.gw.db.pool
+        .query(
+          `SELECT kind, outcome, detail->>'errorCode' AS "errorCode", (detail->>'failureReason')::int AS "failureReason",
+                  detail->>'violation' AS violation, detail->>'reason' AS reason, count(*)::int AS n
+           FROM audit_events
+           GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY 1, 2, 3, 4, 5, 6`,
+        )
+        .then((r) => process.stdout.write(`AUDIT ${JSON.stringify(r.rows)}\n`));
+    }
     if (cmd === 'ROW') {
       void t.gw.db.pool
         .query('SELECT * FROM instances WHERE sop_instance_uid = $1', [arg])

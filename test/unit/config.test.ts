@@ -7,6 +7,7 @@ import { parse as parseYaml } from 'yaml';
 import {
   databaseOptions,
   describeCallOptions,
+  dicomLimitsOf,
   dicomwebClientOptions,
   imagePrepOptions,
   jobQueueOptions,
@@ -24,6 +25,7 @@ import {
   REMOTE_NODE_DEFAULTS,
 } from '../../src/config.js';
 import { DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT_MS } from '../../src/db/pool.js';
+import { DEFAULT_DICOM_LIMITS } from '../../src/dicom/limits.js';
 import { ConfigError, ErrorCode } from '../../src/errors.js';
 import { DEFAULT_HARD_TIMEOUT_GRACE_MS } from '../../src/inference/inference-client.js';
 import {
@@ -258,6 +260,29 @@ describe('unknown keys', () => {
     ]);
   });
 
+  it('validates every dicomLimits key and their relation (issue 9)', () => {
+    const problems = problemsOf({
+      overrides: {
+        dicomLimits: {
+          maxSequenceDepth: 0,
+          maxInflationRatio: 1.5,
+          maxDecodedFrameBytes: 1 << 20,
+          maxDecodedInstanceBytes: 4096,
+          maxElemnts: 5,
+        },
+      },
+    });
+    expect(problems).toEqual([
+      'dicomLimits.maxInflationRatio: must be an integer from 2 to 1000000',
+      'dicomLimits.maxSequenceDepth: must be an integer from 1 to 10000',
+      'dicomLimits.maxDecodedInstanceBytes: must not be less than dicomLimits.maxDecodedFrameBytes',
+      'dicomLimits.maxElemnts: unknown key (did you mean "maxElements"?)',
+    ]);
+    expect(loadConfig({ env: { RADSCRIBE_DICOM_LIMITS_MAX_SEQUENCE_DEPTH: '8' } }).dicomLimits.maxSequenceDepth).toBe(
+      8,
+    );
+  });
+
   it('collects unknown keys with every other problem in one error', () => {
     const problems = problemsOf({ overrides: { modle: {}, http: { port: -1 } }, env: { RADSCRIBE_HTTP_PROT: '1' } });
     expect(problems).toEqual([
@@ -479,6 +504,7 @@ describe('every key reaches its consumer', () => {
       database: { poolSize: 7, statementTimeoutMs: 1234 },
       model: { timeoutMs: 1000, hardTimeoutGraceMs: 250, maxNewTokens: 9 },
       imagePrep: { frameTimeoutMs: 2000, maxHeapMb: 300 },
+      dicomLimits: { maxSequenceDepth: 12, maxElements: 3456 },
       jobs: {
         pollIntervalMs: 50,
         leaseMs: 5000,
@@ -499,7 +525,9 @@ describe('every key reaches its consumer', () => {
   it('maps each slice onto the consumer’s options object', () => {
     expect(databaseOptions(cfg)).toEqual({ dataDir: cfg.dataDir, poolSize: 7, statementTimeoutMs: 1234 });
     expect(describeCallOptions(cfg)).toEqual({ maxNewTokens: 9, timeoutMs: 1000, hardTimeoutMs: 1250 });
-    expect(imagePrepOptions(cfg)).toEqual({ frameTimeoutMs: 2000, maxOldGenerationSizeMb: 300 });
+    const limits = { ...DEFAULT_DICOM_LIMITS, maxSequenceDepth: 12, maxElements: 3456 };
+    expect(imagePrepOptions(cfg)).toEqual({ frameTimeoutMs: 2000, maxOldGenerationSizeMb: 300, limits });
+    expect(dicomLimitsOf(cfg)).toEqual(limits);
     expect(jobWorkerOptions(cfg)).toEqual({ pollIntervalMs: 50, leaseMs: 5000, concurrency: 2, stabilityWindowMs: 10 });
     const node = cfg.remoteNodes[0] as RadScribeConfig['remoteNodes'][number];
     expect(dicomwebClientOptions(node)).toEqual({ baseUrl: NODE.baseUrl, timeoutMs: 111, storeTimeoutMs: 222 });

@@ -49,7 +49,12 @@ const TINY_MLLAMA = {
 };
 
 /** Typed outcomes a hostile file may give. */
-const ACCEPTED: ReadonlySet<string> = new Set([ErrorCode.DicomInvalid, ErrorCode.DicomUnsupported]);
+// dicom-hostile (issue 9): a mutated length or dimension caught by the DICOM limits before parsing.
+const ACCEPTED: ReadonlySet<string> = new Set([
+  ErrorCode.DicomInvalid,
+  ErrorCode.DicomUnsupported,
+  ErrorCode.DicomHostile,
+]);
 
 async function outcome(client: ImagePrepClient, file: string): Promise<string> {
   try {

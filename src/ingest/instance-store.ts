@@ -1,12 +1,13 @@
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
-import { EventOutcome } from '../audit/audit-codes.js';
+import { AuditEventKind, EventOutcome } from '../audit/audit-codes.js';
 import { recordAudit } from '../audit/audit-log.js';
 import type { InstanceIdentity } from '../dicom/dataset.js';
 import { DEFAULT_MAX_HEADER_BYTES } from '../dicom/header-reader.js';
 import { DicomError, ErrorCode, errorCodeOf, normalizeErrorString } from '../errors.js';
 import { childLogger, type Logger } from '../logger.js';
+import { type DiskCheck, type DiskGuard, StorageFullError } from './disk-guard.js';
 import { type InstanceDigest, insertInstance, instanceDigest, lockInstanceDigest } from './instance-repository.js';
 import { type ReceivedHeader, readReceivedHeader } from './received-header.js';
 import { ensureStudy, recordInstanceReceived } from './study-lifecycle.js';
@@ -31,6 +32,11 @@ export interface InstanceStoreOptions {
   readonly logger?: Logger;
   /** Largest header read at ingest (bytes before Pixel Data); default DEFAULT_MAX_HEADER_BYTES (64 MiB). */
   readonly maxHeaderBytes?: number;
+  /**
+   * Free-space watermark and reserve of the storage file system (issue 9). Without one nothing is
+   * checked up front (a full disk still fails the write with storage-full / 0xA700).
+   */
+  readonly guard?: DiskGuard;
 }
 
 type Failed = Extract<InstanceOutcome, { status: 'failed' }>;
@@ -60,9 +66,9 @@ function classifyDbError(err: unknown): ErrorCode {
     : ErrorCode.DatabaseUnavailable;
 }
 
-/** PS3.4 B.2.3: resources → A700; otherwise a processing failure (0110). */
+/** PS3.4 B.2.3: resources (storage included) → A700; otherwise a processing failure (0110). */
 function reasonFor(code: ErrorCode): Failed['failureReason'] {
-  return code === ErrorCode.DatabaseUnavailable || code === ErrorCode.OutOfResources
+  return code === ErrorCode.DatabaseUnavailable || code === ErrorCode.OutOfResources || code === ErrorCode.StorageFull
     ? FailureReason.OutOfResources
     : FailureReason.ProcessingFailure;
 }
@@ -77,6 +83,22 @@ async function fsyncPath(p: string, flags: 'r' | 'r+'): Promise<void> {
   }
 }
 
+/**
+ * mkdir + rename into place. Retention removes a study's directories once they are empty; a receipt
+ * whose fresh directory vanished between the two steps makes it again, once.
+ */
+async function renameInto(from: string, to: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    await mkdir(path.dirname(to), { recursive: true });
+    try {
+      await rename(from, to);
+      return;
+    } catch (err: unknown) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt > 0) throw err;
+    }
+  }
+}
+
 class StoreFailure extends Error {
   constructor(readonly outcome: Failed) {
     super(outcome.message);
@@ -88,12 +110,33 @@ export class InstanceStore implements InstanceSink {
   readonly #storageDir: string;
   readonly #log: Logger;
   readonly #maxHeaderBytes: number;
+  readonly #guard: DiskGuard | undefined;
 
   constructor(options: InstanceStoreOptions) {
     this.#pool = options.pool;
     this.#storageDir = path.resolve(options.storageDir);
     this.#log = options.logger ?? childLogger('instance-store');
     this.#maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
+    this.#guard = options.guard;
+  }
+
+  /**
+   * Before a front end writes anything (a STOW-RS request of `expectedBytes` by its Content-Length, a
+   * WADO-RS retrieve): refuse when the storage would fall below its watermark or reserve. Throws
+   * StorageFullError (HTTP 507 Insufficient Storage, RFC 4918 §11.5); the refusal is audited as
+   * 'instance-refused' with outcome 8. Resolves at once without a guard.
+   */
+  async admit(expectedBytes: number, ctx: ReceiptContext): Promise<void> {
+    if (!this.#guard) return;
+    const check = await this.#guard.check(expectedBytes);
+    if (check.ok) return;
+    this.#log.warn('request refused: insufficient storage', { via: ctx.via, ...check });
+    await this.#auditRefusal(ctx, {
+      errorCode: ErrorCode.StorageFull,
+      scope: 'request',
+      ...diskDetail(check),
+    });
+    throw new StorageFullError(check);
   }
 
   /** Where an instance lives: `<storageDir>/<study>/<series>/<sop>.dcm`. */
@@ -161,6 +204,16 @@ export class InstanceStore implements InstanceSink {
       );
     }
 
+    // The bytes are already on this file system (the spool file); the rename needs no more. What the
+    // instance costs is counted in the free space now, so the check asks only that the limit still
+    // holds with it: if not, it is refused (0xA700) and its spool file removed by accept().
+    if (this.#guard) {
+      const check = await this.#guard.check(0);
+      if (!check.ok) {
+        return failed(FailureReason.OutOfResources, ErrorCode.StorageFull, new StorageFullError(check).message, ids);
+      }
+    }
+
     const finalPath = this.pathFor(id);
     let client: pg.PoolClient;
     try {
@@ -204,12 +257,12 @@ export class InstanceStore implements InstanceSink {
       // We hold the new row's lock, so no one else writes this path until we commit or roll back.
       try {
         await fsyncPath(file.path, 'r+');
-        await mkdir(path.dirname(finalPath), { recursive: true });
-        await rename(file.path, finalPath);
+        await renameInto(file.path, finalPath);
         renamed = true;
         await fsyncPath(path.dirname(finalPath), 'r');
       } catch (err: unknown) {
-        const code = errorCodeOf(err) === ErrorCode.OutOfResources ? ErrorCode.OutOfResources : ErrorCode.Internal;
+        const c = errorCodeOf(err);
+        const code = c === ErrorCode.OutOfResources || c === ErrorCode.StorageFull ? c : ErrorCode.Internal;
         throw new StoreFailure(failed(reasonFor(code), code, `write instance file: ${normalizeErrorString(err)}`, ids));
       }
       // After the file is in place: it locks the study row, so receipts of one study serialise only
@@ -268,6 +321,14 @@ export class InstanceStore implements InstanceSink {
   /** Refusals are audited too (outcome 8, serious failure), best effort: the DB may be what failed. */
   async #auditFailure(outcome: Failed, ctx: ReceiptContext): Promise<void> {
     if (outcome.code === ErrorCode.DatabaseUnavailable) return;
+    if (outcome.code === ErrorCode.StorageFull) {
+      await this.#auditRefusal(
+        ctx,
+        { errorCode: outcome.code, failureReason: outcome.failureReason, scope: 'instance' },
+        outcome.sopInstanceUid,
+      );
+      return;
+    }
     try {
       await recordAudit(this.#pool, {
         kind: 'instance-received',
@@ -282,4 +343,31 @@ export class InstanceStore implements InstanceSink {
       this.#log.warn('could not audit refused instance', { error: normalizeErrorString(err) });
     }
   }
+
+  /** An 'instance-refused' event (PS3.15 A.5.3.5 with outcome 8), best effort like #auditFailure. */
+  async #auditRefusal(ctx: ReceiptContext, detail: Record<string, unknown>, sopInstanceUid?: string): Promise<void> {
+    try {
+      await recordAudit(this.#pool, {
+        kind: AuditEventKind.InstanceRefused,
+        outcome: EventOutcome.SeriousFailure,
+        ...(ctx.actor ? { actor: ctx.actor } : {}),
+        ...(ctx.remoteAddress ? { source: ctx.remoteAddress } : {}),
+        ...(ctx.expectedStudyInstanceUid ? { studyInstanceUid: ctx.expectedStudyInstanceUid } : {}),
+        ...(sopInstanceUid ? { sopInstanceUids: [sopInstanceUid] } : {}),
+        detail: { via: ctx.via, ...detail },
+      });
+    } catch (err: unknown) {
+      this.#log.warn('could not audit refused instance', { error: normalizeErrorString(err) });
+    }
+  }
+}
+
+/** Sizes only: the audit detail names no path. */
+function diskDetail(c: DiskCheck): Record<string, number> {
+  return {
+    freeBytes: c.freeBytes,
+    totalBytes: c.totalBytes,
+    minFreeBytes: c.minFreeBytes,
+    incomingBytes: c.incomingBytes,
+  };
 }

@@ -203,6 +203,15 @@ export class QidoPoller {
     const total = { stored: 0, duplicate: 0, failed: 0 };
     for (const studyUid of studies) {
       if (await this.o.tracker.isRetrieved(node.name, studyUid)) continue;
+      // Before anything is retrieved (issue 9): with the storage below its watermark or reserve the
+      // poll stops here with storage-full, backs off, and the study stays unretrieved (not failed:
+      // the study is not at fault, so it does not use up a retry).
+      await this.o.sink.admit?.(0, {
+        via: ReceivedVia.WadoRs,
+        actor: node.name,
+        remoteAddress: node.client.host,
+        expectedStudyInstanceUid: studyUid,
+      });
       await this.o.tracker.markSeen(node.name, studyUid);
       const counts = { stored: 0, duplicate: 0, failed: 0 };
       let firstFailure: { code: ErrorCodeT; message: string } | undefined;

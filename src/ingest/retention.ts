@@ -265,7 +265,10 @@ async function expungeStudy(
         !study ||
         study.state !== candidate.state ||
         study.updatedAt.getTime() !== candidate.updatedAt.getTime() ||
-        ruleForStudy(options.rules, files.map((f) => ({ via: f.receivedVia, actor: f.actor })))?.name !== rule
+        ruleForStudy(
+          options.rules,
+          files.map((f) => ({ via: f.receivedVia, actor: f.actor })),
+        )?.name !== rule
       )
         return keep(KeepReason.Changed);
       if (files.some((f) => !isInside(storageDir, f.filePath))) return keep(KeepReason.OutsideStorage);

@@ -5,13 +5,20 @@ import { AuditEventKind } from './audit/audit-codes.js';
 import { recordAudit } from './audit/audit-log.js';
 import { createAuditRouter } from './audit/audit-router.js';
 import { auditConfigurationChange } from './audit/config-change-audit.js';
-import { databaseOptions, imagePrepOptions, qidoPollerOptions, stowLimits } from './config/options.js';
+import {
+  databaseOptions,
+  diskGuardOptions,
+  imagePrepOptions,
+  qidoPollerOptions,
+  stowLimits,
+} from './config/options.js';
 import type { RadScribeConfig } from './config.js';
 import { migrate } from './db/migrate.js';
 import { type Database, openDatabase } from './db/pool.js';
 import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from './errors.js';
 import { InferenceClient } from './inference/inference-client.js';
 import type { ModelIdentity } from './inference/model-identity.js';
+import { DiskGuard } from './ingest/disk-guard.js';
 import { backfillInstanceHeaders } from './ingest/header-backfill.js';
 import { InstanceStore } from './ingest/instance-store.js';
 import { PgRemoteStudyTracker } from './ingest/remote-study-tracker.js';
@@ -26,6 +33,7 @@ import type { Environment } from './secrets.js';
 import { describeStudyWorker } from './services/describe-study-worker.js';
 import { HttpService } from './services/http-service.js';
 import { type RemoteWiring, remoteWiring } from './services/remote-wiring.js';
+import { retentionService } from './services/retention-service.js';
 import { closeInReverse, Resource, type Service, startInOrder, task } from './services/service.js';
 
 export interface GatewayOptions {
@@ -119,7 +127,10 @@ export class Gateway {
       const pool = database.value.pool;
       // Rows stored before migration 0004 get their header columns before any job reads them.
       await backfillInstanceHeaders(pool);
-      return { tmpDir, sink: new InstanceStore({ pool, storageDir: path.join(config.dataDir, 'instances') }) };
+      const storageDir = path.join(config.dataDir, 'instances');
+      mkdirSync(storageDir, { recursive: true });
+      const guard = new DiskGuard({ dir: storageDir, ...diskGuardOptions(config) });
+      return { tmpDir, guard, sink: new InstanceStore({ pool, storageDir, guard }) };
     });
     // Recorded on close only if application-start was: a failed start is not a stop (PS3.15 A.5.3.1).
     let applicationStarted = false;
@@ -154,6 +165,7 @@ export class Gateway {
               model: inference.value.identity,
               inferenceRestarts: () => inference.value.restarts,
               startedAt,
+              storage: () => ingest.value.guard.check(),
             }),
         });
       },
@@ -234,6 +246,7 @@ export class Gateway {
       http,
       jobWorker,
       ...pollers,
+      retentionService(config, database),
       startAudit,
     ];
   }

@@ -3,6 +3,7 @@ import { describeCommand } from './describe.js';
 import { auditCommand, demoCommand, migrateCommand, serveCommand } from './gateway-commands.js';
 import { modelCommand } from './model-check.js';
 import { renderCommand } from './render.js';
+import { retentionCommand } from './retention.js';
 import { srCommand } from './sr.js';
 import { tilesCommand } from './tiles.js';
 
@@ -15,6 +16,7 @@ export const COMMANDS: readonly CliCommand[] = [
   demoCommand,
   migrateCommand,
   auditCommand,
+  retentionCommand,
   srCommand,
   modelCommand,
   describeCommand,

@@ -1,14 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statfsSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -208,9 +199,8 @@ onSmallFs(`on a real 8 MiB file system (tmpfs, ${backendName()})`, () => {
   });
 
   it('chunked (no Content-Length): the instance that crosses the reserve gets 0xA700, the other is stored (202)', async () => {
-    await db.pool
-      .query(`DELETE FROM instances WHERE study_instance_uid IN (SELECT study_instance_uid FROM instances)`)
-      .catch(() => undefined);
+    // Start from an empty store: after the test before, CT would be a duplicate, which takes no space.
+    await db.pool.query('DELETE FROM instances');
     // Room for CT above the reserve, not for CT + MR.
     leaveFree(reserve + pages(39_206) + PAGE);
     const before = await lastAuditId();

@@ -87,10 +87,11 @@ FOR UPDATE`;
 export const SELECT_STUDY_SOURCES = `
 SELECT DISTINCT received_via, actor FROM instances WHERE study_instance_uid = $1 AND deleted_at IS NULL`;
 
-/** Live instances and bytes of a study (dry run). */
-export const SELECT_STUDY_FOOTPRINT = `
-SELECT count(*)::int AS n, coalesce(sum(size_bytes), 0)::bigint AS bytes
-FROM instances WHERE study_instance_uid = $1 AND deleted_at IS NULL`;
+/** The same without the lock (the dry run, which changes nothing). */
+export const SELECT_LIVE_INSTANCES = `
+SELECT sop_instance_uid, series_instance_uid, file_path, size_bytes, received_via, actor
+FROM instances WHERE study_instance_uid = $1 AND deleted_at IS NULL
+ORDER BY sop_instance_uid`;
 
 /** Retention removed the files: mark the rows (kept for their digest and provenance). $1 study, $2 SOP UIDs. */
 export const MARK_INSTANCES_DELETED = `
@@ -260,7 +261,17 @@ export interface InstanceSource {
   readonly actor: string | null;
 }
 
-export async function lockLiveInstances(q: Queryable, studyInstanceUid: string): Promise<LiveInstanceFile[]> {
+/** Live instances of a study, row-locked until the caller's transaction ends (retention). */
+export function lockLiveInstances(q: Queryable, studyInstanceUid: string): Promise<LiveInstanceFile[]> {
+  return liveInstances(q, SELECT_LIVE_INSTANCES_FOR_UPDATE, studyInstanceUid);
+}
+
+/** Live instances of a study, no lock (the retention dry run). */
+export function listLiveInstances(q: Queryable, studyInstanceUid: string): Promise<LiveInstanceFile[]> {
+  return liveInstances(q, SELECT_LIVE_INSTANCES, studyInstanceUid);
+}
+
+async function liveInstances(q: Queryable, sql: string, studyInstanceUid: string): Promise<LiveInstanceFile[]> {
   const { rows } = await q.query<{
     sop_instance_uid: string;
     series_instance_uid: string;
@@ -268,7 +279,7 @@ export async function lockLiveInstances(q: Queryable, studyInstanceUid: string):
     size_bytes: string | number;
     received_via: ReceivedVia;
     actor: string | null;
-  }>(SELECT_LIVE_INSTANCES_FOR_UPDATE, [studyInstanceUid]);
+  }>(sql, [studyInstanceUid]);
   return rows.map((r) => ({
     sopInstanceUid: r.sop_instance_uid,
     seriesInstanceUid: r.series_instance_uid,
@@ -284,14 +295,6 @@ export async function studySources(q: Queryable, studyInstanceUid: string): Prom
     studyInstanceUid,
   ]);
   return rows.map((r) => ({ via: r.received_via, actor: r.actor }));
-}
-
-export async function studyFootprint(
-  q: Queryable,
-  studyInstanceUid: string,
-): Promise<{ instances: number; bytes: number }> {
-  const { rows } = await q.query<{ n: number; bytes: string | number }>(SELECT_STUDY_FOOTPRINT, [studyInstanceUid]);
-  return { instances: rows[0]?.n ?? 0, bytes: Number(rows[0]?.bytes ?? 0) };
 }
 
 /** Mark the given live rows of a study deleted; returns how many were marked. */

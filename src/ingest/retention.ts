@@ -8,9 +8,10 @@ import { errorCodeOf, normalizeErrorString } from '../errors.js';
 import { childLogger, type Logger } from '../logger.js';
 import {
   type InstanceSource,
+  type LiveInstanceFile,
+  listLiveInstances,
   lockLiveInstances,
   markInstancesDeleted,
-  studyFootprint,
   studySources,
 } from './instance-repository.js';
 import { listRetentionCandidates, lockStudy, type Study, StudyState, studyExpunged } from './study-lifecycle.js';
@@ -204,8 +205,11 @@ export async function runRetention(options: RetentionOptions): Promise<Retention
         continue;
       }
       if (dryRun) {
-        const fp = await studyFootprint(options.pool, study.studyInstanceUid);
-        removed.push({ ...verdict, ...fp });
+        // The same checks as a real run, without locks or changes.
+        const files = await listLiveInstances(options.pool, study.studyInstanceUid);
+        if (files.some((f) => !isInside(storageDir, f.filePath)))
+          kept.push({ ...verdict, reason: KeepReason.OutsideStorage });
+        else removed.push({ ...verdict, ...footprint(files) });
         continue;
       }
       const outcome = await expungeStudy(options.pool, study, verdict.rule, options, storageDir, log);
@@ -222,6 +226,10 @@ export async function runRetention(options: RetentionOptions): Promise<Retention
     truncated,
   });
   return { dryRun, removed, kept, truncated };
+}
+
+function footprint(files: readonly LiveInstanceFile[]): { instances: number; bytes: number } {
+  return { instances: files.length, bytes: files.reduce((n, f) => n + f.sizeBytes, 0) };
 }
 
 type Verdict = KeptStudy | { studyInstanceUid: string; rule: string; state: StudyState; since: Date };
@@ -273,7 +281,7 @@ async function expungeStudy(
         return keep(KeepReason.Changed);
       if (files.some((f) => !isInside(storageDir, f.filePath))) return keep(KeepReason.OutsideStorage);
       const sops = files.map((f) => f.sopInstanceUid);
-      const bytes = files.reduce((n, f) => n + f.sizeBytes, 0);
+      const { bytes } = footprint(files);
       await markInstancesDeleted(c, uid, sops);
       if (!(await studyExpunged(c, uid))) return keep(KeepReason.Changed);
       await recordAudit(c, {

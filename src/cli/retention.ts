@@ -49,8 +49,9 @@ export function formatRetentionReport(r: RetentionReport): string {
     );
   const instances = r.removed.reduce((n, s) => n + s.instances, 0);
   const bytes = r.removed.reduce((n, s) => n + s.bytes, 0);
+  const studies = `${r.removed.length} stud${r.removed.length === 1 ? 'y' : 'ies'}`;
   lines.push(
-    `${r.dryRun ? 'dry run: ' : ''}${r.removed.length} stud${r.removed.length === 1 ? 'y' : 'ies'} ${verb} (${instances} instances, ${bytes} bytes), ${r.kept.length} kept${r.truncated ? '; stopped at --limit, run again for the rest' : ''}`,
+    `${r.dryRun ? 'dry run: would remove' : 'removed'} ${studies} (${instances} instances, ${bytes} bytes), ${r.kept.length} kept${r.truncated ? '; stopped at --limit, run again for the rest' : ''}`,
   );
   return `${lines.join('\n')}\n`;
 }

@@ -246,7 +246,7 @@ export class Gateway {
       http,
       jobWorker,
       ...pollers,
-      retentionService(config, database),
+      retentionService(config, database, this.actor),
       startAudit,
     ];
   }

@@ -15,8 +15,10 @@ import {
   studyQueued,
 } from '../../src/ingest/study-lifecycle.js';
 import type { ReceiptContext, ReceivedFile } from '../../src/ingest/types.js';
+import { DicomwebClient } from '../../src/pacs/dicomweb-client.js';
 import { FIXTURES_DIR } from '../../src/runtime-paths.js';
 import { backendName, type TestDatabase, testDatabase } from '../support/db.js';
+import { backends, startTestGateway, type TestGateway, waitFor } from '../support/gateway.js';
 
 /**
  * [REQ-RET-01] issue 9: retention removes received instances only after export (or failure, where a
@@ -314,3 +316,53 @@ describe(`retention (${backendName()})`, () => {
 function keyOf(uid: string): string {
   return Object.entries(S).find(([, v]) => v === uid)?.[0] as string;
 }
+
+// [REQ-RET-03] The running gateway: its retention service removes an exported study on its interval.
+describe.each(backends())('retention in the running gateway on %s', (backend) => {
+  let t: TestGateway;
+  beforeAll(async () => {
+    t = await startTestGateway(backend, {
+      retention: { intervalMs: 1000, rules: [{ name: 'all-stow', via: 'stow-rs', exportedAfterDays: 0 }] },
+    });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('STOW-RS in → SR exported → files removed by the retention service, audited; metrics count it', async () => {
+    const sample = path.join(FIXTURES_DIR, 'sample-study', 'RG3_J2KR.dcm');
+    const client = new DicomwebClient({ baseUrl: `${t.gw.baseUrl}/dicomweb`, timeoutMs: 30_000 });
+    const stow = await client.storeInstances(undefined, [sample]);
+    expect(stow.httpStatus).toBe(200);
+    const sop = stow.referenced[0]?.sopInstanceUid as string;
+    const { rows } = await t.gw.db.pool.query<{ study_instance_uid: string; file_path: string }>(
+      'SELECT study_instance_uid, file_path FROM instances WHERE sop_instance_uid = $1',
+      [sop],
+    );
+    const row = rows[0] as { study_instance_uid: string; file_path: string };
+    expect(existsSync(row.file_path)).toBe(true);
+    await waitFor(
+      'study expunged',
+      async () => ((await getStudy(t.gw.db.pool, row.study_instance_uid))?.state === 'expunged' ? true : undefined),
+      120_000,
+    );
+    expect(existsSync(row.file_path)).toBe(false);
+    const { rows: ev } = await t.gw.db.pool.query<{ actor: string; detail: { rule: string } }>(
+      `SELECT actor, detail FROM audit_events WHERE kind = 'study-deleted' AND study_instance_uid = $1`,
+      [row.study_instance_uid],
+    );
+    expect(ev).toEqual([{ actor: 'test', detail: expect.objectContaining({ rule: 'all-stow', instances: 1 }) }]);
+    // The draft SR we produced is not a received instance: it stays in the outbox.
+    const { rows: jobs } = await t.gw.db.pool.query<{ result: { location: string } }>(
+      `SELECT result FROM jobs WHERE study_instance_uid = $1 AND state = 'succeeded'`,
+      [row.study_instance_uid],
+    );
+    expect(existsSync(jobs[0]?.result.location as string)).toBe(true);
+    const metrics = await (await fetch(`${t.gw.baseUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^radscribe_instances_expunged\{via="stow-rs"\} 1$/m);
+    expect(metrics).toMatch(/^radscribe_studies\{state="expunged"\} 1$/m);
+    expect(metrics).toMatch(/^radscribe_storage_free_bytes [1-9][0-9]*$/m);
+    expect(metrics).toMatch(/^radscribe_storage_accepting 1$/m);
+    expect((await verifyAuditChain(t.gw.db.pool)).ok).toBe(true);
+  });
+});

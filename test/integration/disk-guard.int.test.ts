@@ -18,6 +18,7 @@ import { QidoPoller } from '../../src/pacs/qido-poller.js';
 import { createStowRouter } from '../../src/pacs/stow-router.js';
 import { FIXTURES_DIR } from '../../src/runtime-paths.js';
 import { backendName, type TestDatabase, testDatabase } from '../support/db.js';
+import { backends, startTestGateway, type TestGateway } from '../support/gateway.js';
 import { startTestServer, type TestHttpServer } from '../support/http.js';
 
 /**
@@ -321,5 +322,33 @@ describe(`a reserve larger than the free space (ordinary temp directory, ${backe
 
   it('the audit chain still verifies', async () => {
     expect((await verifyAuditChain(db.pool)).ok).toBe(true);
+  });
+});
+
+// The running gateway: storage.reserveBytes reaches the STOW-RS front end and the metrics.
+describe.each(backends())('the gateway on %s with storage.reserveBytes above the free space', (backend) => {
+  let t: TestGateway;
+  beforeAll(async () => {
+    t = await startTestGateway(backend, { storage: { reserveBytes: 2 ** 50, watermarkPercent: 0 } });
+  });
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('answers STOW-RS with 507, stores nothing, audits the refusal, and /metrics says it is not accepting', async () => {
+    const r = await post({ url: t.gw.baseUrl } as TestHttpServer, [MR], 'content-length');
+    expect(r.status).toBe(507);
+    expect(r.body).toMatchObject({ code: 'storage-full' });
+    const { rows } = await t.gw.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM instances');
+    expect(rows[0]?.n).toBe(0);
+    expect(filesUnder(path.join(t.dataDir, 'instances'))).toEqual([]);
+    expect(filesUnder(path.join(t.dataDir, 'tmp'))).toEqual([]);
+    const { rows: ev } = await t.gw.db.pool.query<{ outcome: number }>(
+      `SELECT outcome FROM audit_events WHERE kind = 'instance-refused'`,
+    );
+    expect(ev).toEqual([{ outcome: 8 }]);
+    const metrics = await (await fetch(`${t.gw.baseUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^radscribe_storage_accepting 0$/m);
+    expect(metrics).toMatch(/^radscribe_storage_min_free_bytes 1125899906842624$/m);
   });
 });

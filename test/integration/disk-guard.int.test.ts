@@ -33,7 +33,6 @@ jest.setTimeout(60_000);
 const CT = path.join(FIXTURES_DIR, 'dicom', 'CT_small.dcm'); // 39 206 bytes
 const MR = path.join(FIXTURES_DIR, 'dicom', 'MR_small.dcm'); // 9 830 bytes
 const CT_SOP = '1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322';
-const PAGE = 4096;
 const MIB = 1024 * 1024;
 
 let db: TestDatabase;
@@ -119,31 +118,55 @@ async function instanceCount(): Promise<number> {
   return rows[0]?.n ?? 0;
 }
 
-const pages = (bytes: number) => Math.ceil(bytes / PAGE) * PAGE;
 const freeOf = (dir: string) => Number(statfsSync(dir).bavail) * Number(statfsSync(dir).bsize);
 
-/** Mount an 8 MiB tmpfs at a fresh directory; undefined where the test may not mount (not root). */
-function mountSmallFs(): string | undefined {
-  const dir = mkdtempSync(path.join(tmpdir(), 'radscribe-smallfs-'));
+/**
+ * Small real file systems the test mounts itself (root only; where mount fails, those tests are
+ * skipped and the reserve-based tests below still run): an 8 MiB tmpfs (4 KiB pages) and an 8 MiB
+ * ext4 on a loop device (1 KiB blocks, `-m 0` so that root, which the test runs as, meets ENOSPC
+ * where an unprivileged gateway would).
+ */
+interface SmallFs {
+  readonly kind: 'tmpfs' | 'ext4';
+  readonly dir: string;
+  readonly image?: string;
+}
+function mountSmallFs(kind: SmallFs['kind']): SmallFs | undefined {
+  if (process.platform !== 'linux') return undefined;
+  const dir = mkdtempSync(path.join(tmpdir(), `radscribe-${kind}-`));
+  const image = kind === 'ext4' ? `${dir}.img` : undefined;
   try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m,mode=0700', 'tmpfs', dir], { stdio: 'ignore' });
-    return dir;
+    if (image) {
+      writeFileSync(image, '');
+      execFileSync('truncate', ['-s', '8M', image]);
+      execFileSync('mkfs.ext4', ['-q', '-F', '-m', '0', image], { stdio: 'ignore' });
+      execFileSync('mount', ['-o', 'loop', image, dir], { stdio: 'ignore' });
+    } else execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m,mode=0700', 'tmpfs', dir], { stdio: 'ignore' });
+    return { kind, dir, ...(image ? { image } : {}) };
   } catch {
     rmSync(dir, { recursive: true, force: true });
+    if (image) rmSync(image, { force: true });
     return undefined;
   }
 }
 
-const SMALL_FS = process.platform === 'linux' ? mountSmallFs() : undefined;
+const SMALL_FS = (['tmpfs', 'ext4'] as const).flatMap((k) => mountSmallFs(k) ?? []);
 afterAll(() => {
-  if (!SMALL_FS) return;
-  execFileSync('umount', [SMALL_FS]);
-  rmSync(SMALL_FS, { recursive: true, force: true });
+  for (const fs of SMALL_FS) {
+    execFileSync('umount', [fs.dir]);
+    rmSync(fs.dir, { recursive: true, force: true });
+    if (fs.image) rmSync(fs.image, { force: true });
+  }
 });
-const onSmallFs = SMALL_FS ? describe : describe.skip;
+const smallFsCases =
+  SMALL_FS.length > 0
+    ? describe.each(SMALL_FS.map((f) => [f.kind, f] as const))
+    : describe.skip.each([['none', undefined]]);
 
-onSmallFs(`on a real 8 MiB file system (tmpfs, ${backendName()})`, () => {
-  const root = SMALL_FS as string;
+smallFsCases(`on a real 8 MiB file system (%s, ${backendName()})`, (_kind, fs) => {
+  const root = (fs as SmallFs | undefined)?.dir ?? '';
+  const block = root ? Number(statfsSync(root).bsize) : 4096;
+  const blocks = (bytes: number) => Math.ceil(bytes / block) * block;
   let server: TestHttpServer;
   let ballast: string;
   const reserve = 1 * MIB;
@@ -155,23 +178,31 @@ onSmallFs(`on a real 8 MiB file system (tmpfs, ${backendName()})`, () => {
   afterAll(async () => {
     await server?.close();
   });
-  afterEach(() => {
+  afterEach(async () => {
+    // Each test starts from an empty store: an instance already stored is a duplicate, which takes no space.
+    await db.pool.query('DELETE FROM instances');
     rmSync(ballast, { force: true });
     rmSync(path.join(root, 'instances'), { recursive: true, force: true });
     mkdirSync(path.join(root, 'instances'));
   });
 
-  /** Leave exactly `free` bytes (page-aligned) available on the small file system. */
+  /**
+   * Leave exactly `free` bytes available (a multiple of the block size). A large ballast file costs
+   * ext4 an extent block or two besides its data, so the size is corrected until the count is exact.
+   */
   function leaveFree(free: number): void {
     rmSync(ballast, { force: true });
-    const fill = freeOf(root) - free;
-    if (fill > 0) writeFileSync(ballast, Buffer.alloc(fill));
+    let size = Math.max(0, freeOf(root) - free);
+    for (let i = 0; i < 4 && freeOf(root) !== free; i++) {
+      writeFileSync(ballast, Buffer.alloc(size));
+      size += freeOf(root) - free;
+    }
     expect(freeOf(root)).toBe(free);
   }
 
   it('a request whose Content-Length would go below the reserve → 507, nothing written, audited', async () => {
     // Free: the reserve plus 16 KiB; the request (two instances, ~50 KB) does not fit above it.
-    leaveFree(reserve + 4 * PAGE);
+    leaveFree(reserve + 16 * 1024);
     const before = await lastAuditId();
     const rows = await instanceCount();
     const r = await post(server, [CT, MR], 'content-length');
@@ -181,7 +212,7 @@ onSmallFs(`on a real 8 MiB file system (tmpfs, ${backendName()})`, () => {
     expect(JSON.stringify(r.body)).not.toContain(root);
     expect(filesUnder(path.join(root, 'tmp'))).toEqual([]);
     expect(filesUnder(path.join(root, 'instances'))).toEqual([]);
-    expect(freeOf(root)).toBe(reserve + 4 * PAGE);
+    expect(freeOf(root)).toBe(reserve + 16 * 1024);
     expect(await instanceCount()).toBe(rows);
     const events = await refusals(before);
     expect(events).toHaveLength(1);
@@ -193,17 +224,15 @@ onSmallFs(`on a real 8 MiB file system (tmpfs, ${backendName()})`, () => {
   });
 
   it('the same request fits once there is room: 200 (the check counts only what the request brings)', async () => {
-    leaveFree(reserve + pages(39_206) + pages(9_830) + 4 * PAGE);
+    leaveFree(reserve + blocks(39_206) + blocks(9_830) + 16 * 1024);
     const r = await post(server, [CT, MR], 'content-length');
     expect(r.status).toBe(200);
     expect(filesUnder(path.join(root, 'instances'))).toHaveLength(2);
   });
 
   it('chunked (no Content-Length): the instance that crosses the reserve gets 0xA700, the other is stored (202)', async () => {
-    // Start from an empty store: after the test before, CT would be a duplicate, which takes no space.
-    await db.pool.query('DELETE FROM instances');
     // Room for CT above the reserve, not for CT + MR.
-    leaveFree(reserve + pages(39_206) + PAGE);
+    leaveFree(reserve + blocks(39_206) + block);
     const before = await lastAuditId();
     const r = await post(server, [CT, MR], 'chunked');
     expect(r.status).toBe(202);
@@ -236,12 +265,12 @@ onSmallFs(`on a real 8 MiB file system (tmpfs, ${backendName()})`, () => {
       new DiskGuard({ dir: root, reserveBytes: 0, watermarkPercent: 0 }),
     );
     try {
-      leaveFree(3 * PAGE); // CT_small needs 10 pages
+      leaveFree(3 * block); // CT_small needs 10 pages of tmpfs, 39 blocks of ext4
       const r = await post(bare, [CT], 'chunked');
       expect(r.status).toBe(507);
       expect(r.body).toMatchObject({ code: 'storage-full' });
       expect(filesUnder(path.join(root, 'bare'))).toEqual([]);
-      expect(freeOf(root)).toBe(3 * PAGE);
+      expect(freeOf(root)).toBe(3 * block);
     } finally {
       await bare.close();
     }

@@ -204,16 +204,6 @@ export class InstanceStore implements InstanceSink {
       );
     }
 
-    // The bytes are already on this file system (the spool file); the rename needs no more. What the
-    // instance costs is counted in the free space now, so the check asks only that the limit still
-    // holds with it: if not, it is refused (0xA700) and its spool file removed by accept().
-    if (this.#guard) {
-      const check = await this.#guard.check(0);
-      if (!check.ok) {
-        return failed(FailureReason.OutOfResources, ErrorCode.StorageFull, new StorageFullError(check).message, ids);
-      }
-    }
-
     const finalPath = this.pathFor(id);
     let client: pg.PoolClient;
     try {
@@ -234,6 +224,15 @@ export class InstanceStore implements InstanceSink {
       if (existing) {
         await client.query('ROLLBACK');
         return this.#classifyExisting(existing, sha256, id);
+      }
+      // Only a new instance needs room (an identical resend is answered from the stored copy). Its
+      // bytes are already on this file system (the spool file) and the rename needs no more, so the
+      // check asks only that the limit still holds with them: if not, 0xA700, and accept() removes
+      // the spool file.
+      const check = await this.#guard?.check(0);
+      if (check && !check.ok) {
+        await client.query('ROLLBACK');
+        return failed(FailureReason.OutOfResources, ErrorCode.StorageFull, new StorageFullError(check).message, ids);
       }
       await ensureStudy(client, id.studyInstanceUid);
       const inserted = await insertInstance(client, {
@@ -324,7 +323,8 @@ export class InstanceStore implements InstanceSink {
     if (outcome.code === ErrorCode.StorageFull) {
       await this.#auditRefusal(
         ctx,
-        { errorCode: outcome.code, failureReason: outcome.failureReason, scope: 'instance' },
+        // The message holds the sizes measured (free, minimum free), never a path.
+        { errorCode: outcome.code, failureReason: outcome.failureReason, scope: 'instance', reason: outcome.message },
         outcome.sopInstanceUid,
       );
       return;

@@ -208,7 +208,12 @@ export async function runRetention(options: RetentionOptions): Promise<Retention
         // The same checks as a real run, without locks or changes.
         const files = await listLiveInstances(options.pool, study.studyInstanceUid);
         if (files.some((f) => !isInside(storageDir, f.filePath)))
-          kept.push({ ...verdict, reason: KeepReason.OutsideStorage });
+          kept.push({
+            studyInstanceUid: verdict.studyInstanceUid,
+            state: verdict.state,
+            rule: verdict.rule,
+            reason: KeepReason.OutsideStorage,
+          });
         else removed.push({ ...verdict, ...footprint(files) });
         continue;
       }

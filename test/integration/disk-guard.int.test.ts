@@ -259,6 +259,19 @@ smallFsCases(`on a real 8 MiB file system (%s, ${backendName()})`, (_kind, fs) =
     ]);
   });
 
+  it('an identical resend needs no room: a duplicate is still acknowledged (200) when its spool crosses the reserve', async () => {
+    leaveFree(reserve + blocks(39_206) + 16 * 1024);
+    expect((await post(server, [CT], 'chunked')).status).toBe(200);
+    // Now less room than the instance itself above the reserve: a new instance would get 0xA700 …
+    leaveFree(reserve + block);
+    const r = await post(server, [CT], 'chunked');
+    expect(r.status).toBe(200);
+    expect(getSequence(r.body as DicomJsonDataset, Tag.ReferencedSOPSequence)).toHaveLength(1);
+    // … and the resend's spool file is gone again.
+    expect(filesUnder(path.join(root, 'tmp'))).toEqual([]);
+    expect(freeOf(root)).toBe(reserve + block);
+  });
+
   it('a disk that really fills while spooling (guard limits 0): 507, no partial file left', async () => {
     const { server: bare } = await stowOn(
       path.join(root, 'bare'),

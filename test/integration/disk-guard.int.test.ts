@@ -167,6 +167,11 @@ smallFsCases(`on a real 8 MiB file system (%s, ${backendName()})`, (_kind, fs) =
   const root = (fs as SmallFs | undefined)?.dir ?? '';
   const block = root ? Number(statfsSync(root).bsize) : 4096;
   const blocks = (bytes: number) => Math.ceil(bytes / block) * block;
+  /** Free space after syncfs(2) (`sync -f`), so that no write-back in flight blurs the count. */
+  const settledFree = (dir: string): number => {
+    execFileSync('sync', ['-f', dir]);
+    return freeOf(dir);
+  };
   let server: TestHttpServer;
   let ballast: string;
   const reserve = 1 * MIB;
@@ -192,12 +197,12 @@ smallFsCases(`on a real 8 MiB file system (%s, ${backendName()})`, (_kind, fs) =
    */
   function leaveFree(free: number): void {
     rmSync(ballast, { force: true });
-    let size = Math.max(0, freeOf(root) - free);
-    for (let i = 0; i < 4 && freeOf(root) !== free; i++) {
+    let size = Math.max(0, settledFree(root) - free);
+    for (let i = 0; i < 4 && settledFree(root) !== free; i++) {
       writeFileSync(ballast, Buffer.alloc(size));
-      size += freeOf(root) - free;
+      size += settledFree(root) - free;
     }
-    expect(freeOf(root)).toBe(free);
+    expect(settledFree(root)).toBe(free);
   }
 
   it('a request whose Content-Length would go below the reserve → 507, nothing written, audited', async () => {
@@ -212,7 +217,7 @@ smallFsCases(`on a real 8 MiB file system (%s, ${backendName()})`, (_kind, fs) =
     expect(JSON.stringify(r.body)).not.toContain(root);
     expect(filesUnder(path.join(root, 'tmp'))).toEqual([]);
     expect(filesUnder(path.join(root, 'instances'))).toEqual([]);
-    expect(freeOf(root)).toBe(reserve + 16 * 1024);
+    expect(settledFree(root)).toBe(reserve + 16 * 1024);
     expect(await instanceCount()).toBe(rows);
     const events = await refusals(before);
     expect(events).toHaveLength(1);
@@ -269,7 +274,7 @@ smallFsCases(`on a real 8 MiB file system (%s, ${backendName()})`, (_kind, fs) =
     expect(getSequence(r.body as DicomJsonDataset, Tag.ReferencedSOPSequence)).toHaveLength(1);
     // … and the resend's spool file is gone again.
     expect(filesUnder(path.join(root, 'tmp'))).toEqual([]);
-    expect(freeOf(root)).toBe(reserve + block);
+    expect(settledFree(root)).toBe(reserve + block);
   });
 
   it('a disk that really fills while spooling (guard limits 0): 507, no partial file left', async () => {
@@ -283,7 +288,7 @@ smallFsCases(`on a real 8 MiB file system (%s, ${backendName()})`, (_kind, fs) =
       expect(r.status).toBe(507);
       expect(r.body).toMatchObject({ code: 'storage-full' });
       expect(filesUnder(path.join(root, 'bare'))).toEqual([]);
-      expect(freeOf(root)).toBe(3 * block);
+      expect(settledFree(root)).toBe(3 * block);
     } finally {
       await bare.close();
     }

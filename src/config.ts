@@ -7,6 +7,8 @@ import type { DicomLimits } from './dicom/limits.js';
 import { SrProfile } from './dicom/sr/draft-policy.js';
 import { ConfigError } from './errors.js';
 import { ExecutionProvider } from './inference/vision-language-model.js';
+import type { RetentionRule } from './ingest/retention.js';
+import { ReceivedVia } from './ingest/types.js';
 import { PACKAGE_ROOT } from './runtime-paths.js';
 
 /**
@@ -103,6 +105,10 @@ export interface RadScribeConfig {
   database: { url: string; poolSize: number; statementTimeoutMs: number };
   http: { host: string; port: number; publicBaseUrl: string; requestTimeoutMs: number };
   ingest: { stabilityWindowMs: number; maxPartBytes: number; maxRequestBytes: number };
+  /** Free space kept on the instance store's file system (src/ingest/disk-guard.ts). */
+  storage: { reserveBytes: number; watermarkPercent: number };
+  /** Removal of received instances after export (src/ingest/retention.ts); no rules: nothing removed. */
+  retention: { intervalMs: number; rules: RetentionRule[] };
   model: {
     bundle: string;
     executionProviders: ExecutionProvider[];
@@ -259,6 +265,8 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
   const database = v.obj(doc, 'database');
   const http = v.obj(doc, 'http');
   const ingest = v.obj(doc, 'ingest');
+  const storage = v.obj(doc, 'storage');
+  const retention = v.obj(doc, 'retention');
   const model = v.obj(doc, 'model');
   const imagePrep = v.obj(doc, 'imagePrep');
   const limits = v.obj(doc, 'dicomLimits');
@@ -331,6 +339,17 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
       maxPartBytes: v.int(ingest, 'maxPartBytes', 'ingest', 1024, Number.MAX_SAFE_INTEGER),
       maxRequestBytes: v.int(ingest, 'maxRequestBytes', 'ingest', 1024, Number.MAX_SAFE_INTEGER),
     },
+    storage: {
+      reserveBytes: v.int(storage, 'reserveBytes', 'storage', 0, Number.MAX_SAFE_INTEGER),
+      // Below 100: a watermark of 100 % would refuse everything.
+      watermarkPercent: v.num(storage, 'watermarkPercent', 'storage', 0, 99),
+    },
+    retention: {
+      intervalMs: v.int(retention, 'intervalMs', 'retention', 1000, 7 * MAX_MS),
+      rules: v
+        .arr(retention, 'rules', 'retention')
+        .map((r, i) => validateRetentionRule(v, r, `retention.rules[${i}]`, new Set(remoteNodes.map((n) => n.name)))),
+    },
     model: {
       bundle: v.str(model, 'bundle', 'model'),
       executionProviders: eps as ExecutionProvider[],
@@ -375,6 +394,11 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
   if (cfg.dataDir === '') v.problem('dataDir', 'must not be empty');
   if (cfg.dicomLimits.maxDecodedInstanceBytes < cfg.dicomLimits.maxDecodedFrameBytes)
     v.problem('dicomLimits.maxDecodedInstanceBytes', 'must not be less than dicomLimits.maxDecodedFrameBytes');
+  v.unique(
+    cfg.retention.rules.map((r) => r.name),
+    'retention.rules',
+    'name',
+  );
   if (cfg.jobs.backoffMaxMs < cfg.jobs.backoffBaseMs)
     v.problem('jobs.backoffMaxMs', 'must not be less than jobs.backoffBaseMs');
   v.reportUnknownKeys();
@@ -441,6 +465,46 @@ function validateRemoteNode(v: Validator, n: unknown, p: string): RemoteNodeConf
       query: q,
       ...(transferSyntax === undefined ? {} : { transferSyntax }),
     },
+  };
+}
+
+/** AE title (PS3.5 Table 6.2-1 AE): 1–16 characters of the default repertoire, no backslash or control characters, not all spaces. */
+function isAeTitle(s: string): boolean {
+  return s.length >= 1 && s.length <= 16 && /^[\x20-\x5b\x5d-\x7e]+$/.test(s) && s.trim() !== '';
+}
+
+/**
+ * One `retention.rules[]` item. Each source list belongs to one `via` (calling AE titles to C-STORE,
+ * remote nodes to WADO-RS, users to STOW-RS) and is named as misplaced under another.
+ */
+function validateRetentionRule(v: Validator, r: unknown, p: string, nodes: ReadonlySet<string>): RetentionRule {
+  const o = v.asObj(r, p);
+  const name = v.str(o, 'name', p);
+  const via = v.str(o, 'via', p);
+  const vias: readonly string[] = Object.values(ReceivedVia);
+  if (via !== '' && !vias.includes(via)) v.problem(`${p}.via`, `must be one of ${vias.join(', ')}`);
+  const list = (k: string, want: ReceivedVia): string[] | undefined => {
+    if (!v.has(o, k)) return undefined;
+    const xs = v.strArr(o, k, p);
+    if (via !== want) v.problem(`${p}.${k}`, `only used with via ${want}`);
+    else if (xs.length === 0) v.problem(`${p}.${k}`, 'must list at least one (leave the key out for any)');
+    return xs;
+  };
+  const callingAeTitles = list('callingAeTitles', ReceivedVia.CStore);
+  for (const ae of callingAeTitles ?? [])
+    if (!isAeTitle(ae)) v.problem(`${p}.callingAeTitles`, `"${ae}" is not an AE title (1-16 characters, no \\)`);
+  const remoteNodes = list('remoteNodes', ReceivedVia.WadoRs);
+  for (const n of remoteNodes ?? []) if (!nodes.has(n)) v.problem(`${p}.remoteNodes`, `unknown remote node "${n}"`);
+  const users = list('users', ReceivedVia.StowRs);
+  const failedAfterDays = v.has(o, 'failedAfterDays') ? v.num(o, 'failedAfterDays', p, 0, 36_500) : undefined;
+  return {
+    name,
+    via: via as ReceivedVia,
+    ...(callingAeTitles ? { callingAeTitles } : {}),
+    ...(remoteNodes ? { remoteNodes } : {}),
+    ...(users ? { users } : {}),
+    exportedAfterDays: v.num(o, 'exportedAfterDays', p, 0, 36_500),
+    ...(failedAfterDays === undefined ? {} : { failedAfterDays }),
   };
 }
 

@@ -43,6 +43,12 @@ export const ErrorCode = {
    * bomb, runaway nesting, lengths or frame dimensions beyond the bytes present. Permanent.
    */
   DicomHostile: 'dicom-hostile',
+  /**
+   * The instance store's file system is below its free-space watermark or reserve, or full (ENOSPC,
+   * EDQUOT). HTTP 507 Insufficient Storage (RFC 4918 §11.5), STOW/DIMSE 0xA700 Out of Resources
+   * (PS3.4 B.2.3). Transient: retry once space is freed (retention, operator).
+   */
+  StorageFull: 'storage-full',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -53,6 +59,7 @@ export const RETRYABLE_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   ErrorCode.DatabaseUnavailable,
   ErrorCode.Timeout,
   ErrorCode.InferenceFailed,
+  ErrorCode.StorageFull,
 ]);
 
 export class RadScribeError extends Error {
@@ -155,7 +162,9 @@ export function errorCodeOf(err: unknown): ErrorCode {
   if (err instanceof RadScribeError) return err.code;
   const e = err as { code?: unknown; severity?: unknown } | null;
   const code = e?.code;
-  if (code === 'ENOSPC' || code === 'EMFILE' || code === 'ENOMEM') return ErrorCode.OutOfResources;
+  // No space or quota left on a file system: the storage, not the process, is out of resources.
+  if (code === 'ENOSPC' || code === 'EDQUOT') return ErrorCode.StorageFull;
+  if (code === 'EMFILE' || code === 'ENOMEM') return ErrorCode.OutOfResources;
   if (typeof code === 'string' && typeof e?.severity === 'string' && /^[0-9A-Z]{5}$/.test(code))
     return sqlStateCode(code);
   return ErrorCode.Internal;
@@ -167,6 +176,7 @@ const CLIENT_TEXT: Partial<Record<ErrorCode, string>> = {
   [ErrorCode.OutOfResources]: 'the server is out of resources; try again later',
   [ErrorCode.PacsUnavailable]: 'a remote PACS is unavailable; try again later',
   [ErrorCode.Timeout]: 'the request took too long',
+  [ErrorCode.StorageFull]: 'the server has not enough free storage for this request; try again later',
 };
 
 /**
@@ -200,6 +210,9 @@ export function toHttpStatus(code: ErrorCode): number {
     case ErrorCode.DatabaseUnavailable:
     case ErrorCode.PacsUnavailable:
       return 503;
+    // RFC 4918 §11.5 507 Insufficient Storage, as DICOMweb servers answer a STOW-RS they cannot store.
+    case ErrorCode.StorageFull:
+      return 507;
     case ErrorCode.Timeout:
       return 504;
     default:

@@ -6,13 +6,21 @@ import { recordAudit } from './audit/audit-log.js';
 import { AuditRecorder } from './audit/audit-recorder.js';
 import { createAuditRouter } from './audit/audit-router.js';
 import { auditConfigurationChange } from './audit/config-change-audit.js';
-import { databaseOptions, dicomLimitsOf, imagePrepOptions, qidoPollerOptions, stowLimits } from './config/options.js';
+import {
+  databaseOptions,
+  dicomLimitsOf,
+  diskGuardOptions,
+  imagePrepOptions,
+  qidoPollerOptions,
+  stowLimits,
+} from './config/options.js';
 import type { RadScribeConfig } from './config.js';
 import { migrate } from './db/migrate.js';
 import { type Database, openDatabase } from './db/pool.js';
 import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from './errors.js';
 import { InferenceClient } from './inference/inference-client.js';
 import type { ModelIdentity } from './inference/model-identity.js';
+import { DiskGuard } from './ingest/disk-guard.js';
 import { backfillInstanceHeaders } from './ingest/header-backfill.js';
 import { InstanceStore } from './ingest/instance-store.js';
 import { PgRemoteStudyTracker } from './ingest/remote-study-tracker.js';
@@ -28,6 +36,7 @@ import { describeStudyWorker } from './services/describe-study-worker.js';
 import { HttpService } from './services/http-service.js';
 import { qidoPollerAuditHooks } from './services/qido-poller-audit.js';
 import { type RemoteWiring, remoteWiring } from './services/remote-wiring.js';
+import { retentionService } from './services/retention-service.js';
 import { closeInReverse, Resource, type Service, startInOrder, task } from './services/service.js';
 
 export interface GatewayOptions {
@@ -121,13 +130,13 @@ export class Gateway {
       const pool = database.value.pool;
       // Rows stored before migration 0004 get their header columns before any job reads them.
       await backfillInstanceHeaders(pool);
+      const storageDir = path.join(config.dataDir, 'instances');
+      mkdirSync(storageDir, { recursive: true });
+      const guard = new DiskGuard({ dir: storageDir, ...diskGuardOptions(config) });
       return {
         tmpDir,
-        sink: new InstanceStore({
-          pool,
-          storageDir: path.join(config.dataDir, 'instances'),
-          limits: dicomLimitsOf(config),
-        }),
+        guard,
+        sink: new InstanceStore({ pool, storageDir, guard, limits: dicomLimitsOf(config) }),
       };
     });
     // Recorded on close only if application-start was: a failed start is not a stop (PS3.15 A.5.3.1).
@@ -164,6 +173,7 @@ export class Gateway {
               model: inference.value.identity,
               inferenceRestarts: () => inference.value.restarts,
               startedAt,
+              storage: () => ingest.value.guard.check(),
             }),
         });
       },
@@ -228,6 +238,7 @@ export class Gateway {
       http,
       jobWorker,
       ...pollers,
+      retentionService(config, database, this.actor),
       startAudit,
     ];
   }

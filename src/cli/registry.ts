@@ -4,6 +4,7 @@ import { auditCommand, demoCommand, migrateCommand, serveCommand } from './gatew
 import { modelCommand } from './model-check.js';
 import { remoteCommand } from './remote.js';
 import { renderCommand } from './render.js';
+import { retentionCommand } from './retention.js';
 import { srCommand } from './sr.js';
 import { tilesCommand } from './tiles.js';
 
@@ -17,6 +18,7 @@ export const COMMANDS: readonly CliCommand[] = [
   migrateCommand,
   auditCommand,
   remoteCommand,
+  retentionCommand,
   srCommand,
   modelCommand,
   describeCommand,

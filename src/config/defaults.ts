@@ -2,6 +2,8 @@ import { DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT_MS } from '../db/pool.js';
 import { DEFAULT_DICOM_LIMITS } from '../dicom/limits.js';
 import { DEFAULT_HARD_TIMEOUT_GRACE_MS } from '../inference/inference-client.js';
 import { DEFAULT_EXECUTION_PROVIDERS } from '../inference/vision-language-model.js';
+import { DEFAULT_STORAGE_RESERVE_BYTES, DEFAULT_STORAGE_WATERMARK_PERCENT } from '../ingest/disk-guard.js';
+import { DEFAULT_RETENTION_INTERVAL_MS } from '../ingest/retention.js';
 import { DEFAULT_BACKOFF_BASE_MS, DEFAULT_BACKOFF_MAX_MS, DEFAULT_MAX_ATTEMPTS } from '../jobs/job-queue.js';
 import {
   DEFAULT_CONCURRENCY,
@@ -94,6 +96,8 @@ export const CONFIG_DEFAULTS = {
     maxPartBytes: DEFAULT_STOW_LIMITS.maxPartBytes,
     maxRequestBytes: DEFAULT_STOW_LIMITS.maxRequestBytes,
   },
+  storage: { reserveBytes: DEFAULT_STORAGE_RESERVE_BYTES, watermarkPercent: DEFAULT_STORAGE_WATERMARK_PERCENT },
+  retention: { intervalMs: DEFAULT_RETENTION_INTERVAL_MS, rules: [] },
   model: {
     bundle: DEFAULT_MODEL_BUNDLE,
     executionProviders: [...DEFAULT_EXECUTION_PROVIDERS],

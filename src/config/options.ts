@@ -2,6 +2,8 @@ import type { RadScribeConfig, RemoteNodeConfig } from '../config.js';
 import type { OpenDatabaseOptions } from '../db/pool.js';
 import type { DicomLimits } from '../dicom/limits.js';
 import type { DescribeCallOptions } from '../inference/inference-client.js';
+import type { DiskGuardOptions } from '../ingest/disk-guard.js';
+import type { RetentionSweeperOptions } from '../ingest/retention.js';
 import type { JobQueueOptions } from '../jobs/job-queue.js';
 import type { JobWorkerOptions } from '../jobs/worker.js';
 import type { DicomwebClientOptions } from '../pacs/dicomweb-client.js';
@@ -103,4 +105,17 @@ export function stowLimits(cfg: Pick<RadScribeConfig, 'ingest'>): StowLimits {
 
 export function selectionPolicy(cfg: Pick<RadScribeConfig, 'selection'>): SelectionPolicy {
   return { ...cfg.selection };
+}
+
+/** The instance store's free-space limits (issue 9). */
+export function diskGuardOptions(
+  cfg: Pick<RadScribeConfig, 'storage'>,
+): Pick<DiskGuardOptions, 'reserveBytes' | 'watermarkPercent'> {
+  return { reserveBytes: cfg.storage.reserveBytes, watermarkPercent: cfg.storage.watermarkPercent };
+}
+
+export function retentionOptions(
+  cfg: Pick<RadScribeConfig, 'retention'>,
+): Pick<RetentionSweeperOptions, 'intervalMs' | 'rules'> {
+  return { intervalMs: cfg.retention.intervalMs, rules: cfg.retention.rules.map((r) => ({ ...r })) };
 }

@@ -5,19 +5,25 @@ import type { InstanceHeader, QuarantineReason, ReceivedVia, StoredInstance } fr
  * The one owner of the `instances` table (issue 8: one lifecycle owner per table). An instance row
  * is written once, at receipt, in the instance store's transaction, and never changed afterwards:
  * a resend with the same bytes is a duplicate, with other bytes a refusal (PS3.4 B.2.3), so there
- * is no DELETE here. The UPDATEs fill the header columns of rows stored before migration 0004
- * (src/ingest/header-backfill.ts), once, and keep the decode marker and quarantine of migration 0008
- * (issue 9). Every statement on `instances` is a named constant below.
+ * is no DELETE here. The UPDATEs: the header columns of rows stored before migration 0004
+ * (src/ingest/header-backfill.ts), once; the decode marker and quarantine of migration 0008
+ * (issue 9); retention marking a study's rows deleted after removing their files (migration 0009,
+ * src/ingest/retention.ts); and a later receipt of a deleted instance, which revives its row. Every
+ * statement on `instances` is a named constant below; reads see live rows (deleted_at IS NULL) only.
  */
 
 /** Locks an existing row, so a concurrent receipt of the same SOP instance waits for our commit. */
 export const SELECT_INSTANCE_FOR_UPDATE = `
-SELECT file_sha256, file_path FROM instances WHERE sop_instance_uid = $1 FOR UPDATE`;
+SELECT file_sha256, file_path FROM instances WHERE sop_instance_uid = $1 AND deleted_at IS NULL FOR UPDATE`;
 
 export const SELECT_INSTANCE_DIGEST = `
-SELECT file_sha256, file_path FROM instances WHERE sop_instance_uid = $1`;
+SELECT file_sha256, file_path FROM instances WHERE sop_instance_uid = $1 AND deleted_at IS NULL`;
 
-/** The row lock on the new primary key serialises concurrent receipts of the same SOP instance. */
+/**
+ * The row lock on the new primary key serialises concurrent receipts of the same SOP instance. A row
+ * that retention marked deleted is taken over by the new receipt (its file is gone, so the instance
+ * is new again); a live row is left alone and nothing is returned.
+ */
 export const INSERT_INSTANCE = `
 INSERT INTO instances (sop_instance_uid, study_instance_uid, series_instance_uid, sop_class_uid, transfer_syntax_uid,
                        modality, file_path, file_sha256, size_bytes, received_via, remote_address, actor,
@@ -25,7 +31,18 @@ INSERT INTO instances (sop_instance_uid, study_instance_uid, series_instance_uid
                        photometric_interpretation, body_part_examined, series_description,
                        specific_character_set, has_pixel_data)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
-ON CONFLICT (sop_instance_uid) DO NOTHING
+ON CONFLICT (sop_instance_uid) DO UPDATE SET
+  study_instance_uid = EXCLUDED.study_instance_uid, series_instance_uid = EXCLUDED.series_instance_uid,
+  sop_class_uid = EXCLUDED.sop_class_uid, transfer_syntax_uid = EXCLUDED.transfer_syntax_uid,
+  modality = EXCLUDED.modality, file_path = EXCLUDED.file_path, file_sha256 = EXCLUDED.file_sha256,
+  size_bytes = EXCLUDED.size_bytes, received_via = EXCLUDED.received_via, remote_address = EXCLUDED.remote_address,
+  actor = EXCLUDED.actor, instance_number = EXCLUDED.instance_number, series_number = EXCLUDED.series_number,
+  number_of_frames = EXCLUDED.number_of_frames, pixel_rows = EXCLUDED.pixel_rows,
+  pixel_columns = EXCLUDED.pixel_columns, photometric_interpretation = EXCLUDED.photometric_interpretation,
+  body_part_examined = EXCLUDED.body_part_examined, series_description = EXCLUDED.series_description,
+  specific_character_set = EXCLUDED.specific_character_set, has_pixel_data = EXCLUDED.has_pixel_data,
+  header_read = true, received_at = now(), deleted_at = NULL
+WHERE instances.deleted_at IS NOT NULL
 RETURNING sop_instance_uid`;
 
 /**
@@ -39,7 +56,7 @@ SELECT sop_instance_uid, study_instance_uid, series_instance_uid, sop_class_uid,
        instance_number, series_number, number_of_frames, pixel_rows, pixel_columns,
        photometric_interpretation, body_part_examined, series_description, specific_character_set, has_pixel_data,
        decode_started_at
-FROM instances WHERE study_instance_uid = $1 AND quarantined_at IS NULL
+FROM instances WHERE study_instance_uid = $1 AND quarantined_at IS NULL AND deleted_at IS NULL
 ORDER BY series_instance_uid, instance_number NULLS LAST, received_at, sop_instance_uid`;
 
 /** How many of a study's instances are quarantined. $1 study. */
@@ -65,7 +82,8 @@ RETURNING study_instance_uid`;
 
 /** Rows stored before migration 0004, whose header columns were never filled (partial index). */
 export const SELECT_UNREAD_HEADERS = `
-SELECT sop_instance_uid, file_path FROM instances WHERE NOT header_read ORDER BY sop_instance_uid LIMIT $1`;
+SELECT sop_instance_uid, file_path FROM instances WHERE NOT header_read AND deleted_at IS NULL
+ORDER BY sop_instance_uid LIMIT $1`;
 
 /**
  * Fill the header columns of one such row. `header_read` becomes true also when the file could not
@@ -77,6 +95,31 @@ UPDATE instances SET header_read = true,
   photometric_interpretation = $7, body_part_examined = $8, series_description = $9,
   specific_character_set = $10, has_pixel_data = coalesce($11, false)
 WHERE sop_instance_uid = $1 AND NOT header_read`;
+
+/**
+ * Live instances of a study with where their files are and who sent them, row-locked for retention's
+ * transaction (a receipt of the same SOP Instance waits until the files are gone and the rows marked).
+ */
+export const SELECT_LIVE_INSTANCES_FOR_UPDATE = `
+SELECT sop_instance_uid, series_instance_uid, file_path, size_bytes, received_via, actor
+FROM instances WHERE study_instance_uid = $1 AND deleted_at IS NULL
+ORDER BY sop_instance_uid
+FOR UPDATE`;
+
+/** Where each live instance of a study came from, for matching retention rules. */
+export const SELECT_STUDY_SOURCES = `
+SELECT DISTINCT received_via, actor FROM instances WHERE study_instance_uid = $1 AND deleted_at IS NULL`;
+
+/** The same without the lock (the dry run, which changes nothing). */
+export const SELECT_LIVE_INSTANCES = `
+SELECT sop_instance_uid, series_instance_uid, file_path, size_bytes, received_via, actor
+FROM instances WHERE study_instance_uid = $1 AND deleted_at IS NULL
+ORDER BY sop_instance_uid`;
+
+/** Retention removed the files: mark the rows (kept for their digest and provenance). $1 study, $2 SOP UIDs. */
+export const MARK_INSTANCES_DELETED = `
+UPDATE instances SET deleted_at = now()
+WHERE study_instance_uid = $1 AND sop_instance_uid = ANY($2::text[]) AND deleted_at IS NULL`;
 
 /** What a receipt writes: the header plus where and how the bytes arrived. */
 export interface NewInstance extends InstanceHeader {
@@ -249,6 +292,68 @@ export async function quarantineInstance(
 export async function countQuarantined(q: Queryable, studyInstanceUid: string): Promise<number> {
   const { rows } = await q.query<{ n: number }>(COUNT_QUARANTINED, [studyInstanceUid]);
   return rows[0]?.n ?? 0;
+}
+
+/** One live instance as retention sees it. */
+export interface LiveInstanceFile {
+  readonly sopInstanceUid: string;
+  readonly seriesInstanceUid: string;
+  readonly filePath: string;
+  readonly sizeBytes: number;
+  readonly receivedVia: ReceivedVia;
+  readonly actor: string | null;
+}
+
+/** How and from whom a study's instances arrived (one entry per distinct pair). */
+export interface InstanceSource {
+  readonly via: ReceivedVia;
+  readonly actor: string | null;
+}
+
+/** Live instances of a study, row-locked until the caller's transaction ends (retention). */
+export function lockLiveInstances(q: Queryable, studyInstanceUid: string): Promise<LiveInstanceFile[]> {
+  return liveInstances(q, SELECT_LIVE_INSTANCES_FOR_UPDATE, studyInstanceUid);
+}
+
+/** Live instances of a study, no lock (the retention dry run). */
+export function listLiveInstances(q: Queryable, studyInstanceUid: string): Promise<LiveInstanceFile[]> {
+  return liveInstances(q, SELECT_LIVE_INSTANCES, studyInstanceUid);
+}
+
+async function liveInstances(q: Queryable, sql: string, studyInstanceUid: string): Promise<LiveInstanceFile[]> {
+  const { rows } = await q.query<{
+    sop_instance_uid: string;
+    series_instance_uid: string;
+    file_path: string;
+    size_bytes: string | number;
+    received_via: ReceivedVia;
+    actor: string | null;
+  }>(sql, [studyInstanceUid]);
+  return rows.map((r) => ({
+    sopInstanceUid: r.sop_instance_uid,
+    seriesInstanceUid: r.series_instance_uid,
+    filePath: r.file_path,
+    sizeBytes: Number(r.size_bytes),
+    receivedVia: r.received_via,
+    actor: r.actor,
+  }));
+}
+
+export async function studySources(q: Queryable, studyInstanceUid: string): Promise<InstanceSource[]> {
+  const { rows } = await q.query<{ received_via: ReceivedVia; actor: string | null }>(SELECT_STUDY_SOURCES, [
+    studyInstanceUid,
+  ]);
+  return rows.map((r) => ({ via: r.received_via, actor: r.actor }));
+}
+
+/** Mark the given live rows of a study deleted; returns how many were marked. */
+export async function markInstancesDeleted(
+  q: Queryable,
+  studyInstanceUid: string,
+  sopInstanceUids: readonly string[],
+): Promise<number> {
+  const res = await q.query(MARK_INSTANCES_DELETED, [studyInstanceUid, [...sopInstanceUids]]);
+  return res.rowCount ?? 0;
 }
 
 /** Reads of `instances` for the pipeline and the operator commands. */

@@ -8,6 +8,7 @@ import { DEFAULT_MAX_HEADER_BYTES } from '../dicom/header-reader.js';
 import { DEFAULT_DICOM_LIMITS, DicomLimitError, type DicomLimits } from '../dicom/limits.js';
 import { DicomError, ErrorCode, errorCodeOf, normalizeErrorString } from '../errors.js';
 import { childLogger, type Logger } from '../logger.js';
+import { type DiskCheck, type DiskGuard, StorageFullError } from './disk-guard.js';
 import { type InstanceDigest, insertInstance, instanceDigest, lockInstanceDigest } from './instance-repository.js';
 import { type ReceivedHeader, readReceivedHeader } from './received-header.js';
 import { ensureStudy, recordInstanceReceived } from './study-lifecycle.js';
@@ -34,6 +35,11 @@ export interface InstanceStoreOptions {
   readonly maxHeaderBytes?: number;
   /** Bounds on hostile content (config `dicomLimits`); default DEFAULT_DICOM_LIMITS. */
   readonly limits?: DicomLimits;
+  /**
+   * Free-space watermark and reserve of the storage file system (issue 9). Without one nothing is
+   * checked up front (a full disk still fails the write with storage-full / 0xA700).
+   */
+  readonly guard?: DiskGuard;
 }
 
 type Failed = Extract<InstanceOutcome, { status: 'failed' }>;
@@ -65,9 +71,9 @@ function classifyDbError(err: unknown): ErrorCode {
     : ErrorCode.DatabaseUnavailable;
 }
 
-/** PS3.4 B.2.3: resources → A700; otherwise a processing failure (0110). */
+/** PS3.4 B.2.3: resources (storage included) → A700; otherwise a processing failure (0110). */
 function reasonFor(code: ErrorCode): Failed['failureReason'] {
-  return code === ErrorCode.DatabaseUnavailable || code === ErrorCode.OutOfResources
+  return code === ErrorCode.DatabaseUnavailable || code === ErrorCode.OutOfResources || code === ErrorCode.StorageFull
     ? FailureReason.OutOfResources
     : FailureReason.ProcessingFailure;
 }
@@ -79,6 +85,22 @@ async function fsyncPath(p: string, flags: 'r' | 'r+'): Promise<void> {
     await fh.sync();
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * mkdir + rename into place. Retention removes a study's directories once they are empty; a receipt
+ * whose fresh directory vanished between the two steps makes it again, once.
+ */
+async function renameInto(from: string, to: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    await mkdir(path.dirname(to), { recursive: true });
+    try {
+      await rename(from, to);
+      return;
+    } catch (err: unknown) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt > 0) throw err;
+    }
   }
 }
 
@@ -94,6 +116,7 @@ export class InstanceStore implements InstanceSink {
   readonly #log: Logger;
   readonly #maxHeaderBytes: number;
   readonly #limits: DicomLimits;
+  readonly #guard: DiskGuard | undefined;
 
   constructor(options: InstanceStoreOptions) {
     this.#pool = options.pool;
@@ -101,6 +124,26 @@ export class InstanceStore implements InstanceSink {
     this.#log = options.logger ?? childLogger('instance-store');
     this.#maxHeaderBytes = options.maxHeaderBytes ?? DEFAULT_MAX_HEADER_BYTES;
     this.#limits = options.limits ?? DEFAULT_DICOM_LIMITS;
+    this.#guard = options.guard;
+  }
+
+  /**
+   * Before a front end writes anything (a STOW-RS request of `expectedBytes` by its Content-Length, a
+   * WADO-RS retrieve): refuse when the storage would fall below its watermark or reserve. Throws
+   * StorageFullError (HTTP 507 Insufficient Storage, RFC 4918 §11.5); the refusal is audited as
+   * 'instance-refused' with outcome 8. Resolves at once without a guard.
+   */
+  async admit(expectedBytes: number, ctx: ReceiptContext): Promise<void> {
+    if (!this.#guard) return;
+    const check = await this.#guard.check(expectedBytes);
+    if (check.ok) return;
+    this.#log.warn('request refused: insufficient storage', { via: ctx.via, ...check });
+    await this.#auditRefusal(ctx, {
+      errorCode: ErrorCode.StorageFull,
+      scope: 'request',
+      ...diskDetail(check),
+    });
+    throw new StorageFullError(check);
   }
 
   /** Where an instance lives: `<storageDir>/<study>/<series>/<sop>.dcm`. */
@@ -204,6 +247,15 @@ export class InstanceStore implements InstanceSink {
         await client.query('ROLLBACK');
         return this.#classifyExisting(existing, sha256, id);
       }
+      // Only a new instance needs room (an identical resend is answered from the stored copy). Its
+      // bytes are already on this file system (the spool file) and the rename needs no more, so the
+      // check asks only that the limit still holds with them: if not, 0xA700, and accept() removes
+      // the spool file.
+      const check = await this.#guard?.check(0);
+      if (check && !check.ok) {
+        await client.query('ROLLBACK');
+        return failed(FailureReason.OutOfResources, ErrorCode.StorageFull, new StorageFullError(check).message, ids);
+      }
       await ensureStudy(client, id.studyInstanceUid);
       const inserted = await insertInstance(client, {
         ...received.header,
@@ -226,12 +278,12 @@ export class InstanceStore implements InstanceSink {
       // We hold the new row's lock, so no one else writes this path until we commit or roll back.
       try {
         await fsyncPath(file.path, 'r+');
-        await mkdir(path.dirname(finalPath), { recursive: true });
-        await rename(file.path, finalPath);
+        await renameInto(file.path, finalPath);
         renamed = true;
         await fsyncPath(path.dirname(finalPath), 'r');
       } catch (err: unknown) {
-        const code = errorCodeOf(err) === ErrorCode.OutOfResources ? ErrorCode.OutOfResources : ErrorCode.Internal;
+        const c = errorCodeOf(err);
+        const code = c === ErrorCode.OutOfResources || c === ErrorCode.StorageFull ? c : ErrorCode.Internal;
         throw new StoreFailure(failed(reasonFor(code), code, `write instance file: ${normalizeErrorString(err)}`, ids));
       }
       // After the file is in place: it locks the study row, so receipts of one study serialise only
@@ -293,6 +345,15 @@ export class InstanceStore implements InstanceSink {
    */
   async #auditFailure(outcome: Failed, ctx: ReceiptContext, file: ReceivedFile): Promise<void> {
     if (outcome.code === ErrorCode.DatabaseUnavailable) return;
+    if (outcome.code === ErrorCode.StorageFull) {
+      await this.#auditRefusal(
+        ctx,
+        // The message holds the sizes measured (free, minimum free), never a path.
+        { errorCode: outcome.code, failureReason: outcome.failureReason, scope: 'instance', reason: outcome.message },
+        outcome.sopInstanceUid,
+      );
+      return;
+    }
     try {
       await recordAudit(this.#pool, {
         kind: AuditEventKind.InstanceRefused,
@@ -315,4 +376,31 @@ export class InstanceStore implements InstanceSink {
       this.#log.warn('could not audit refused instance', { error: normalizeErrorString(err) });
     }
   }
+
+  /** An 'instance-refused' event (PS3.15 A.5.3.5 with outcome 8), best effort like #auditFailure. */
+  async #auditRefusal(ctx: ReceiptContext, detail: Record<string, unknown>, sopInstanceUid?: string): Promise<void> {
+    try {
+      await recordAudit(this.#pool, {
+        kind: AuditEventKind.InstanceRefused,
+        outcome: EventOutcome.SeriousFailure,
+        ...(ctx.actor ? { actor: ctx.actor } : {}),
+        ...(ctx.remoteAddress ? { source: ctx.remoteAddress } : {}),
+        ...(ctx.expectedStudyInstanceUid ? { studyInstanceUid: ctx.expectedStudyInstanceUid } : {}),
+        ...(sopInstanceUid ? { sopInstanceUids: [sopInstanceUid] } : {}),
+        detail: { via: ctx.via, ...detail },
+      });
+    } catch (err: unknown) {
+      this.#log.warn('could not audit refused instance', { error: normalizeErrorString(err) });
+    }
+  }
+}
+
+/** Sizes only: the audit detail names no path. */
+function diskDetail(c: DiskCheck): Record<string, number> {
+  return {
+    freeBytes: c.freeBytes,
+    totalBytes: c.totalBytes,
+    minFreeBytes: c.minFreeBytes,
+    incomingBytes: c.incomingBytes,
+  };
 }

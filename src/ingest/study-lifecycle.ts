@@ -32,6 +32,11 @@ export const StudyState = {
   Exported: 'exported',
   /** The job failed permanently (or was cancelled). */
   Failed: 'failed',
+  /**
+   * Retention removed the study's received instances (src/ingest/retention.ts, migration 0009): the
+   * rows stay, marked deleted; the audit trail records it ('study-deleted'). A new instance re-opens it.
+   */
+  Expunged: 'expunged',
 } as const;
 export type StudyState = (typeof StudyState)[keyof typeof StudyState];
 
@@ -53,6 +58,8 @@ export const StudyEvent = {
   JobRetrying: 'job-retrying',
   /** A permanent failure, attempts exhausted, or the queued job was cancelled. */
   JobFailed: 'job-failed',
+  /** A retention rule's age elapsed for an exported (or failed) study: its files were removed. */
+  RetentionExpired: 'retention-expired',
 } as const;
 export type StudyEvent = (typeof StudyEvent)[keyof typeof StudyEvent];
 
@@ -76,6 +83,8 @@ export type StudyEvent = (typeof StudyEvent)[keyof typeof StudyEvent];
  * | described  | failed     | job-failed        |
  * | exported   | queued     | job-queued (operator re-run) |
  * | failed     | queued     | job-queued (operator re-run) |
+ * | exported   | expunged   | retention-expired (migration 0009) |
+ * | failed     | expunged   | retention-expired (a rule with failedAfterDays) |
  * | any but receiving | receiving | instance-received |
  */
 export const STUDY_TRANSITIONS = [
@@ -98,6 +107,9 @@ export const STUDY_TRANSITIONS = [
   { from: 'exported', to: 'receiving', on: 'instance-received' },
   { from: 'failed', to: 'queued', on: 'job-queued' },
   { from: 'failed', to: 'receiving', on: 'instance-received' },
+  { from: 'exported', to: 'expunged', on: 'retention-expired' },
+  { from: 'failed', to: 'expunged', on: 'retention-expired' },
+  { from: 'expunged', to: 'receiving', on: 'instance-received' },
 ] as const satisfies readonly { from: StudyState; to: StudyState; on: StudyEvent }[];
 export type StudyTransition = (typeof STUDY_TRANSITIONS)[number];
 
@@ -166,6 +178,28 @@ WHERE study_instance_uid = $1
   AND (state = 'stable'
        OR (state = 'receiving' AND last_received_at <= now() - $2::double precision * interval '1 millisecond'))
 RETURNING instance_count`;
+
+/**
+ * Completed studies retention may look at: in one of $1 states since at least $2 ms (updated_at is
+ * when the study entered the state: nothing else updates a completed study). $3 at most, in UID
+ * order after $4 (the previous page's last UID), so studies a rule keeps do not hold back the ones
+ * after them; studies_retention_idx (migration 0009) narrows to the completed ones.
+ */
+export const SELECT_RETENTION_CANDIDATES = `
+SELECT * FROM studies
+WHERE state = ANY($1::text[]) AND updated_at <= now() - $2::double precision * interval '1 millisecond'
+  AND study_instance_uid > $4
+ORDER BY study_instance_uid
+LIMIT $3`;
+
+/** The study row, locked until the caller's transaction ends (retention re-checks state and age under it). */
+export const SELECT_STUDY_FOR_UPDATE = 'SELECT * FROM studies WHERE study_instance_uid = $1 FOR UPDATE';
+
+/** exported/failed → expunged; no live instance is left, so the count is 0. $1 study, $2 from states. */
+export const EXPUNGE_STUDY = `
+UPDATE studies SET state = 'expunged', instance_count = 0, updated_at = now()
+WHERE study_instance_uid = $1 AND state = ANY($2::text[])
+RETURNING *`;
 
 interface StudyRow {
   study_instance_uid: string;
@@ -262,6 +296,38 @@ export function studyJobFailed(q: Queryable, studyInstanceUid: string, retrying:
   return retrying
     ? apply(q, studyInstanceUid, StudyEvent.JobRetrying, StudyState.Queued)
     : apply(q, studyInstanceUid, StudyEvent.JobFailed, StudyState.Failed);
+}
+
+// ---- Retention (src/ingest/retention.ts, in its deletion transaction) ----
+
+/** Completed studies in `states` for at least `minAgeMs`, oldest first. */
+export async function listRetentionCandidates(
+  q: Queryable,
+  states: readonly StudyState[],
+  minAgeMs: number,
+  limit: number,
+  afterStudyInstanceUid = '',
+): Promise<Study[]> {
+  const { rows } = await q.query<StudyRow>(SELECT_RETENTION_CANDIDATES, [
+    [...states],
+    minAgeMs,
+    limit,
+    afterStudyInstanceUid,
+  ]);
+  return rows.map(toStudy);
+}
+
+/** The study, row-locked for the caller's transaction; null when it does not exist. */
+export async function lockStudy(q: Queryable, studyInstanceUid: string): Promise<Study | null> {
+  const { rows } = await q.query<StudyRow>(SELECT_STUDY_FOR_UPDATE, [studyInstanceUid]);
+  return rows[0] ? toStudy(rows[0]) : null;
+}
+
+/** Retention removed the study's files: exported/failed → expunged. Null when it was in another state. */
+export async function studyExpunged(q: Queryable, studyInstanceUid: string): Promise<Study | null> {
+  const from = sourcesOf(StudyEvent.RetentionExpired, StudyState.Expunged);
+  const { rows } = await q.query<StudyRow>(EXPUNGE_STUDY, [studyInstanceUid, from]);
+  return rows[0] ? toStudy(rows[0]) : null;
 }
 
 // ---- Reads ----

@@ -150,6 +150,13 @@ export type InstanceOutcome =
 export interface InstanceSink {
   /** Never throws: every failure becomes a `failed` outcome with its Failure Reason. */
   accept(file: ReceivedFile, ctx: ReceiptContext): Promise<InstanceOutcome>;
+  /**
+   * Called before a front end writes anything of a request or retrieve that will bring about
+   * `expectedBytes` (0 when unknown): rejects with a storage-full RadScribeError (HTTP 507) when the
+   * storage has no room, so nothing is half-written (issue 9). Optional: a sink without storage limits
+   * admits everything.
+   */
+  admit?(expectedBytes: number, ctx: ReceiptContext): Promise<void>;
 }
 
 /**

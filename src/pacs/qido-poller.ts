@@ -273,6 +273,15 @@ export class QidoPoller {
       }
       if (gate.reopened)
         this.log.info('remote study changed since it was given up; retrieving again', { studyInstanceUid: studyUid });
+      // Before anything is retrieved (issue 9): with the storage below its watermark or reserve the
+      // poll stops here with storage-full, backs off, and the study stays unretrieved (not failed:
+      // the study is not at fault, so it does not use up a retry).
+      await this.o.sink.admit?.(0, {
+        via: ReceivedVia.WadoRs,
+        actor: node.name,
+        remoteAddress: node.client.host,
+        expectedStudyInstanceUid: studyUid,
+      });
       const r = await retrieveStudyNegotiated({
         client: node.client,
         studyInstanceUid: studyUid,

@@ -218,6 +218,10 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
       lingerAfterAnswer(req, res);
       throw err;
     }
+    // Before a byte is spooled: a request that would take the storage below its watermark or reserve
+    // is refused whole with 507 Insufficient Storage (RFC 4918 §11.5). A chunked request has no
+    // Content-Length; its instances are checked one by one (0xA700) by the sink.
+    await deps.sink.admit?.(contentLengthOf(req), ctx);
     const results: PartResult[] = [];
     const started = Date.now();
     let framing: MultipartError | undefined;
@@ -353,6 +357,12 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
 
   // Errors go to the app's one error handler (app.ts `errorHandler`, STYLE rule 3).
   return router;
+}
+
+/** The request's declared body size (RFC 9110 §8.6), 0 when absent or unreadable. */
+function contentLengthOf(req: Request): number {
+  const n = Number(req.headers['content-length']);
+  return Number.isSafeInteger(n) && n > 0 ? n : 0;
 }
 
 function safeEssence(header: string): string | undefined {

@@ -14,7 +14,13 @@ describe('errors', () => {
     expect(errorCodeOf(e)).toBe('media-type-unsupported');
     expect(toHttpStatus(errorCodeOf(e))).toBe(415);
     expect(toHttpStatus(ErrorCode.StudyMismatch)).toBe(409);
-    expect(errorCodeOf(Object.assign(new Error('disk'), { code: 'ENOSPC' }))).toBe(ErrorCode.OutOfResources);
+    // [issue 9] A full file system is storage-full: 507 Insufficient Storage (RFC 4918 §11.5), retryable.
+    expect(errorCodeOf(Object.assign(new Error('disk'), { code: 'ENOSPC' }))).toBe(ErrorCode.StorageFull);
+    expect(errorCodeOf(Object.assign(new Error('quota'), { code: 'EDQUOT' }))).toBe(ErrorCode.StorageFull);
+    expect(errorCodeOf(Object.assign(new Error('fds'), { code: 'EMFILE' }))).toBe(ErrorCode.OutOfResources);
+    expect(toHttpStatus(ErrorCode.StorageFull)).toBe(507);
+    expect(RETRYABLE_CODES.has(ErrorCode.StorageFull)).toBe(true);
+    expect(clientMessage(new RadScribeError(ErrorCode.StorageFull, '/var/lib/x: 12 bytes free'))).not.toContain('/var');
     expect(errorCodeOf(new Error('boom'))).toBe(ErrorCode.Internal);
   });
   it('retries only transient codes', () => {

@@ -24,7 +24,7 @@ import { corpusPath, readCorpusManifest } from '../unit/dicom/corpus-manifest.js
  * [REQ-PACS-TS-01..03] Issue 9: polling a real Orthanc 1.10 + orthanc-dicomweb 1.7 (Debian; its
  * DCMTK has no JPEG 2000 decoder, so Orthanc cannot transcode JPEG 2000 and answers 500 when asked
  * for Explicit VR Little Endian) with studies in JPEG 2000, JPEG-LS, RLE and JPEG baseline, and one
- * in a syntax no local decoder reads (JPEG progressive .55). With the default configuration every
+ * in the retired JPEG progressive .55. With the default configuration every
  * study is retrieved in one WADO-RS request as it is stored, and every stored file decodes to the
  * DCMTK/GDCM reference values of the corpus (MANIFEST.tsv ref_values_sha256). A study Orthanc
  * refuses (Lua IncomingHttpRequestFilter → 403) is retried maxRetrieveAttempts times, audited with
@@ -65,9 +65,10 @@ const CASES: readonly Case[] = [
   },
   {
     file: 'compressed/CTImage_jpeg_progressive_55_retired.dcm',
-    label: 'JPEG progressive .55 (no local decoder)',
-    stored: TransferSyntax.ExplicitVrLittleEndian,
-    transcoded: true,
+    // Retired full progression: decoded here since issue 9, so kept as Orthanc holds it. The
+    // transcode-on-arrival rung for an undecodable original is covered in study-retrieval.test.ts.
+    label: 'JPEG progressive .55 (retired)',
+    stored: TransferSyntax.JpegFullProgressionNonHierarchical,
   },
 ];
 /** The study Orthanc is made to refuse (JPEG 2000 lossless US, its own study). */

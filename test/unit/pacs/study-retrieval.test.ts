@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -20,13 +20,14 @@ import { RecordingSink } from '../../support/recording-sink.js';
  * [REQ-PACS-TS] The negotiation of study-retrieval.ts against a real HTTP server on loopback that
  * behaves like the PACSs in the field: one that refuses `transfer-syntax=*` (406, as PS3.18 §8.7.3.5
  * prescribes, or 400), one whose transcoder fails (500, Orthanc 1.10 for JPEG 2000), one instance
- * that cannot be served at all, and an original no local decoder reads (JPEG .55, transcoded here
- * by DCMTK's dcmdjpeg as the PACS would).
+ * that cannot be served at all, and an original no local decoder reads (the .55 file relabelled as
+ * retired JPEG .54, which no decoder here accepts — since issue 9 .53 and .55 decode; transcoded
+ * here by DCMTK's dcmdjpeg as the PACS would).
  */
 const COMPRESSED = path.join(FIXTURES_DIR, 'corpus', 'compressed');
 const J2K = path.join(COMPRESSED, 'MR_small_jp2klossless.dcm');
 const RLE = path.join(COMPRESSED, 'SC_rgb_rle.dcm');
-const P55 = path.join(COMPRESSED, 'CTImage_jpeg_progressive_55_retired.dcm');
+const P55_ORIGINAL = path.join(COMPRESSED, 'CTImage_jpeg_progressive_55_retired.dcm');
 const STUDY = '1.2.3.4.5.6.7';
 
 interface Req {
@@ -48,13 +49,20 @@ describe('retrieveStudyNegotiated against a fake PACS', () => {
   const requests: Req[] = [];
   let work: string;
   let evleCopyOf55: string;
+  let P55 = '';
   const ids = new Map<string, { series: string; sop: string }>();
 
   beforeAll(async () => {
     work = mkdtempSync(path.join(tmpdir(), 'rs-neg-'));
     // The PACS's transcoded copy of the .55 instance: DCMTK decodes it to Explicit VR LE.
     evleCopyOf55 = path.join(work, 'p55-evle.dcm');
-    execFileSync('dcmdjpeg', ['+te', P55, evleCopyOf55]);
+    execFileSync('dcmdjpeg', ['+te', P55_ORIGINAL, evleCopyOf55]);
+    // Same-length UID, so relabelling the meta bytes moves nothing.
+    const relabelled = Buffer.from(await readFile(P55_ORIGINAL));
+    const at = relabelled.indexOf('1.2.840.10008.1.2.4.55', 0, 'latin1');
+    relabelled.write('1.2.840.10008.1.2.4.54', at, 'latin1');
+    P55 = path.join(work, 'p54-relabelled.dcm');
+    writeFileSync(P55, relabelled);
     for (const f of [J2K, RLE, P55]) {
       const id = instanceIdentity(parsePart10(await readFile(f)));
       ids.set(f, { series: id.seriesInstanceUid, sop: id.sopInstanceUid });
@@ -206,7 +214,7 @@ describe('retrieveStudyNegotiated against a fake PACS', () => {
     expect(r).toMatchObject({ stored: 1, failed: 0, transcodedInstances: [] });
     expect(r.failure).toBeUndefined();
     const p = sink.stored.get(sopOf(P55))?.storedPath as string;
-    expect(parsePart10(await readFile(p)).transferSyntaxUid).toBe(TransferSyntax.JpegFullProgressionNonHierarchical);
+    expect(parsePart10(await readFile(p)).transferSyntaxUid).toBe('1.2.840.10008.1.2.4.54');
   });
 
   it('a copy of another instance is not taken for the transcoded one', async () => {

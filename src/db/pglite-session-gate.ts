@@ -114,7 +114,8 @@ export class PgliteSessionGate {
     try {
       for (;;) {
         const owner = this.#owner;
-        const i = owner === null ? (this.#waiting.length > 0 ? 0 : -1) : this.#waiting.findIndex((w) => w.handlerId === owner);
+        const i =
+          owner === null ? (this.#waiting.length > 0 ? 0 : -1) : this.#waiting.findIndex((w) => w.handlerId === owner);
         if (i < 0) return;
         const [item] = this.#waiting.splice(i, 1);
         if (!item) return;

@@ -107,7 +107,8 @@ const CONNECTION_ERROR_CODES: ReadonlySet<string> = new Set([
   'ENOENT', // a Unix-domain socket path with no server behind it
 ]);
 /** node-postgres' own texts for a lost connection and for its client-side query_timeout. */
-const CONNECTION_ERROR_TEXT = /^(Connection terminated|Query read timeout|Client has encountered a connection error|Client was closed|Connection ended)/;
+const CONNECTION_ERROR_TEXT =
+  /^(Connection terminated|Query read timeout|Client has encountered a connection error|Client was closed|Connection ended)/;
 /** pg-pool's text when connectionTimeoutMillis passed with no free connection. */
 const CHECKOUT_TIMEOUT_TEXT = /^timeout exceeded when trying to connect/;
 
@@ -183,7 +184,10 @@ function makePool(
   // queryable any more, so its next query fails (classified below) and release() destroys it.
   pool.on('connect', (client) => {
     client.on('error', (err) =>
-      log.warn('database connection lost', { error: normalizeErrorString(err), code: (err as { code?: unknown }).code }),
+      log.warn('database connection lost', {
+        error: normalizeErrorString(err),
+        code: (err as { code?: unknown }).code,
+      }),
     );
   });
   if (strict) strictPools.set(pool, strict);
@@ -230,7 +234,12 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   if (opts.url) {
     const poolSize = opts.poolSize ?? DEFAULT_POOL_SIZE;
     const where = redactDatabaseUrl(opts.url);
-    const pool = makePool({ connectionString: opts.url, max: poolSize }, statementTimeoutMs, checkoutTimeoutMs, undefined);
+    const pool = makePool(
+      { connectionString: opts.url, max: poolSize },
+      statementTimeoutMs,
+      checkoutTimeoutMs,
+      undefined,
+    );
     let closed: Promise<void> | undefined;
     const db: Database = {
       pool,

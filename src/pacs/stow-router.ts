@@ -1,7 +1,7 @@
 import type { Request, Response } from 'express';
 import express from 'express';
 import { isValidUid } from '../dicom/dataset.js';
-import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from '../errors.js';
+import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError, RETRY_AFTER_SECONDS } from '../errors.js';
 import type { InstanceOutcome, InstanceSink } from '../ingest/types.js';
 import { FailureReason, ReceivedVia } from '../ingest/types.js';
 import type { Logger } from '../logger.js';
@@ -118,6 +118,9 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
     };
     const results: PartResult[] = [];
     const started = Date.now();
+    // Once the database failed for one part, the rest of this request fails without trying it:
+    // each would wait out the same outage (issue 9), and the client retries the whole request.
+    let databaseDown = false;
     for await (const part of parseMultipart(req, boundary, {
       maxPartBytes: limits.maxPartBytes,
       maxTotalBytes: limits.maxRequestBytes,
@@ -127,6 +130,11 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
         // A part that is not a PS3.10 instance cannot be understood (PS3.4 C000); the rest still count.
         part.body.resume();
         results.push({ ok: false, failureReason: FailureReason.CannotUnderstand });
+        continue;
+      }
+      if (databaseDown) {
+        part.body.resume();
+        results.push({ ok: false, failureReason: FailureReason.OutOfResources });
         continue;
       }
       let file: Awaited<ReturnType<typeof spoolToTempFile>>;
@@ -153,6 +161,7 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
         };
       }
       if (outcome.status === 'failed' || outcome.storedPath !== file.path) await discardTempFile(file);
+      if (outcome.status === 'failed' && outcome.code === ErrorCode.DatabaseUnavailable) databaseDown = true;
       if (outcome.status === 'failed') {
         log.info('STOW-RS instance failed', {
           part: part.index,
@@ -181,6 +190,16 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
     if (results.length === 0) throw new RadScribeError(ErrorCode.RequestInvalid, 'multipart/related body has no parts');
     const stored = results.filter((r) => r.ok).length;
     const failed = results.length - stored;
+    if (databaseDown) {
+      // Nothing of this request is acknowledged that was not committed. None stored: 503 Service
+      // Unavailable with Retry-After (PS3.18 §10.5.3 lists 503 Busy for Store), the whole request
+      // to be sent again; some stored: 202 with 0xA700 for the rest, and the same hint.
+      if (stored === 0) {
+        log.warn('STOW-RS refused: database unavailable', { parts: results.length, durationMs: Date.now() - started });
+        throw new RadScribeError(ErrorCode.DatabaseUnavailable, 'database unavailable during STOW-RS');
+      }
+      res.set('Retry-After', String(RETRY_AFTER_SECONDS));
+    }
     // PS3.18 §10.5.3 (Table 10.5.3-1 in recent editions): 200 all stored, 202 some failed, 409 none stored.
     const status = failed === 0 ? 200 : stored > 0 ? 202 : 409;
     log.info('STOW-RS request done', {

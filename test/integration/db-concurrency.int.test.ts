@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import pg from 'pg';
+import { checkStored, type StowAnswer, storeInstances, uidOfLength, withUids } from '../../bench/support/stow-load.js';
 import { verifyAuditChain } from '../../src/audit/audit-log.js';
 import type { PgliteWorkerData, PgliteWorkerMessage } from '../../src/db/pglite-worker.js';
 import {
@@ -18,7 +19,6 @@ import {
 import { FIXTURES_DIR, workerScript } from '../../src/runtime-paths.js';
 import { type TestDatabase, testDatabase } from '../support/db.js';
 import { backends, startTestGateway, type TestGateway } from '../support/gateway.js';
-import { checkStored, type StowAnswer, storeInstances, uidOfLength, withUids } from '../support/stow-load.js';
 
 /**
  * [REQ-DB-01] (issue 9) The database under the load a small site sends. On the embedded PGlite,

@@ -83,7 +83,7 @@ describe('[REQ-DB-01] pool under concurrency', () => {
     expect(Date.now() - started).toBeLessThan(60_000);
   });
 
-  // PostgreSQL: a nested checkout takes another connection and is logged as a warning.
+  // PostgreSQL: a nested checkout takes another connection (bounded by the checkout timeout).
   (backendName() === 'pglite' ? it : it.skip)(
     'a nested checkout inside a transaction fails at once on the embedded database',
     async () => {

@@ -127,9 +127,13 @@ export function classifyDatabaseError(err: unknown): unknown {
   const code = typeof e?.code === 'string' ? e.code : undefined;
   const message = err instanceof Error ? err.message : '';
   if (CHECKOUT_TIMEOUT_TEXT.test(message))
-    return new DatabaseUnavailableError(DatabaseFailure.CheckoutTimeout, 'no database connection became free in time', {
-      cause: err,
-    });
+    return new DatabaseUnavailableError(
+      DatabaseFailure.CheckoutTimeout,
+      'no database connection within the checkout timeout (all busy, or the server does not answer)',
+      {
+        cause: err,
+      },
+    );
   if (code && CONNECTION_ERROR_CODES.has(code))
     return new DatabaseUnavailableError(
       code === 'ECONNRESET' || code === 'EPIPE' ? DatabaseFailure.ConnectionLost : DatabaseFailure.Unreachable,

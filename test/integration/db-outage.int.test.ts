@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { type CommitCutter, startCommitCutter } from '../../bench/support/commit-cutter.js';
@@ -11,14 +11,17 @@ import {
   startPrivatePostgres,
 } from '../../bench/support/private-postgres.js';
 import { checkStored, type StowAnswer, storeInstances, uidOfLength, withUids } from '../../bench/support/stow-load.js';
+import { errorHandler } from '../../src/app.js';
 import { verifyAuditChain } from '../../src/audit/audit-log.js';
 import { migrate } from '../../src/db/migrate.js';
 import { type Database, DatabaseUnavailableError, openDatabase, withClient } from '../../src/db/pool.js';
 import { ErrorCode, errorCodeOf } from '../../src/errors.js';
 import { InstanceStore } from '../../src/ingest/instance-store.js';
-import { type ReceivedFile, ReceivedVia } from '../../src/ingest/types.js';
+import { type InstanceSink, type ReceivedFile, ReceivedVia } from '../../src/ingest/types.js';
+import { createStowRouter } from '../../src/pacs/stow-router.js';
 import { FIXTURES_DIR } from '../../src/runtime-paths.js';
 import { startTestGateway, type TestGateway } from '../support/gateway.js';
+import { startTestServer, type TestHttpServer } from '../support/http.js';
 
 /**
  * [REQ-DB-03] (issue 9) Database outage. A private PostgreSQL cluster (initdb into a temporary
@@ -159,6 +162,101 @@ maybe('[REQ-DB-03] COMMIT sent, answer lost', () => {
     await rm(rows[0]?.file_path as string);
     expect(await store.accept(await received(bytes, 'd.dcm'), ctx)).toMatchObject({ status: 'duplicate' });
     expect(readFileSync(rows[0]?.file_path as string).equals(bytes)).toBe(true);
+  });
+});
+
+maybe('[REQ-DB-03] STOW-RS answer when the database fails mid-request', () => {
+  let server: PrivatePostgres;
+  let db: Database;
+  let work: string;
+  let http: TestHttpServer;
+  let offered = 0;
+  let stopAfterFirst = false;
+  beforeAll(async () => {
+    server = await startPrivatePostgres();
+    work = await mkdtemp(path.join(tmpdir(), 'rs-stow-db-'));
+    await mkdir(path.join(work, 'tmp'));
+    db = await openDatabase({ url: server.url, dataDir: work, poolSize: 2 });
+    await migrate(db.pool);
+    const store = new InstanceStore({ pool: db.pool, storageDir: path.join(work, 'instances') });
+    // The real store; the database is stopped right after the first part of a request was stored.
+    const sink: InstanceSink = {
+      accept: async (file, ctx) => {
+        offered++;
+        const outcome = await store.accept(file, ctx);
+        if (stopAfterFirst && offered === 1) await server.stop(StopMode.Fast);
+        return outcome;
+      },
+    };
+    http = await startTestServer((app) => {
+      app.use('/dicomweb', createStowRouter({ sink, tmpDir: path.join(work, 'tmp') }));
+      app.use(errorHandler());
+    });
+  }, 120_000);
+  afterAll(async () => {
+    await http?.close();
+    await db?.close();
+    await server?.destroy();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+  beforeEach(async () => {
+    offered = 0;
+    stopAfterFirst = false;
+  });
+
+  it('first part stored, then the database stops: 202, the rest 0xA700 without being tried, Retry-After', async () => {
+    stopAfterFirst = true;
+    const study = uidOfLength(T_STUDY.length);
+    const parts = [instance(study), instance(study), instance(study)];
+    const a = await storeInstances(
+      `${http.url}/dicomweb`,
+      parts.map((p) => p.bytes),
+    );
+    expect(a.status).toBe(202);
+    expect(a.retryAfter).toBe('5');
+    expect(a.referenced).toEqual([parts[0]?.sop]);
+    expect([...a.failed]).toEqual([
+      [parts[1]?.sop, 0xa700],
+      // The third part was not offered to the store: no SOP Instance UID was read from it.
+    ]);
+    expect(offered).toBe(2);
+    await server.start();
+    expect(await checkStored(db.pool, a.referenced)).toMatchObject({
+      missingRows: [],
+      missingFiles: [],
+      missingAudit: [],
+    });
+  });
+
+  it('database down from the start: 503 with Retry-After, nothing stored, one part tried', async () => {
+    await server.stop(StopMode.Fast);
+    try {
+      const study = uidOfLength(T_STUDY.length);
+      const parts = [instance(study), instance(study)];
+      const res = await fetch(`${http.url}/dicomweb/studies`, {
+        method: 'POST',
+        headers: { 'content-type': 'multipart/related; type="application/dicom"; boundary=xx' },
+        body: Buffer.concat([
+          ...parts.flatMap((p) => [
+            Buffer.from('--xx\r\nContent-Type: application/dicom\r\n\r\n'),
+            p.bytes,
+            Buffer.from('\r\n'),
+          ]),
+          Buffer.from('--xx--\r\n'),
+        ]),
+      });
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('5');
+      expect(await res.json()).toEqual({
+        code: 'database-unavailable',
+        message: 'the database is unavailable; try again later',
+      });
+      expect(offered).toBe(1);
+    } finally {
+      await server.start();
+    }
+    const { rows } = await db.pool.query('SELECT count(*)::int AS n FROM instances');
+    expect(rows).toEqual([{ n: 1 }]); // only the first test's stored instance
   });
 });
 

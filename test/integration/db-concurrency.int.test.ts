@@ -1,11 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import pg from 'pg';
 import { checkStored, type StowAnswer, storeInstances, uidOfLength, withUids } from '../../bench/support/stow-load.js';
+import { errorHandler } from '../../src/app.js';
 import { verifyAuditChain } from '../../src/audit/audit-log.js';
+import { migrate } from '../../src/db/migrate.js';
 import type { PgliteWorkerData, PgliteWorkerMessage } from '../../src/db/pglite-worker.js';
 import {
   type Database,
@@ -16,9 +18,12 @@ import {
   withClient,
   withTransaction,
 } from '../../src/db/pool.js';
+import { InstanceStore } from '../../src/ingest/instance-store.js';
+import { createStowRouter } from '../../src/pacs/stow-router.js';
 import { FIXTURES_DIR, workerScript } from '../../src/runtime-paths.js';
 import { backendName, type TestDatabase, testDatabase } from '../support/db.js';
 import { backends, startTestGateway, type TestGateway } from '../support/gateway.js';
+import { startTestServer } from '../support/http.js';
 
 /**
  * [REQ-DB-01] (issue 9) The database under the load a small site sends. On the embedded PGlite,
@@ -29,6 +34,10 @@ import { backends, startTestGateway, type TestGateway } from '../support/gateway
  * stalled on its query timeout); the session gate (src/db/pglite-session-gate.ts) and the one-
  * connection embedded pool fix it. Every test runs on PGlite, and on PostgreSQL when DATABASE_URL is set.
  */
+
+const TEMPLATE = readFileSync(path.join(FIXTURES_DIR, 'dicom', 'MR_small.dcm'));
+const T_SOP = '1.3.6.1.4.1.5962.1.1.4.1.1.20040826185059.5457';
+const T_STUDY = '1.3.6.1.4.1.5962.1.2.4.20040826185059.5457';
 
 /** Concurrent work of `clients` clients: transactions (half rolled back) and autocommit statements. */
 async function mixedLoad(pool: pg.Pool, clients: number, rounds: number, base = 0) {
@@ -176,11 +185,44 @@ describe('[REQ-DB-01] embedded session gate and checkout timeout', () => {
     expect(waited).toBeLessThan(3_000);
     expect((await edb.pool.query('SELECT 2 AS two')).rows).toEqual([{ two: 2 }]);
   });
-});
 
-const TEMPLATE = readFileSync(path.join(FIXTURES_DIR, 'dicom', 'MR_small.dcm'));
-const T_SOP = '1.3.6.1.4.1.5962.1.1.4.1.1.20040826185059.5457';
-const T_STUDY = '1.3.6.1.4.1.5962.1.2.4.20040826185059.5457';
+  it('STOW-RS while the one connection stays busy past the timeout: 503 + Retry-After, then 200', async () => {
+    await migrate(edb.pool);
+    const tmp = path.join(dataDir, 'tmp');
+    await mkdir(tmp, { recursive: true });
+    const store = new InstanceStore({ pool: edb.pool, storageDir: path.join(dataDir, 'instances') });
+    const http = await startTestServer((app) => {
+      app.use('/dicomweb', createStowRouter({ sink: store, tmpDir: tmp }));
+      app.use(errorHandler());
+    });
+    try {
+      const file = () =>
+        withUids(
+          TEMPLATE,
+          new Map([
+            [T_SOP, uidOfLength(T_SOP.length)],
+            [T_STUDY, uidOfLength(T_STUDY.length)],
+          ]),
+        );
+      let release!: () => void;
+      const holding = withClient(edb.pool, () => new Promise<void>((r) => (release = r)));
+      const busy = await storeInstances(`${http.url}/dicomweb`, [file()]);
+      release();
+      await holding;
+      expect({ status: busy.status, retryAfter: busy.retryAfter }).toEqual({ status: 503, retryAfter: '5' });
+      expect(busy.ms).toBeLessThan(3_000);
+      const ok = await storeInstances(`${http.url}/dicomweb`, [file()]);
+      expect(ok.status).toBe(200);
+      expect(await checkStored(edb.pool, ok.referenced)).toMatchObject({
+        acknowledged: 1,
+        missingRows: [],
+        missingFiles: [],
+      });
+    } finally {
+      await http.close();
+    }
+  });
+});
 
 /** [REQ-DB-02] STOW-RS and audit queries together on the gateway's default database settings. */
 describe.each(backends())('[REQ-DB-02] gateway under concurrent STOW-RS and audit queries on %s', (backend) => {

@@ -296,10 +296,20 @@ export class InstanceStore implements InstanceSink {
       () => false,
     );
     if (present) return;
-    await fsyncPath(tempPath, 'r+');
-    await mkdir(path.dirname(storedPath), { recursive: true });
-    await rename(tempPath, storedPath);
-    await fsyncPath(path.dirname(storedPath), 'r');
+    try {
+      await fsyncPath(tempPath, 'r+');
+      await mkdir(path.dirname(storedPath), { recursive: true });
+      await rename(tempPath, storedPath);
+      await fsyncPath(path.dirname(storedPath), 'r');
+    } catch (err: unknown) {
+      const code = errorCodeOf(err) === ErrorCode.OutOfResources ? ErrorCode.OutOfResources : ErrorCode.Internal;
+      throw new StoreFailure(
+        failed(reasonFor(code), code, `restore instance file: ${normalizeErrorString(err)}`, {
+          sopClassUid: id.sopClassUid,
+          sopInstanceUid: id.sopInstanceUid,
+        }),
+      );
+    }
     this.#log.warn('stored instance file was missing: restored from an identical resend', {
       sopInstanceUid: id.sopInstanceUid,
     });

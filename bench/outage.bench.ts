@@ -115,6 +115,10 @@ export async function run(): Promise<void> {
     }
     const after = await checkStored(pool, sent.keys());
     const chain = await verifyAuditChain(pool);
+    const refusals = await pool.query<{ events: number; refused: number | null }>(
+      `SELECT count(*)::int AS events, sum((detail->>'refused')::int)::int AS refused FROM audit_events
+       WHERE kind = 'instance-received' AND outcome = 8 AND detail->>'errorCode' = 'database-unavailable'`,
+    );
 
     const byStatus = new Map<string, number>();
     for (const a of answers) {
@@ -143,6 +147,7 @@ export async function run(): Promise<void> {
       `| not acknowledged but committed (outcome unknown at the outage) | ${committedUnacked[0]?.n ?? 0} |`,
       `| not acknowledged, retried by the client, retry not 200 | ${retryFailed} of ${unacked.length} |`,
       `| after retry: rows / files / missing rows / missing files / missing audit / duplicate audit | ${after.rows} / ${after.files} / ${after.missingRows.length} / ${after.missingFiles.length} / ${after.missingAudit.length} / ${after.duplicateAudit.length} |`,
+      `| refusals audited after recovery (outcome 8 events / receipts counted) | ${refusals.rows[0]?.events ?? 0} / ${refusals.rows[0]?.refused ?? 0} |`,
       `| audit chain | ${chain.ok ? 'verifies' : `broken at ${chain.firstBrokenId}`} (${chain.checked} events) |`,
     ];
     process.stdout.write(`${lines.join('\n')}\n`);

@@ -8,6 +8,7 @@ import { DEFAULT_MAX_HEADER_BYTES } from '../dicom/header-reader.js';
 import { DicomError, ErrorCode, errorCodeOf, normalizeErrorString } from '../errors.js';
 import { childLogger, type Logger } from '../logger.js';
 import { type InstanceDigest, insertInstance, instanceDigest, lockInstanceDigest } from './instance-repository.js';
+import { OutageRefusals } from './outage-refusals.js';
 import { type ReceivedHeader, readReceivedHeader } from './received-header.js';
 import { ensureStudy, recordInstanceReceived } from './study-lifecycle.js';
 import {
@@ -106,6 +107,8 @@ export class InstanceStore implements InstanceSink {
   readonly #storageDir: string;
   readonly #log: Logger;
   readonly #maxHeaderBytes: number;
+  /** Refusals the database could not record when they happened (outage-refusals.ts). */
+  readonly outageRefusals = new OutageRefusals();
 
   constructor(options: InstanceStoreOptions) {
     this.#pool = options.pool;
@@ -139,6 +142,9 @@ export class InstanceStore implements InstanceSink {
         via: ctx.via,
       });
       await this.#auditFailure(outcome, ctx);
+    } else if (this.outageRefusals.pending > 0) {
+      // The database answers again (our client is released): record what it could not record.
+      await this.outageRefusals.flush(this.#pool, this.#log);
     }
     return outcome;
   }
@@ -331,7 +337,10 @@ export class InstanceStore implements InstanceSink {
 
   /** Refusals are audited too (outcome 8, serious failure), best effort: the DB may be what failed. */
   async #auditFailure(outcome: Failed, ctx: ReceiptContext): Promise<void> {
-    if (outcome.code === ErrorCode.DatabaseUnavailable) return;
+    if (outcome.code === ErrorCode.DatabaseUnavailable) {
+      this.outageRefusals.record(outcome.sopInstanceUid, ctx.via);
+      return;
+    }
     try {
       await recordAudit(this.#pool, {
         kind: 'instance-received',

@@ -172,6 +172,8 @@ maybe('[REQ-DB-03] STOW-RS answer when the database fails mid-request', () => {
   let http: TestHttpServer;
   let offered = 0;
   let stopAfterFirst = false;
+  /** UIDs the store read and refused as database-unavailable, over the tests below. */
+  const refusedUids: string[] = [];
   beforeAll(async () => {
     server = await startPrivatePostgres();
     work = await mkdtemp(path.join(tmpdir(), 'rs-stow-db-'));
@@ -220,6 +222,7 @@ maybe('[REQ-DB-03] STOW-RS answer when the database fails mid-request', () => {
       // The third part was not offered to the store: no SOP Instance UID was read from it.
     ]);
     expect(offered).toBe(2);
+    refusedUids.push(parts[1]?.sop as string);
     await server.start();
     expect(await checkStored(db.pool, a.referenced)).toMatchObject({
       missingRows: [],
@@ -252,11 +255,24 @@ maybe('[REQ-DB-03] STOW-RS answer when the database fails mid-request', () => {
         message: 'the database is unavailable; try again later',
       });
       expect(offered).toBe(1);
+      refusedUids.push(parts[0]?.sop as string);
     } finally {
       await server.start();
     }
     const { rows } = await db.pool.query('SELECT count(*)::int AS n FROM instances');
     expect(rows).toEqual([{ n: 1 }]); // only the first test's stored instance
+  });
+
+  it('the refusals the database could not record are audited once it answers (outcome 8)', async () => {
+    const a = await storeInstances(`${http.url}/dicomweb`, [instance(uidOfLength(T_STUDY.length)).bytes]);
+    expect(a.status).toBe(200);
+    const { rows } = await db.pool.query<{ uids: string[]; detail: { refused: number; errorCode: string } }>(
+      `SELECT sop_instance_uids AS uids, detail FROM audit_events
+       WHERE kind = 'instance-received' AND outcome = 8 AND detail->>'errorCode' = 'database-unavailable'`,
+    );
+    expect(rows.flatMap((r) => r.uids).sort()).toEqual([...refusedUids].sort());
+    expect(rows.reduce((n, r) => n + r.detail.refused, 0)).toBe(refusedUids.length);
+    expect((await verifyAuditChain(db.pool)).ok).toBe(true);
   });
 });
 
@@ -344,6 +360,13 @@ maybe('[REQ-DB-03] gateway through a PostgreSQL outage under STOW-RS traffic', (
       rowsWithoutFile: [],
     });
     expect((await verifyAuditChain(pool)).ok).toBe(true);
+    // The refusals of the outage were audited once the database answered (outcome 8, serious failure).
+    const refusals = await pool.query<{ uids: string[] | null; detail: { refused: number } }>(
+      `SELECT sop_instance_uids AS uids, detail FROM audit_events
+       WHERE kind = 'instance-received' AND outcome = 8 AND detail->>'errorCode' = 'database-unavailable'`,
+    );
+    expect(refusals.rows.reduce((n, r) => n + r.detail.refused, 0)).toBeGreaterThan(0);
+    expect(refusals.rows.flatMap((r) => r.uids ?? []).filter((u) => !sent.has(u))).toEqual([]);
     const health = await fetch(`${t.gw.baseUrl}/health`);
     expect(health.status).toBe(200);
     // Recovery is bounded: the first success after the restart comes within the checkout timeout.

@@ -1,6 +1,14 @@
 import type { Router } from 'express';
 import express, { type NextFunction, type Request, type Response } from 'express';
-import { clientMessage, ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError, toHttpStatus } from './errors.js';
+import {
+  clientMessage,
+  ErrorCode,
+  errorCodeOf,
+  normalizeErrorString,
+  RadScribeError,
+  RETRY_AFTER_SECONDS,
+  toHttpStatus,
+} from './errors.js';
 import { childLogger } from './logger.js';
 
 /**
@@ -76,6 +84,8 @@ export function errorHandler(): (err: unknown, req: Request, res: Response, next
       res.end();
       return;
     }
+    // 503 is transient by definition here (database, resources, remote PACS): say when to come back.
+    if (status === 503) res.set('Retry-After', String(RETRY_AFTER_SECONDS));
     res.status(status).json({ code, message: clientMessage(err) });
   };
 }

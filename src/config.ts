@@ -102,7 +102,7 @@ export interface RouteConfig {
 
 export interface RadScribeConfig {
   dataDir: string;
-  database: { url: string; poolSize: number; statementTimeoutMs: number };
+  database: { url: string; poolSize: number; statementTimeoutMs: number; checkoutTimeoutMs: number };
   http: { host: string; port: number; publicBaseUrl: string; requestTimeoutMs: number };
   ingest: { stabilityWindowMs: number; maxPartBytes: number; maxRequestBytes: number };
   /** Free space kept on the instance store's file system (src/ingest/disk-guard.ts). */
@@ -326,6 +326,8 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
       poolSize: v.int(database, 'poolSize', 'database', 1, 100),
       // 0 turns the limit off (PostgreSQL statement_timeout semantics).
       statementTimeoutMs: v.int(database, 'statementTimeoutMs', 'database', 0, MAX_MS),
+      // At least 1 ms: 0 would make pg-pool wait for a connection forever (the stall of issue 9).
+      checkoutTimeoutMs: v.int(database, 'checkoutTimeoutMs', 'database', 1, MAX_MS),
     },
     http: {
       host: v.str(http, 'host', 'http'),

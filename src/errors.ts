@@ -219,3 +219,9 @@ export function toHttpStatus(code: ErrorCode): number {
       return 500;
   }
 }
+
+/**
+ * Seconds a client is asked to wait after a 503 (RFC 9110 §10.2.3 Retry-After): long enough for a
+ * database restart or a checkout queue to drain, short enough that a modality's retry is not lost.
+ */
+export const RETRY_AFTER_SECONDS = 5;

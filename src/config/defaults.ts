@@ -1,4 +1,4 @@
-import { DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT_MS } from '../db/pool.js';
+import { DEFAULT_CHECKOUT_TIMEOUT_MS, DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT_MS } from '../db/pool.js';
 import { DEFAULT_DICOM_LIMITS } from '../dicom/limits.js';
 import { DEFAULT_HARD_TIMEOUT_GRACE_MS } from '../inference/inference-client.js';
 import { DEFAULT_EXECUTION_PROVIDERS } from '../inference/vision-language-model.js';
@@ -84,7 +84,12 @@ export const REMOTE_NODE_DEFAULTS = {
 /** What config/default.yaml holds, as data (JSON-shaped, like the parsed YAML). */
 export const CONFIG_DEFAULTS = {
   dataDir: DEFAULT_DATA_DIR,
-  database: { url: '', poolSize: DEFAULT_POOL_SIZE, statementTimeoutMs: DEFAULT_STATEMENT_TIMEOUT_MS },
+  database: {
+    url: '',
+    poolSize: DEFAULT_POOL_SIZE,
+    statementTimeoutMs: DEFAULT_STATEMENT_TIMEOUT_MS,
+    checkoutTimeoutMs: DEFAULT_CHECKOUT_TIMEOUT_MS,
+  },
   http: {
     host: DEFAULT_HTTP_HOST,
     port: DEFAULT_HTTP_PORT,

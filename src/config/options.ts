@@ -24,6 +24,7 @@ export function databaseOptions(cfg: Pick<RadScribeConfig, 'database' | 'dataDir
     dataDir: cfg.dataDir,
     poolSize: cfg.database.poolSize,
     statementTimeoutMs: cfg.database.statementTimeoutMs,
+    checkoutTimeoutMs: cfg.database.checkoutTimeoutMs,
   };
 }
 

@@ -64,8 +64,8 @@ export async function migrate(pool: pg.Pool, dir: string = MIGRATIONS_DIR): Prom
   const lockClient = await pool.connect();
   try {
     // Session-level lock for the whole run (medplum database.ts). On PGlite every connection is the
-    // same session so the lock is re-entrant there; the per-migration re-check below covers that case,
-    // because pglite-socket runs one transaction at a time.
+    // same session, so the lock is re-entrant there; the per-migration re-check below covers that
+    // case, because the session gate (pglite-session-gate.ts) runs one transaction at a time.
     await lockClient.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
     await lockClient.query(CREATE_TABLE);
     for (const file of files) {

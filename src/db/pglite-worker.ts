@@ -1,6 +1,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { PGlite } from '@electric-sql/pglite';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import { installSessionGate } from './pglite-session-gate.js';
 
 /**
  * Embedded PostgreSQL in a worker thread: PGlite (wasm) plus the pglite-socket server, so the main
@@ -8,6 +9,8 @@ import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
  * the wasm engine's CPU work off the main event loop, and loads PGlite with Node's own module
  * loader (PGlite imports `fs` dynamically, which a jest VM context cannot do).
  * Protocol: → {type:'ready', port} | {type:'error', message}; ← 'close' → {type:'closed'}.
+ * Sockets share the one PGlite session through PgliteSessionGate (pglite-session-gate.ts): a
+ * transaction or an extended-query cycle never interleaves with another socket's statements.
  */
 
 export interface PgliteWorkerData {
@@ -28,6 +31,7 @@ if (port) {
     const lite = await PGlite.create(dataDir);
     // Default maxConnections is 1; more clients fail with "Connection terminated unexpectedly".
     const server = new PGLiteSocketServer({ db: lite, host: '127.0.0.1', port: 0, maxConnections });
+    installSessionGate(server, lite);
     try {
       await server.start();
     } catch (err) {

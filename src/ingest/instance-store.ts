@@ -1,4 +1,4 @@
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { access, mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
 import { AuditEventKind, EventOutcome } from '../audit/audit-codes.js';
@@ -10,6 +10,7 @@ import { DicomError, ErrorCode, errorCodeOf, normalizeErrorString } from '../err
 import { childLogger, type Logger } from '../logger.js';
 import { type DiskCheck, type DiskGuard, StorageFullError } from './disk-guard.js';
 import { type InstanceDigest, insertInstance, instanceDigest, lockInstanceDigest } from './instance-repository.js';
+import { OutageRefusals } from './outage-refusals.js';
 import { type ReceivedHeader, readReceivedHeader } from './received-header.js';
 import { ensureStudy, recordInstanceReceived } from './study-lifecycle.js';
 import {
@@ -24,6 +25,19 @@ import {
  * Durable instance storage behind the InstanceSink seam. An instance is acknowledged ('stored') only
  * after its file is fsynced and renamed into place *and* its row is committed
  * (reference/dicom-sr-and-audit.md §7), so a crash never acknowledges data we do not have.
+ *
+ * The file rule when the database fails (issue 9). The file is renamed into place inside the
+ * transaction, under the new row's lock.
+ * - The server reported an error (it carries an SQLSTATE): the transaction is known to roll back,
+ *   and we still hold the row lock until our ROLLBACK, so our file is removed first.
+ * - The connection failed (lost, timed out, COMMIT sent but no answer): whether the COMMIT happened
+ *   is unknown, and the lock may already be gone. The file is kept and the instance is refused as
+ *   out of resources (0xA700, nothing acknowledged). If the COMMIT did happen, row and file agree and
+ *   the client's retry is answered as an identical duplicate; if it did not, the file is an orphan
+ *   with no row, which the retry renames over. Deleting it could remove a committed instance's only
+ *   copy, or a concurrent receipt's file once our lock is gone.
+ * - A resend whose row exists but whose file is missing (an older build deleted it, or the disk lost
+ *   it) puts the resent bytes back when their sha256 matches the row.
  */
 
 export interface InstanceStoreOptions {
@@ -69,6 +83,11 @@ function classifyDbError(err: unknown): ErrorCode {
   return typeof (err as { severity?: unknown } | null)?.severity === 'string'
     ? ErrorCode.Internal
     : ErrorCode.DatabaseUnavailable;
+}
+
+/** Reported by the server (SQLSTATE + severity): the connection is fine and the transaction rolls back. */
+function serverReported(err: unknown): boolean {
+  return typeof (err as { severity?: unknown } | null)?.severity === 'string';
 }
 
 /** PS3.4 B.2.3: resources (storage included) → A700; otherwise a processing failure (0110). */
@@ -117,6 +136,8 @@ export class InstanceStore implements InstanceSink {
   readonly #maxHeaderBytes: number;
   readonly #limits: DicomLimits;
   readonly #guard: DiskGuard | undefined;
+  /** Refusals the database could not record when they happened (outage-refusals.ts). */
+  readonly outageRefusals = new OutageRefusals();
 
   constructor(options: InstanceStoreOptions) {
     this.#pool = options.pool;
@@ -171,6 +192,9 @@ export class InstanceStore implements InstanceSink {
         via: ctx.via,
       });
       await this.#auditFailure(outcome, ctx, file);
+    } else if (this.outageRefusals.pending > 0) {
+      // The database answers again (our client is released): record what it could not record.
+      await this.outageRefusals.flush(this.#pool, this.#log);
     }
     return outcome;
   }
@@ -244,6 +268,8 @@ export class InstanceStore implements InstanceSink {
       await client.query('BEGIN');
       const existing = await lockInstanceDigest(client, id.sopInstanceUid);
       if (existing) {
+        // Under the row lock, so no one else writes the path while a missing file is put back.
+        if (existing.fileSha256 === sha256) await this.#restoreMissingFile(file.path, existing.filePath, id);
         await client.query('ROLLBACK');
         return this.#classifyExisting(existing, sha256, id);
       }
@@ -312,6 +338,24 @@ export class InstanceStore implements InstanceSink {
       });
       return { status: 'stored', identity: id, storedPath: finalPath };
     } catch (err: unknown) {
+      if (!(err instanceof StoreFailure) && !serverReported(err)) {
+        // The connection failed: COMMIT outcome unknown, lock maybe gone. Keep the file (rule above)
+        // and destroy the connection; the server rolls back whatever it had not committed.
+        clientBroken = err instanceof Error ? err : new Error(normalizeErrorString(err));
+        if (renamed)
+          this.#log.warn('database failed after the instance file was written: file kept, outcome unknown', {
+            sopInstanceUid: id.sopInstanceUid,
+            sha256,
+          });
+        throw new StoreFailure(
+          failed(
+            FailureReason.OutOfResources,
+            ErrorCode.DatabaseUnavailable,
+            `database: ${normalizeErrorString(err)}`,
+            ids,
+          ),
+        );
+      }
       // Remove our file while we still hold the row lock, so we never delete a concurrent writer's copy.
       if (renamed) await rm(finalPath, { force: true }).catch(() => undefined);
       await client.query('ROLLBACK').catch((rbErr: unknown) => {
@@ -323,6 +367,32 @@ export class InstanceStore implements InstanceSink {
     } finally {
       client.release(clientBroken);
     }
+  }
+
+  /** The row exists with this content but its file does not: put the resent bytes in its place. */
+  async #restoreMissingFile(tempPath: string, storedPath: string, id: InstanceIdentity): Promise<void> {
+    const present = await access(storedPath).then(
+      () => true,
+      () => false,
+    );
+    if (present) return;
+    try {
+      await fsyncPath(tempPath, 'r+');
+      await mkdir(path.dirname(storedPath), { recursive: true });
+      await rename(tempPath, storedPath);
+      await fsyncPath(path.dirname(storedPath), 'r');
+    } catch (err: unknown) {
+      const code = errorCodeOf(err) === ErrorCode.OutOfResources ? ErrorCode.OutOfResources : ErrorCode.Internal;
+      throw new StoreFailure(
+        failed(reasonFor(code), code, `restore instance file: ${normalizeErrorString(err)}`, {
+          sopClassUid: id.sopClassUid,
+          sopInstanceUid: id.sopInstanceUid,
+        }),
+      );
+    }
+    this.#log.warn('stored instance file was missing: restored from an identical resend', {
+      sopInstanceUid: id.sopInstanceUid,
+    });
   }
 
   #classifyExisting(existing: InstanceDigest, sha256: string, id: InstanceIdentity): InstanceOutcome {
@@ -344,7 +414,10 @@ export class InstanceStore implements InstanceSink {
    * bytes' hash, best effort: the DB may be what failed.
    */
   async #auditFailure(outcome: Failed, ctx: ReceiptContext, file: ReceivedFile): Promise<void> {
-    if (outcome.code === ErrorCode.DatabaseUnavailable) return;
+    if (outcome.code === ErrorCode.DatabaseUnavailable) {
+      this.outageRefusals.record(outcome.sopInstanceUid, ctx.via);
+      return;
+    }
     if (outcome.code === ErrorCode.StorageFull) {
       await this.#auditRefusal(
         ctx,

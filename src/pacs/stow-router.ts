@@ -1,7 +1,14 @@
 import type { Request, Response } from 'express';
 import express from 'express';
 import { isValidUid } from '../dicom/dataset.js';
-import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError, toHttpStatus } from '../errors.js';
+import {
+  ErrorCode,
+  errorCodeOf,
+  normalizeErrorString,
+  RadScribeError,
+  RETRY_AFTER_SECONDS,
+  toHttpStatus,
+} from '../errors.js';
 import type { InstanceOutcome, InstanceRefusal, InstanceSink, RefusalRecorder } from '../ingest/types.js';
 import { FailureReason, ReceivedVia } from '../ingest/types.js';
 import type { Logger } from '../logger.js';
@@ -225,6 +232,7 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
     const results: PartResult[] = [];
     const started = Date.now();
     let framing: MultipartError | undefined;
+    let databaseDown = false;
     // Parts handed out by the parser, and whether the last one was answered before its body had
     // been read to its delimiter (refused while it streamed): a framing failure then belongs to it.
     let seen = 0;
@@ -250,6 +258,14 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
             sha256: read.sha256,
             sizeBytes: read.sizeBytes,
           });
+          continue;
+        }
+        if (databaseDown) {
+          // Once the database failed for one part, the rest of this request fails without trying
+          // it: each would wait out the same outage (issue 9), and the client retries the request.
+          const read = await discardHashing(part.body);
+          lastAnsweredEarly = read.error !== undefined;
+          results.push({ ok: false, failureReason: FailureReason.OutOfResources });
           continue;
         }
         let file: Awaited<ReturnType<typeof spoolToTempFile>>;
@@ -283,6 +299,7 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
           };
         }
         if (outcome.status === 'failed' || outcome.storedPath !== file.path) await discardTempFile(file);
+        if (outcome.status === 'failed' && outcome.code === ErrorCode.DatabaseUnavailable) databaseDown = true;
         if (outcome.status === 'failed') {
           log.info('STOW-RS instance failed', {
             part: part.index,
@@ -333,6 +350,16 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
     }
     const stored = results.filter((r) => r.ok).length;
     const failed = results.length - stored;
+    if (databaseDown) {
+      // Nothing of this request is acknowledged that was not committed. None stored: 503 Service
+      // Unavailable with Retry-After (PS3.18 §10.5.3 lists 503 Busy for Store), the whole request
+      // to be sent again; some stored: 202 with 0xA700 for the rest, and the same hint.
+      if (stored === 0) {
+        log.warn('STOW-RS refused: database unavailable', { parts: results.length, durationMs: Date.now() - started });
+        throw new RadScribeError(ErrorCode.DatabaseUnavailable, 'database unavailable during STOW-RS');
+      }
+      res.set('Retry-After', String(RETRY_AFTER_SECONDS));
+    }
     const status = stowStatus(results, framing?.failure);
     log.info('STOW-RS request done', {
       status,

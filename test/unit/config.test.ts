@@ -24,7 +24,7 @@ import {
   type RadScribeConfig,
   REMOTE_NODE_DEFAULTS,
 } from '../../src/config.js';
-import { DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT_MS } from '../../src/db/pool.js';
+import { DEFAULT_CHECKOUT_TIMEOUT_MS, DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT_MS } from '../../src/db/pool.js';
 import { DEFAULT_DICOM_LIMITS } from '../../src/dicom/limits.js';
 import { ConfigError, ErrorCode } from '../../src/errors.js';
 import { DEFAULT_HARD_TIMEOUT_GRACE_MS } from '../../src/inference/inference-client.js';
@@ -353,6 +353,7 @@ describe('defaults in one place', () => {
     const d = CONFIG_DEFAULTS;
     expect(d.database.poolSize).toBe(DEFAULT_POOL_SIZE);
     expect(d.database.statementTimeoutMs).toBe(DEFAULT_STATEMENT_TIMEOUT_MS);
+    expect(d.database.checkoutTimeoutMs).toBe(DEFAULT_CHECKOUT_TIMEOUT_MS);
     expect(d.ingest).toEqual({ stabilityWindowMs: DEFAULT_STABILITY_WINDOW_MS, ...DEFAULT_STOW_LIMITS });
     expect(d.model.hardTimeoutGraceMs).toBe(DEFAULT_HARD_TIMEOUT_GRACE_MS);
     expect(d.imagePrep).toEqual({ frameTimeoutMs: DEFAULT_FRAME_TIMEOUT_MS, maxHeapMb: DEFAULT_WORKER_MEMORY_MB });
@@ -418,6 +419,7 @@ describe('defaults in one place', () => {
 describe('new keys are validated', () => {
   const cases: [string, Record<string, unknown>, RegExp][] = [
     ['database.statementTimeoutMs', { database: { statementTimeoutMs: -1 } }, /must be an integer/],
+    ['database.checkoutTimeoutMs', { database: { checkoutTimeoutMs: 0 } }, /must be an integer from 1/],
     ['http.requestTimeoutMs', { http: { requestTimeoutMs: 'soon' } }, /must be an integer/],
     ['model.hardTimeoutGraceMs', { model: { hardTimeoutGraceMs: 1.5 } }, /must be an integer/],
     ['imagePrep.frameTimeoutMs', { imagePrep: { frameTimeoutMs: 0 } }, /must be an integer from 100/],
@@ -501,7 +503,7 @@ describe('every key reaches its consumer', () => {
   const cfg: RadScribeConfig = loadConfig({
     env: {},
     overrides: {
-      database: { poolSize: 7, statementTimeoutMs: 1234 },
+      database: { poolSize: 7, statementTimeoutMs: 1234, checkoutTimeoutMs: 4321 },
       model: { timeoutMs: 1000, hardTimeoutGraceMs: 250, maxNewTokens: 9 },
       imagePrep: { frameTimeoutMs: 2000, maxHeapMb: 300 },
       dicomLimits: { maxSequenceDepth: 12, maxElements: 3456 },
@@ -523,7 +525,12 @@ describe('every key reaches its consumer', () => {
   });
 
   it('maps each slice onto the consumer’s options object', () => {
-    expect(databaseOptions(cfg)).toEqual({ dataDir: cfg.dataDir, poolSize: 7, statementTimeoutMs: 1234 });
+    expect(databaseOptions(cfg)).toEqual({
+      dataDir: cfg.dataDir,
+      poolSize: 7,
+      statementTimeoutMs: 1234,
+      checkoutTimeoutMs: 4321,
+    });
     expect(describeCallOptions(cfg)).toEqual({ maxNewTokens: 9, timeoutMs: 1000, hardTimeoutMs: 1250 });
     const limits = { ...DEFAULT_DICOM_LIMITS, maxSequenceDepth: 12, maxElements: 3456 };
     expect(imagePrepOptions(cfg)).toEqual({ frameTimeoutMs: 2000, maxOldGenerationSizeMb: 300, limits });

@@ -357,7 +357,8 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
  * Run `fn` in one transaction on a client the caller holds and releases (migrate.ts keeps the session
  * of its advisory lock across transactions); ROLLBACK on any error. `onRollbackFailure` hears of a
  * ROLLBACK that failed: the connection is then unusable and must be destroyed, not reused.
- * The one place that writes BEGIN / COMMIT / ROLLBACK.
+ * The one place that writes BEGIN / COMMIT / ROLLBACK, except instance-store.ts (see there: its file
+ * rule needs the row lock held across the file removal and keeps the file on an unknown COMMIT).
  */
 export async function inTransaction<T>(
   client: pg.PoolClient,

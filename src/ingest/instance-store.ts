@@ -264,6 +264,9 @@ export class InstanceStore implements InstanceSink {
     }
     let renamed = false;
     let clientBroken: Error | undefined;
+    // Its own BEGIN / COMMIT rather than db/pool.ts inTransaction: the file must be removed while the
+    // row lock is still held (before ROLLBACK), an early duplicate answer rolls back instead of
+    // committing, and a COMMIT whose outcome is unknown keeps the file (the rule above).
     try {
       await client.query('BEGIN');
       const existing = await lockInstanceDigest(client, id.sopInstanceUid);

@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { DicomwebError, ErrorCode, RadScribeError } from '../errors.js';
 import type { DicomwebClient } from '../pacs/dicomweb-client.js';
@@ -46,10 +46,27 @@ export class FolderDestination implements SrDestination {
       }
       renameSync(tmp, final);
     } catch (err) {
+      rmSync(tmp, { force: true });
       const code = (err as NodeJS.ErrnoException).code === 'ENOSPC' ? ErrorCode.OutOfResources : ErrorCode.Internal;
       throw new RadScribeError(code, `writing SR to folder destination "${this.name}" failed`, { cause: err });
     }
+    removeStaleTempFiles(studyDir, `${sr.sopInstanceUid}.dcm.`);
     return { location: final };
+  }
+}
+
+/**
+ * Temp files of the same SR left by a process killed between write and rename (their pid is in the
+ * name, so a restarted gateway writes a new one). The SR itself is now in place, so they are
+ * garbage; best effort, a failure here does not fail the send.
+ */
+function removeStaleTempFiles(studyDir: string, prefix: string): void {
+  try {
+    for (const name of readdirSync(studyDir)) {
+      if (name.startsWith(prefix) && name.endsWith('.tmp')) rmSync(path.join(studyDir, name), { force: true });
+    }
+  } catch {
+    // The SR was written; a leftover temp file is only litter.
   }
 }
 

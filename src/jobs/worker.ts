@@ -82,6 +82,7 @@ export class JobWorker {
   #timer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> | undefined;
   #deadWorkersChecked = false;
+  #startedAt = 0;
 
   constructor(options: JobWorkerOptions) {
     this.#pool = options.pool;
@@ -102,6 +103,7 @@ export class JobWorker {
   start(): void {
     if (this.#running) return;
     this.#running = true;
+    this.#startedAt = Date.now();
     this.#log.info('worker started', { concurrency: this.#concurrency, leaseMs: this.#leaseMs });
     this.#schedule(0);
   }
@@ -162,7 +164,12 @@ export class JobWorker {
         await this.#queue.expireLeasesOfDeadWorkers((id) => isDeadLocalWorker(id));
         this.#deadWorkersChecked = true;
       }
-      await promoteStableStudies(this.#pool, this.#stabilityWindowMs, this.#queue);
+      // Quiet only counts while we listen: senders could not reach a gateway that was down, so a
+      // study whose upload a crash interrupted is not complete just because the window passed during
+      // the downtime. Its sender's retry gets one window after the start (crash trials, issue 9).
+      if (Date.now() - this.#startedAt >= this.#stabilityWindowMs) {
+        await promoteStableStudies(this.#pool, this.#stabilityWindowMs, this.#queue);
+      }
       while (this.#running && this.#inFlight.size < this.#concurrency) {
         const job = await this.#queue.claimNext(this.workerId, this.#leaseMs);
         if (!job) break;

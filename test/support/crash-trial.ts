@@ -9,6 +9,7 @@ import pg from 'pg';
 import { openDatabase } from '../../src/db/pool.js';
 import { parsePart10 } from '../../src/dicom/dataset.js';
 import { DicomwebClient } from '../../src/pacs/dicomweb-client.js';
+import { PACKAGE_ROOT } from '../../src/runtime-paths.js';
 
 /**
  * Crash trials (issue 9): the real gateway (`bin/radscribe serve`, compiled dist/) in a child
@@ -27,7 +28,8 @@ import { DicomwebClient } from '../../src/pacs/dicomweb-client.js';
  * (≥ 100).
  */
 
-const ROOT = path.join(__dirname, '..', '..');
+// PACKAGE_ROOT, not __dirname: the bench runs this file compiled under dist/.
+const ROOT = PACKAGE_ROOT;
 const FIXTURES = [path.join(ROOT, 'test/fixtures/dicom/CT_small.dcm'), path.join(ROOT, 'test/fixtures/dicom/MR_small.dcm')];
 /** bin/radscribe runs dist/src/cli.js with the project's Node 24. */
 const BIN = path.join(ROOT, 'bin/radscribe');

@@ -1,0 +1,60 @@
+import {
+  type CrashTrialResult,
+  pickTrigger,
+  runCrashTrial,
+  seededRandom,
+  summarise,
+} from '../test/support/crash-trial.js';
+
+/**
+ * `npm run bench -- crash` (issue 9): crash trials against the real gateway (`bin/radscribe serve`).
+ * Each trial starts the gateway on a fresh database and data directory, uploads a few studies by
+ * STOW-RS, kills the process with SIGKILL at a random moment (a uniform delay over start-up,
+ * ingest, the stability wait, inference and export, or aimed at an instance commit, a job claim or
+ * the SR file appearing at the destination), restarts it on the same database and storage, re-sends
+ * what was not acknowledged, and checks: every acknowledged instance stored intact, exactly one SR
+ * per study (file and ledger row), `radscribe audit verify` passes, nothing left pending or behind.
+ *
+ * BENCH_CRASH_TRIALS (default 100) trials per backend; BENCH_CRASH_BACKENDS (default: postgresql
+ * when DATABASE_URL is set, and pglite) comma-separated; BENCH_CRASH_SEED (default 9) replays a
+ * sequence; BENCH_CRASH_STUDIES / BENCH_CRASH_INSTANCES (2 / 2) size each trial;
+ * BENCH_CRASH_MAX_DELAY_MS (9000) bounds the uniform delay (about one uninterrupted run here).
+ */
+export async function run(): Promise<void> {
+  const trials = Number(process.env.BENCH_CRASH_TRIALS ?? 100);
+  const seed = Number(process.env.BENCH_CRASH_SEED ?? 9);
+  const backends = (process.env.BENCH_CRASH_BACKENDS ?? (process.env.DATABASE_URL ? 'postgresql,pglite' : 'pglite'))
+    .split(',')
+    .map((b) => b.trim()) as ('postgresql' | 'pglite')[];
+  for (const backend of backends) {
+    const random = seededRandom(seed);
+    const results: CrashTrialResult[] = [];
+    for (let i = 0; i < trials; i++) {
+      const trigger = pickTrigger(random);
+      const r = await runCrashTrial({
+        backend,
+        trigger,
+        random,
+        studies: Number(process.env.BENCH_CRASH_STUDIES ?? 2),
+        instancesPerStudy: Number(process.env.BENCH_CRASH_INSTANCES ?? 2),
+        maxKillDelayMs: Number(process.env.BENCH_CRASH_MAX_DELAY_MS ?? 9000),
+      });
+      results.push(r);
+      const line = {
+        trial: i + 1,
+        trigger: r.trigger,
+        phase: r.phase,
+        killAtMs: r.killDelayMs,
+        acknowledged: r.acknowledged,
+        stored: r.stored,
+        srPerStudy: r.srFilesPerStudy,
+        ok: r.problems.length === 0,
+        ...(r.problems.length ? { problems: r.problems.map((p) => p.slice(0, 600)), kept: r.where } : {}),
+      };
+      process.stdout.write(`${backend} ${JSON.stringify(line)}\n`);
+    }
+    const summary = summarise(results);
+    process.stdout.write(`\n${backend} summary (seed ${seed}): ${JSON.stringify(summary, null, 2)}\n`);
+    if (summary.passed !== trials) process.exitCode = 1;
+  }
+}

@@ -30,7 +30,10 @@ import { PACKAGE_ROOT } from '../../src/runtime-paths.js';
 
 // PACKAGE_ROOT, not __dirname: the bench runs this file compiled under dist/.
 const ROOT = PACKAGE_ROOT;
-const FIXTURES = [path.join(ROOT, 'test/fixtures/dicom/CT_small.dcm'), path.join(ROOT, 'test/fixtures/dicom/MR_small.dcm')];
+const FIXTURES = [
+  path.join(ROOT, 'test/fixtures/dicom/CT_small.dcm'),
+  path.join(ROOT, 'test/fixtures/dicom/MR_small.dcm'),
+];
 /** bin/radscribe runs dist/src/cli.js with the project's Node 24. */
 const BIN = path.join(ROOT, 'bin/radscribe');
 
@@ -182,7 +185,7 @@ class GatewayProcess {
       const lines = text.split('\n');
       partial = lines.pop() ?? '';
       for (const line of lines) {
-        this.stderrTail = (this.stderrTail + line + '\n').slice(-8000);
+        this.stderrTail = `${this.stderrTail}${line}\n`.slice(-8000);
         const m = /"message":"([^"]*)"/.exec(line)?.[1];
         if (!m) continue;
         if (m === 'instance stored') this.events.stored++;
@@ -271,7 +274,8 @@ function gauge(text: string, name: string, label: string): number {
 
 /** Everything acknowledged, every study exported, no job pending. */
 function finished(text: string, studies: number, instances: number): boolean {
-  const jobsPending = gauge(text, 'radscribe_jobs', 'state="queued"') + gauge(text, 'radscribe_jobs', 'state="running"');
+  const jobsPending =
+    gauge(text, 'radscribe_jobs', 'state="queued"') + gauge(text, 'radscribe_jobs', 'state="running"');
   const stored = [...text.matchAll(/^radscribe_instances\{[^}]*\} (\d+)$/gm)].reduce((a, m) => a + Number(m[1]), 0);
   return gauge(text, 'radscribe_studies', 'state="exported"') === studies && jobsPending === 0 && stored === instances;
 }
@@ -431,7 +435,7 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
     if (trigger && !killed) killNow();
     if (trigger) await first.exited;
     await firstRun.catch(() => undefined);
-      debug('first exited');
+    debug('first exited');
 
     let finishedOk = !trigger;
     if (trigger) {
@@ -456,12 +460,15 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
       if (!(await second.stop())) problems.push('gateway did not stop on SIGTERM within 60 s');
     } else if (!(await first.stop())) problems.push('gateway did not stop on SIGTERM within 60 s');
     await orphanCheck;
-      debug('stopped; checking');
+    debug('stopped; checking');
 
     // --- checks, on the stopped gateway's database and storage
     const db =
       options.backend === 'postgresql'
-        ? { pool: new pg.Pool({ connectionString: dbUrl, max: 1 }), close: undefined as undefined | (() => Promise<void>) }
+        ? {
+            pool: new pg.Pool({ connectionString: dbUrl, max: 1 }),
+            close: undefined as undefined | (() => Promise<void>),
+          }
         : await openDatabase({ dataDir, poolSize: 1 }).then((d) => ({ pool: d.pool, close: () => d.close() }));
     let stored = 0;
     const missing: string[] = [];
@@ -491,7 +498,9 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
           missing.push(`${inst.sop}: other bytes`);
       }
       const known = new Set(rows.map((r) => r.file_path));
-      orphanFiles = files(path.join(dataDir, 'instances'), (f) => f.endsWith('.dcm')).filter((f) => !known.has(f)).length;
+      orphanFiles = files(path.join(dataDir, 'instances'), (f) => f.endsWith('.dcm')).filter(
+        (f) => !known.has(f),
+      ).length;
       const ledger = (
         await db.pool.query<{ study_instance_uid: string; sop_instance_uid: string }>(
           `SELECT study_instance_uid, sop_instance_uid FROM sr_exports WHERE state = 'sent' AND object_kind = 'sr'`,
@@ -540,9 +549,11 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
     }
 
     if (missing.length) problems.push(`acknowledged but not stored intact: ${missing.join('; ')}`);
-    if (acked.size !== instances.length) problems.push(`${instances.length - acked.size} instance(s) never acknowledged`);
+    if (acked.size !== instances.length)
+      problems.push(`${instances.length - acked.size} instance(s) never acknowledged`);
     if (srFilesPerStudy.some((n) => n !== 1)) problems.push(`SR files per study: ${srFilesPerStudy.join(',')}`);
-    if (ledgerRowsPerStudy.some((n) => n !== 1)) problems.push(`ledger rows per study: ${ledgerRowsPerStudy.join(',')}`);
+    if (ledgerRowsPerStudy.some((n) => n !== 1))
+      problems.push(`ledger rows per study: ${ledgerRowsPerStudy.join(',')}`);
     if (srUnrecorded) problems.push(`${srUnrecorded} SR file(s) at the destination without a matching ledger row`);
     if (!auditVerify.ok) problems.push(`audit verify failed: ${auditVerify.output}`);
     if (jobsLeft) problems.push(`${jobsLeft} job(s) left queued or running`);
@@ -631,4 +642,3 @@ export function summarise(results: readonly CrashTrialResult[]): Record<string, 
     meanTrialMs: Math.round(results.reduce((a, r) => a + r.durationMs, 0) / Math.max(1, results.length)),
   };
 }
-

@@ -18,7 +18,8 @@ import {
  * BENCH_CRASH_TRIALS (default 100) trials per backend; BENCH_CRASH_BACKENDS (default: postgresql
  * when DATABASE_URL is set, and pglite) comma-separated; BENCH_CRASH_SEED (default 9) replays a
  * sequence; BENCH_CRASH_STUDIES / BENCH_CRASH_INSTANCES (2 / 2) size each trial;
- * BENCH_CRASH_MAX_DELAY_MS (9000) bounds the uniform delay (about one uninterrupted run here).
+ * BENCH_CRASH_MAX_DELAY_MS bounds the uniform delay (default: how long a trial without a kill takes
+ * to finish, measured first).
  */
 export async function run(): Promise<void> {
   const trials = Number(process.env.BENCH_CRASH_TRIALS ?? 100);
@@ -26,8 +27,17 @@ export async function run(): Promise<void> {
   const backends = (process.env.BENCH_CRASH_BACKENDS ?? (process.env.DATABASE_URL ? 'postgresql,pglite' : 'pglite'))
     .split(',')
     .map((b) => b.trim()) as ('postgresql' | 'pglite')[];
+  const studies = Number(process.env.BENCH_CRASH_STUDIES ?? 2);
+  const instancesPerStudy = Number(process.env.BENCH_CRASH_INSTANCES ?? 2);
   for (const backend of backends) {
     const random = seededRandom(seed);
+    // The uniform delay spans one uninterrupted run on this machine, measured by a trial without a
+    // kill (also the baseline: it must pass the same checks).
+    const baseline = await runCrashTrial({ backend, studies, instancesPerStudy });
+    const maxKillDelayMs = Number(process.env.BENCH_CRASH_MAX_DELAY_MS ?? baseline.firstRunDoneMs ?? 9000);
+    process.stdout.write(
+      `${backend} baseline (no kill): done after ${baseline.firstRunDoneMs} ms, ${baseline.problems.length ? `PROBLEMS ${baseline.problems.join('; ')}` : 'ok'}; uniform kill delay 0–${maxKillDelayMs} ms\n`,
+    );
     const results: CrashTrialResult[] = [];
     for (let i = 0; i < trials; i++) {
       const trigger = pickTrigger(random);
@@ -35,9 +45,9 @@ export async function run(): Promise<void> {
         backend,
         trigger,
         random,
-        studies: Number(process.env.BENCH_CRASH_STUDIES ?? 2),
-        instancesPerStudy: Number(process.env.BENCH_CRASH_INSTANCES ?? 2),
-        maxKillDelayMs: Number(process.env.BENCH_CRASH_MAX_DELAY_MS ?? 9000),
+        studies,
+        instancesPerStudy,
+        maxKillDelayMs,
       });
       results.push(r);
       const line = {
@@ -55,6 +65,6 @@ export async function run(): Promise<void> {
     }
     const summary = summarise(results);
     process.stdout.write(`\n${backend} summary (seed ${seed}): ${JSON.stringify(summary, null, 2)}\n`);
-    if (summary.passed !== trials) process.exitCode = 1;
+    if (summary.passed !== trials || baseline.problems.length) process.exitCode = 1;
   }
 }

@@ -79,6 +79,8 @@ export interface CrashTrialResult {
   readonly trigger: KillTrigger | 'none';
   readonly killDelayMs: number | null;
   readonly phase: KillPhase | 'none';
+  /** When the first run had finished everything (no kill before that), from the first spawn. */
+  readonly firstRunDoneMs: number | null;
   readonly sent: number;
   readonly acknowledged: number;
   readonly stored: number;
@@ -370,6 +372,7 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
   let phase: KillPhase | 'none' = 'none';
   let orphanChildren = 0;
   let orphanCheck: Promise<void> = Promise.resolve();
+  let firstRunDoneMs: number | null = null;
 
   const first = new GatewayProcess(configFile);
   let second: GatewayProcess | undefined;
@@ -427,7 +430,10 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
       const deadline = Date.now() + (options.finishTimeoutMs ?? 120_000);
       while (!killed && Date.now() < deadline) {
         const m = await metrics(baseUrl);
-        if (m && finished(m, studies, instances.length)) break;
+        if (m && finished(m, studies, instances.length)) {
+          firstRunDoneMs = Date.now() - started;
+          break;
+        }
         await sleep(100);
       }
     })();
@@ -572,6 +578,7 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
       trigger: trigger ?? 'none',
       killDelayMs,
       phase,
+      firstRunDoneMs,
       sent: instances.length,
       acknowledged: acked.size,
       stored,

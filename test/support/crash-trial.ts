@@ -1,6 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -282,6 +282,25 @@ function finished(text: string, studies: number, instances: number): boolean {
   return gauge(text, 'radscribe_studies', 'state="exported"') === studies && jobsPending === 0 && stored === instances;
 }
 
+let pgliteTemplate: string | undefined;
+/**
+ * A migrated, never-started PGlite data directory, made once per process and copied into each
+ * trial: PGlite's initdb takes 10–20 s on a busy 2-core machine, which would be most of a trial.
+ */
+function freshPglite(into: string): void {
+  if (!pgliteTemplate) {
+    const dir = mkdtempSync(path.join(tmpdir(), 'rs-crash-pglite-'));
+    execFileSync(BIN, ['migrate'], {
+      env: { ...childEnv(), RADSCRIBE_DATA_DIR: dir },
+      stdio: 'ignore',
+      timeout: 180_000,
+    });
+    pgliteTemplate = dir;
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  }
+  cpSync(path.join(pgliteTemplate, 'pglite'), path.join(into, 'pglite'), { recursive: true });
+}
+
 export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTrialResult> {
   const started = Date.now();
   const random = options.random ?? Math.random;
@@ -312,6 +331,7 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
   const baseUrl = `http://127.0.0.1:${port}`;
   const configFile = path.join(dir, 'radscribe.yaml');
   mkdirSync(dataDir, { recursive: true });
+  if (options.backend === 'pglite') freshPglite(dataDir);
   writeFileSync(
     configFile,
     [

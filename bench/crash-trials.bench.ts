@@ -62,6 +62,10 @@ export async function run(): Promise<void> {
         ...(r.problems.length ? { problems: r.problems.map((p) => p.slice(0, 600)), kept: r.where } : {}),
       };
       process.stdout.write(`${backend} ${JSON.stringify(line)}\n`);
+      // A running total every 10 trials, so a run cut short still reports its counts.
+      if ((i + 1) % 10 === 0 && i + 1 < trials) {
+        process.stdout.write(`${backend} after ${i + 1} trials: ${JSON.stringify(summarise(results))}\n`);
+      }
     }
     const summary = summarise(results);
     process.stdout.write(`\n${backend} summary (seed ${seed}): ${JSON.stringify(summary, null, 2)}\n`);

@@ -1,6 +1,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { DicomwebError, ErrorCode, RadScribeError } from '../errors.js';
+import { FailureReason } from '../ingest/types.js';
 import type { DicomwebClient } from '../pacs/dicomweb-client.js';
 
 /** A draft SR ready to leave the gateway. */
@@ -46,7 +47,11 @@ export class FolderDestination implements SrDestination {
       }
       renameSync(tmp, final);
     } catch (err) {
-      rmSync(tmp, { force: true });
+      try {
+        rmSync(tmp, { force: true });
+      } catch {
+        // The directory itself is unusable (the error below says why); nothing was left in it.
+      }
       const code = (err as NodeJS.ErrnoException).code === 'ENOSPC' ? ErrorCode.OutOfResources : ErrorCode.Internal;
       throw new RadScribeError(code, `writing SR to folder destination "${this.name}" failed`, { cause: err });
     }
@@ -88,6 +93,13 @@ export class StowRsDestination implements SrDestination {
     if (ok) return { location: ok.retrieveUrl ?? `${this.location}/studies/${sr.studyInstanceUid}` };
     const failed = res.failed.find((f) => f.sopInstanceUid === sr.sopInstanceUid) ?? res.failed[0];
     const reason = failed?.failureReason;
+    // 0x0111 Duplicate SOP Instance (PS3.4 B.2.3) for this very SR: the PACS already holds it. The
+    // UID is derived from study, model and sources, so that copy came from us — a send whose answer
+    // a crash kept from the ledger, or a re-run whose Content Time differs. Refusing it would fail
+    // the job for good and leave the study without a recorded export; the PACS keeps one copy.
+    if (failed?.sopInstanceUid === sr.sopInstanceUid && reason === FailureReason.DuplicateSopInstance) {
+      return { location: `${this.location}/studies/${sr.studyInstanceUid}` };
+    }
     const transient = reason !== undefined && (reason & 0xff00) === 0xa700;
     throw new DicomwebError(
       transient ? ErrorCode.PacsUnavailable : ErrorCode.PacsRejected,

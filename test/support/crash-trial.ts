@@ -6,10 +6,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import dcmjs from 'dcmjs';
 import pg from 'pg';
+import { errorHandler } from '../../src/app.js';
 import { openDatabase } from '../../src/db/pool.js';
 import { parsePart10 } from '../../src/dicom/dataset.js';
 import { DicomwebClient } from '../../src/pacs/dicomweb-client.js';
+import { createStowRouter } from '../../src/pacs/stow-router.js';
 import { PACKAGE_ROOT } from '../../src/runtime-paths.js';
+import { startTestServer, type TestHttpServer } from './http.js';
+import { RecordingSink } from './recording-sink.js';
 
 /**
  * Crash trials (issue 9): the real gateway (`bin/radscribe serve`, compiled dist/) in a child
@@ -54,6 +58,8 @@ export const KillTrigger = {
   InstanceStored: 'instance-stored',
   JobClaimed: 'job-claimed',
   SrFileWritten: 'sr-file-written',
+  /** STOW-RS destination only: the PACS stored the SR, the gateway dies before it reads the answer. */
+  SrStoredAtPacs: 'sr-stored-at-pacs',
 } as const;
 export type KillTrigger = (typeof KillTrigger)[keyof typeof KillTrigger];
 
@@ -71,6 +77,12 @@ export interface CrashTrialOptions {
   readonly random?: () => number;
   /** Completion deadline after the restart. */
   readonly finishTimeoutMs?: number;
+  /**
+   * Where SRs go: a folder, or STOW-RS to a PACS on loopback (the gateway's own STOW router over a
+   * file-backed sink that, like many PACS, refuses a known SOP Instance UID with other content:
+   * Failure Reason 0x0111).
+   */
+  readonly destination?: 'folder' | 'stow-rs';
   /** Keep the trial's directory and database when a check fails. */
   readonly keepOnFailure?: boolean;
 }
@@ -81,6 +93,8 @@ export interface CrashTrialResult {
   readonly phase: KillPhase | 'none';
   /** When the first run had finished everything (no kill before that), from the first spawn. */
   readonly firstRunDoneMs: number | null;
+  /** PostgreSQL only: SR files (and temp files) at the destination and ledger rows right after the kill. */
+  readonly atKill: { srFiles: number; srTempFiles: number; ledgerRows: number } | null;
   readonly sent: number;
   readonly acknowledged: number;
   readonly stored: number;
@@ -91,6 +105,9 @@ export interface CrashTrialResult {
   readonly ledgerRowsPerStudy: number[];
   /** SR files whose SOP Instance UID has no 'sent' ledger row for their study: must be 0. */
   readonly srUnrecorded: number;
+  /** STOW-RS destination: SR requests the PACS received (re-sends included) and refused. */
+  readonly pacsReceived: number;
+  readonly pacsRefused: number;
   readonly auditVerify: { ok: boolean; output: string };
   readonly leftovers: { spool: number; outboxTmp: number; orphanFiles: number };
   readonly orphanChildren: number;
@@ -327,6 +344,31 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
       await c.end();
     };
   }
+  // The PACS: SRs it stored, by study; a hook fires after each store (before the response).
+  let onPacsStore: (() => void) | undefined;
+  const pacsSink = new RecordingSink(path.join(dir, 'pacs'));
+  let pacs: TestHttpServer | undefined;
+  if (options.destination === 'stow-rs') {
+    mkdirSync(path.join(dir, 'pacs-tmp'), { recursive: true });
+    const sink = {
+      accept: async (...a: Parameters<RecordingSink['accept']>) => {
+        const outcome = await pacsSink.accept(...a);
+        onPacsStore?.();
+        return outcome;
+      },
+    };
+    pacs = await startTestServer((app) => {
+      app.use(
+        '/dicomweb',
+        createStowRouter({
+          sink,
+          tmpDir: path.join(dir, 'pacs-tmp'),
+          limits: { maxPartBytes: 64 * 1024 * 1024, maxRequestBytes: 256 * 1024 * 1024 },
+        }),
+      );
+      app.use(errorHandler());
+    });
+  }
   const port = await freePort();
   const baseUrl = `http://127.0.0.1:${port}`;
   const configFile = path.join(dir, 'radscribe.yaml');
@@ -345,11 +387,28 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
       `  stabilityWindowMs: ${options.stabilityWindowMs ?? 1000}`,
       'jobs:',
       '  pollIntervalMs: 100',
-      'destinations:',
-      '  - name: outbox',
-      '    type: folder',
-      `    path: ${JSON.stringify(outbox)}`,
-      'defaultDestination: outbox',
+      ...(pacs
+        ? [
+            'remoteNodes:',
+            '  - name: pacs',
+            `    baseUrl: ${JSON.stringify(`${pacs.url}/dicomweb`)}`,
+            '    auth:',
+            '      type: none',
+            '    poll:',
+            '      enabled: false',
+            'destinations:',
+            '  - name: pacs-stow',
+            '    type: stow-rs',
+            '    node: pacs',
+            'defaultDestination: pacs-stow',
+          ]
+        : [
+            'destinations:',
+            '  - name: outbox',
+            '    type: folder',
+            `    path: ${JSON.stringify(outbox)}`,
+            'defaultDestination: outbox',
+          ]),
       '',
     ].join('\n'),
   );
@@ -393,6 +452,7 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
   let orphanChildren = 0;
   let orphanCheck: Promise<void> = Promise.resolve();
   let firstRunDoneMs: number | null = null;
+  let atKill: CrashTrialResult['atKill'] = null;
 
   const first = new GatewayProcess(configFile);
   let second: GatewayProcess | undefined;
@@ -401,7 +461,7 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
       if (!first.ready) return KillPhase.Startup;
       if (inFlight > 0) return KillPhase.Ingest;
       const e = first.events;
-      const srFiles = files(outbox, (f) => f.endsWith('.dcm') || f.endsWith('.tmp')).length;
+      const srFiles = files(outbox, (f) => f.endsWith('.dcm') || f.endsWith('.tmp')).length + pacsSink.stored.size;
       if (e.claimed > e.succeeded) return srFiles > e.succeeded ? KillPhase.Export : KillPhase.Inference;
       return e.succeeded >= studies ? KillPhase.Done : KillPhase.Waiting;
     };
@@ -432,6 +492,11 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
         off();
         setTimeout(killNow, random() * spread);
       });
+    } else if (trigger === KillTrigger.SrStoredAtPacs) {
+      onPacsStore = () => {
+        onPacsStore = undefined;
+        killNow();
+      };
     } else if (trigger === KillTrigger.SrFileWritten) {
       const poll = setInterval(() => {
         if (files(outbox, () => true).length > 0) {
@@ -462,6 +527,28 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
     if (trigger) await first.exited;
     await firstRun.catch(() => undefined);
     debug('first exited');
+
+    if (trigger && options.backend === 'postgresql') {
+      // What the kill left: an SR at the destination that the ledger does not know yet is the
+      // send-then-record window the export must survive (the SR UID is derived from its inputs).
+      const c = new pg.Client({ connectionString: dbUrl });
+      await c.connect();
+      try {
+        const n = await c.query<{ n: number }>(
+          `SELECT count(*)::int AS n FROM sr_exports WHERE state = 'sent' AND object_kind = 'sr'`,
+        );
+        atKill = {
+          srFiles: files(outbox, (f) => f.endsWith('.dcm')).length + pacsSink.stored.size,
+          srTempFiles: files(outbox, (f) => f.endsWith('.tmp')).length,
+          ledgerRows: n.rows[0]?.n ?? 0,
+        };
+      } catch {
+        // Killed before the migrations created the table.
+        atKill = { srFiles: 0, srTempFiles: 0, ledgerRows: 0 };
+      } finally {
+        await c.end();
+      }
+    }
 
     let finishedOk = !trigger;
     if (trigger) {
@@ -535,7 +622,15 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
       for (const s of studyUids) {
         const sent = ledger.filter((r) => r.study_instance_uid === s).map((r) => r.sop_instance_uid);
         ledgerRowsPerStudy.push(sent.length);
-        const srs = files(path.join(outbox, s), (f) => f.endsWith('.dcm'));
+        const srs = pacs
+          ? [
+              ...new Set(
+                pacsSink.received
+                  .filter((r) => r.outcome.status === 'stored' && r.outcome.identity.studyInstanceUid === s)
+                  .map((r) => (r.outcome.status === 'stored' ? r.outcome.storedPath : '')),
+              ),
+            ]
+          : files(path.join(outbox, s), (f) => f.endsWith('.dcm'));
         srFilesPerStudy.push(srs.length);
         // The file at the destination is the draft the ledger recorded, of this study.
         for (const f of srs) {
@@ -599,6 +694,7 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
       killDelayMs,
       phase,
       firstRunDoneMs,
+      atKill,
       sent: instances.length,
       acknowledged: acked.size,
       stored,
@@ -606,6 +702,8 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
       srFilesPerStudy,
       ledgerRowsPerStudy,
       srUnrecorded,
+      pacsReceived: pacsSink.received.length,
+      pacsRefused: pacsSink.received.filter((r) => r.outcome.status === 'failed').length,
       auditVerify,
       leftovers,
       orphanChildren,
@@ -616,6 +714,7 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
       where: keep ? `${dir}${dbUrl ? ` ${dbUrl}` : ''}` : '',
     };
   } finally {
+    await pacs?.close();
     for (const g of [first, second]) if (g && g.child.exitCode === null && g.child.signalCode === null) g.kill9();
   }
 }
@@ -666,6 +765,9 @@ export function summarise(results: readonly CrashTrialResult[]): Record<string, 
       orphanInstanceFiles: results.reduce((a, r) => a + r.leftovers.orphanFiles, 0),
     },
     orphanInferenceProcesses: results.reduce((a, r) => a + r.orphanChildren, 0),
+    // Kills that left an SR at the destination without its ledger row, or half-written (PostgreSQL).
+    killedBetweenSendAndRecord: results.filter((r) => r.atKill && r.atKill.srFiles > r.atKill.ledgerRows).length,
+    killedDuringSrWrite: results.filter((r) => r.atKill && r.atKill.srTempFiles > 0).length,
     meanTrialMs: Math.round(results.reduce((a, r) => a + r.durationMs, 0) / Math.max(1, results.length)),
   };
 }

@@ -4,7 +4,8 @@ import { type CrashTrialResult, KillTrigger, runCrashTrial, seededRandom } from 
  * [REQ-REL-01] Crash trials (issue 9), the CI-sized set: the real gateway process (bin/radscribe
  * serve, compiled dist/) killed with SIGKILL once per trial — during start-up or a random moment,
  * right after an instance commit (a multi-part STOW-RS request cut between its parts), during
- * inference, and the moment the SR file appears at the destination (before its ledger row) — then
+ * inference, the moment the SR file appears at the destination, and after a STOW-RS PACS stored the SR
+ * but before the gateway read the answer (so before its ledger row) — then
  * restarted on the same database and storage while the client re-sends what was not acknowledged.
  * Each trial must end with every acknowledged instance stored intact, exactly one SR per study
  * (file and ledger row), `radscribe audit verify` passing, no job or study pending, and no spool or
@@ -48,6 +49,22 @@ describe(`crash trials (${BACKEND})`, () => {
     },
     150_000,
   );
+
+  it('[REQ-REL-01] kill -9 after the PACS stored the SR, before the gateway read the answer: one SR, exported', async () => {
+    const r = await runCrashTrial({
+      backend: BACKEND,
+      trigger: KillTrigger.SrStoredAtPacs,
+      destination: 'stow-rs',
+      random,
+      studies: 2,
+    });
+    expectClean(r);
+    expect(r.phase).toBe('export');
+    // The re-send of the same SR (same UID, new Content Time) was refused as a duplicate (0x0111)
+    // by the PACS, and the gateway took that as "already stored".
+    expect(r.pacsRefused).toBeGreaterThanOrEqual(1);
+    if (r.atKill) expect(r.atKill.srFiles).toBeGreaterThan(r.atKill.ledgerRows);
+  }, 150_000);
 
   it('[REQ-REL-01] the embedded database (PGlite) survives a kill during export too', async () => {
     const r = await runCrashTrial({ backend: 'pglite', trigger: KillTrigger.SrFileWritten, random, studies: 2 });

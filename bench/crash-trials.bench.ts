@@ -1,5 +1,6 @@
 import {
   type CrashTrialResult,
+  KillTrigger,
   pickTrigger,
   runCrashTrial,
   seededRandom,
@@ -18,6 +19,8 @@ import {
  * BENCH_CRASH_TRIALS (default 100) trials per backend; BENCH_CRASH_BACKENDS (default: postgresql
  * when DATABASE_URL is set, and pglite) comma-separated; BENCH_CRASH_SEED (default 9) replays a
  * sequence; BENCH_CRASH_STUDIES / BENCH_CRASH_INSTANCES (2 / 2) size each trial;
+ * BENCH_CRASH_DESTINATIONS (default folder,stow-rs): each trial draws one, STOW-RS going to a PACS
+ * on loopback that refuses a known SOP Instance UID with other content (0x0111);
  * BENCH_CRASH_MAX_DELAY_MS bounds the uniform delay (default: how long a trial without a kill takes
  * to finish, measured first).
  */
@@ -28,6 +31,10 @@ export async function run(): Promise<void> {
     .split(',')
     .map((b) => b.trim()) as ('postgresql' | 'pglite')[];
   const studies = Number(process.env.BENCH_CRASH_STUDIES ?? 2);
+  const destinations = (process.env.BENCH_CRASH_DESTINATIONS ?? 'folder,stow-rs').split(',').map((d) => d.trim()) as (
+    | 'folder'
+    | 'stow-rs'
+  )[];
   const instancesPerStudy = Number(process.env.BENCH_CRASH_INSTANCES ?? 2);
   for (const backend of backends) {
     const random = seededRandom(seed);
@@ -40,9 +47,14 @@ export async function run(): Promise<void> {
     );
     const results: CrashTrialResult[] = [];
     for (let i = 0; i < trials; i++) {
-      const trigger = pickTrigger(random);
+      const destination = destinations[Math.floor(random() * destinations.length)] ?? 'folder';
+      // The folder's "SR file appeared" moment is, for STOW-RS, "the PACS stored it" (no answer read).
+      const picked = pickTrigger(random);
+      const trigger =
+        destination === 'stow-rs' && picked === KillTrigger.SrFileWritten ? KillTrigger.SrStoredAtPacs : picked;
       const r = await runCrashTrial({
         backend,
+        destination,
         trigger,
         random,
         studies,
@@ -52,6 +64,7 @@ export async function run(): Promise<void> {
       results.push(r);
       const line = {
         trial: i + 1,
+        destination,
         trigger: r.trigger,
         phase: r.phase,
         killAtMs: r.killDelayMs,

@@ -759,6 +759,8 @@ export function summarise(results: readonly CrashTrialResult[]): Record<string, 
     auditVerifyOk: results.filter((r) => r.auditVerify.ok).length,
     killPhase: count(results.map((r) => r.phase)),
     killTrigger: count(results.map((r) => r.trigger)),
+    pacsSrRequests: results.reduce((a, r) => a + r.pacsReceived, 0),
+    pacsRefusedAsDuplicate: results.reduce((a, r) => a + r.pacsRefused, 0),
     leftovers: {
       spool: results.reduce((a, r) => a + r.leftovers.spool, 0),
       outboxTmp: results.reduce((a, r) => a + r.leftovers.outboxTmp, 0),

@@ -454,6 +454,8 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
   let firstRunDoneMs: number | null = null;
   let atKill: CrashTrialResult['atKill'] = null;
 
+  // Kill delays count from the first spawn, not from the set-up (database, template copy, PACS).
+  const spawnedAt = Date.now();
   const first = new GatewayProcess(configFile);
   let second: GatewayProcess | undefined;
   try {
@@ -469,7 +471,7 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
     const killNow = () => {
       if (killed) return;
       killed = true;
-      killDelayMs = Date.now() - started;
+      killDelayMs = Date.now() - spawnedAt;
       phase = classify();
       const kids = first.children();
       first.kill9();
@@ -516,7 +518,7 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
       while (!killed && Date.now() < deadline) {
         const m = await metrics(baseUrl);
         if (m && finished(m, studies, instances.length)) {
-          firstRunDoneMs = Date.now() - started;
+          firstRunDoneMs = Date.now() - spawnedAt;
           break;
         }
         await sleep(100);

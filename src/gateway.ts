@@ -30,6 +30,7 @@ import { renderMetrics } from './metrics.js';
 import type { DicomwebClient } from './pacs/dicomweb-client.js';
 import { QidoPoller } from './pacs/qido-poller.js';
 import { createStowRouter } from './pacs/stow-router.js';
+import { removeStaleSpoolFiles } from './pacs/temp-spool.js';
 import { ImagePrepClient } from './pipeline/image-prep-client.js';
 import type { Environment } from './secrets.js';
 import { describeStudyWorker } from './services/describe-study-worker.js';
@@ -127,6 +128,8 @@ export class Gateway {
     const ingest = new Resource('ingest', async () => {
       const tmpDir = path.join(config.dataDir, 'tmp');
       mkdirSync(tmpDir, { recursive: true });
+      const stale = await removeStaleSpoolFiles(tmpDir);
+      if (stale) this.log.warn('removed spool files of an earlier run', { files: stale });
       const pool = database.value.pool;
       // Rows stored before migration 0004 get their header columns before any job reads them.
       await backfillInstanceHeaders(pool);

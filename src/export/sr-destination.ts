@@ -1,6 +1,7 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { DicomwebError, ErrorCode, RadScribeError } from '../errors.js';
+import { FailureReason } from '../ingest/types.js';
 import type { DicomwebClient } from '../pacs/dicomweb-client.js';
 
 /** A draft SR ready to leave the gateway. */
@@ -46,10 +47,31 @@ export class FolderDestination implements SrDestination {
       }
       renameSync(tmp, final);
     } catch (err) {
+      try {
+        rmSync(tmp, { force: true });
+      } catch {
+        // The directory itself is unusable (the error below says why); nothing was left in it.
+      }
       const code = (err as NodeJS.ErrnoException).code === 'ENOSPC' ? ErrorCode.OutOfResources : ErrorCode.Internal;
       throw new RadScribeError(code, `writing SR to folder destination "${this.name}" failed`, { cause: err });
     }
+    removeStaleTempFiles(studyDir, `${sr.sopInstanceUid}.dcm.`);
     return { location: final };
+  }
+}
+
+/**
+ * Temp files of the same SR left by a process killed between write and rename (their pid is in the
+ * name, so a restarted gateway writes a new one). The SR itself is now in place, so they are
+ * garbage; best effort, a failure here does not fail the send.
+ */
+function removeStaleTempFiles(studyDir: string, prefix: string): void {
+  try {
+    for (const name of readdirSync(studyDir)) {
+      if (name.startsWith(prefix) && name.endsWith('.tmp')) rmSync(path.join(studyDir, name), { force: true });
+    }
+  } catch {
+    // The SR was written; a leftover temp file is only litter.
   }
 }
 
@@ -71,6 +93,13 @@ export class StowRsDestination implements SrDestination {
     if (ok) return { location: ok.retrieveUrl ?? `${this.location}/studies/${sr.studyInstanceUid}` };
     const failed = res.failed.find((f) => f.sopInstanceUid === sr.sopInstanceUid) ?? res.failed[0];
     const reason = failed?.failureReason;
+    // 0x0111 Duplicate SOP Instance (PS3.4 B.2.3) for this very SR: the PACS already holds it. The
+    // UID is derived from study, model and sources, so that copy came from us — a send whose answer
+    // a crash kept from the ledger, or a re-run whose Content Time differs. Refusing it would fail
+    // the job for good and leave the study without a recorded export; the PACS keeps one copy.
+    if (failed?.sopInstanceUid === sr.sopInstanceUid && reason === FailureReason.DuplicateSopInstance) {
+      return { location: `${this.location}/studies/${sr.studyInstanceUid}` };
+    }
     const transient = reason !== undefined && (reason & 0xff00) === 0xa700;
     throw new DicomwebError(
       transient ? ErrorCode.PacsUnavailable : ErrorCode.PacsRejected,

@@ -8,10 +8,12 @@ import {
   CLAIM_NEXT_JOB,
   COMPLETE_JOB,
   ENQUEUE_JOB,
+  EXPIRE_LEASES_OF,
   EXTEND_LEASE,
   FAIL_JOB,
   GET_JOB,
   LIST_JOBS,
+  LIST_LEASE_HOLDERS,
   LOCK_HELD_JOB,
   RECLAIM_EXPIRED_LEASES,
 } from './queries.js';
@@ -143,6 +145,24 @@ export class JobQueue {
       this.#log.info('job claimed', { jobId: job.id, kind: job.kind, workerId, attempt: job.attempts });
       return job;
     });
+  }
+
+  /**
+   * A gateway killed with its job running (kill -9, OOM killer) leaves that job 'running' under its
+   * lease, and a restarted gateway would wait the rest of it (config jobs.leaseMs, 10 minutes by
+   * default) before the job runs again. `isDead` is asked about each current holder; the leases of
+   * the dead ones end now, and the next claim reclaims their jobs (RECLAIM_EXPIRED_LEASES: the
+   * attempt counts, so a study that kills its worker every time still runs out of attempts).
+   * Returns the ids of the jobs whose lease ended.
+   */
+  async expireLeasesOfDeadWorkers(isDead: (workerId: string) => boolean): Promise<number[]> {
+    const { rows } = await this.#pool.query<{ locked_by: string }>(LIST_LEASE_HOLDERS);
+    const dead = rows.map((r) => r.locked_by).filter(isDead);
+    if (dead.length === 0) return [];
+    const res = await this.#pool.query<{ id: string }>(EXPIRE_LEASES_OF, [dead]);
+    const ids = res.rows.map((r) => Number(r.id));
+    this.#log.warn('leases of dead workers ended', { jobIds: ids, workers: dead });
+    return ids;
   }
 
   /** Renew the lease of a long-running job. False when the worker no longer holds it. */

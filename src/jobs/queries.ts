@@ -27,6 +27,19 @@ UPDATE jobs SET
 WHERE state = 'running' AND locked_until < now()
 RETURNING study_instance_uid, state`;
 
+/** Holders of running jobs, for the dead-worker check at worker start (few rows: one per running job). */
+export const LIST_LEASE_HOLDERS = `
+SELECT DISTINCT locked_by FROM jobs WHERE state = 'running' AND locked_by IS NOT NULL`;
+
+/**
+ * End the leases of holders known to be dead ($1 text[]), so that RECLAIM_EXPIRED_LEASES returns
+ * their jobs at the next claim instead of after the rest of the lease.
+ */
+export const EXPIRE_LEASES_OF = `
+UPDATE jobs SET locked_until = now() - interval '1 millisecond', updated_at = now()
+WHERE state = 'running' AND locked_by = ANY($1::text[])
+RETURNING id`;
+
 /**
  * Claim the next due job (pg-boss `fetchNextJob`): SKIP LOCKED lets concurrent claimers pass over
  * each other's candidate rows instead of waiting or double-claiming. Jobs of a study that is

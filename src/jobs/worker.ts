@@ -26,6 +26,25 @@ export const DEFAULT_CONCURRENCY = 1;
 export const DEFAULT_STABILITY_WINDOW_MS = 30_000;
 export const DEFAULT_RUN_UNTIL_IDLE_TIMEOUT_MS = 120_000;
 
+/**
+ * Worker ids are `<host>:<pid>:<random>` (the default below). True when `workerId` names a worker on
+ * this host whose process no longer exists. A pid reused by another process reads as alive: that
+ * lease then runs out as it always did. Ids of another form (set by a caller) are never judged dead.
+ */
+export function isDeadLocalWorker(workerId: string, host = hostname()): boolean {
+  const m = /^(.*):(\d+):[^:]+$/.exec(workerId);
+  if (!m || m[1] !== host) return false;
+  const pid = Number(m[2]);
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err: unknown) {
+    // EPERM: the pid exists under another user, so it is not known to be dead.
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
 export interface JobWorkerOptions {
   readonly pool: pg.Pool;
   readonly handler: JobHandler;
@@ -62,6 +81,8 @@ export class JobWorker {
   #running = false;
   #timer: NodeJS.Timeout | undefined;
   #ticking: Promise<void> | undefined;
+  #deadWorkersChecked = false;
+  #startedAt = 0;
 
   constructor(options: JobWorkerOptions) {
     this.#pool = options.pool;
@@ -82,6 +103,7 @@ export class JobWorker {
   start(): void {
     if (this.#running) return;
     this.#running = true;
+    this.#startedAt = Date.now();
     this.#log.info('worker started', { concurrency: this.#concurrency, leaseMs: this.#leaseMs });
     this.#schedule(0);
   }
@@ -137,7 +159,17 @@ export class JobWorker {
 
   async #tick(): Promise<void> {
     try {
-      await promoteStableStudies(this.#pool, this.#stabilityWindowMs, this.#queue);
+      // Once, before the first claim: jobs a killed predecessor on this host left running.
+      if (!this.#deadWorkersChecked) {
+        await this.#queue.expireLeasesOfDeadWorkers((id) => isDeadLocalWorker(id));
+        this.#deadWorkersChecked = true;
+      }
+      // Quiet only counts while we listen: senders could not reach a gateway that was down, so a
+      // study whose upload a crash interrupted is not complete just because the window passed during
+      // the downtime. Its sender's retry gets one window after the start (crash trials, issue 9).
+      if (Date.now() - this.#startedAt >= this.#stabilityWindowMs) {
+        await promoteStableStudies(this.#pool, this.#stabilityWindowMs, this.#queue);
+      }
       while (this.#running && this.#inFlight.size < this.#concurrency) {
         const job = await this.#queue.claimNext(this.workerId, this.#leaseMs);
         if (!job) break;

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { Transform } from 'node:stream';
@@ -56,4 +56,20 @@ export async function discardHashing(body: Readable): Promise<{ sha256: string; 
   } catch (error: unknown) {
     return { sha256: hash.digest('hex'), sizeBytes, error };
   }
+}
+
+/**
+ * Spool files of a process that died mid-upload (kill -9, power loss) are never handed to a sink
+ * and nothing else removes them. Called once at start-up, before the front ends accept anything:
+ * none of the files can belong to a live request of this gateway, and nothing in them was
+ * acknowledged (an instance is acknowledged only once the store moved it). Returns how many went.
+ */
+export async function removeStaleSpoolFiles(tmpDir: string): Promise<number> {
+  let removed = 0;
+  for (const name of await readdir(tmpDir)) {
+    if (!name.endsWith('.part')) continue;
+    await rm(path.join(tmpDir, name), { force: true });
+    removed++;
+  }
+  return removed;
 }

@@ -283,6 +283,11 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
             });
             continue;
           }
+          if (errorCodeOf(err) === ErrorCode.StorageFull) {
+            // The disk filled while this part was spooled (ENOSPC / EDQUOT past the guard): the
+            // spool file is gone, the request is answered 507 by the error handler; audited here.
+            await refuse({ code: ErrorCode.StorageFull, httpStatus: 507, part: part.index });
+          }
           throw err; // truncated/aborted request: nothing of this part is kept
         }
         let outcome: InstanceOutcome;

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { errorHandler } from '../../src/app.js';
 import { verifyAuditChain } from '../../src/audit/audit-log.js';
+import { AuditRecorder } from '../../src/audit/audit-recorder.js';
 import { DiskGuard } from '../../src/ingest/disk-guard.js';
 import { InstanceStore } from '../../src/ingest/instance-store.js';
 import { PgRemoteStudyTracker } from '../../src/ingest/remote-study-tracker.js';
@@ -59,7 +60,7 @@ async function stowOn(root: string, guard: DiskGuard): Promise<{ server: TestHtt
   mkdirSync(storageDir, { recursive: true });
   const store = new InstanceStore({ pool: db.pool, storageDir, guard });
   const server = await startTestServer((app) => {
-    app.use('/dicomweb', createStowRouter({ sink: store, tmpDir }));
+    app.use('/dicomweb', createStowRouter({ sink: store, tmpDir, refusals: new AuditRecorder(db.pool) }));
     app.use(errorHandler());
   });
   return { server, store };
@@ -284,9 +285,14 @@ smallFsCases(`on a real 8 MiB file system (%s, ${backendName()})`, (_kind, fs) =
     );
     try {
       leaveFree(3 * block); // CT_small needs 10 pages of tmpfs, 39 blocks of ext4
+      const since = await lastAuditId();
       const r = await post(bare, [CT], 'chunked');
       expect(r.status).toBe(507);
       expect(r.body).toMatchObject({ code: 'storage-full' });
+      // The refusal is audited by the router: the spool write met ENOSPC before any instance existed.
+      const events = await refusals(since);
+      expect(events).toHaveLength(1);
+      expect(events[0]).toMatchObject({ outcome: 8, detail: { errorCode: 'storage-full', httpStatus: 507 } });
       expect(filesUnder(path.join(root, 'bare'))).toEqual([]);
       expect(settledFree(root)).toBe(3 * block);
     } finally {

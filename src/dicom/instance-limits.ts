@@ -27,16 +27,25 @@ export async function checkPart10Limits(buf: Uint8Array, limits: DicomLimits): P
     throw err;
   }
   if (transferSyntaxUid === TransferSyntax.DeflatedExplicitVrLittleEndian) {
-    try {
-      await measureInflated(whole(dataSetOffset), limits);
-    } catch (err: unknown) {
-      if (err instanceof DicomError) throw err;
-      const truncated = (err as { code?: unknown } | null)?.code === 'Z_BUF_ERROR';
-      throw new DicomHeaderError(
-        truncated ? HeaderFailure.Truncated : HeaderFailure.Malformed,
-        truncated ? 'input ends inside the deflated data set' : 'deflated data set cannot be inflated',
-        { cause: err },
-      );
-    }
+    await measureDeflatedDataSet(whole(dataSetOffset), limits);
+  }
+}
+
+/**
+ * Inflate a deflated data set (PS3.5 A.5) to its end under the inflation limits and return its
+ * length; zlib's own failures become header errors (a stream that stops early is truncated, any
+ * other is malformed), limit violations stay DicomLimitError. Used at receipt and in the worker.
+ */
+export async function measureDeflatedDataSet(chunks: AsyncIterable<Uint8Array>, limits: DicomLimits): Promise<number> {
+  try {
+    return await measureInflated(chunks, limits);
+  } catch (err: unknown) {
+    if (err instanceof DicomError) throw err;
+    const truncated = (err as { code?: unknown } | null)?.code === 'Z_BUF_ERROR';
+    throw new DicomHeaderError(
+      truncated ? HeaderFailure.Truncated : HeaderFailure.Malformed,
+      truncated ? 'input ends inside the deflated data set' : 'deflated data set cannot be inflated',
+      { cause: err },
+    );
   }
 }

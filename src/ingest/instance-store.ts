@@ -430,27 +430,18 @@ export class InstanceStore implements InstanceSink {
       );
       return;
     }
-    try {
-      await recordAudit(this.#pool, {
-        kind: AuditEventKind.InstanceRefused,
-        outcome: EventOutcome.SeriousFailure,
-        ...(ctx.actor ? { actor: ctx.actor } : {}),
-        ...(ctx.remoteAddress ? { source: ctx.remoteAddress } : {}),
-        ...(ctx.expectedStudyInstanceUid ? { studyInstanceUid: ctx.expectedStudyInstanceUid } : {}),
-        ...(outcome.sopInstanceUid ? { sopInstanceUids: [outcome.sopInstanceUid] } : {}),
-        detail: {
-          via: ctx.via,
-          errorCode: outcome.code,
-          failureReason: outcome.failureReason,
-          ...(outcome.sopClassUid ? { sopClassUid: outcome.sopClassUid } : {}),
-          sha256: file.sha256,
-          sizeBytes: file.sizeBytes,
-          ...(outcome.violation ? { violation: outcome.violation } : {}),
-        },
-      });
-    } catch (err: unknown) {
-      this.#log.warn('could not audit refused instance', { error: normalizeErrorString(err) });
-    }
+    await this.#auditRefusal(
+      ctx,
+      {
+        errorCode: outcome.code,
+        failureReason: outcome.failureReason,
+        ...(outcome.sopClassUid ? { sopClassUid: outcome.sopClassUid } : {}),
+        sha256: file.sha256,
+        sizeBytes: file.sizeBytes,
+        ...(outcome.violation ? { violation: outcome.violation } : {}),
+      },
+      outcome.sopInstanceUid,
+    );
   }
 
   /** An 'instance-refused' event (PS3.15 A.5.3.5 with outcome 8), best effort like #auditFailure. */

@@ -2,9 +2,9 @@ import { open } from 'node:fs/promises';
 import { type InstanceIdentity, instanceIdentity, type NaturalDataset } from '../dicom/dataset.js';
 import { NATIVE_TRANSFER_SYNTAXES } from '../dicom/frames.js';
 import { DicomHeaderError, HeaderFailure, type Part10Header, readPart10Header } from '../dicom/header-reader.js';
-import { checkFrameGeometry, DEFAULT_DICOM_LIMITS, type DicomLimits, measureInflated } from '../dicom/limits.js';
+import { measureDeflatedDataSet } from '../dicom/instance-limits.js';
+import { checkFrameGeometry, DEFAULT_DICOM_LIMITS, type DicomLimits } from '../dicom/limits.js';
 import { TransferSyntax } from '../dicom/uids.js';
-import { DicomError } from '../errors.js';
 import type { InstanceHeader } from './types.js';
 
 /**
@@ -159,18 +159,7 @@ async function checkPixelData(fh: FileHandle, size: number, h: Part10Header): Pr
  * size for the other syntaxes). Returns the inflated length.
  */
 async function checkDeflated(fh: FileHandle, h: Part10Header, limits: DicomLimits): Promise<number> {
-  let inflated: number;
-  try {
-    inflated = await measureInflated(chunksOf(fh, h.dataSetOffset), limits);
-  } catch (err: unknown) {
-    if (err instanceof DicomError) throw err;
-    const truncated = (err as { code?: unknown } | null)?.code === 'Z_BUF_ERROR';
-    throw new DicomHeaderError(
-      truncated ? HeaderFailure.Truncated : HeaderFailure.Malformed,
-      truncated ? 'input ends inside the deflated data set' : 'deflated data set cannot be inflated',
-      { cause: err },
-    );
-  }
+  const inflated = await measureDeflatedDataSet(chunksOf(fh, h.dataSetOffset), limits);
   const p = h.pixelData;
   if (p?.length !== undefined && p.dataSetValueOffset + p.length > inflated) {
     throw new DicomHeaderError(

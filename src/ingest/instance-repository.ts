@@ -1,5 +1,5 @@
 import type { Queryable } from '../db/pool.js';
-import type { InstanceHeader, QuarantineReason, ReceivedVia, StoredInstance } from './types.js';
+import type { InstanceHeader, InstanceRecord, QuarantineReason, ReceivedVia, StoredInstance } from './types.js';
 
 /**
  * The one owner of the `instances` table (issue 8: one lifecycle owner per table). An instance row
@@ -122,15 +122,8 @@ UPDATE instances SET deleted_at = now()
 WHERE study_instance_uid = $1 AND sop_instance_uid = ANY($2::text[]) AND deleted_at IS NULL`;
 
 /** What a receipt writes: the header plus where and how the bytes arrived. */
-export interface NewInstance extends InstanceHeader {
-  readonly sopInstanceUid: string;
-  readonly studyInstanceUid: string;
-  readonly filePath: string;
-  readonly fileSha256: string;
-  readonly sizeBytes: number;
-  readonly receivedVia: ReceivedVia;
+export interface NewInstance extends InstanceRecord {
   readonly remoteAddress: string | null;
-  readonly actor: string | null;
 }
 
 /** The stored digest and place of an instance, for duplicate classification. */

@@ -56,8 +56,8 @@ export interface InstanceHeader {
   readonly hasPixelData: boolean;
 }
 
-/** One row of `instances`: the one definition of a stored instance (issue 8). */
-export interface StoredInstance extends InstanceHeader {
+/** What every row of `instances` holds: the header, where the bytes are, how and from whom they came. */
+export interface InstanceRecord extends InstanceHeader {
   /** SOP Instance UID (0008,0018). */
   readonly sopInstanceUid: string;
   /** Study Instance UID (0020,000D). */
@@ -66,9 +66,13 @@ export interface StoredInstance extends InstanceHeader {
   readonly fileSha256: string;
   readonly sizeBytes: number;
   readonly receivedVia: ReceivedVia;
-  readonly receivedAt: Date;
   /** Who sent it: HTTP user, calling AE title, or the remote node it was retrieved from. */
   readonly actor: string | null;
+}
+
+/** One row of `instances`: the one definition of a stored instance (issue 8). */
+export interface StoredInstance extends InstanceRecord {
+  readonly receivedAt: Date;
   /**
    * When a decode of this instance began and has not yet answered (migration 0008); set at a job's
    * start only if a previous attempt died while decoding it.

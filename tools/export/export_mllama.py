@@ -65,115 +65,210 @@ def load_merged(base: str, adapter: str | None, dtype: str):
     return model, adapter_sha
 
 
-def tiny_config(seed: int):
-    """A tiny Mllama with the REAL geometry (tile 560, patch 14 -> 1601 tokens/tile, 4 tiles, 8 aspect ratios)
-    and tiny widths, so the export path is exercised on any GPU machine without the 11B weights."""
+def tiny_config(seed: int, vocab_size: int = 103, image_token: int = 103, bos: int = 96,
+                eos: list[int] | None = None, pad: int = 98):
+    """A tiny Mllama with the REAL geometry (tile 560, patch 14 -> 1601 tokens/tile, 4 tiles, 8 aspect ratios),
+    local + gated global vision layers, intermediate-layer features, llama3 RoPE scaling and cross-attention
+    layers, with tiny widths and a tiny vocabulary so the committed bundle stays small."""
     from transformers import MllamaConfig
 
+    eos = eos or [97, 101, 102]
     text = dict(
         hidden_size=64, intermediate_size=128, num_hidden_layers=5, num_attention_heads=4, num_key_value_heads=2,
-        cross_attention_layers=[1, 3], vocab_size=128256, rope_theta=500000.0, max_position_embeddings=1024,
+        cross_attention_layers=[1, 3], vocab_size=vocab_size, rope_theta=500000.0, max_position_embeddings=131072,
         rms_norm_eps=1e-5, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                          "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
-        bos_token_id=128000, eos_token_id=[128001, 128008, 128009], pad_token_id=128004,
+        bos_token_id=bos, eos_token_id=eos, pad_token_id=pad, tie_word_embeddings=False,
     )
     vision = dict(
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_global_layers=1, attention_heads=2,
-        image_size=560, patch_size=14, max_num_tiles=4, vision_output_dim=64, intermediate_layers_indices=[0],
+        image_size=560, patch_size=14, max_num_tiles=4, vision_output_dim=32 * 3, intermediate_layers_indices=[0, 1],
         supported_aspect_ratios=[[1, 1], [1, 2], [1, 3], [1, 4], [2, 1], [2, 2], [3, 1], [4, 1]],
     )
-    return MllamaConfig(text_config=text, vision_config=vision, image_token_index=128256)
+    return MllamaConfig(text_config=text, vision_config=vision, image_token_index=image_token)
 
 
-def build_tiny(seed: int):
+def build_tiny(seed: int, **tok):
     import torch
     from transformers import MllamaForConditionalGeneration
 
     torch.manual_seed(seed)
-    model = MllamaForConditionalGeneration(tiny_config(seed)).to(torch.float32).eval()
+    cfg = tiny_config(seed, **tok)
+    cfg.text_config._attn_implementation = "eager"
+    cfg.vision_config._attn_implementation = "eager"
+    cfg._attn_implementation = "eager"
+    model = MllamaForConditionalGeneration(cfg).to(torch.float32).eval()
     # HF initialises the tanh gates to 0, which would make the image irrelevant; open them so parity tests see it.
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("_gate") or name.endswith(".gate"):
                 p.fill_(0.75)
+            elif p.dim() >= 2 and "embedding" not in name:
+                p.normal_(0.0, 0.08)   # HF's std 0.02 on width 32-64 gives near-uniform logits
+    model.generation_config.do_sample = False
     return model
+
+
+# ----------------------------------------------------------------------------------------------- layout detection
+
+class Layout:
+    """Where the parts of a MllamaForConditionalGeneration live. transformers 4.45-4.51 nest the text model as
+    model.language_model (MllamaForCausalLM: .model + .lm_head); >= 4.52 has model.model.{vision_model,
+    language_model, multi_modal_projector} and model.lm_head. Detected, never assumed."""
+
+    def __init__(self, model):
+        inner = model.model if hasattr(model, "model") and hasattr(model.model, "vision_model") else model
+        self.vision_model = inner.vision_model
+        self.projector = inner.multi_modal_projector
+        lm = inner.language_model
+        if hasattr(lm, "lm_head"):  # 4.45: MllamaForCausalLM
+            self.text_model, self.lm_head = lm.model, lm.lm_head
+        else:
+            self.text_model, self.lm_head = lm, model.lm_head
+        tc = model.config.text_config
+        self.cross_layers = list(tc.cross_attention_layers)
+        self.self_layers = [i for i in range(tc.num_hidden_layers) if i not in self.cross_layers]
+        self.hidden = tc.hidden_size
+
+
+def fix_conv_padding(module) -> int:
+    """`padding='valid'` is refused by the torch <= 2.0 legacy exporter; 'valid' is exactly padding 0."""
+    from torch import nn
+
+    n = 0
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d) and isinstance(m.padding, str):
+            if m.padding != "valid":
+                raise SystemExit(f"conv padding {m.padding!r} not handled")
+            m.padding = (0, 0)
+            n += 1
+    return n
+
+
+class ExplicitCache:
+    """Minimal cache object given to HF self-attention layers: `update(k, v, layer_idx)` concatenates the
+    graph's past_key_values.{i} with the new K/V and remembers the result as present.{i}. Works with any
+    transformers version whose attention calls `past_key_value.update(...)` (DynamicCache's sparse-index
+    behaviour, `.key_cache` vs `.layers`, never enters the graph)."""
+
+    def __init__(self, past: dict):
+        self.past = past
+        self.present = {}
+
+    def update(self, key_states, value_states, layer_idx, cache_kwargs=None):
+        import torch
+
+        pk, pv = self.past[layer_idx]
+        k = torch.cat([pk, key_states], dim=-2)
+        v = torch.cat([pv, value_states], dim=-2)
+        self.present[layer_idx] = (k, v)
+        return k, v
+
+    def get_seq_length(self, layer_idx=0):
+        return next(iter(self.past.values()))[0].shape[-2]
 
 
 # ----------------------------------------------------------------------------------------------- wrappers
 
 def make_wrappers(model):
-    """nn.Modules with explicit inputs only: no Python branches on cache_position, None states or empty caches
-    end up in the graph (model-contract §5.2)."""
+    """nn.Modules with explicit inputs only; each holds the HF model as a SUBMODULE so the legacy tracer sees
+    its weights as parameters (initializers), not as constants captured from a closure."""
     import torch
     from torch import nn
 
-    inner = model.model if hasattr(model, "model") and hasattr(model.model, "vision_model") else model
-    vision_model, projector = inner.vision_model, inner.multi_modal_projector
-    lm = inner.language_model
-    lm_head = model.lm_head
-    text_cfg = model.config.text_config
-    cross_layers = list(text_cfg.cross_attention_layers)
-    self_layers = [i for i in range(text_cfg.num_hidden_layers) if i not in cross_layers]
-    hidden = text_cfg.hidden_size
+    lay = Layout(model)
+    fix_conv_padding(lay.vision_model)
 
     class VisionEncoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.vision_model, self.projector = lay.vision_model, lay.projector
+
         def forward(self, pixel_values, aspect_ratio_ids, aspect_ratio_mask):
-            out = vision_model(pixel_values=pixel_values, aspect_ratio_ids=aspect_ratio_ids,
-                               aspect_ratio_mask=aspect_ratio_mask)[0]
-            states = projector(out)  # [B, imgs, tiles, 1601, H]
-            return states.reshape(-1, states.shape[-2], hidden)
+            out = self.vision_model(pixel_values=pixel_values, aspect_ratio_ids=aspect_ratio_ids,
+                                    aspect_ratio_mask=aspect_ratio_mask)[0]
+            states = self.projector(out)  # [B, imgs, tiles, 1601, H]
+            return states.reshape(-1, states.shape[-2], lay.hidden)
 
     class EmbedTokens(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = lay.text_model.embed_tokens
+
         def forward(self, input_ids):
-            return lm.embed_tokens(input_ids)
+            return self.embed(input_ids)
 
     class Decoder(nn.Module):
         """Self-attention KV as explicit past/present tensors; cross K/V recomputed from the states each step
-        (v1, model-contract §11.7); raw int64 cross_attention_mask expanded in-graph as HF does."""
+        (v1, model-contract §11.7); raw int64 cross_attention_mask expanded in-graph as HF does
+        (`_prepare_cross_attention_mask`: rows with no image keep attending, only the MLP branch is zeroed)."""
+
+        def __init__(self):
+            super().__init__()
+            self.text_model, self.lm_head = lay.text_model, lay.lm_head
 
         def forward(self, inputs_embeds, attention_mask, position_ids, cross_attention_states,
                     cross_attention_mask, *past):
-            from transformers.cache_utils import DynamicCache
             from transformers.models.mllama.modeling_mllama import _prepare_cross_attention_mask
 
-            B, S = inputs_embeds.shape[:2]
-            cache = DynamicCache()
-            for j, layer in enumerate(self_layers):
-                cache.update(past[2 * j], past[2 * j + 1], layer)
+            tm = self.text_model
+            dt = inputs_embeds.dtype
+            B, S = inputs_embeds.shape[0], inputs_embeds.shape[1]
+            cache = ExplicitCache({layer: (past[2 * j], past[2 * j + 1]) for j, layer in enumerate(lay.self_layers)})
             past_len = past[0].shape[2]
             cache_position = torch.arange(S, device=inputs_embeds.device) + past_len
             cam, full_row = _prepare_cross_attention_mask(
-                cross_attention_mask, num_vision_tokens=cross_attention_states.shape[1], dtype=inputs_embeds.dtype)
-            causal = lm._update_causal_mask(attention_mask, inputs_embeds, cache_position, cache, False) \
-                if hasattr(lm, "_update_causal_mask") else None
+                cross_attention_mask, num_vision_tokens=cross_attention_states.shape[1], dtype=dt)
+            # Causal + padding mask [B,1,S,past+S] exactly as HF's eager _update_causal_mask builds it.
+            total = attention_mask.shape[1]
+            cols = torch.arange(total, device=inputs_embeds.device)
+            allowed = (cols[None, :] <= cache_position[:, None])[None, None] & (attention_mask[:, None, None, :] > 0)
+            causal = torch.zeros(B, 1, S, total, dtype=dt, device=inputs_embeds.device).masked_fill(
+                ~allowed, torch.finfo(dt).min)
             hidden_states = inputs_embeds
-            pos = lm.rotary_emb(hidden_states, position_ids)
-            states = cross_attention_states.reshape(B, -1, hidden)
-            presents = []
-            for idx, layer in enumerate(lm.layers):
-                if idx in cross_layers:
+            pos = tm.rotary_emb(hidden_states, position_ids)
+            states = cross_attention_states.reshape(B, -1, lay.hidden)
+            for idx, layer in enumerate(tm.layers):
+                if idx in lay.cross_layers:
                     hidden_states = layer(hidden_states, cross_attention_states=states, cross_attention_mask=cam,
                                           attention_mask=causal, full_text_row_masked_out_mask=full_row,
-                                          position_embeddings=pos, past_key_value=None, use_cache=False)[0]
+                                          position_ids=position_ids, past_key_value=None, use_cache=False,
+                                          cache_position=cache_position, position_embeddings=pos)[0]
                 else:
                     hidden_states = layer(hidden_states, attention_mask=causal, position_ids=position_ids,
                                           past_key_value=cache, use_cache=True, cache_position=cache_position,
                                           position_embeddings=pos)[0]
-            hidden_states = lm.norm(hidden_states)
-            logits = lm_head(hidden_states).float()
-            for layer in self_layers:
-                k, v = cache.layers[layer].keys, cache.layers[layer].values
-                presents += [k, v]
+            hidden_states = tm.norm(hidden_states)
+            logits = self.lm_head(hidden_states).float()
+            presents = []
+            for layer in lay.self_layers:
+                presents += list(cache.present[layer])
             return (logits, *presents)
 
-    return VisionEncoder().eval(), EmbedTokens().eval(), Decoder().eval(), self_layers
+    mods = [VisionEncoder().eval(), EmbedTokens().eval(), Decoder().eval()]
+    for m in mods:
+        for p in m.parameters():
+            p.requires_grad_(False)
+    return (*mods, lay.self_layers)
 
 
 # ----------------------------------------------------------------------------------------------- export
 
+def exporter_kind() -> tuple[bool, int]:
+    """(dynamo, opset): dynamo + opset 18 on torch >= 2.5, else the legacy TorchScript tracer at opset 17."""
+    import inspect
+
+    import torch
+
+    major, minor = (int(x) for x in torch.__version__.split(".")[:2])
+    if (major, minor) >= (2, 5) and "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        return True, 18
+    return False, 17
+
+
 def export_onnx(model, out: Path, dtype: str) -> dict[str, Any]:
-    """torch.onnx.export (dynamo, opset 18) with dims >= 2 in the example so nothing specialises
-    (model-contract §5.3), external data for any file over 2 GB (§5.4)."""
+    """torch.onnx.export with dims >= 2 in the example so nothing specialises (model-contract §5.3), external
+    data for any file over 2 GB (§5.4)."""
     import torch
 
     vision, embed, decoder, self_layers = make_wrappers(model)
@@ -190,28 +285,28 @@ def export_onnx(model, out: Path, dtype: str) -> dict[str, Any]:
     n_tok = (side // vc.patch_size) ** 2 + 1
     batch, seq, past, total = "batch", "sequence_length", "past_sequence_length", "total_sequence_length"
 
-    pv = torch.randn(B, 1, T, 3, side, side, dtype=fdt, device=dev)
+    pv = torch.randn(B, 1, T, 3, side, side, device=dev).to(fdt)
     ar_ids = torch.tensor([[6], [1]], device=dev)
     ar_mask = torch.tensor([[[1, 1, 1, 1]], [[1, 0, 0, 0]]], device=dev)
     _export(vision, (pv, ar_ids, ar_mask), onnx_dir / "vision_encoder.onnx",
             ["pixel_values", "aspect_ratio_ids", "aspect_ratio_mask"], ["cross_attention_states"],
-            {"pixel_values": {0: batch}, "aspect_ratio_ids": {0: batch}, "aspect_ratio_mask": {0: batch},
-             "cross_attention_states": {0: "num_tiles_total"}})
+            {"pixel_values": {0: batch, 1: "num_images"}, "aspect_ratio_ids": {0: batch, 1: "num_images"},
+             "aspect_ratio_mask": {0: batch, 1: "num_images"}, "cross_attention_states": {0: "num_tiles_total"}})
     ids = torch.randint(0, tc.vocab_size, (B, S), device=dev)
     _export(embed, (ids,), onnx_dir / "embed_tokens.onnx", ["input_ids"], ["inputs_embeds"],
             {"input_ids": {0: batch, 1: seq}, "inputs_embeds": {0: batch, 1: seq}})
-    embeds = torch.randn(B, S, H, dtype=fdt, device=dev)
-    states = torch.randn(B * T, n_tok, H, dtype=fdt, device=dev)
+    embeds = torch.randn(B, S, H, device=dev).to(fdt)
+    states = torch.randn(B * T, n_tok, H, device=dev).to(fdt)
     pasts = []
     past_names, present_names = [], []
     for i in self_layers:
         for kind in ("key", "value"):
-            pasts.append(torch.randn(B, kvh, P, hd, dtype=fdt, device=dev))
+            pasts.append(torch.randn(B, kvh, P, hd, device=dev).to(fdt))
             past_names.append(f"past_key_values.{i}.{kind}")
             present_names.append(f"present.{i}.{kind}")
     dyn = {"inputs_embeds": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: total},
            "position_ids": {0: batch, 1: seq}, "cross_attention_states": {0: "num_tiles_total"},
-           "cross_attention_mask": {0: batch, 1: seq}, "logits": {0: batch, 1: seq}}
+           "cross_attention_mask": {0: batch, 1: seq, 2: "num_images"}, "logits": {0: batch, 1: seq}}
     for n in past_names:
         dyn[n] = {0: batch, 2: past}
     for n in present_names:
@@ -229,14 +324,21 @@ def _export(module, args, path: Path, inputs, outputs, dynamic):
     import onnx
     import torch
 
+    dynamo, opset = exporter_kind()
     with torch.no_grad():
-        try:
+        done = False
+        if dynamo:
+            try:
+                torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
+                                  dynamic_axes=dynamic, opset_version=opset, dynamo=True, external_data=True)
+                done = True
+            except Exception as err:  # legacy exporter fallback (model-contract §5.3)
+                print(f"dynamo export of {path.name} failed ({err}); retrying with dynamo=False", file=sys.stderr)
+                opset = 17
+        if not done:
+            kw = {"dynamo": False} if "dynamo" in __import__("inspect").signature(torch.onnx.export).parameters else {}
             torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
-                              dynamic_axes=dynamic, opset_version=18, dynamo=True, external_data=True)
-        except Exception as err:  # legacy exporter fallback (model-contract §5.3)
-            print(f"dynamo export of {path.name} failed ({err}); retrying with dynamo=False", file=sys.stderr)
-            torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
-                              dynamic_axes=dynamic, opset_version=18, dynamo=False)
+                              dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, **kw)
     m = onnx.load(str(path), load_external_data=True)
     big = sum(t.ByteSize() for t in m.graph.initializer) > (2 << 30) - (64 << 20)
     for f in path.parent.glob(path.name + ".data"):
@@ -292,7 +394,13 @@ def write_bundle_files(model, processor_src: str | None, out: Path, tiny: bool) 
     """HF config.json, generation_config.json, tokenizer files, preprocessor_config.json beside the graphs."""
     model.config.save_pretrained(out)
     model.generation_config.save_pretrained(out)
-    if processor_src:
+    names = ("tokenizer.json", "tokenizer_config.json", "preprocessor_config.json", "special_tokens_map.json",
+             "chat_template.json")
+    if processor_src and Path(processor_src).is_dir() and (Path(processor_src) / "tokenizer.json").exists():
+        for n in names:  # copy verbatim: no tokenizers/AutoProcessor needed on the export host
+            if (Path(processor_src) / n).exists():
+                shutil.copyfile(Path(processor_src) / n, out / n)
+    elif processor_src:
         from transformers import AutoProcessor
 
         AutoProcessor.from_pretrained(processor_src).save_pretrained(out)
@@ -492,7 +600,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {a.out}; now run: radscribe model check {a.out} --ep cuda")
         return 0
     if a.cmd == "tiny":
-        model = build_tiny(a.seed)
+        tok = json.loads((Path(a.processor) / "tokenizer.json").read_text())
+        ids = {t["content"]: t["id"] for t in tok.get("added_tokens", [])}
+        vocab = max([*tok["model"]["vocab"].values(), *ids.values()])  # the image token is the last id
+        model = build_tiny(a.seed, vocab_size=ids.get("<|image|>", vocab), image_token=ids.get("<|image|>", vocab),
+                           bos=ids["<|begin_of_text|>"], pad=ids.get("<|finetune_right_pad_id|>", 0),
+                           eos=[ids[t] for t in ("<|end_of_text|>", "<|eom_id|>", "<|eot_id|>") if t in ids])
         if a.out.exists():
             shutil.rmtree(a.out)
         a.out.mkdir(parents=True)

@@ -30,6 +30,16 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST_FORMAT_VERSION = 2
+TINY_README = """# tiny-mllama-real — test fixture — output is meaningless
+
+A random-weight (torch seed {seed}) `MllamaForConditionalGeneration` built from a config by
+`tools/export/export_mllama.py tiny` and exported through Hugging Face's own layers. Real geometry (560-px tiles,
+patch 14 -> 1601 tokens/tile, 4 tiles, 8 aspect ratios), 2 local + 1 gated global vision layers, intermediate-layer
+features (indices 0,1 -> 96-wide into the projector), llama3 RoPE scaling, 5 text layers with cross-attention at
+1 and 3; tiny widths and the 104-id character tokenizer of ../tiny-mllama. `reference/` holds PyTorch
+generate(do_sample=False) outputs for 1-4 tiles (see reference/reference.json for the versions used).
+Never use it for anything but testing the RadScribe runtime.
+"""
 PROMPT = "You are an expert radiographer. Describe accurately what you see in this image."
 
 
@@ -459,6 +469,90 @@ def write_manifest(out: Path, *, name: str, version: str, base: str | None, adap
 
 # ----------------------------------------------------------------------------------------------- parity
 
+# Synthetic, compressible test images: (case name, height, width, image position). 1-4 tiles, both prompt orders.
+REFERENCE_CASES = [("tiles1-before", 560, 560, "before-text"), ("tiles2-before", 500, 1000, "before-text"),
+                   ("tiles3-after", 480, 1500, "after-text"), ("tiles4-before", 1000, 1000, "before-text"),
+                   ("tiles4-after", 1200, 900, "after-text")]
+
+
+def synthetic_image(h: int, w: int, seed: int):
+    """Smooth gradients + a few discs: deterministic, no corpus needed, compresses well once tiled."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.RandomState(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = np.stack([x / w * 255, y / h * 255, (x + y) / (w + h) * 255], -1)
+    for _ in range(5):
+        cy, cx, r = rng.rand() * h, rng.rand() * w, 30 + rng.rand() * min(h, w) / 4
+        img[(y - cy) ** 2 + (x - cx) ** 2 < r * r] = rng.rand(3) * 255
+    return Image.fromarray(img.round().astype(np.uint8), "RGB")
+
+
+def write_references(model, bundle: Path, out: Path, steps: int, seed: int) -> list[dict]:
+    """PyTorch references for CI: per case the pixel tensor (raw little-endian float32, gzipped), prompt ids,
+    the raw int64 cross_attention_mask, greedy tokens of HF generate(do_sample=False) and the raw logits of
+    every step (output_logits: before any logits processor)."""
+    import gzip
+    import platform
+
+    import numpy as np
+    import torch
+    import transformers
+    from transformers import AutoTokenizer, MllamaImageProcessor
+    from transformers.models.mllama.processing_mllama import get_cross_attention_token_mask, convert_sparse_cross_attention_mask_to_dense
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    tok = AutoTokenizer.from_pretrained(str(bundle))
+    ip = MllamaImageProcessor.from_pretrained(str(bundle))
+    image_id = manifest["specialTokens"]["image"]
+    out.mkdir(parents=True, exist_ok=True)
+    cases = []
+    for k, (name, h, w, position) in enumerate(REFERENCE_CASES):
+        image = synthetic_image(h, w, seed + k)
+        content = [{"type": "image"}, {"type": "text", "text": manifest["prompt"]}]
+        if position == "after-text":
+            content.reverse()
+        text = tok.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
+                                       tokenize=False)
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        px = ip(images=[[image]], return_tensors="pt")
+        n_tiles = int(px["num_tiles"][0][0])
+        sparse = [get_cross_attention_token_mask(ids, image_id)]
+        cam = convert_sparse_cross_attention_mask_to_dense(sparse, [[n_tiles]], ip.max_image_tiles, len(ids))
+        inp = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.int64),
+               "pixel_values": px["pixel_values"], "aspect_ratio_ids": px["aspect_ratio_ids"],
+               "aspect_ratio_mask": px["aspect_ratio_mask"], "cross_attention_mask": torch.from_numpy(cam).long()}
+        with torch.no_grad():
+            ref = model.generate(**inp, max_new_tokens=steps, min_new_tokens=steps, do_sample=False,
+                                 output_logits=True, return_dict_in_generate=True)
+        tokens = ref.sequences[0, len(ids):].tolist()
+        logits = torch.stack(ref.logits, 1)[0].float().numpy()
+        assert [int(i) for i in logits.argmax(-1)] == tokens, "greedy tokens are not the argmax of raw logits"
+        pv = px["pixel_values"].numpy().astype("<f4")
+        with open(out / f"{name}.pixel_values.f32.gz", "wb") as raw, \
+                gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as f:
+            f.write(pv.tobytes())
+        case = {"name": name, "imageSize": [h, w], "imagePosition": position, "numTiles": n_tiles,
+                "pixelValuesShape": list(pv.shape), "pixelValuesFile": f"{name}.pixel_values.f32.gz",
+                "pixelValuesSha256": hashlib.sha256(pv.tobytes()).hexdigest(),
+                "aspectRatioIds": px["aspect_ratio_ids"].tolist(), "aspectRatioMask": px["aspect_ratio_mask"].tolist(),
+                "promptIds": ids, "crossAttentionMask": cam.astype(int).tolist(), "tokens": tokens,
+                "logits": [[float(v) for v in row] for row in logits]}
+        cases.append(case)
+        print(f"reference {name}: {n_tiles} tiles, {len(ids)} prompt ids, tokens {tokens[:8]}...")
+    meta = {"label": "test fixture — output is meaningless",
+            "generator": "tools/export/export_mllama.py tiny --write-fixtures",
+            "method": f"HF MllamaForConditionalGeneration.generate(do_sample=False, max_new_tokens={steps}, "
+                      f"min_new_tokens={steps}, output_logits=True); eager attention, float32, CPU",
+            "note": "min_new_tokens masks EOS for the first steps; logits are RAW (pre-processor), tokens = their argmax",
+            "versions": {"transformers": transformers.__version__, "torch": torch.__version__,
+                         "numpy": np.__version__, "python": platform.python_version()},
+            "seed": seed, "cases": cases}
+    (out / "reference.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return cases
+
+
 def parity(bundle: Path, reference, processor_src: str, images: list[str], max_new: int,
            fixtures: Path | None) -> bool:
     """Greedy tokens from the ONNX bundle (ORT, CPU EP, the same graphs Node runs) vs PyTorch generate()."""
@@ -568,7 +662,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--processor", required=True,
                    help="a Mllama processor/tokenizer dir (e.g. a saved Llama-3.2-Vision processor)")
     t.add_argument("--images", nargs="*", default=[])
-    t.add_argument("--write-fixtures", type=Path)
+    t.add_argument("--write-fixtures", type=Path, help="write PyTorch reference cases (1-4 tiles) here")
+    t.add_argument("--steps", type=int, default=32, help="greedy steps per reference case")
+    t.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32")
     p = sub.add_parser("parity", help="greedy tokens ONNX vs PyTorch")
     p.add_argument("--bundle", required=True, type=Path)
     p.add_argument("--reference", required=True)
@@ -611,13 +707,16 @@ def main(argv: list[str] | None = None) -> int:
         a.out.mkdir(parents=True)
         export_onnx(model, a.out, "fp32")
         write_bundle_files(model, a.processor, a.out, tiny=True)
-        write_manifest(a.out, name="radscribe-tiny-mllama-torch-export", version=f"0.1.0-seed{a.seed}", base=None,
+        (a.out / "README.md").write_text(TINY_README.format(seed=a.seed))
+        write_manifest(a.out, name="radscribe-tiny-mllama-real-fixture", version=f"0.1.0-seed{a.seed}", base=None,
                        adapter=None, fixture=True, training_data="none (random weights)",
                        licences=["Apache-2.0 (RadScribe test fixture)"],
                        intended_use="parity testing of the RadScribe runtime; output is meaningless",
                        weights=f"random (torch seed {a.seed})", image_position="before-text", prompt=PROMPT)
+        if a.write_fixtures:
+            write_references(model, a.out, a.write_fixtures, a.steps, a.seed)
         if a.images:
-            ok = parity(a.out, model, a.processor, a.images, 16, a.write_fixtures)
+            ok = parity(a.out, model, a.processor, a.images, 16, None)
             return 0 if ok else 1
         return 0
     if a.cmd == "parity":

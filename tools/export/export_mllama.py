@@ -46,7 +46,7 @@ PROMPT = "You are an expert radiographer. Describe accurately what you see in th
 # ----------------------------------------------------------------------------------------------- model loading
 
 def load_merged(base: str, adapter: str | None, dtype: str):
-    """Base model (+ LoRA merged). Fails if ANY adapter key is unmatched (model-contract §5.1: a silent
+    """Base model (+ LoRA merged in memory). Fails if ANY adapter key is unmatched (model-contract §5.1: a silent
     mismatch yields the base model; peft #2566, transformers #38927)."""
     import torch
     from transformers import MllamaForConditionalGeneration
@@ -55,24 +55,77 @@ def load_merged(base: str, adapter: str | None, dtype: str):
     model = MllamaForConditionalGeneration.from_pretrained(base, torch_dtype=torch_dtype)
     adapter_sha = None
     if adapter:
-        from peft import PeftModel
-        from safetensors.torch import load_file
-
-        weights = Path(adapter) / "adapter_model.safetensors"
-        adapter_sha = sha256_file(weights)
-        state = load_file(str(weights))
-        peft_model = PeftModel.from_pretrained(model, adapter)
-        loaded = {k for k, _ in peft_model.named_parameters() if "lora_" in k}
-        # adapter keys look like base_model.model.<path>.lora_A.weight; the loaded ones carry the adapter name.
-        norm = lambda k: k.replace(".default", "").replace("base_model.model.", "")
-        unmatched = sorted({norm(k) for k in state} - {norm(k) for k in loaded})
-        if unmatched:
-            raise SystemExit(f"{len(unmatched)} adapter keys match no module, e.g. {unmatched[:5]}; refusing to export")
-        if not loaded:
-            raise SystemExit("adapter loaded no LoRA parameters; refusing to export")
-        model = peft_model.merge_and_unload()
+        adapter_sha = sha256_file(Path(adapter) / "adapter_model.safetensors")
+        n = merge_lora(model, Path(adapter))
+        print(f"merged LoRA into {n} modules; 0 adapter keys unmatched", file=sys.stderr)
     model.eval()
     return model, adapter_sha
+
+
+# Module-path spellings of the same Mllama parts across transformers versions (4.45-4.51 vs >= 4.52).
+_LAYOUT_ALIASES = [("language_model.model.", "model.language_model."), ("language_model.lm_head.", "lm_head."),
+                   ("vision_model.", "model.vision_model."), ("multi_modal_projector.", "model.multi_modal_projector.")]
+
+
+def _resolve_module(modules: dict, path: str):
+    if path in modules:
+        return path
+    for a, b in _LAYOUT_ALIASES:
+        for x, y in ((a, b), (b, a)):
+            if path.startswith(x) and y + path[len(x):] in modules:
+                return y + path[len(x):]
+    return None
+
+
+def merge_lora(model, adapter_dir: Path) -> int:
+    """W += (alpha / r) * B @ A for every LoRA pair of a PEFT adapter (no peft needed). Every key of
+    adapter_model.safetensors must be a lora_A/lora_B weight of an existing nn.Linear of the model, possibly
+    under the other transformers layout's path; one unmatched key, a missing half of a pair, a shape mismatch
+    or an unsupported option (DoRA, rsLoRA-less rank patterns) exits before anything is exported."""
+    import torch
+    from safetensors.torch import load_file
+    from torch import nn
+
+    cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
+    if cfg.get("use_dora"):
+        raise SystemExit("DoRA adapters are not supported by this merge")
+    r, alpha = int(cfg["r"]), float(cfg.get("lora_alpha", cfg["r"]))
+    rank_pattern, alpha_pattern = cfg.get("rank_pattern") or {}, cfg.get("alpha_pattern") or {}
+    if rank_pattern or alpha_pattern:
+        raise SystemExit("rank_pattern/alpha_pattern adapters are not supported by this merge")
+    scale = alpha / (r ** 0.5 if cfg.get("use_rslora") else r)
+    state = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    modules = {name: m for name, m in model.named_modules()}
+    pairs: dict[str, dict[str, Any]] = {}
+    unmatched = []
+    for key, t in state.items():
+        k = key[len("base_model.model."):] if key.startswith("base_model.model.") else key
+        for half in ("lora_A", "lora_B"):
+            marker = f".{half}."
+            if marker in k:
+                path = k.split(marker)[0]
+                target = _resolve_module(modules, path)
+                if target is None or not isinstance(modules[target], nn.Linear) or not k.endswith("weight"):
+                    unmatched.append(key)
+                else:
+                    pairs.setdefault(target, {})[half] = t
+                break
+        else:
+            unmatched.append(key)
+    missing = [p for p, d in pairs.items() if set(d) != {"lora_A", "lora_B"}]
+    if unmatched or missing:
+        raise SystemExit(f"{len(unmatched)} adapter keys match no module (e.g. {unmatched[:5]}), "
+                         f"{len(missing)} incomplete pairs (e.g. {missing[:3]}); refusing to export")
+    if not pairs:
+        raise SystemExit("adapter holds no LoRA weights; refusing to export")
+    with torch.no_grad():
+        for path, d in pairs.items():
+            w = modules[path].weight
+            a, b = d["lora_A"].to(torch.float32), d["lora_B"].to(torch.float32)
+            if a.shape[1] != w.shape[1] or b.shape[0] != w.shape[0] or a.shape[0] != b.shape[1]:
+                raise SystemExit(f"{path}: LoRA shapes {tuple(b.shape)}@{tuple(a.shape)} do not fit {tuple(w.shape)}")
+            w.copy_((w.to(torch.float32) + scale * (b @ a)).to(w.dtype))
+    return len(pairs)
 
 
 def tiny_config(seed: int, vocab_size: int = 103, image_token: int = 103, bos: int = 96,

@@ -40,6 +40,11 @@ features (indices 0,1 -> 96-wide into the projector), llama3 RoPE scaling, 5 tex
 generate(do_sample=False) outputs for 1-4 tiles (see reference/reference.json for the versions used).
 Never use it for anything but testing the RadScribe runtime.
 """
+FP16_NOTE = """
+fp16 variant: the fp32 graphs converted to fp16 at graph level (weights, activations, KV; logits stay float32;
+fp32 mask constants clipped to -65504 as HF's fp16 masks use). Its reference is the fp32 PyTorch one in
+../tiny-mllama-real/reference (torch 1.13 on CPU cannot run the model in half).
+"""
 PROMPT = "You are an expert radiographer. Describe accurately what you see in this image."
 
 
@@ -410,6 +415,51 @@ def _export(module, args, path: Path, inputs, outputs, dynamic):
                     location=path.name + "_data" if big else None)
 
 
+def to_fp16_graph(src, dst, keep_float_outputs=("logits",)):
+    """fp32 ONNX graph -> fp16 (weights, activations, float I/O), for hosts whose torch cannot run the model in
+    half (torch 1.13 CPU). Constants are clipped to the fp16 range (finfo(fp32).min -> -65504, as HF's fp16
+    masks use finfo(fp16).min); outputs named in keep_float_outputs stay float32 via a final Cast."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    m = onnx.load(str(src))
+    g = m.graph
+    F, H = TensorProto.FLOAT, TensorProto.FLOAT16
+
+    def conv(t):
+        a = numpy_helper.to_array(t)
+        a = np.clip(a, -65504, 65504).astype(np.float16)
+        n = numpy_helper.from_array(a, t.name)
+        t.CopyFrom(n)
+
+    for t in g.initializer:
+        if t.data_type == F:
+            conv(t)
+    for node in g.node:
+        for at in node.attribute:
+            if at.type == onnx.AttributeProto.TENSOR and at.t.data_type == F:
+                conv(at.t)
+            if node.op_type == "Cast" and at.name == "to" and at.i == F:
+                at.i = H
+    for v in g.input:
+        if v.type.tensor_type.elem_type == F:
+            v.type.tensor_type.elem_type = H
+    for v in list(g.output):
+        if v.type.tensor_type.elem_type != F:
+            continue
+        if v.name in keep_float_outputs:
+            inner = v.name + "_fp16"
+            for node in g.node:
+                node.output[:] = [inner if o == v.name else o for o in node.output]
+                node.input[:] = [inner if i == v.name else i for i in node.input]
+            g.node.append(helper.make_node("Cast", [inner], [v.name], to=F, name=v.name + "_to_float"))
+        else:
+            v.type.tensor_type.elem_type = H
+    del g.value_info[:]
+    onnx.save_model(m, str(dst))
+
+
 def quantize_decoder(bundle: Path, bits: int) -> None:
     """Weight-only MatMulNBits on the decoder (model-contract §5.5); vision stays fp16/fp32."""
     import onnx
@@ -717,7 +767,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--images", nargs="*", default=[])
     t.add_argument("--write-fixtures", type=Path, help="write PyTorch reference cases (1-4 tiles) here")
     t.add_argument("--steps", type=int, default=32, help="greedy steps per reference case")
-    t.add_argument("--dtype", choices=["fp32", "fp16"], default="fp32")
+    t.add_argument("--fp16-out", type=Path, help="also write the same weights as an fp16 bundle here")
     p = sub.add_parser("parity", help="greedy tokens ONNX vs PyTorch")
     p.add_argument("--bundle", required=True, type=Path)
     p.add_argument("--reference", required=True)
@@ -768,6 +818,22 @@ def main(argv: list[str] | None = None) -> int:
                        weights=f"random (torch seed {a.seed})", image_position="before-text", prompt=PROMPT)
         if a.write_fixtures:
             write_references(model, a.out, a.write_fixtures, a.steps, a.seed)
+        if a.fp16_out:  # same weights in fp16, converted at graph level (torch 1.13 CPU cannot run Mllama in half)
+            if a.fp16_out.exists():
+                shutil.rmtree(a.fp16_out)
+            (a.fp16_out / "onnx").mkdir(parents=True)
+            for f in a.out.iterdir():
+                if f.is_file() and f.name != "manifest.json":
+                    shutil.copyfile(f, a.fp16_out / f.name)
+            for f in (a.out / "onnx").glob("*.onnx"):
+                to_fp16_graph(f, a.fp16_out / "onnx" / f.name)
+            (a.fp16_out / "README.md").write_text(TINY_README.format(seed=a.seed) + FP16_NOTE)
+            write_manifest(a.fp16_out, name="radscribe-tiny-mllama-real-fixture-fp16", version=f"0.1.0-seed{a.seed}",
+                           base=None, adapter=None, fixture=True, training_data="none (random weights)",
+                           licences=["Apache-2.0 (RadScribe test fixture)"],
+                           intended_use="parity testing of the RadScribe runtime; output is meaningless",
+                           weights=f"random (torch seed {a.seed}), fp16 graph-converted from the fp32 export",
+                           image_position="before-text", prompt=PROMPT)
         if a.images:
             ok = parity(a.out, model, a.processor, a.images, 16, None)
             return 0 if ok else 1

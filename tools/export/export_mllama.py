@@ -575,7 +575,9 @@ def write_manifest(out: Path, *, name: str, version: str, base: str | None, adap
 # Synthetic, compressible test images: (case name, height, width, image position). 1-4 tiles, both prompt orders.
 REFERENCE_CASES = [("tiles1-before", 560, 560, "before-text"), ("tiles2-before", 500, 1000, "before-text"),
                    ("tiles3-after", 480, 1500, "after-text"), ("tiles4-before", 1000, 1000, "before-text"),
-                   ("tiles4-after", 1200, 900, "after-text")]
+                   ("tiles4-after", 1200, 900, "after-text"), ("long-prompt", 560, 1100, "before-text")]
+# Cases whose prompt is the manifest prompt repeated, so prefill + decode pass 1024 positions (llama3 RoPE).
+LONG_PROMPT_REPEAT = {"long-prompt": 14}
 
 
 def synthetic_image(h: int, w: int, seed: int):
@@ -613,7 +615,8 @@ def write_references(model, bundle: Path, out: Path, steps: int, seed: int) -> l
     cases = []
     for k, (name, h, w, position) in enumerate(REFERENCE_CASES):
         image = synthetic_image(h, w, seed + k)
-        content = [{"type": "image"}, {"type": "text", "text": manifest["prompt"]}]
+        prompt = " ".join([manifest["prompt"]] * LONG_PROMPT_REPEAT.get(name, 1))
+        content = [{"type": "image"}, {"type": "text", "text": prompt}]
         if position == "after-text":
             content.reverse()
         text = tok.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,

@@ -782,12 +782,17 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
 
     if a.cmd == "export":
-        model, adapter_sha = load_merged(a.base, a.adapter, a.dtype)
+        # torch on CPU cannot run Mllama in half (slow_conv2d_cpu, addmm): trace in fp32, convert the graphs.
+        convert = a.dtype == "fp16" and a.device == "cpu"
+        model, adapter_sha = load_merged(a.base, a.adapter, "fp32" if convert else a.dtype)
         model.to(a.device)
         if a.out.exists():
             shutil.rmtree(a.out)
         a.out.mkdir(parents=True)
-        export_onnx(model, a.out, a.dtype)
+        export_onnx(model, a.out, "fp32" if convert else a.dtype)
+        if convert:
+            for f in (a.out / "onnx").glob("*.onnx"):
+                to_fp16_graph(f, f)
         if a.quantize:
             quantize_decoder(a.out, 4 if a.quantize == "int4" else 8)
         write_bundle_files(model, a.processor or a.base, a.out, tiny=False)

@@ -79,10 +79,14 @@ describe(`tiny-mllama-real vs PyTorch (transformers ${reference.versions.transfo
       c.logits.forEach((row, s) => {
         const got = steps[s];
         if (!got) throw new Error(`no logits for step ${s}`);
-        row.forEach((v, i) => (maxDiff = Math.max(maxDiff, Math.abs(v - (got[i] as number)))));
+        row.forEach((v, i) => {
+          maxDiff = Math.max(maxDiff, Math.abs(v - (got[i] as number)));
+        });
       });
       // eslint-disable-next-line no-console
-      console.log(`${c.name}: tokens ${JSON.stringify(r.tokenIds) === JSON.stringify(c.tokens) ? 'EQUAL' : 'DIFFER'}, max |Δ logit| ${maxDiff.toExponential(2)}`);
+      console.log(
+        `${c.name}: tokens ${JSON.stringify(r.tokenIds) === JSON.stringify(c.tokens) ? 'EQUAL' : 'DIFFER'}, max |Δ logit| ${maxDiff.toExponential(2)}`,
+      );
       expect(r.tokenIds).toEqual(c.tokens);
       expect(maxDiff).toBeLessThanOrEqual(1e-4);
     },
@@ -130,11 +134,17 @@ describe('tiny-mllama-real-fp16 vs the fp32 PyTorch references', () => {
         const got = steps[s];
         if (!got) throw new Error(`no logits for step ${s}`);
         expect(got.every(Number.isFinite)).toBe(true);
-        if (s < upTo) (c.logits[s] ?? []).forEach((v, i) => (maxDiff = Math.max(maxDiff, Math.abs(v - (got[i] as number)))));
+        if (s < upTo) {
+          (c.logits[s] ?? []).forEach((v, i) => {
+            maxDiff = Math.max(maxDiff, Math.abs(v - (got[i] as number)));
+          });
+        }
       }
       if (firstDiff < 0) identical++;
       // eslint-disable-next-line no-console
-      console.log(`fp16 ${c.name}: ${firstDiff < 0 ? 'tokens EQUAL' : `first differing token at step ${firstDiff}`}, max |Δ logit| ${maxDiff.toExponential(2)} (to step ${upTo})`);
+      console.log(
+        `fp16 ${c.name}: ${firstDiff < 0 ? 'tokens EQUAL' : `first differing token at step ${firstDiff}`}, max |Δ logit| ${maxDiff.toExponential(2)} (to step ${upTo})`,
+      );
       expect(maxDiff).toBeLessThanOrEqual(FP16_BOUND);
     }
     expect(identical).toBeGreaterThanOrEqual(reference.cases.length - 1);

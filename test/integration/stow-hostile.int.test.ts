@@ -8,6 +8,7 @@ import type { DicomJsonDataset } from '../../src/pacs/dicom-json.js';
 import { getNumber, getSequence, getString, Tag } from '../../src/pacs/dicom-json.js';
 import { FIXTURES_DIR } from '../../src/runtime-paths.js';
 import { type GatewayProcess, memoryOf, resetPeak, startGatewayProcess } from '../support/gateway-process.js';
+import { el } from '../support/hostile-corpus.js';
 
 /**
  * [REQ-STOW-20] (issue 9) Hostile multipart, generated here, against a gateway in its own process:
@@ -112,20 +113,6 @@ function multipart(b: string, parts: readonly { headers?: string; body: Buffer }
   }
   if (close) out.push(Buffer.from(`\r\n--${b}--\r\n`));
   return Buffer.concat(out);
-}
-
-/** One Explicit VR Little Endian element (PS3.5 §7.1.2), value padded to even length. */
-function el(group: number, element: number, vr: string, value: Buffer | string): Buffer {
-  let v = typeof value === 'string' ? Buffer.from(value, 'latin1') : value;
-  if (v.length % 2 === 1) v = Buffer.concat([v, Buffer.from([vr === 'UI' ? 0 : 0x20])]);
-  const long = ['OB', 'OW', 'SQ', 'UN', 'UT', 'UC', 'UR'].includes(vr);
-  const head = Buffer.alloc(long ? 12 : 8);
-  head.writeUInt16LE(group, 0);
-  head.writeUInt16LE(element, 2);
-  head.write(vr, 4, 'latin1');
-  if (long) head.writeUInt32LE(v.length, 8);
-  else head.writeUInt16LE(v.length, 6);
-  return Buffer.concat([head, v]);
 }
 
 /**

@@ -10,6 +10,7 @@ import type { DicomJsonDataset } from '../../src/pacs/dicom-json.js';
 import { getSequence, getString, Tag } from '../../src/pacs/dicom-json.js';
 import { multipartRelatedContentType, newBoundary } from '../../src/pacs/media-type.js';
 import { multipartBody, multipartBodyLength } from '../../src/pacs/multipart.js';
+import { el, us } from '../support/hostile-corpus.js';
 
 /**
  * [REQ-ING-03] (issue 8) A ≥ 2 GB multi-frame instance is accepted by STOW-RS with bounded memory:
@@ -46,25 +47,6 @@ const SOP = '2.25.318021930071342871297640583412764013';
 
 const ROOT = path.resolve(__dirname, '../..');
 const NODE = path.join(ROOT, 'node_modules/.bin/node');
-
-/** One Explicit VR Little Endian element (PS3.5 §7.1.2), value padded to even length. */
-function el(group: number, element: number, vr: string, value: Buffer | string): Buffer {
-  let v = typeof value === 'string' ? Buffer.from(value, 'latin1') : value;
-  if (v.length % 2 === 1) v = Buffer.concat([v, Buffer.from([vr === 'UI' ? 0 : 0x20])]);
-  const long = ['OB', 'OW', 'SQ', 'UN', 'UT', 'UC', 'UR'].includes(vr);
-  const head = Buffer.alloc(long ? 12 : 8);
-  head.writeUInt16LE(group, 0);
-  head.writeUInt16LE(element, 2);
-  head.write(vr, 4, 'latin1');
-  if (long) head.writeUInt32LE(v.length, 8);
-  else head.writeUInt16LE(v.length, 6);
-  return Buffer.concat([head, v]);
-}
-const us = (n: number): Buffer => {
-  const b = Buffer.alloc(2);
-  b.writeUInt16LE(n);
-  return b;
-};
 
 /** Preamble, "DICM", File Meta Information, the data set and the Pixel Data element header. */
 function part10Header(): Buffer {

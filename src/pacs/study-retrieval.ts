@@ -3,7 +3,7 @@ import { isValidUid } from '../dicom/dataset.js';
 import type { ErrorCode } from '../errors.js';
 import { DicomwebError, errorCodeOf, normalizeErrorString } from '../errors.js';
 import { readReceivedHeader } from '../ingest/received-header.js';
-import type { InstanceOutcome, ReceivedFile } from '../ingest/types.js';
+import { FailureReason, type InstanceOutcome, type ReceivedFile } from '../ingest/types.js';
 import type { Logger } from '../logger.js';
 import { getString, Tag } from './dicom-json.js';
 import type { DicomwebClient } from './dicomweb-client.js';
@@ -244,24 +244,19 @@ class StudyRetrieval {
 
   private async onPart(body: Readable, requested: TransferSyntaxRequest): Promise<void> {
     const file = await spoolToTempFile(body, this.o.tmpDir, 'wado');
-    let header: Awaited<ReturnType<typeof readReceivedHeader>> | undefined;
-    try {
-      header = await readReceivedHeader(file.path);
-    } catch {
-      // Not readable here: the sink refuses it with its typed reason and audit event.
-      header = undefined;
-    }
-    const target = header ? transcodeTargetFor(header.header.transferSyntaxUid, requested) : undefined;
+    // Unreadable here (undefined): the sink refuses it with its typed reason and audit event.
+    const header = await headerOf(file);
+    const target = header ? transcodeTargetFor(header.transferSyntaxUid, requested) : undefined;
     if (header && target) {
       this.deferred.push({
         file,
-        seriesInstanceUid: header.identity.seriesInstanceUid,
-        sopInstanceUid: header.identity.sopInstanceUid,
+        seriesInstanceUid: header.seriesInstanceUid,
+        sopInstanceUid: header.sopInstanceUid,
         target,
       });
       return;
     }
-    await this.store(file, header?.identity.sopInstanceUid);
+    await this.store(file, header?.sopInstanceUid);
   }
 
   private async store(file: ReceivedFile, sopInstanceUid: string | undefined): Promise<void> {
@@ -269,7 +264,12 @@ class StudyRetrieval {
     try {
       outcome = await this.o.accept(file);
     } catch (err: unknown) {
-      outcome = { status: 'failed', failureReason: 0x0110, code: errorCodeOf(err), message: normalizeErrorString(err) };
+      outcome = {
+        status: 'failed',
+        failureReason: FailureReason.ProcessingFailure,
+        code: errorCodeOf(err),
+        message: normalizeErrorString(err),
+      };
     }
     if (outcome.status === 'failed' || outcome.storedPath !== file.path) await discardTempFile(file);
     if (outcome.status === 'failed') {
@@ -294,12 +294,17 @@ function statusOf(err: unknown): number {
   return err instanceof DicomwebError ? (err.status ?? 0) : 0;
 }
 
+/** The identity and transfer syntax of a spooled instance, or undefined when its header cannot be read. */
 async function headerOf(
   file: ReceivedFile,
-): Promise<{ sopInstanceUid: string; transferSyntaxUid: string } | undefined> {
+): Promise<{ sopInstanceUid: string; seriesInstanceUid: string; transferSyntaxUid: string } | undefined> {
   try {
     const h = await readReceivedHeader(file.path);
-    return { sopInstanceUid: h.identity.sopInstanceUid, transferSyntaxUid: h.header.transferSyntaxUid };
+    return {
+      sopInstanceUid: h.identity.sopInstanceUid,
+      seriesInstanceUid: h.identity.seriesInstanceUid,
+      transferSyntaxUid: h.header.transferSyntaxUid,
+    };
   } catch {
     return undefined;
   }

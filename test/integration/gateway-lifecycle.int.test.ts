@@ -129,13 +129,18 @@ describe.each(backends())('gateway lifecycle on %s', (backend) => {
       ],
     });
     // The database refuses exactly the application-start record, so every other service has
-    // started by then (it is the last one).
+    // started by then (it is the last one). It refuses after a pause: the poller's first QIDO
+    // request is scheduled on start (setTimeout 0) and must reach the fake PACS before the
+    // refusal closes the poller again, even on a loaded CI machine.
     const db = await openDatabase({ url: setup.config.database.url || undefined, dataDir: setup.dataDir, poolSize: 1 });
     await migrate(db.pool);
     await db.pool.query(`
       CREATE FUNCTION refuse_application_start() RETURNS trigger LANGUAGE plpgsql AS $$
       BEGIN
-        IF NEW.kind = 'application-start' THEN RAISE EXCEPTION 'audit store refused the record'; END IF;
+        IF NEW.kind = 'application-start' THEN
+          PERFORM pg_sleep(1);
+          RAISE EXCEPTION 'audit store refused the record';
+        END IF;
         RETURN NEW;
       END $$;
       CREATE TRIGGER refuse_application_start BEFORE INSERT ON audit_events

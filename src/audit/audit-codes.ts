@@ -24,14 +24,19 @@ export const AuditEventId = {
   Export: dcm('110106', 'Export'),
   Query: dcm('110112', 'Query'),
   SecurityAlert: dcm('110113', 'Security Alert'),
+  UserAuthentication: dcm('110114', 'User Authentication'),
 } as const;
 
 /** PS3.16 CID 401 Audit Event Type Code (subset). */
 export const AuditEventTypeCode = {
   ApplicationStart: dcm('110120', 'Application Start'),
   ApplicationStop: dcm('110121', 'Application Stop'),
+  Login: dcm('110122', 'Login'),
+  NodeAuthentication: dcm('110126', 'Node Authentication'),
   NetworkConfiguration: dcm('110128', 'Network Configuration'),
+  SecurityConfiguration: dcm('110129', 'Security Configuration'),
   SoftwareConfiguration: dcm('110131', 'Software Configuration'),
+  UseOfRestrictedFunction: dcm('110132', 'Use of Restricted Function'),
 } as const;
 
 /** PS3.15 A.5.1 EventActionCode. */
@@ -82,6 +87,14 @@ export const AuditEventKind = {
   InstanceQuarantined: 'instance-quarantined',
   /** Retention removed a study's received instances. */
   StudyDeleted: 'study-deleted',
+  /** A DIMSE association (or its TLS handshake) was refused: unknown calling AE, host, or certificate. */
+  AssociationRejected: 'association-rejected',
+  /** A caller presented credentials (API token, OIDC bearer): outcome 0 accepted, 4 refused. */
+  UserAuthentication: 'user-authentication',
+  /** An authenticated caller asked for something its role does not allow. */
+  AccessRefused: 'access-refused',
+  /** Security settings changed: an API token created or revoked, a role granted. */
+  SecurityConfiguration: 'security-configuration',
 } as const;
 export type AuditEventKind = (typeof AuditEventKind)[keyof typeof AuditEventKind];
 
@@ -115,6 +128,12 @@ export interface AuditEventDefinition {
  * - instance-quarantined → 110113 Security Alert, action E: an input that broke a limit or killed
  *   a reader is a security-relevant event, not an access.
  * - study-deleted → 110105 DICOM Study Deleted, action D (A.5.3.6).
+ * - association-rejected → 110113 Security Alert with 110126 Node Authentication, action E: a node
+ *   that failed to authenticate (A.5.3.11; dcm4chee maps TLS failure to Security Alert).
+ * - user-authentication → 110114 User Authentication with 110122 Login, action E (A.5.3.13); a
+ *   refused credential carries outcome 4.
+ * - access-refused → 110113 Security Alert with 110132 Use of Restricted Function, action E.
+ * - security-configuration → 110113 Security Alert with 110129 Security Configuration, action E.
  */
 export const AUDIT_EVENTS: Readonly<Record<AuditEventKind, AuditEventDefinition>> = {
   'instance-received': { eventId: AuditEventId.DicomInstancesTransferred, action: EventActionCode.Create },
@@ -146,6 +165,26 @@ export const AUDIT_EVENTS: Readonly<Record<AuditEventKind, AuditEventDefinition>
   'instance-refused': { eventId: AuditEventId.DicomInstancesTransferred, action: EventActionCode.Create },
   'instance-quarantined': { eventId: AuditEventId.SecurityAlert, action: EventActionCode.Execute },
   'study-deleted': { eventId: AuditEventId.DicomStudyDeleted, action: EventActionCode.Delete },
+  'association-rejected': {
+    eventId: AuditEventId.SecurityAlert,
+    eventTypeCode: AuditEventTypeCode.NodeAuthentication,
+    action: EventActionCode.Execute,
+  },
+  'user-authentication': {
+    eventId: AuditEventId.UserAuthentication,
+    eventTypeCode: AuditEventTypeCode.Login,
+    action: EventActionCode.Execute,
+  },
+  'access-refused': {
+    eventId: AuditEventId.SecurityAlert,
+    eventTypeCode: AuditEventTypeCode.UseOfRestrictedFunction,
+    action: EventActionCode.Execute,
+  },
+  'security-configuration': {
+    eventId: AuditEventId.SecurityAlert,
+    eventTypeCode: AuditEventTypeCode.SecurityConfiguration,
+    action: EventActionCode.Execute,
+  },
 };
 
 /** Event type for a config change: 110128 for network/AE changes, else 110131 (PS3.15 A.5.3.11). */

@@ -82,7 +82,13 @@ export class ChatTokenizer {
     } catch (err: unknown) {
       throw new RadScribeError(ErrorCode.RequestInvalid, 'prompt could not be tokenized', { cause: err });
     }
-    if (this.decode(ids, false) !== text) {
+    // The check decodes WITHOUT clean_up_tokenization_spaces: Meta's Llama-3.2 tokenizer_config.json sets it true,
+    // and that cosmetic step (" ?" -> "?", " 's" -> "'s") would make exactly-encoded prompts look lossy.
+    const back =
+      ids.length === 0
+        ? ''
+        : this.tokenizer.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+    if (back !== text) {
       throw new RadScribeError(ErrorCode.RequestInvalid, 'prompt contains characters outside the tokenizer vocabulary');
     }
     return ids;

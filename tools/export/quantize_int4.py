@@ -171,6 +171,15 @@ def quantization_info(block_size: int, symmetric: bool, matmuls: int) -> dict:
             "matmuls": matmuls}
 
 
+def annotate_manifest(bundle: Path, quantization: dict, role: str = "decoder") -> None:
+    """Declares an int4 graph in an already written manifest.json (hashes do not cover manifest.json)."""
+    mf = Path(bundle) / "manifest.json"
+    manifest = json.loads(mf.read_text())
+    manifest["onnx"][role]["weightDtype"] = "int4"
+    manifest["onnx"][role]["quantization"] = quantization
+    mf.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+
+
 def _sha256(p: Path) -> str:
     h = hashlib.sha256()
     with open(p, "rb") as f:

@@ -48,8 +48,9 @@ DECODER = "onnx/decoder_model_merged.onnx"
 EXTERNAL_DATA_THRESHOLD = 1 << 30
 
 
-def quantize_weight(w: np.ndarray, block_size: int, symmetric: bool):
-    """w float [K, N] (MatMul's B) -> (packed uint8 [N, k_blocks, block_size/2], scales float32 [N, k_blocks],
+def quantize_weight(w: np.ndarray, block_size: int, symmetric: bool, scale_dtype=np.float32):
+    """w float [K, N] (MatMul's B) -> (packed uint8 [N, k_blocks, block_size/2], scales [N, k_blocks] in
+    scale_dtype (the graph's float type: the codes are rounded against the scale the kernel will read),
     zero_points packed uint8 [N, ceil(k_blocks/2)] or None)."""
     if block_size not in BLOCK_SIZES:
         raise ValueError(f"block_size must be one of {BLOCK_SIZES}")
@@ -67,9 +68,10 @@ def quantize_weight(w: np.ndarray, block_size: int, symmetric: bool):
         lo = np.minimum(blocks.min(axis=2), 0.0)
         hi = np.maximum(blocks.max(axis=2), 0.0)
         scales = (hi - lo) / 15.0
+    scales = scales.astype(scale_dtype).astype(np.float32)
+    if not symmetric:  # zero points from the stored scale, so lo still maps into [0, 15]
         safe = np.where(scales == 0, 1.0, scales)
         zp = np.clip(np.rint(-lo / safe), 0, 15).astype(np.int32)
-    scales = scales.astype(np.float32)
     safe = np.where(scales == 0, 1.0, scales)[..., None]
     q = np.clip(np.rint(blocks / safe) + zp[..., None], 0, 15).astype(np.uint8)
     packed = (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8)  # low nibble = even K index
@@ -117,7 +119,7 @@ def quantize_graph(model, block_size: int = 32, symmetric: bool = True, accuracy
             continue
         if b not in done:
             w = numpy_helper.to_array(t)
-            packed, scales, zp = quantize_weight(w, block_size, symmetric)
+            packed, scales, zp = quantize_weight(w, block_size, symmetric, float_types[t.data_type])
             k, n = w.shape
             names = (f"{b}_Q4", f"{b}_scales", f"{b}_zero_points" if zp is not None else None)
             g.initializer.append(numpy_helper.from_array(packed, names[0]))

@@ -1,3 +1,4 @@
+import { ErrorCode, ModelError } from '../errors.js';
 import { float16BitsToFloat32 } from './float16.js';
 import { OnnxDataType, type OnnxGraph, type OnnxNode, type OnnxTensor } from './onnx-proto.js';
 
@@ -39,7 +40,7 @@ export function matMulNBitsNodes(graph: OnnxGraph): MatMulNBitsNode[] {
 
 /** A float32 or float16 initializer as float32 values. */
 export function floatValues(t: OnnxTensor): Float32Array {
-  if (t.external) throw new Error(`${t.name}: external data is not read here`);
+  if (t.external) throw new ModelError(ErrorCode.ModelInvalid, `${t.name}: external data is not read here`);
   if (t.dataType === OnnxDataType.Float) {
     if (t.raw.byteLength === 0) return Float32Array.from(t.floatData);
     const v = new DataView(t.raw.buffer, t.raw.byteOffset, t.raw.byteLength);
@@ -51,7 +52,7 @@ export function floatValues(t: OnnxTensor): Float32Array {
       float16BitsToFloat32(v.getUint16(i * 2, true)),
     );
   }
-  throw new Error(`${t.name}: data type ${t.dataType} is not a float`);
+  throw new ModelError(ErrorCode.ModelInvalid, `${t.name}: data type ${t.dataType} is not a float`);
 }
 
 export interface DequantizedWeight {
@@ -65,19 +66,21 @@ export interface DequantizedWeight {
 /** Unpacks and dequantizes the B input of one MatMulNBits node: w = (q - zero_point) · scale. */
 export function dequantizeMatMulNBits(graph: OnnxGraph, node: MatMulNBitsNode): DequantizedWeight {
   const { k, n, bits, blockSize } = node;
-  if (bits !== 4) throw new Error(`${node.name}: only bits = 4 is unpacked here (got ${bits})`);
+  if (bits !== 4)
+    throw new ModelError(ErrorCode.ModelInvalid, `${node.name}: only bits = 4 is unpacked here (got ${bits})`);
   const get = (name: string | undefined): OnnxTensor => {
     const t = name ? graph.initializers.get(name) : undefined;
-    if (!t) throw new Error(`${node.name}: initializer ${name ?? '(none)'} missing`);
+    if (!t) throw new ModelError(ErrorCode.ModelInvalid, `${node.name}: initializer ${name ?? '(none)'} missing`);
     return t;
   };
   const kBlocks = Math.ceil(k / blockSize);
   const blob = (blockSize * bits) / 8;
   const b = get(node.inputs[1]);
   if (b.dataType !== OnnxDataType.Uint8 || b.raw.byteLength !== n * kBlocks * blob)
-    throw new Error(`${node.name}: B must be uint8 [${n}, ${kBlocks}, ${blob}]`);
+    throw new ModelError(ErrorCode.ModelInvalid, `${node.name}: B must be uint8 [${n}, ${kBlocks}, ${blob}]`);
   const scales = floatValues(get(node.inputs[2]));
-  if (scales.length !== n * kBlocks) throw new Error(`${node.name}: scales must have ${n * kBlocks} elements`);
+  if (scales.length !== n * kBlocks)
+    throw new ModelError(ErrorCode.ModelInvalid, `${node.name}: scales must have ${n * kBlocks} elements`);
   const zpName = node.inputs[3];
   const zp = zpName ? get(zpName).raw : undefined;
   const zpStride = Math.ceil(kBlocks / 2);

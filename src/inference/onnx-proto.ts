@@ -1,3 +1,5 @@
+import { ErrorCode, ModelError } from '../errors.js';
+
 /**
  * A minimal reader of ONNX ModelProto files (onnx/onnx.proto, protobuf wire format): the graph's nodes with
  * their attributes, and its initializers. Enough to check what a bundle's graph really contains (MatMulNBits
@@ -62,7 +64,7 @@ class Reader {
     let value = 0;
     let scale = 1;
     for (;;) {
-      if (this.pos >= this.end) throw new Error('ONNX protobuf: truncated varint');
+      if (this.pos >= this.end) throw new ModelError(ErrorCode.ModelInvalid, 'ONNX protobuf: truncated varint');
       const b = this.buf[this.pos++] as number;
       value += (b & 0x7f) * scale;
       if ((b & 0x80) === 0) break;
@@ -74,7 +76,8 @@ class Reader {
 
   bytes(): Uint8Array {
     const n = this.varint();
-    if (this.pos + n > this.end) throw new Error('ONNX protobuf: length past the end of the message');
+    if (this.pos + n > this.end)
+      throw new ModelError(ErrorCode.ModelInvalid, 'ONNX protobuf: length past the end of the message');
     const out = this.buf.subarray(this.pos, this.pos + n);
     this.pos += n;
     return out;
@@ -91,7 +94,7 @@ class Reader {
     else if (wire === WireType.Fixed64) this.pos += 8;
     else if (wire === WireType.LengthDelimited) this.bytes();
     else if (wire === WireType.Fixed32) this.pos += 4;
-    else throw new Error(`ONNX protobuf: unsupported wire type ${wire}`);
+    else throw new ModelError(ErrorCode.ModelInvalid, `ONNX protobuf: unsupported wire type ${wire}`);
   }
 
   /** Calls `on(field, wire)` for every field; `on` must consume the value or return false to skip it. */

@@ -8,7 +8,9 @@ import path from 'node:path';
  * this belongs in timed tests. A benchmark module exports `run(): Promise<void>`.
  */
 async function main(): Promise<void> {
-  const filters = process.argv.slice(2);
+  // `--name value` options belong to the benchmarks (e.g. `inference --ep cuda --bundle <dir>`), not filters.
+  const args = process.argv.slice(2);
+  const filters = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'));
   const files = readdirSync(__dirname)
     .filter((f) => f.endsWith('.bench.js'))
     .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))

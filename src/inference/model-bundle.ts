@@ -10,7 +10,9 @@ import {
   type ModelManifest,
   OnnxRole,
   PreprocessingKind,
+  QUANTIZATION_OP,
   TensorDtype,
+  WeightDtype,
 } from './model-manifest.js';
 
 /**
@@ -98,6 +100,26 @@ function checkManifestShape(m: Record<string, unknown>): string[] {
           t.dims.every((d) => (typeof d === 'string' && d.length > 0) || (Number.isInteger(d) && (d as number) >= 0));
         need(valid, `onnx.${role}.${kind}[${i}] needs name, dtype (${Object.values(TensorDtype).join('|')}), dims`);
       });
+    }
+    need(
+      g.weightDtype === undefined || Object.values(WeightDtype).includes(g.weightDtype as WeightDtype),
+      `onnx.${role}.weightDtype must be one of ${Object.values(WeightDtype).join('|')}`,
+    );
+    const q = g.quantization;
+    if (g.weightDtype === WeightDtype.Int4 || q !== undefined) {
+      need(
+        g.weightDtype === WeightDtype.Int4 &&
+          isRecord(q) &&
+          q.op === QUANTIZATION_OP &&
+          q.bits === 4 &&
+          Number.isInteger(q.blockSize) &&
+          (q.blockSize as number) >= 16 &&
+          ((q.blockSize as number) & ((q.blockSize as number) - 1)) === 0 &&
+          typeof q.symmetric === 'boolean' &&
+          Number.isInteger(q.matmuls) &&
+          (q.matmuls as number) > 0,
+        `onnx.${role}: weightDtype int4 and quantization {op: ${QUANTIZATION_OP}, bits: 4, blockSize (power of 2 >= 16), symmetric, matmuls > 0} go together`,
+      );
     }
   }
   const pre = m.preprocessing;

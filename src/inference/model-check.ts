@@ -1,10 +1,13 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { normalizeErrorString } from '../errors.js';
+import { matMulNBitsNodes } from './matmul-nbits.js';
 import { inspectModelBundle } from './model-bundle.js';
 import { modelFromSessions } from './model-factory.js';
-import { type ModelFamily, OnnxRole } from './model-manifest.js';
+import { type ModelFamily, type OnnxGraphSpec, OnnxRole, WeightDtype } from './model-manifest.js';
+import { readOnnxModel } from './onnx-proto.js';
 import { compareGraphIo, ExecutionProvider, type OrtSessions } from './vision-language-model.js';
 
 /**
@@ -56,6 +59,46 @@ function cudaHint(): string {
   );
 }
 
+/** Protobuf messages, hence graph files without external data, are at most 2 GiB. */
+const MAX_GRAPH_FILE = 2 ** 31;
+
+/**
+ * The graph's actual weight storage against manifest `weightDtype` / `quantization` (onnxruntime reports only
+ * I/O metadata, so the graph's nodes are read: MatMulNBits count, bits, block_size, zero points).
+ */
+export async function compareGraphWeights(
+  spec: OnnxGraphSpec,
+  file: string,
+): Promise<{ problems: string[]; note?: string }> {
+  if (statSync(file).size > MAX_GRAPH_FILE) return { problems: [] };
+  const nodes = matMulNBitsNodes(readOnnxModel(await readFile(file)));
+  const q = spec.quantization;
+  if (spec.weightDtype !== WeightDtype.Int4 || !q) {
+    return {
+      problems: nodes.length
+        ? [`${spec.path}: ${nodes.length} MatMulNBits nodes in the graph, but the manifest declares no int4 weights`]
+        : [],
+    };
+  }
+  const problems: string[] = [];
+  const bad = (what: string, pred: (n: (typeof nodes)[number]) => boolean) => {
+    const n = nodes.filter(pred).length;
+    if (n) problems.push(`${spec.path}: ${n} MatMulNBits nodes ${what}`);
+  };
+  if (nodes.length !== q.matmuls)
+    problems.push(`${spec.path}: ${nodes.length} MatMulNBits nodes in the graph, manifest says ${q.matmuls}`);
+  bad(`with bits != ${q.bits}`, (n) => n.bits !== q.bits);
+  bad(`with block_size != ${q.blockSize}`, (n) => n.blockSize !== q.blockSize);
+  // Symmetric blocks carry no zero_points input (the spec's default 2^(bits-1) applies).
+  bad(q.symmetric ? 'with zero points (manifest: symmetric)' : 'without zero points (manifest: asymmetric)', (n) =>
+    q.symmetric ? Boolean(n.inputs[3]) : !n.inputs[3],
+  );
+  return {
+    problems,
+    note: `${spec.path}: weights int4 (${q.op} x${nodes.length}, block ${q.blockSize}, ${q.symmetric ? 'symmetric' : 'asymmetric'})`,
+  };
+}
+
 export async function checkModelBundle(
   bundleDir: string,
   opts: { ep?: ExecutionProvider; intraOpNumThreads?: number } = {},
@@ -95,6 +138,15 @@ export async function checkModelBundle(
         g.inputs = s.inputNames.length;
         g.outputs = s.outputNames.length;
         report.problems.push(...compareGraphIo(spec, s));
+        if (role === OnnxRole.Decoder || spec.weightDtype === WeightDtype.Int4) {
+          try {
+            const w = await compareGraphWeights(spec, file);
+            report.problems.push(...w.problems);
+            if (w.note) report.notes.push(w.note);
+          } catch (err: unknown) {
+            report.problems.push(`${spec.path}: graph nodes unreadable (${normalizeErrorString(err)})`);
+          }
+        }
       } catch (err: unknown) {
         if (ep === ExecutionProvider.Cuda) {
           if (!cudaReported) report.problems.push(`${cudaHint()} (onnxruntime: ${normalizeErrorString(err)})`);

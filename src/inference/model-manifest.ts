@@ -54,11 +54,35 @@ export interface TensorSpec {
   dims: Array<number | string>;
 }
 
+/**
+ * What a graph's weights are stored as, independent of its I/O dtypes (a weight-only int4 decoder keeps float
+ * inputs and outputs). Absent = the float type of its I/O.
+ */
+export const WeightDtype = { Float32: 'float32', Float16: 'float16', Int4: 'int4' } as const;
+export type WeightDtype = (typeof WeightDtype)[keyof typeof WeightDtype];
+
+/** The one weight quantization the runtime accepts: onnxruntime's com.microsoft MatMulNBits, 4 bits. */
+export const QUANTIZATION_OP = 'com.microsoft.MatMulNBits';
+
+/** How an int4 graph was quantized (tools/export/quantize_int4.py writes it; model check verifies it). */
+export interface WeightQuantization {
+  op: typeof QUANTIZATION_OP;
+  bits: 4;
+  /** Weights per block along K; one scale (and zero point when asymmetric) per block. */
+  blockSize: number;
+  symmetric: boolean;
+  /** MatMul nodes replaced by MatMulNBits. */
+  matmuls: number;
+}
+
 export interface OnnxGraphSpec {
   /** Path relative to the bundle directory. */
   path: string;
   inputs: TensorSpec[];
   outputs: TensorSpec[];
+  weightDtype?: WeightDtype;
+  /** Required when weightDtype is int4. */
+  quantization?: WeightQuantization;
 }
 
 export interface GenerationDefaults {

@@ -480,8 +480,15 @@ def to_fp16_graph(src, dst, keep_float_outputs=("logits",)):
     onnx.save_model(m, str(dst))
 
 
-def quantize_decoder(bundle: Path, bits: int) -> None:
-    """Weight-only MatMulNBits on the decoder (model-contract §5.5); vision stays fp16/fp32."""
+def quantize_decoder(bundle: Path, bits: int) -> dict | None:
+    """Weight-only MatMulNBits on the decoder (model-contract §5.5); vision stays fp16/fp32. int4: numpy + onnx
+    (quantize_int4.py, block 32, symmetric; returns the manifest's quantization entry); int8: onnxruntime's
+    MatMulNBitsQuantizer (needs Python onnxruntime; not run)."""
+    if bits == 4:
+        from quantize_int4 import quantization_info, quantize_decoder_file
+
+        n = quantize_decoder_file(bundle / "onnx" / "decoder_model_merged.onnx", block_size=32, symmetric=True)
+        return quantization_info(32, True, n)
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
@@ -494,6 +501,7 @@ def quantize_decoder(bundle: Path, bits: int) -> None:
     for f in path.parent.glob("decoder_model_merged.onnx*"):
         f.unlink()
     q.model.save_model_to_file(str(path), use_external_data_format=True)
+    return None
 
 
 # ----------------------------------------------------------------------------------------------- manifest
@@ -850,8 +858,7 @@ def main(argv: list[str] | None = None) -> int:
         if convert:
             for f in (a.out / "onnx").glob("*.onnx"):
                 to_fp16_graph(f, f)
-        if a.quantize:
-            quantize_decoder(a.out, 4 if a.quantize == "int4" else 8)
+        quant = quantize_decoder(a.out, 4 if a.quantize == "int4" else 8) if a.quantize else None
         write_bundle_files(model, a.processor or a.base, a.out, tiny=False)
         write_manifest(a.out, name=a.name, version=a.version, base=a.base,
                        adapter={"name": a.adapter, "sha256": adapter_sha} if a.adapter else None, fixture=False,
@@ -861,6 +868,10 @@ def main(argv: list[str] | None = None) -> int:
                        intended_use="AI draft findings for radiologist review; not for diagnostic use",
                        weights=f"{a.dtype}{' + ' + a.quantize if a.quantize else ''}",
                        image_position=a.image_position, prompt=PROMPT)
+        if quant:  # onnx.decoder.weightDtype/quantization: model check verifies them against the graph's nodes
+            from quantize_int4 import annotate_manifest
+
+            annotate_manifest(a.out, quant)
         print(f"wrote {a.out}; now run: radscribe model check {a.out} --ep cuda")
         return 0
     if a.cmd == "tiny":

@@ -30,8 +30,8 @@ const REF_DIR = path.join(FIXTURES_DIR, 'models', 'tiny-mllama-real', 'reference
 const FP32_DIR = path.join(FIXTURES_DIR, 'models', 'tiny-mllama-real');
 const INT4_DIR = path.join(FIXTURES_DIR, 'models', 'tiny-mllama-real-int4');
 const DECODER = 'onnx/decoder_model_merged.onnx';
-const INT4_BOUND = 1.0;
-const MIN_PREFILL_CORRELATION = 0.9;
+const INT4_BOUND = 0.5;
+const MIN_PREFILL_CORRELATION = 0.95;
 
 interface ReferenceCase {
   name: string;
@@ -41,7 +41,11 @@ interface ReferenceCase {
   aspectRatioMask: number[][][];
   promptIds: number[];
   tokens: number[];
+  /** Every 1021st vocabulary id; logits[s][k] is PyTorch's logit of logitIds[k] at step s. */
+  logitIds: number[];
   logits: number[][];
+  /** Per step PyTorch's top-16 [id, logit]. */
+  topLogits: [number, number][][];
 }
 const reference = JSON.parse(readFileSync(path.join(REF_DIR, 'reference.json'), 'utf8')) as { cases: ReferenceCase[] };
 
@@ -122,11 +126,17 @@ describe('tiny-mllama-real-int4 (MatMulNBits decoder)', () => {
         if (!l) throw new Error(`no logits for step ${s}`);
         expect(l.every(Number.isFinite)).toBe(true);
         if (s >= upTo) continue;
-        (c.logits[s] ?? []).forEach((v, i) => {
-          maxDiff = Math.max(maxDiff, Math.abs(v - (l[i] as number)));
+        // The committed ids: the strided sample and PyTorch's top 16 (full rows would be ~100 MB).
+        c.logitIds.forEach((id, k) => {
+          maxDiff = Math.max(maxDiff, Math.abs((c.logits[s]?.[k] as number) - (l[id] as number)));
         });
+        for (const [id, v] of c.topLogits[s] ?? []) maxDiff = Math.max(maxDiff, Math.abs(v - (l[id] as number)));
       }
-      const corr = correlation(c.logits[0] ?? [], got.logits[0] ?? []);
+      const prefill = got.logits[0] ?? new Float32Array();
+      const corr = correlation(
+        c.logits[0] ?? [],
+        c.logitIds.map((id) => prefill[id] as number),
+      );
       // eslint-disable-next-line no-console
       console.log(
         `int4 ${c.name}: ${firstDiff < 0 ? `tokens EQUAL (${c.tokens.length})` : `top-1 equal for the first ${firstDiff} of ${c.tokens.length} steps`}, ` +

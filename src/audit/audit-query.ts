@@ -52,8 +52,10 @@ export interface AuditCursor {
 }
 
 export interface AuditQuery {
-  readonly from?: Date;
-  readonly to?: Date;
+  /** ISO 8601 text, validated (PostgreSQL parses it: microseconds kept). Inclusive. */
+  readonly from?: string;
+  /** Exclusive. */
+  readonly to?: string;
   /** Kinds the `type` filter resolved to (a kind, or a DCM event ID such as 110101). */
   readonly kinds?: readonly AuditEventKind[];
   readonly outcome?: EventOutcome;
@@ -96,7 +98,6 @@ export type RawParameters = Readonly<Record<string, unknown>>;
 
 const KINDS: ReadonlySet<string> = new Set(Object.values(AuditEventKind));
 const OUTCOMES: ReadonlySet<number> = new Set(Object.values(EventOutcome));
-const ISO_DATE_TIME = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?$/;
 const UID = /^[0-9]+(?:\.[0-9]+)*$/;
 const hasControl = (s: string): boolean => [...s].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
 
@@ -123,13 +124,34 @@ function text(params: RawParameters, name: string, max: number, pattern?: RegExp
   return v;
 }
 
-function instant(params: RawParameters, name: string): Date | undefined {
+const ISO_PARTS =
+  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,6})?)?(?:Z|[+-](\d{2})(?::?(\d{2}))?)?)?$/;
+
+/**
+ * An ISO 8601 date or date-time, checked field by field (JS Date rolls 2026-02-30 over to March,
+ * PostgreSQL refuses it: a value one accepts and the other refuses would be a 500). The text itself
+ * goes to PostgreSQL, so microseconds are kept; no offset means UTC.
+ */
+function instant(params: RawParameters, name: string): { text: string; date: Date } | undefined {
   const v = one(params, name);
   if (v === undefined) return undefined;
-  const d = new Date(v);
-  if (!ISO_DATE_TIME.test(v) || Number.isNaN(d.getTime()) || d.getUTCFullYear() < 1 || d.getUTCFullYear() > 9999)
-    throw new AuditQueryError(name, 'must be an ISO 8601 date or date-time (e.g. 2026-01-31T08:00:00Z)');
-  return d;
+  const bad = () =>
+    new AuditQueryError(name, 'must be an ISO 8601 date or date-time, e.g. 2026-01-31 or 2026-01-31T08:00:00Z');
+  const m = ISO_PARTS.exec(v);
+  if (!m) throw bad();
+  const [y, mo, d, h = 0, mi = 0, sec = 0, oh = 0, om = 0] = m
+    .slice(1)
+    .map((x) => (x === undefined ? undefined : Number(x)));
+  const days = new Date(Date.UTC(y as number, mo as number, 0)).getUTCDate();
+  if ((y as number) < 1 || (mo as number) < 1 || (mo as number) > 12 || (d as number) < 1 || (d as number) > days)
+    throw bad();
+  if ((h as number) > 23 || (mi as number) > 59 || (sec as number) > 59 || (oh as number) > 15 || (om as number) > 59)
+    throw bad();
+  const hasZone = /(?:Z|[+-]\d{2}(?::?\d{2})?)$/.test(v) && v.length > 10;
+  const text = hasZone ? v : `${v}${v.length === 10 ? 'T00:00:00' : ''}Z`;
+  const date = new Date(text.replace(' ', 'T'));
+  if (Number.isNaN(date.getTime())) throw bad();
+  return { text, date };
 }
 
 export function encodeCursor(c: AuditCursor): string {
@@ -160,8 +182,8 @@ export function parseAuditQuery(params: RawParameters): AuditQuery {
     if (!PARAMETERS.has(k)) throw new AuditQueryError(k, `is not a filter (known: ${[...PARAMETERS].join(', ')})`);
   const from = instant(params, AuditQueryParameter.From);
   const to = instant(params, AuditQueryParameter.To);
-  if (from && to && to.getTime() <= from.getTime())
-    throw new AuditQueryError(AuditQueryParameter.To, 'must be after from');
+  if (from && to && to.date.getTime() < from.date.getTime())
+    throw new AuditQueryError(AuditQueryParameter.To, 'must not be before from');
   let kinds: AuditEventKind[] | undefined;
   const type = one(params, AuditQueryParameter.Type);
   if (type !== undefined) {
@@ -203,8 +225,8 @@ export function parseAuditQuery(params: RawParameters): AuditQuery {
   if (format !== AuditOutputFormat.Json && format !== AuditOutputFormat.Csv)
     throw new AuditQueryError(AuditQueryParameter.Format, 'must be json or csv');
   return {
-    ...(from ? { from } : {}),
-    ...(to ? { to } : {}),
+    ...(from ? { from: from.text } : {}),
+    ...(to ? { to: to.text } : {}),
     ...(kinds ? { kinds } : {}),
     ...(outcome !== undefined ? { outcome } : {}),
     ...(actor ? { actor } : {}),
@@ -274,8 +296,8 @@ export interface AuditRequester {
 /** The filters as the Audit Log Used event records them: values, never PHI (patient ID has its column). */
 function queryDetail(q: AuditQuery): Record<string, unknown> {
   return {
-    from: q.from?.toISOString() ?? null,
-    to: q.to?.toISOString() ?? null,
+    from: q.from ?? null,
+    to: q.to ?? null,
     type: q.kinds ?? null,
     outcome: q.outcome ?? null,
     actor: q.actor ?? null,

@@ -107,7 +107,16 @@ END $$`;
         patientId: 'PAT "x"',
         studyInstanceUid: '1.2.840.1',
         sopInstanceUids: ['1.2', '1.3'],
-        detail: { z: 'last', a: 'first', ab: null, big: 12345678901234567000, huge: 1e21, tiny: 1e-7, neg: -0.5, t: true },
+        detail: {
+          z: 'last',
+          a: 'first',
+          ab: null,
+          big: 12345678901234567000,
+          huge: 1e21,
+          tiny: 1e-7,
+          neg: -0.5,
+          t: true,
+        },
       },
       {
         kind: AuditEventKind.InferenceRun,

@@ -1,5 +1,5 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from 'node:crypto';
-import { readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Queryable } from '../db/pool.js';
 import { ErrorCode, RadScribeError } from '../errors.js';
@@ -38,6 +38,8 @@ export interface LoadedAnchor {
   readonly file: string;
   readonly anchor: AuditAnchor;
   readonly signatureValid: boolean;
+  /** The head a former `audit verify` recorded (local, unsigned: trusted as the verifier's own file). */
+  readonly previousRun?: boolean;
 }
 
 /** The bytes signed: one field per line, fixed order, so no JSON canonicalisation is needed. */
@@ -193,4 +195,53 @@ export function readAnchors(directory: string, publicKey: KeyObject): LoadedAnch
     out.push({ file, anchor, signatureValid: anchorSignatureValid(anchor, publicKey) });
   }
   return out.sort((a, b) => a.anchor.lastId - b.anchor.lastId || a.file.localeCompare(b.file));
+}
+
+export const VERIFIED_HEAD_FORMAT = 'radscribe-audit-verified/1' as const;
+
+/**
+ * The head the last successful `audit verify` saw, kept by the verifier (issue 15: "refuse an empty
+ * or shortened chain when a previous run … saw more"). It is the verifier's own file, outside the
+ * database, so it is held against the chain like an anchor; it is not signed, so it proves nothing
+ * to a third party — the signed anchors do that.
+ */
+export function readVerifiedHead(file: string): LoadedAnchor | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err: unknown) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+  const o = JSON.parse(text) as Record<string, unknown>;
+  if (
+    o.format !== VERIFIED_HEAD_FORMAT ||
+    !Number.isSafeInteger(o.lastId) ||
+    typeof o.headHash !== 'string' ||
+    !Number.isSafeInteger(o.count)
+  )
+    throw new RadScribeError(ErrorCode.ConfigInvalid, `verified-head file ${file}: not a ${VERIFIED_HEAD_FORMAT} file`);
+  return {
+    file,
+    previousRun: true,
+    signatureValid: true,
+    anchor: {
+      format: ANCHOR_FORMAT,
+      lastId: o.lastId as number,
+      headHash: o.headHash,
+      count: o.count as number,
+      anchoredAt: String(o.verifiedAt ?? ''),
+      signature: '',
+    },
+  };
+}
+
+export function writeVerifiedHead(file: string, head: { lastId: number; headHash: string; count: number }): void {
+  mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.tmp`;
+  writeFileSync(
+    tmp,
+    `${JSON.stringify({ format: VERIFIED_HEAD_FORMAT, ...head, verifiedAt: new Date().toISOString() }, null, 2)}\n`,
+  );
+  renameSync(tmp, file);
 }

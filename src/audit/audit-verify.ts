@@ -51,7 +51,10 @@ export interface AuditChainReport {
   /** Last id and hash of the chain as read (0 and the genesis hash when empty). */
   readonly headId: number;
   readonly headHash: string;
+  /** Signed anchor files read (valid or not). */
   readonly anchorsChecked: number;
+  /** Whether the head a previous run recorded was held against the chain too. */
+  readonly previousRunChecked: boolean;
   /** Every problem found, in the order found; empty when ok. */
   readonly problems: readonly ChainProblem[];
 }
@@ -64,7 +67,8 @@ export interface VerifyOptions {
 
 export const DEFAULT_VERIFY_PAGE = 2000;
 
-const anchorName = (a: LoadedAnchor): string => a.file;
+/** "anchor FILE", or "previous verification FILE" for the head a former run recorded. */
+const named = (a: LoadedAnchor): string => `${a.previousRun ? 'previous verification' : 'anchor'} ${a.file}`;
 
 export async function verifyAuditChain(q: Queryable, options: VerifyOptions = {}): Promise<AuditChainReport> {
   const pageSize = options.pageSize ?? DEFAULT_VERIFY_PAGE;
@@ -74,11 +78,13 @@ export async function verifyAuditChain(q: Queryable, options: VerifyOptions = {}
     if (!a.signatureValid)
       problems.push({
         kind: ChainProblemKind.AnchorSignatureInvalid,
-        anchorFile: anchorName(a),
-        message: `anchor ${anchorName(a)}: signature does not verify with the configured public key`,
+        anchorFile: a.file,
+        message: `${named(a)}: signature does not verify with the configured public key`,
       });
   // Only signed statements are evidence; an unsigned one could have been written by the attacker.
-  const anchors = all.filter((a) => a.signatureValid && a.anchor.lastId > 0);
+  const anchors = all
+    .filter((a) => a.signatureValid && a.anchor.lastId > 0)
+    .sort((a, b) => a.anchor.lastId - b.anchor.lastId);
   let next = 0;
   let prev = GENESIS_HASH;
   let prevId = 0;
@@ -91,7 +97,7 @@ export async function verifyAuditChain(q: Queryable, options: VerifyOptions = {}
   const contradicts = (id: number): { anchorFile?: string; suffix: string } => {
     const a = coveringAnchor(id);
     return a
-      ? { anchorFile: anchorName(a), suffix: `; contradicts anchor ${anchorName(a)} (head event ${a.anchor.lastId})` }
+      ? { anchorFile: a.file, suffix: `; contradicts ${named(a)} (head event ${a.anchor.lastId})` }
       : { suffix: '' };
   };
 
@@ -107,8 +113,8 @@ export async function verifyAuditChain(q: Queryable, options: VerifyOptions = {}
         broken = {
           kind: ChainProblemKind.AnchoredRowMissing,
           eventId: id,
-          anchorFile: anchorName(a),
-          message: `event ${a.anchor.lastId} is missing: anchor ${anchorName(a)} signed it as the head (${a.anchor.count} events); the chain goes from event ${prevId} to ${id}`,
+          anchorFile: a.file,
+          message: `event ${a.anchor.lastId} is missing: ${named(a)} signed it as the head (${a.anchor.count} events); the chain goes from event ${prevId} to ${id}`,
         };
         break walk;
       }
@@ -139,17 +145,15 @@ export async function verifyAuditChain(q: Queryable, options: VerifyOptions = {}
         while (next < anchors.length && (anchors[next] as LoadedAnchor).anchor.lastId === id) {
           const same = anchors[next] as LoadedAnchor;
           if (same.anchor.headHash !== r.rowHash || same.anchor.count !== checked) {
-            const from = lastGood
-              ? `after event ${lastGood.anchor.lastId} (anchor ${anchorName(lastGood)})`
-              : 'from the start';
+            const from = lastGood ? `after event ${lastGood.anchor.lastId} (${named(lastGood)})` : 'from the start';
             broken = {
               kind: ChainProblemKind.AnchorContradicted,
               eventId: id,
-              anchorFile: anchorName(same),
+              anchorFile: same.file,
               message:
                 same.anchor.headHash !== r.rowHash
-                  ? `event ${id}: hash ${r.rowHash.slice(0, 16)}… but anchor ${anchorName(same)} signed ${same.anchor.headHash.slice(0, 16)}…: the chain was rewritten ${from} up to event ${id}`
-                  : `event ${id}: ${checked} events up to it but anchor ${anchorName(same)} signed ${same.anchor.count}`,
+                  ? `event ${id}: hash ${r.rowHash.slice(0, 16)}… but ${named(same)} signed ${same.anchor.headHash.slice(0, 16)}…: the chain was rewritten ${from} up to event ${id}`
+                  : `event ${id}: ${checked} events up to it but ${named(same)} signed ${same.anchor.count}`,
             };
             break walk;
           }
@@ -164,12 +168,15 @@ export async function verifyAuditChain(q: Queryable, options: VerifyOptions = {}
     if (rows.length < pageSize) break;
   }
   if (!broken && next < anchors.length) {
-    const a = anchors[anchors.length - 1] as LoadedAnchor;
+    // The furthest head; a signed anchor rather than the previous run's file when both name it.
+    const top = (anchors[anchors.length - 1] as LoadedAnchor).anchor.lastId;
+    const furthest = anchors.filter((x) => x.anchor.lastId === top);
+    const a = furthest.find((x) => !x.previousRun) ?? (furthest[0] as LoadedAnchor);
     broken = {
       kind: ChainProblemKind.ChainShortened,
       eventId: prevId + 1,
-      anchorFile: anchorName(a),
-      message: `the chain ends at event ${prevId} (${checked} events) but anchor ${anchorName(a)} saw ${a.anchor.count} events up to event ${a.anchor.lastId}: rows were deleted from the end${checked === 0 ? ' (or the table truncated)' : ''}`,
+      anchorFile: a.file,
+      message: `the chain ends at event ${prevId} (${checked} events) but ${named(a)} saw ${a.anchor.count} events up to event ${a.anchor.lastId}: rows were deleted from the end${checked === 0 ? ' (or the table truncated)' : ''}`,
     };
   }
   if (broken) problems.push(broken);
@@ -180,7 +187,8 @@ export async function verifyAuditChain(q: Queryable, options: VerifyOptions = {}
     ...(firstBrokenId !== undefined ? { firstBrokenId } : {}),
     headId: prevId,
     headHash: prev,
-    anchorsChecked: all.length,
+    anchorsChecked: all.filter((a) => !a.previousRun).length,
+    previousRunChecked: all.some((a) => a.previousRun),
     problems,
   };
 }

@@ -1,4 +1,12 @@
-import { generateAnchorKeys, readAnchors, readPublicKey } from '../audit/audit-anchor.js';
+import path from 'node:path';
+import {
+  generateAnchorKeys,
+  type LoadedAnchor,
+  readAnchors,
+  readPublicKey,
+  readVerifiedHead,
+  writeVerifiedHead,
+} from '../audit/audit-anchor.js';
 import type { AuditEventKind } from '../audit/audit-codes.js';
 import { listAudit } from '../audit/audit-log.js';
 import {
@@ -69,8 +77,9 @@ export function formatVerifyReport(r: AuditChainReport): string {
   if (r.ok) {
     const anchors = r.anchorsChecked
       ? `; ${r.anchorsChecked} anchor(s) verified`
-      : '\nnote: no anchors checked: rows deleted from the end, or a truncated table, cannot be detected without them (--anchors DIR)';
-    return `audit chain intact: ${r.checked} events, head event ${r.headId} ${r.headHash.slice(0, 16)}…${anchors}\n`;
+      : '\nnote: no signed anchors checked: without them, rows deleted from the end or a truncated table are caught only against the previous verification (--anchors DIR)';
+    const previous = r.previousRunChecked ? '; contains the head the previous verification saw' : '';
+    return `audit chain intact: ${r.checked} events, head event ${r.headId} ${r.headHash.slice(0, 16)}…${previous}${anchors}\n`;
   }
   const where = r.firstBrokenId !== undefined ? ` at event ${r.firstBrokenId}` : '';
   return `AUDIT CHAIN BROKEN${where} (${r.checked} checked, ${r.anchorsChecked} anchor(s))\n${r.problems.map((p) => `  ${p.kind}: ${p.message}\n`).join('')}`;
@@ -80,14 +89,19 @@ async function cmdVerify(args: Args): Promise<number> {
   const cfg = configFrom(args);
   const dir = flag(args, 'anchors') ?? (cfg.audit.anchor.directory || undefined);
   const keyFile = flag(args, 'public-key') ?? (cfg.audit.anchor.publicKeyFile || undefined);
-  let anchors: ReturnType<typeof readAnchors> | undefined;
+  const anchors: LoadedAnchor[] = [];
   if (dir) {
     if (!keyFile) throw new UsageError('audit verify --anchors: needs --public-key FILE or audit.anchor.publicKeyFile');
-    anchors = readAnchors(dir, readPublicKey(keyFile));
+    anchors.push(...readAnchors(dir, readPublicKey(keyFile)));
   }
+  // The head the previous successful run saw: a chain shorter than that is refused too.
+  const stateFile = flag(args, 'state') ?? path.join(cfg.dataDir, 'audit', 'verified-head.json');
+  const previous = readVerifiedHead(stateFile);
+  if (previous) anchors.push(previous);
   return withDatabase(cfg, async (db) => {
-    const r = await verifyAuditChain(db.pool, anchors ? { anchors } : {});
+    const r = await verifyAuditChain(db.pool, { anchors });
     process.stdout.write(formatVerifyReport(r));
+    if (r.ok) writeVerifiedHead(stateFile, { lastId: r.headId, headHash: r.headHash, count: r.checked });
     return r.ok ? 0 : 1;
   });
 }
@@ -144,7 +158,7 @@ export const auditCommand: CliCommand = {
   usage: [
     'audit list [--config FILE] [--limit N] [--study UID] [--kind KIND] [--since ISO] [--json]   recent audit events (the query is audited)',
     'audit query [--from ISO] [--to ISO] [--type KIND|DCM-ID] [--outcome 0|4|8|12] [--actor USER|AE] [--address ADDR] [--patient-id ID] [--study-uid UID] [--limit N] [--cursor C] [--format json|csv]   compliance query (audited)',
-    'audit verify [--config FILE] [--anchors DIR] [--public-key FILE]   check the hash chain in application code, and against the signed anchors',
+    'audit verify [--config FILE] [--anchors DIR] [--public-key FILE] [--state FILE]   check the hash chain in application code, against the signed anchors and the head the previous run saw',
     'audit keygen [--config FILE] [--private-key FILE] [--public-key FILE]   make the Ed25519 key pair that signs the anchors',
   ],
   run: cmdAudit,

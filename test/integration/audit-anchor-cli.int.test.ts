@@ -73,9 +73,14 @@ describe('audit anchors end to end (bin/radscribe, embedded database)', () => {
       } finally {
         await db.close();
       }
+      // Without the anchors: caught against the head the previous (successful) run recorded.
       const plain = run(['audit', 'verify'], setup.dataDir);
-      expect(plain.status).toBe(0);
-      expect(plain.stdout).toContain('note: no anchors checked');
+      expect(plain.status).toBe(1);
+      expect(plain.stdout).toMatch(/chain-shortened: .* but previous verification .*verified-head\.json saw/);
+      // With a fresh state file and no anchors, nothing shows the missing tail (what anchors are for).
+      const fresh = run(['audit', 'verify', '--state', path.join(keyDir, 'fresh.json')], setup.dataDir);
+      expect(fresh.status).toBe(0);
+      expect(fresh.stdout).toContain('note: no signed anchors checked');
       const caught = run(['audit', 'verify', '--anchors', anchors, '--public-key', pub], setup.dataDir);
       expect(caught.status).toBe(1);
       expect(caught.stdout).toMatch(/^AUDIT CHAIN BROKEN at event \d+/);

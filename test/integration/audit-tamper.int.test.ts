@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type pg from 'pg';
-import { readAnchors } from '../../src/audit/audit-anchor.js';
+import { type LoadedAnchor, readAnchors, readVerifiedHead, writeVerifiedHead } from '../../src/audit/audit-anchor.js';
 import { AuditAnchorer } from '../../src/audit/audit-anchorer.js';
 import {
   canonicalAuditEvent,
@@ -201,9 +201,12 @@ END $$`;
     expect(r.problems[0]?.anchorFile).toMatch(/anchor-.*\.json$/);
   });
 
-  it('catches TRUNCATE with the triggers disabled', async () => {
+  it('catches TRUNCATE with the triggers disabled, against an anchor and against the previous run', async () => {
     await seed(4);
     await anchorer().anchorNow();
+    const before = await verifyAuditChain(db.pool);
+    const state = path.join(dir, 'verified-head.json');
+    writeVerifiedHead(state, { lastId: before.headId, headHash: before.headHash, count: before.checked });
     await asSuperuser(async (c) => {
       await c.query('TRUNCATE audit_events');
     });
@@ -211,6 +214,10 @@ END $$`;
     expect(r).toMatchObject({ ok: false, checked: 0 });
     expect(r.problems[0]?.kind).toBe(ChainProblemKind.ChainShortened);
     expect(formatVerifyReport(r)).toMatch(/ends at event 0 \(0 events\) but anchor .* saw 4 events.*truncated/);
+    // No anchors, only the head the previous verification recorded: still refused.
+    const p = await verifyAuditChain(db.pool, { anchors: [readVerifiedHead(state) as LoadedAnchor] });
+    expect(p).toMatchObject({ ok: false, checked: 0, anchorsChecked: 0, previousRunChecked: true });
+    expect(p.problems[0]?.message).toMatch(/but previous verification .*verified-head\.json saw 4 events/);
   });
 
   it('catches a forged row appended with a made-up hash, and one forged into a rewritten chain', async () => {

@@ -1,6 +1,5 @@
 import express, { type Request, type Router } from 'express';
 import type pg from 'pg';
-import { ErrorCode, RadScribeError } from '../errors.js';
 import { AuditEventKind } from './audit-codes.js';
 import { type AuditFilter, listAudit } from './audit-log.js';
 import {
@@ -19,8 +18,8 @@ export const MAX_AUDIT_PAGE = 10_000;
 const KINDS: ReadonlySet<string> = new Set(Object.values(AuditEventKind));
 
 /** A bad query parameter: 400 with the parameter named (app.ts turns it into the response). */
-function badParameter(name: string, why: string): RadScribeError {
-  return new RadScribeError(ErrorCode.RequestInvalid, `query parameter ${name}: ${why}`);
+function badParameter(name: string, why: string): AuditQueryError {
+  return new AuditQueryError(name, why);
 }
 
 function single(req: Request, name: string): string | undefined {
@@ -114,9 +113,17 @@ export function createAuditRouter(deps: AuditRouterDeps): Router {
     }
   });
   r.get('/audit', async (req, res, next) => {
+    const who = requester(req);
     try {
-      const filter = auditFilterFromQuery(req);
-      res.json(await listAudit(deps.pool, filter, requester(req).actor));
+      let filter: AuditFilter;
+      try {
+        filter = auditFilterFromQuery(req);
+      } catch (err: unknown) {
+        // A refused read of the trail is still Audit Log Used (outcome 8), as on /audit/events.
+        if (err instanceof AuditQueryError) await recordRefusedAuditQuery(deps.pool, who, err).catch(() => undefined);
+        throw err;
+      }
+      res.json(await listAudit(deps.pool, filter, who.actor));
     } catch (err: unknown) {
       next(err);
     }

@@ -172,6 +172,27 @@ describe(`GET /api/audit/events (${backendName()})`, () => {
     expect(ev.detail).toEqual({ errorCode: 'request-invalid', field });
   });
 
+  it('returns no events when their Audit Log Used record cannot be written', async () => {
+    // The audit store refuses audit-query rows (as a broken database would); the read itself works.
+    await db.pool.query(`
+      CREATE FUNCTION refuse_audit_query() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.kind = 'audit-query' THEN RAISE EXCEPTION 'disk full' USING ERRCODE = '53100'; END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER refuse_audit_query BEFORE INSERT ON audit_events
+        FOR EACH ROW EXECUTE FUNCTION refuse_audit_query();`);
+    try {
+      const res = await get('?patientId=PAT-1');
+      expect(res.status).toBeGreaterThanOrEqual(500);
+      const text = await res.text();
+      expect(text).not.toContain('PAT-1');
+      expect(JSON.parse(text)).not.toHaveProperty('events');
+    } finally {
+      await db.pool.query('DROP TRIGGER refuse_audit_query ON audit_events; DROP FUNCTION refuse_audit_query()');
+    }
+  });
+
   it('leaves a chain that verifies', async () => {
     expect((await verifyAuditChain(db.pool)).ok).toBe(true);
   });

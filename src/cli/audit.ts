@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import {
   generateAnchorKeys,
@@ -94,16 +95,35 @@ async function cmdVerify(args: Args): Promise<number> {
     if (!keyFile) throw new UsageError('audit verify --anchors: needs --public-key FILE or audit.anchor.publicKeyFile');
     anchors.push(...readAnchors(dir, readPublicKey(keyFile)));
   }
-  // The head the previous successful run saw: a chain shorter than that is refused too.
-  const stateFile = flag(args, 'state') ?? path.join(cfg.dataDir, 'audit', 'verified-head.json');
-  const previous = readVerifiedHead(stateFile);
-  if (previous) anchors.push(previous);
   return withDatabase(cfg, async (db) => {
-    const r = await verifyAuditChain(db.pool, { anchors });
+    // The head the previous successful run on this database saw: a chain shorter than that is
+    // refused too. One file per database (cluster, database, schema), so verifying another
+    // database from the same data directory is not mistaken for a shortened chain.
+    const stateFile =
+      flag(args, 'state') ?? path.join(cfg.dataDir, 'audit', `verified-head-${await databaseKey(db)}.json`);
+    const previous = readVerifiedHead(stateFile);
+    const r = await verifyAuditChain(db.pool, { anchors: previous ? [...anchors, previous] : anchors });
     process.stdout.write(formatVerifyReport(r));
     if (r.ok) writeVerifiedHead(stateFile, { lastId: r.headId, headHash: r.headHash, count: r.checked });
     return r.ok ? 0 : 1;
   });
+}
+
+/** A short stable name of the database verified: cluster system identifier, database, schema. */
+async function databaseKey(db: Database): Promise<string> {
+  const where = `current_database() || '/' || current_schema()`;
+  let key: string;
+  try {
+    const { rows } = await db.pool.query<{ k: string }>(
+      `SELECT (SELECT system_identifier::text FROM pg_control_system()) || '/' || ${where} AS k`,
+    );
+    key = rows[0]?.k ?? '';
+  } catch {
+    // pg_control_system() may be refused to a role without the privilege: name it without the cluster.
+    const { rows } = await db.pool.query<{ k: string }>(`SELECT ${where} AS k`);
+    key = rows[0]?.k ?? '';
+  }
+  return createHash('sha256').update(key).digest('hex').slice(0, 12);
 }
 
 function cmdKeygen(args: Args): number {

@@ -76,7 +76,9 @@ describe('audit anchors end to end (bin/radscribe, embedded database)', () => {
       // Without the anchors: caught against the head the previous (successful) run recorded.
       const plain = run(['audit', 'verify'], setup.dataDir);
       expect(plain.status).toBe(1);
-      expect(plain.stdout).toMatch(/chain-shortened: .* but previous verification .*verified-head\.json saw/);
+      expect(plain.stdout).toMatch(
+        /chain-shortened: .* but previous verification .*verified-head-[0-9a-f]{12}\.json saw/,
+      );
       // With a fresh state file and no anchors, nothing shows the missing tail (what anchors are for).
       const fresh = run(['audit', 'verify', '--state', path.join(keyDir, 'fresh.json')], setup.dataDir);
       expect(fresh.status).toBe(0);

@@ -13,6 +13,8 @@ import { startPrivatePostgres } from './support/private-postgres.js';
  * cost of the chain (goal ≥ 0.5×). Then `audit verify` (application-side canonical form) in rows
  * per second over the chained rows. On DATABASE_URL when set (a fresh schema), else on a private
  * cluster (bench/support/private-postgres.ts). Each phase runs for PHASE_MS; autocommit appends.
+ * RADSCRIBE_BENCH_PG_OPTIONS adds session settings to both sides (e.g. `-c synchronous_commit=off`,
+ * to see how much of the gap is the WAL flush held under the chain lock).
  */
 
 const PHASE_MS = Number(process.env.RADSCRIBE_BENCH_PHASE_MS ?? 5000);
@@ -25,7 +27,11 @@ VALUES (nextval('audit_events_id_seq'), clock_timestamp(), $1, $2, NULL, $3, 0, 
         repeat('0', 64), repeat('0', 64))`;
 
 async function schemaPool(url: string, schema: string, max: number): Promise<pg.Pool> {
-  const pool = new pg.Pool({ connectionString: url, max, options: `-c search_path=${schema}` });
+  const pool = new pg.Pool({
+    connectionString: url,
+    max,
+    options: `-c search_path=${schema} ${process.env.RADSCRIBE_BENCH_PG_OPTIONS ?? ''}`,
+  });
   pool.on('error', () => undefined);
   return pool;
 }

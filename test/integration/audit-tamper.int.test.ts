@@ -15,7 +15,12 @@ import { AuditEventKind } from '../../src/audit/audit-codes.js';
 import { recordAudit } from '../../src/audit/audit-log.js';
 import { ChainProblemKind, verifyAuditChain } from '../../src/audit/audit-verify.js';
 import { formatVerifyReport } from '../../src/cli/audit.js';
+import { loadConfig } from '../../src/config.js';
+import type { Database } from '../../src/db/pool.js';
+import { auditAnchorService } from '../../src/services/audit-anchor-service.js';
+import { Resource } from '../../src/services/service.js';
 import { backendName, type TestDatabase, testDatabase } from '../support/db.js';
+import { waitFor } from '../support/gateway.js';
 
 jest.setTimeout(120_000);
 
@@ -276,5 +281,38 @@ END $$`;
     const r = await verifyAuditChain(db.pool, { anchors: anchors() });
     expect(r.ok).toBe(false);
     expect(r.problems[0]).toMatchObject({ kind: ChainProblemKind.AnchorSignatureInvalid, anchorFile: last });
+  });
+
+  it('the gateway service anchors at every interval, and refuses to start with an unreadable key', async () => {
+    await seed(1);
+    const database = new Resource<Database>('database', async () => ({ pool: db.pool }) as unknown as Database);
+    await database.start();
+    const keyFile = path.join(dir, 'anchor.key');
+    writeFileSync(keyFile, keys.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    const config = (privateKeyFile: string) =>
+      loadConfig({
+        env: {},
+        overrides: { audit: { anchor: { directory: anchorDir, intervalSeconds: 1, privateKeyFile } } },
+      });
+    const service = auditAnchorService(config(keyFile), database);
+    expect(service).toBeDefined();
+    await service?.start();
+    try {
+      // Start, then at least two intervals, with events in between.
+      await waitFor('two interval anchors', async () => {
+        await seed(1, 100);
+        return readdirSync(anchorDir).filter((f) => f.endsWith('.json')).length >= 3 ? true : undefined;
+      });
+    } finally {
+      await service?.close();
+    }
+    const r = await verifyAuditChain(db.pool, { anchors: anchors() });
+    expect(r.ok).toBe(true);
+    expect(r.anchorsChecked).toBeGreaterThanOrEqual(4);
+
+    const missing = auditAnchorService(config(path.join(dir, 'nope.key')), database);
+    await expect(missing?.start()).rejects.toThrow(`audit anchor private key ${path.join(dir, 'nope.key')}`);
+    await missing?.close();
+    expect(auditAnchorService(loadConfig({ env: {} }), database)).toBeUndefined();
   });
 });

@@ -44,6 +44,11 @@ export function queryParametersOf(args: Args): Record<string, unknown> {
   const params: Record<string, unknown> = {};
   for (const [k, v] of args.flags) {
     if (k === 'config') continue;
+    // --json is every command's spelling of JSON output.
+    if (k === 'json' && v === true) {
+      params.format ??= 'json';
+      continue;
+    }
     const name = camel(k);
     const values = args.multi.get(k) ?? [];
     // A flag without a value is passed as empty, so the parser names it; a repeated one as a list.

@@ -136,6 +136,21 @@ export interface RadScribeConfig {
     backoffMaxMs: number;
   };
   log: { level: LogLevel };
+  /** Audit trail anchoring (issue 12 "Tamper evidence"; src/audit/audit-anchor.ts). */
+  audit: { anchor: AuditAnchorConfig };
+}
+
+/**
+ * Signed anchors of the audit chain head, written outside the database. Empty `directory`: no
+ * anchoring. With a directory, `privateKeyFile` is required (`radscribe audit keygen` makes both).
+ */
+export interface AuditAnchorConfig {
+  directory: string;
+  intervalSeconds: number;
+  /** PKCS#8 PEM Ed25519 private key; readable by the gateway only. */
+  privateKeyFile: string;
+  /** SPKI PEM public key; what `audit verify --anchors` checks the signatures with. */
+  publicKeyFile: string;
 }
 
 export const DEFAULT_CONFIG_FILE = path.join(PACKAGE_ROOT, 'config', 'default.yaml');
@@ -273,6 +288,8 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
   const selection = v.obj(doc, 'selection');
   const jobs = v.obj(doc, 'jobs');
   const log = v.obj(doc, 'log');
+  const audit = v.obj(doc, 'audit');
+  const anchor = v.obj(audit, 'anchor', 'audit');
 
   const remoteNodes = v.arr(doc, 'remoteNodes').map((n, i) => validateRemoteNode(v, n, `remoteNodes[${i}]`));
   const nodeNames = new Set(remoteNodes.map((n) => n.name));
@@ -392,6 +409,14 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
       backoffMaxMs: v.int(jobs, 'backoffMaxMs', 'jobs', 0, MAX_MS),
     },
     log: { level: level as LogLevel },
+    audit: {
+      anchor: {
+        directory: v.str(anchor, 'directory', 'audit.anchor', true),
+        intervalSeconds: v.int(anchor, 'intervalSeconds', 'audit.anchor', 1, 7 * 86_400),
+        privateKeyFile: v.str(anchor, 'privateKeyFile', 'audit.anchor', true),
+        publicKeyFile: v.str(anchor, 'publicKeyFile', 'audit.anchor', true),
+      },
+    },
   };
   if (cfg.dataDir === '') v.problem('dataDir', 'must not be empty');
   if (cfg.dicomLimits.maxDecodedInstanceBytes < cfg.dicomLimits.maxDecodedFrameBytes)
@@ -401,6 +426,8 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
     'retention.rules',
     'name',
   );
+  if (cfg.audit.anchor.directory !== '' && cfg.audit.anchor.privateKeyFile === '')
+    v.problem('audit.anchor.privateKeyFile', 'is required when audit.anchor.directory is set');
   if (cfg.jobs.backoffMaxMs < cfg.jobs.backoffBaseMs)
     v.problem('jobs.backoffMaxMs', 'must not be less than jobs.backoffBaseMs');
   v.reportUnknownKeys();
@@ -684,6 +711,15 @@ function resolvePaths(cfg: RadScribeConfig, base: string): RadScribeConfig {
     dataDir: abs(cfg.dataDir),
     model: { ...cfg.model, bundle: abs(cfg.model.bundle) },
     destinations: cfg.destinations.map((d) => (d.type === 'folder' ? { ...d, path: abs(d.path) } : d)),
+    audit: {
+      anchor: {
+        ...cfg.audit.anchor,
+        // Empty stays empty (= not configured).
+        directory: cfg.audit.anchor.directory && abs(cfg.audit.anchor.directory),
+        privateKeyFile: cfg.audit.anchor.privateKeyFile && abs(cfg.audit.anchor.privateKeyFile),
+        publicKeyFile: cfg.audit.anchor.publicKeyFile && abs(cfg.audit.anchor.publicKeyFile),
+      },
+    },
   };
 }
 

@@ -33,6 +33,7 @@ import { createStowRouter } from './pacs/stow-router.js';
 import { removeStaleSpoolFiles } from './pacs/temp-spool.js';
 import { ImagePrepClient } from './pipeline/image-prep-client.js';
 import type { Environment } from './secrets.js';
+import { auditAnchorService } from './services/audit-anchor-service.js';
 import { describeStudyWorker } from './services/describe-study-worker.js';
 import { HttpService } from './services/http-service.js';
 import { qidoPollerAuditHooks } from './services/qido-poller-audit.js';
@@ -156,6 +157,8 @@ export class Gateway {
         }
       },
     );
+    // Closed right after stopAudit (reverse order), so the shutdown anchor covers application-stop.
+    const anchor = auditAnchorService(config, database);
     const http = new HttpService(
       () => {
         const db = database.value;
@@ -237,6 +240,7 @@ export class Gateway {
       inference,
       images,
       ingest,
+      ...(anchor ? [anchor] : []),
       stopAudit,
       http,
       jobWorker,

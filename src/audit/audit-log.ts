@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { Queryable } from '../db/pool.js';
 import { redact } from '../logger.js';
 import {
@@ -12,7 +11,7 @@ import {
 /**
  * The audit trail (STYLE §2.6: a table, not a log stream). Write it with the same client as the
  * transition it records, so the event commits or rolls back with it. The table is append-only and
- * hash-chained by triggers in migrations/0002_audit.sql; verifyAuditChain re-computes the chain.
+ * hash-chained by triggers in migrations/0002_audit.sql; audit-verify.ts re-computes the chain.
  */
 
 export interface AuditEventInput {
@@ -25,6 +24,8 @@ export interface AuditEventInput {
   readonly source?: string;
   /** PS3.15 role 110152 Destination. */
   readonly destination?: string;
+  /** Participant object Patient (PS3.15 A.5.3: Patient ID), where the event concerns one patient. */
+  readonly patientId?: string;
   /** Participant object 110180 Study Instance UID. */
   readonly studyInstanceUid?: string;
   readonly sopInstanceUids?: readonly string[];
@@ -43,6 +44,7 @@ export interface AuditEvent {
   readonly actor: string | null;
   readonly source: string | null;
   readonly destination: string | null;
+  readonly patientId: string | null;
   readonly studyInstanceUid: string | null;
   readonly sopInstanceUids: string[] | null;
   readonly detail: Record<string, unknown>;
@@ -58,17 +60,10 @@ export interface AuditFilter {
   readonly limit: number;
 }
 
-export interface AuditChainReport {
-  readonly ok: boolean;
-  readonly checked: number;
-  /** The first row whose hash or link to its predecessor does not verify. */
-  readonly firstBrokenId?: number;
-}
-
 export const INSERT_AUDIT_EVENT = `
 INSERT INTO audit_events (kind, event_id, event_type_code, action_code, outcome, actor, source, destination,
-                          study_instance_uid, sop_instance_uids, detail)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text[], $11::jsonb)
+                          study_instance_uid, sop_instance_uids, detail, patient_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::text[], $11::jsonb, $12)
 RETURNING id, occurred_at, row_hash`;
 
 /** $1 since, $2 until, $3 kind, $4 study (each null = any), $5 limit. Newest first. */
@@ -79,13 +74,6 @@ WHERE ($1::timestamptz IS NULL OR occurred_at >= $1) AND ($2::timestamptz IS NUL
 ORDER BY id DESC
 LIMIT $5`;
 
-/** Keyset page of the chain with the canonical text the trigger hashed. $1 after id, $2 page size. */
-export const SELECT_AUDIT_CHAIN_PAGE = `
-SELECT a.id, a.prev_hash, a.row_hash, audit_event_canonical(a) AS canonical
-FROM audit_events a WHERE a.id > $1 ORDER BY a.id LIMIT $2`;
-
-const GENESIS_HASH = '0'.repeat(64);
-const CHAIN_PAGE_SIZE = 1000;
 const MAX_LIST_LIMIT = 10_000;
 
 /** Append one event; id, timestamp and hashes are assigned by the trigger. */
@@ -105,6 +93,7 @@ export async function recordAudit(q: Queryable, ev: AuditEventInput): Promise<{ 
     ev.studyInstanceUid ?? null,
     ev.sopInstanceUids ? [...ev.sopInstanceUids] : null,
     JSON.stringify(detail),
+    ev.patientId ?? null,
   ]);
   const row = rows[0];
   if (!row) throw new Error('INSERT INTO audit_events returned no row');
@@ -122,6 +111,7 @@ interface AuditRow {
   actor: string | null;
   source: string | null;
   destination: string | null;
+  patient_id: string | null;
   study_instance_uid: string | null;
   sop_instance_uids: string[] | null;
   detail: Record<string, unknown>;
@@ -164,6 +154,7 @@ export async function listAudit(q: Queryable, filter: AuditFilter, requester: st
     actor: r.actor,
     source: r.source,
     destination: r.destination,
+    patientId: r.patient_id,
     studyInstanceUid: r.study_instance_uid,
     sopInstanceUids: r.sop_instance_uids,
     detail: r.detail,
@@ -172,30 +163,5 @@ export async function listAudit(q: Queryable, filter: AuditFilter, requester: st
   }));
 }
 
-/**
- * Walk the chain in id order: each row's prev_hash must equal its predecessor's row_hash, and its
- * row_hash must equal sha256(prev_hash || canonical text), recomputed here in Node rather than
- * trusted from SQL. An edited row fails its own hash; a deleted row breaks the next row's link.
- */
-export async function verifyAuditChain(q: Queryable): Promise<AuditChainReport> {
-  let prev = GENESIS_HASH;
-  let after = 0;
-  let checked = 0;
-  for (;;) {
-    const { rows } = await q.query<{ id: string; prev_hash: string; row_hash: string; canonical: string }>(
-      SELECT_AUDIT_CHAIN_PAGE,
-      [after, CHAIN_PAGE_SIZE],
-    );
-    for (const r of rows) {
-      const id = Number(r.id);
-      const expected = createHash('sha256')
-        .update(r.prev_hash + r.canonical, 'utf8')
-        .digest('hex');
-      checked++;
-      if (r.prev_hash !== prev || r.row_hash !== expected) return { ok: false, checked, firstBrokenId: id };
-      prev = r.row_hash;
-      after = id;
-    }
-    if (rows.length < CHAIN_PAGE_SIZE) return { ok: true, checked };
-  }
-}
+/** Verification lives in audit-verify.ts (application-side canonical form and anchors). */
+export { type AuditChainReport, verifyAuditChain } from './audit-verify.js';

@@ -1,8 +1,16 @@
 import express, { type Request, type Router } from 'express';
 import type pg from 'pg';
-import { ErrorCode, RadScribeError } from '../errors.js';
 import { AuditEventKind } from './audit-codes.js';
 import { type AuditFilter, listAudit } from './audit-log.js';
+import {
+  AuditOutputFormat,
+  AuditQueryError,
+  type AuditRequester,
+  auditEventsCsv,
+  parseAuditQuery,
+  queryAuditEvents,
+  recordRefusedAuditQuery,
+} from './audit-query.js';
 
 export const DEFAULT_AUDIT_PAGE = 100;
 export const MAX_AUDIT_PAGE = 10_000;
@@ -10,8 +18,8 @@ export const MAX_AUDIT_PAGE = 10_000;
 const KINDS: ReadonlySet<string> = new Set(Object.values(AuditEventKind));
 
 /** A bad query parameter: 400 with the parameter named (app.ts turns it into the response). */
-function badParameter(name: string, why: string): RadScribeError {
-  return new RadScribeError(ErrorCode.RequestInvalid, `query parameter ${name}: ${why}`);
+function badParameter(name: string, why: string): AuditQueryError {
+  return new AuditQueryError(name, why);
 }
 
 function single(req: Request, name: string): string | undefined {
@@ -52,16 +60,70 @@ export function auditFilterFromQuery(req: Request): AuditFilter {
   };
 }
 
+export interface AuditRouterDeps {
+  readonly pool: pg.Pool;
+  /**
+   * Who is asking, for the Audit Log Used event. Default: the network address. An authentication
+   * middleware mounted before this router supplies the authenticated user instead.
+   */
+  readonly requester?: (req: Request) => AuditRequester;
+}
+
+function defaultRequester(req: Request): AuditRequester {
+  const address = req.socket.remoteAddress;
+  return { actor: `http:${address ?? 'unknown'}`, ...(address ? { address } : {}) };
+}
+
 /**
- * Compliance queries over HTTP: GET /audit. Each query is itself audited (DCM 110101 Audit Log
- * Used, in listAudit). Errors go to the app's one error handler.
+ * Compliance queries over HTTP (mounted under /api):
+ * - GET /audit/events — filters, keyset pagination (`cursor`, and a `Link: rel="next"` header),
+ *   JSON or CSV (`format=csv` or `Accept: text/csv`); see audit-query.ts.
+ * - GET /audit — the older listing (since/until/kind/study), kept for existing callers.
+ * Each query is itself audited (DCM 110101 Audit Log Used), a refused one too. Errors go to the
+ * app's one error handler; a bad filter is 400 naming the parameter.
  */
-export function createAuditRouter(deps: { readonly pool: pg.Pool }): Router {
+export function createAuditRouter(deps: AuditRouterDeps): Router {
   const r = express.Router();
-  r.get('/audit', async (req, res, next) => {
+  const requester = deps.requester ?? defaultRequester;
+  r.get('/audit/events', async (req, res, next) => {
+    const who = requester(req);
     try {
-      const filter = auditFilterFromQuery(req);
-      res.json(await listAudit(deps.pool, filter, `http:${req.socket.remoteAddress ?? 'unknown'}`));
+      const params: Record<string, unknown> = { ...(req.query as Record<string, unknown>) };
+      // Content negotiation: Accept: text/csv is the same as format=csv.
+      if (params.format === undefined && req.accepts(['application/json', 'text/csv']) === 'text/csv')
+        params.format = AuditOutputFormat.Csv;
+      let query: ReturnType<typeof parseAuditQuery>;
+      try {
+        query = parseAuditQuery(params);
+      } catch (err: unknown) {
+        if (err instanceof AuditQueryError) await recordRefusedAuditQuery(deps.pool, who, err).catch(() => undefined);
+        throw err;
+      }
+      const page = await queryAuditEvents(deps.pool, query, who);
+      if (page.nextCursor) {
+        const nextParams = new URLSearchParams(req.query as Record<string, string>);
+        nextParams.set('cursor', page.nextCursor);
+        res.set('Link', `<${req.baseUrl}${req.path}?${nextParams.toString()}>; rel="next"`);
+      }
+      if (query.format === AuditOutputFormat.Csv) {
+        res.type('text/csv; charset=utf-8').send(auditEventsCsv(page.events));
+      } else res.json(page);
+    } catch (err: unknown) {
+      next(err);
+    }
+  });
+  r.get('/audit', async (req, res, next) => {
+    const who = requester(req);
+    try {
+      let filter: AuditFilter;
+      try {
+        filter = auditFilterFromQuery(req);
+      } catch (err: unknown) {
+        // A refused read of the trail is still Audit Log Used (outcome 8), as on /audit/events.
+        if (err instanceof AuditQueryError) await recordRefusedAuditQuery(deps.pool, who, err).catch(() => undefined);
+        throw err;
+      }
+      res.json(await listAudit(deps.pool, filter, who.actor));
     } catch (err: unknown) {
       next(err);
     }

@@ -1,7 +1,6 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { AuditEventKind } from '../audit/audit-codes.js';
-import { listAudit, verifyAuditChain } from '../audit/audit-log.js';
+import { listAudit } from '../audit/audit-log.js';
 import { jobQueueOptions } from '../config/options.js';
 import { DestinationType } from '../config.js';
 import { migrate } from '../db/migrate.js';
@@ -14,9 +13,9 @@ import { JobQueue } from '../jobs/job-queue.js';
 import { JobState } from '../jobs/types.js';
 import { DicomwebClient } from '../pacs/dicomweb-client.js';
 import { PACKAGE_ROOT } from '../runtime-paths.js';
-import { type Args, type CliCommand, configFrom, flag, intFlag, operator, UsageError } from './args.js';
+import { type Args, type CliCommand, configFrom, intFlag, operator } from './args.js';
 
-/** Commands that run or inspect the gateway itself: serve, demo, migrate, audit. */
+/** Commands that run the gateway itself: serve, demo, migrate (audit: src/cli/audit.ts). */
 
 async function cmdServe(args: Args): Promise<number> {
   const cfg = configFrom(args);
@@ -37,43 +36,6 @@ async function cmdMigrate(args: Args): Promise<number> {
   try {
     const { applied } = await migrate(db.pool);
     process.stdout.write(applied.length ? `applied ${applied.join(', ')}\n` : 'database is up to date\n');
-    return 0;
-  } finally {
-    await db.close();
-  }
-}
-
-async function cmdAudit(args: Args): Promise<number> {
-  const sub = args.positional[1];
-  if (sub !== 'list' && sub !== 'verify') throw new UsageError('audit: expected "list" or "verify"');
-  const cfg = configFrom(args);
-  const db = await openDatabase({ url: cfg.database.url || undefined, dataDir: cfg.dataDir, poolSize: 2 });
-  try {
-    await migrate(db.pool);
-    if (sub === 'verify') {
-      const r = await verifyAuditChain(db.pool);
-      process.stdout.write(
-        r.ok
-          ? `audit chain intact: ${r.checked} events\n`
-          : `AUDIT CHAIN BROKEN at event ${r.firstBrokenId} (${r.checked} checked)\n`,
-      );
-      return r.ok ? 0 : 1;
-    }
-    const since = flag(args, 'since');
-    const kind = flag(args, 'kind');
-    const study = flag(args, 'study');
-    const events = await listAudit(
-      db.pool,
-      {
-        limit: intFlag(args, 'limit', 50),
-        ...(since ? { since: new Date(since) } : {}),
-        ...(kind ? { kind: kind as AuditEventKind } : {}),
-        ...(study ? { studyInstanceUid: study } : {}),
-      },
-      operator(),
-    );
-    if (args.flags.get('json') === true) process.stdout.write(`${JSON.stringify(events, null, 2)}\n`);
-    else process.stdout.write(formatAuditTable(events));
     return 0;
   } finally {
     await db.close();
@@ -220,12 +182,4 @@ export const migrateCommand: CliCommand = {
   name: 'migrate',
   usage: ['migrate [--config FILE]   apply database migrations and exit'],
   run: cmdMigrate,
-};
-export const auditCommand: CliCommand = {
-  name: 'audit',
-  usage: [
-    'audit list [--config FILE] [--limit N] [--study UID] [--kind KIND] [--since ISO] [--json]   recent audit events (the query is audited)',
-    'audit verify [--config FILE]   check the audit trail hash chain',
-  ],
-  run: cmdAudit,
 };

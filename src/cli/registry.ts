@@ -1,6 +1,7 @@
 import type { CliCommand } from './args.js';
+import { auditCommand } from './audit.js';
 import { describeCommand } from './describe.js';
-import { auditCommand, demoCommand, migrateCommand, serveCommand } from './gateway-commands.js';
+import { demoCommand, migrateCommand, serveCommand } from './gateway-commands.js';
 import { modelCommand } from './model-check.js';
 import { remoteCommand } from './remote.js';
 import { renderCommand } from './render.js';

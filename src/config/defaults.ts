@@ -1,3 +1,4 @@
+import { DEFAULT_ANCHOR_INTERVAL_SECONDS } from '../audit/audit-anchor.js';
 import { DEFAULT_CHECKOUT_TIMEOUT_MS, DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT_MS } from '../db/pool.js';
 import { DEFAULT_DICOM_LIMITS } from '../dicom/limits.js';
 import { DEFAULT_HARD_TIMEOUT_GRACE_MS } from '../inference/inference-client.js';
@@ -132,4 +133,7 @@ export const CONFIG_DEFAULTS = {
     backoffMaxMs: DEFAULT_BACKOFF_MAX_MS,
   },
   log: { level: DEFAULT_LOG_LEVEL },
+  audit: {
+    anchor: { directory: '', intervalSeconds: DEFAULT_ANCHOR_INTERVAL_SECONDS, privateKeyFile: '', publicKeyFile: '' },
+  },
 } as const;

@@ -48,7 +48,7 @@ describe(`audit trail (${backendName()})`, () => {
     }
     expect(rows.find((r) => r.kind === 'instance-received')?.event_id).toBe('110104');
     expect(rows.find((r) => r.kind === 'application-start')?.event_type_code).toBe('110120');
-    expect(await verifyAuditChain(db.pool)).toEqual({ ok: true, checked: rows.length });
+    expect(await verifyAuditChain(db.pool)).toMatchObject({ ok: true, checked: rows.length });
   });
 
   it('config changes of network scope use 110128, others 110131', async () => {
@@ -67,7 +67,7 @@ describe(`audit trail (${backendName()})`, () => {
     );
     await expect(db.pool.query('DELETE FROM audit_events WHERE id = $1', [id])).rejects.toThrow(/append-only/);
     await expect(db.pool.query('TRUNCATE audit_events')).rejects.toThrow(/append-only/);
-    expect(await verifyAuditChain(db.pool)).toEqual({ ok: true, checked: 2 });
+    expect(await verifyAuditChain(db.pool)).toMatchObject({ ok: true, checked: 2 });
   });
 
   it('detects a row edited with the triggers disabled, at that row', async () => {
@@ -75,7 +75,7 @@ describe(`audit trail (${backendName()})`, () => {
     await db.pool.query('ALTER TABLE audit_events DISABLE TRIGGER USER');
     await db.pool.query(`UPDATE audit_events SET detail = '{"via":"c-store"}' WHERE id = $1`, [ids[2]]);
     await db.pool.query('ALTER TABLE audit_events ENABLE TRIGGER USER');
-    expect(await verifyAuditChain(db.pool)).toEqual({ ok: false, checked: 3, firstBrokenId: ids[2] });
+    expect(await verifyAuditChain(db.pool)).toMatchObject({ ok: false, checked: 3, firstBrokenId: ids[2] });
   });
 
   it('detects a deleted row at its successor, even if the deleter recomputed nothing', async () => {
@@ -94,7 +94,7 @@ describe(`audit trail (${backendName()})`, () => {
         recordAudit(db.pool, { kind: 'remote-query', actor: `node-${i}`, detail: { matches: i } }),
       ),
     );
-    expect(await verifyAuditChain(db.pool)).toEqual({ ok: true, checked: 20 });
+    expect(await verifyAuditChain(db.pool)).toMatchObject({ ok: true, checked: 20 });
   });
 
   it('listAudit filters, and reading the trail is itself audited (110101)', async () => {

@@ -8,6 +8,8 @@ if (process.env.DATABASE_URL) {
   process.env.RADSCRIBE_TEST_DB = 'pglite';
   require('./jobs.int.test');
   require('./audit.int.test');
+  require('./audit-tamper.int.test');
+  require('./audit-query.int.test');
   require('./instance-store.int.test');
   require('./db.int.test');
   afterAll(() => {

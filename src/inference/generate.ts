@@ -63,11 +63,14 @@ function int64(values: ArrayLike<number>, dims: readonly number[]): ort.Tensor {
   );
 }
 
-/** Last sequence row of logits [B, S, V] for row b, as float32 (fp16 logits are decoded). */
+/**
+ * Last sequence row of logits [B, S, V] for row b, as float32 (fp16 logits are decoded). A view, not a copy: it
+ * is read synchronously before the tensor is disposed (onLogits gets its own copy).
+ */
 function lastLogits(values: Float32Array, dims: readonly number[], b: number): Float32Array {
   const [, S, V] = dims as [number, number, number];
   const start = (b * S + (S - 1)) * V;
-  return values.slice(start, start + V);
+  return values.subarray(start, start + V);
 }
 
 /** One image; see generateBatch. */

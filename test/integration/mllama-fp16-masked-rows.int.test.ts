@@ -1,11 +1,14 @@
 /**
  * @jest-environment ./test/unit/inference/ort-test-environment.js
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { generate } from '../../src/inference/generate.js';
 import { MllamaModel } from '../../src/inference/mllama-model.js';
 import { loadModelBundle, type ModelBundle } from '../../src/inference/model-bundle.js';
 import { FIXTURES_DIR } from '../../src/runtime-paths.js';
+import { generateFixtureBundle } from '../../tools/make-fixture-model.js';
 import { makeImage, pattern } from '../unit/inference/helpers.js';
 import { prefillLogits } from '../unit/inference/prefill.js';
 
@@ -70,5 +73,33 @@ describe('tiny-mllama-real-fp16: rows before <|image|> give no NaN', () => {
     });
     expect(r.tokenIds).toHaveLength(16);
     expect(steps.map((l, s) => [s, l.every(Number.isFinite)])).toEqual(steps.map((_, s) => [s, true]));
+  });
+});
+
+/**
+ * The hand-built stand-in with fp16 I/O (float16 embeddings, cross states, KV and logits; its compute stays
+ * float32 inside, so this checks the HF masking's fp16 boundary, not fp16 arithmetic): text-first prompt, every
+ * prefill row finite.
+ */
+describe('tiny-mllama (hand-built, HF masking) fp16 I/O: rows before <|image|> give no NaN', () => {
+  const tmp = mkdtempSync(path.join(tmpdir(), 'tiny-mllama-f16-'));
+  let bundle: ModelBundle;
+  let model: MllamaModel;
+
+  beforeAll(async () => {
+    generateFixtureBundle(tmp, { family: 'mllama', floatIo: 'float16' });
+    bundle = await loadModelBundle(tmp);
+    model = await MllamaModel.create(bundle, { executionProviders: ['cpu'], intraOpNumThreads: 1 });
+  });
+  afterAll(async () => {
+    await model.dispose();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('every prefill row finite with 8 text rows before the image', async () => {
+    const { bos, image } = bundle.manifest.specialTokens;
+    const ids = [bos, 20, 21, 22, 23, 24, 25, 26, image, 27, 28];
+    const rows = await prefillLogits(model, ids, makeImage(pattern(3), 2, [1, 1, 0, 0]));
+    expect(rows.map((r, s) => [s, r.every(Number.isFinite)])).toEqual(rows.map((_, s) => [s, true]));
   });
 });

@@ -40,6 +40,9 @@ export const FIXTURE_LABEL = 'test fixture — output is meaningless';
 export const FIXTURE_NAME = 'radscribe-tiny-mllama-fixture';
 export const MERGE_FIXTURE_NAME = 'radscribe-tiny-merge-vlm-fixture';
 export const DEFAULT_SEED = 42;
+/** 0.3.0: cross-attention masking follows HF, not Meta (transformers #39379). */
+const MLLAMA_FIXTURE_VERSION = '0.3.0';
+const MERGE_FIXTURE_VERSION = '0.2.0';
 const PROMPT = 'You are an expert radiographer. Describe accurately what you see in this image.';
 
 /** Real Mllama-Instruct preprocessing values (model-contract §1.1), so the tiler runs its production path. */
@@ -303,7 +306,7 @@ export function generateFixtureBundle(outDir: string, optsOrSeed: FixtureOptions
     formatVersion: MANIFEST_FORMAT_VERSION,
     modelFamily: family,
     name: isMllama ? FIXTURE_NAME : MERGE_FIXTURE_NAME,
-    version: `0.2.0-seed${seed}${floatIo === 'float16' ? '-f16io' : ''}`,
+    version: `${isMllama ? MLLAMA_FIXTURE_VERSION : MERGE_FIXTURE_VERSION}-seed${seed}${floatIo === 'float16' ? '-f16io' : ''}`,
     fixture: true,
     label: FIXTURE_LABEL,
     files: fileEntries,

@@ -262,9 +262,9 @@ export function selfLayer(
 }
 
 /**
- * MllamaCrossAttentionDecoderLayer: q_norm/k_norm over head_dim, no RoPE, tanh-gated attention and MLP; the
- * attention and MLP outputs are multiplied by full_text_row_masked_out_mask. Cross K/V are recomputed from
- * cross_attention_states on every step (v1, model-contract §11.7).
+ * MllamaCrossAttentionDecoderLayer: q_norm/k_norm over head_dim, no RoPE, tanh-gated attention and MLP; only
+ * the MLP output is multiplied by full_text_row_masked_out_mask, as in HF (transformers #39379). Cross K/V are
+ * recomputed from cross_attention_states on every step (v1, model-contract §11.7).
  */
 function crossLayer(
   g: GraphBuilder,
@@ -291,11 +291,12 @@ function crossLayer(
   const k0 = toHeads(linear(g, w, `${p}.cross_attn.k_proj`, s.crossStates, t.hiddenSize, kvDim));
   const k = rmsNorm(g, w, `${p}.cross_attn.k_norm`, k0, t.headDim, t.rmsNormEps);
   const v = toHeads(linear(g, w, `${p}.cross_attn.v_proj`, s.crossStates, t.hiddenSize, kvDim));
-  const attnRaw = linear(g, w, `${p}.cross_attn.o_proj`, attention(g, t, q, k, v, s.allowedCross), qDim, t.hiddenSize);
-  // Meta's reference (llama-models `llama3/multimodal/model.py` CrossAttention: `output * full_text_row_masked_out_mask`)
-  // also zeroes the attention output of rows that see no image; HF applies it to the MLP only. We follow
-  // Meta so only tokens at or after <|image|> see the image (model-contract §2.2), padded tiles included.
-  const attn = g.op('Mul', [attnRaw, s.fullTextRow]);
+  // HF `MllamaCrossAttentionDecoderLayer` (modeling_mllama.py; transformers #39379): the attention output is NOT
+  // multiplied by full_text_row_masked_out_mask, so a row with no visible tile (text before <|image|>) keeps the
+  // output of its uniform attention over every tile, padded ones included. Meta's reference
+  // (llama-models `CrossAttention`: `output * full_text_row_masked_out_mask`) zeroes it; a real export goes
+  // through HF layers and the seed's LoRA was trained with HF code, so the fixture follows HF.
+  const attn = linear(g, w, `${p}.cross_attn.o_proj`, attention(g, t, q, k, v, s.allowedCross), qDim, t.hiddenSize);
   const x2 = g.op('Add', [x, tanhGate(g, w, `${p}.cross_attn_attn_gate`, attn)]);
   const h2 = rmsNorm(g, w, `${p}.post_attention_layernorm`, x2, t.hiddenSize, t.rmsNormEps);
   const m = g.op('Mul', [mlp(g, w, t, `${p}.mlp`, h2), s.fullTextRow]);
@@ -364,8 +365,9 @@ export function buildDecoder(
   const { batch, allowedSelf, cos, sin } = decoderPrologue(g, t, embeds, attnMask, posIds);
 
   // modeling_mllama `_prepare_cross_attention_mask`: repeat each tile ×1601, additive min mask, and rows with
-  // no visible tile get mask 0 (= attend everything) via full_text_row_masked_out_mask; the MLP output of
-  // those rows is zeroed. Where(visible OR row-empty) is the same selection without -inf overflow.
+  // no visible tile get mask 0 (= attend uniformly over all tiles) via full_text_row_masked_out_mask; only the
+  // MLP output of those rows is zeroed (HF, transformers #39379). Where(visible OR row-empty) is the same
+  // selection without the -inf overflow an additive finfo.min mask risks in fp16 (model-contract §5.7).
   const cm = g.op('Unsqueeze', [g.op('Cast', [crossMask], { to: DType.FLOAT }), g.ints([4])]);
   const cmTok = g.op('Reshape', [g.op('Expand', [cm, g.ints([1, 1, 1, 1, nTok])]), g.ints([0, 0, -1])]);
   const cm4 = g.op('Unsqueeze', [cmTok, g.ints([1])]);

@@ -8,6 +8,7 @@ import { MllamaModel } from '../../../src/inference/mllama-model.js';
 import { loadModelBundle, type ModelBundle } from '../../../src/inference/model-bundle.js';
 import { ChatTokenizer } from '../../../src/inference/tokenizer.js';
 import { makeImage, pattern, TINY_MLLAMA_DIR } from './helpers.js';
+import { prefillLogits } from './prefill.js';
 
 /** The real generation loop on the tiny fixture with onnxruntime-node CPU, in-process. */
 describe('generate (tiny Mllama fixture, CPU EP)', () => {
@@ -117,17 +118,79 @@ describe('generate (tiny Mllama fixture, CPU EP)', () => {
     expect(maxAbsDiff(zeros, ones)).toBeGreaterThan(1e-3);
   });
 
-  it('tiles masked out by aspect_ratio_mask do not change the output; real tiles do', async () => {
-    // Aspect ratio id 2 = (1,2): two real tiles, slots 2 and 3 are padding.
-    const base = await firstLogits(makeImage((t, i) => (t < 2 ? Math.sin(i * 0.01 + t) : 0), 2, [1, 1, 0, 0]));
-    const noisyPad = await firstLogits(
-      makeImage((t, i) => (t < 2 ? Math.sin(i * 0.01 + t) : Math.cos(i * 0.7)), 2, [1, 1, 0, 0]),
-    );
-    expect(maxAbsDiff(base, noisyPad)).toBe(0);
-    const changedReal = await firstLogits(
-      makeImage((t, i) => (t < 2 ? Math.sin(i * 0.01 + t * 2) : 0), 2, [1, 1, 0, 0]),
-    );
-    expect(maxAbsDiff(base, changedReal)).toBeGreaterThan(1e-4);
+  // Aspect ratio id 2 = (1,2): two real tiles, slots 2 and 3 are padding.
+  const twoTiles = (real: (t: number, i: number) => number, pad: (i: number) => number) =>
+    makeImage((t, i) => (t < 2 ? real(t, i) : pad(i)), 2, [1, 1, 0, 0]);
+  const realA = (t: number, i: number) => Math.sin(i * 0.01 + t);
+
+  it('the vision encoder ignores padded tiles: real-tile states do not depend on them; real tiles do', async () => {
+    const statesOf = async (img: ImageInput) => {
+      const enc = await model.encodeImages([img]);
+      const per = (enc.states.dims[1] ?? 0) * (enc.states.dims[2] ?? 0);
+      const real = (enc.states.data as Float32Array).slice(0, 2 * per);
+      enc.dispose();
+      return real;
+    };
+    const base = await statesOf(twoTiles(realA, () => 0));
+    expect(maxAbsDiff(base, await statesOf(twoTiles(realA, (i) => Math.cos(i * 0.7))))).toBe(0);
+    expect(
+      maxAbsDiff(
+        base,
+        await statesOf(
+          twoTiles(
+            (t, i) => Math.sin(i * 0.01 + t * 2),
+            () => 0,
+          ),
+        ),
+      ),
+    ).toBeGreaterThan(1e-4);
+  });
+
+  describe('cross-attention masking follows Hugging Face (transformers #39379), not Meta', () => {
+    const image = () => bundle.manifest.specialTokens.image;
+    const bos = () => bundle.manifest.specialTokens.bos;
+
+    it('rows at and after <|image|> see the real tiles only: padded tiles change no logit of an image-first prompt', async () => {
+      const ids = [image(), 20, 21, 22, 23];
+      const base = await prefillLogits(
+        model,
+        ids,
+        twoTiles(realA, () => 0),
+      );
+      const noisy = await prefillLogits(
+        model,
+        ids,
+        twoTiles(realA, (i) => Math.cos(i * 0.7)),
+      );
+      expect(base.map((row, s) => [s, maxAbsDiff(row, noisy[s] as Float32Array)])).toEqual(base.map((_, s) => [s, 0]));
+    });
+
+    it('rows before <|image|> attend uniformly over every tile, padded included, and are not zeroed', async () => {
+      // HF keeps the attention output of a row with no visible tile (mask 0 = attend to all 4·1601 keys) and
+      // zeroes only its MLP branch; Meta's reference zeroes both, which would make rows 0-2 independent of the
+      // image. Rows 0-2 must therefore move when only the padded tiles change, and when the image changes.
+      const ids = [bos(), 20, 21, image(), 22, 23];
+      const base = await prefillLogits(
+        model,
+        ids,
+        twoTiles(realA, () => 0),
+      );
+      const noisyPad = await prefillLogits(
+        model,
+        ids,
+        twoTiles(realA, (i) => Math.cos(i * 0.7)),
+      );
+      const other = await prefillLogits(
+        model,
+        ids,
+        makeImage(() => 1, 2, [1, 1, 0, 0]),
+      );
+      for (const s of [0, 1, 2]) {
+        expect(maxAbsDiff(base[s] as Float32Array, noisyPad[s] as Float32Array)).toBeGreaterThan(1e-4);
+        expect(maxAbsDiff(base[s] as Float32Array, other[s] as Float32Array)).toBeGreaterThan(1e-4);
+        expect((base[s] as Float32Array).every(Number.isFinite)).toBe(true);
+      }
+    });
   });
 
   it('abort and deadline stop generation with the matching reason', async () => {

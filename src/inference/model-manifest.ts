@@ -118,6 +118,16 @@ export interface Provenance {
   weights: string;
   generator?: string;
   seed?: number;
+  /** Written by tools/export/export_mllama.py since the dynamo path ran: the versions and, per graph, the exporter. */
+  exporter?: ExporterRecord;
+}
+
+export interface ExporterRecord {
+  torch: string;
+  transformers: string;
+  onnx: string;
+  /** File name -> "dynamo opset 18" | "legacy TorchScript opset 17" (the tool falls back per graph). */
+  graphs: Record<string, string>;
 }
 
 export interface ModelManifest {

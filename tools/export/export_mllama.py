@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST_FORMAT_VERSION = 2
-TINY_README = """# tiny-mllama-real — test fixture — output is meaningless
+TINY_README = """# {name} — test fixture — output is meaningless
 
 A random-weight (torch seed {seed}) `MllamaForConditionalGeneration` built from a config by
 `tools/export/export_mllama.py tiny` and exported through Hugging Face's own layers. Real geometry (560-px tiles,
@@ -41,6 +41,10 @@ with cross-attention at 1 and 3, and the REAL Llama-3.2-Vision vocabulary: text_
 embed_tokens 128264 rows (vocab + 8, as MllamaTextModel pads), <|image|> = 128256. `reference/` holds PyTorch
 generate(do_sample=False) outputs for 1-4 tiles and HF tokenizer prompt ids (see reference/reference.json for the
 versions used). Never use it for anything but testing the RadScribe runtime.
+
+Exported with torch {torch}, transformers {transformers}, onnx {onnx}: {graphs}. The random initialisation
+differs between transformers versions, so two exports from the same seed with different transformers have
+different weights; each is held to the references its own PyTorch wrote.
 
 ## Tokenizer provenance and licences
 
@@ -217,6 +221,12 @@ class Layout:
         self.cross_layers = list(tc.cross_attention_layers)
         self.self_layers = [i for i in range(tc.num_hidden_layers) if i not in self.cross_layers]
         self.hidden = tc.hidden_size
+        import inspect
+
+        params = inspect.signature(self.text_model.layers[self.self_layers[0]].forward).parameters
+        self.cache_kwarg = "past_key_values" if "past_key_values" in params else "past_key_value"
+        if self.cache_kwarg not in params:
+            raise SystemExit(f"decoder layer takes neither past_key_value nor past_key_values: {list(params)}")
 
 
 def fix_conv_padding(module) -> int:
@@ -258,6 +268,35 @@ class ExplicitCache:
 
 # ----------------------------------------------------------------------------------------------- wrappers
 
+def cross_attention_bias(cross_attention_mask, num_vision_tokens, dtype):
+    """HF's `_prepare_cross_attention_mask` semantics (int64 [B,S,1,T] -> additive bias [B,1,S,T*tokens] and the
+    full-text-row mask [B,1,S,1]: rows with no image attend to every tile with bias 0 and only their MLP branch is
+    zeroed, transformers #39379), written without HF's `1.0 - mask`, which the dynamo exporter's decomposition of
+    aten.rsub with a Python scalar first cannot lower (torch 2.13: "Cannot find a compatible OpOverload for
+    aten.sub"). `check_cross_attention_bias` holds it equal to HF's function on every run."""
+    import torch
+
+    B, S = cross_attention_mask.shape[0], cross_attention_mask.shape[1]
+    m = cross_attention_mask.repeat_interleave(num_vision_tokens, dim=3).reshape(B, S, -1).unsqueeze(1)
+    neg = torch.finfo(dtype).min
+    bias = torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill(m == 0, neg)
+    full_row = (bias != neg).any(dim=-1).to(dtype)[..., None]
+    return bias * full_row, full_row
+
+
+def check_cross_attention_bias() -> None:
+    import torch
+    from transformers.models.mllama.modeling_mllama import _prepare_cross_attention_mask
+
+    g = torch.Generator().manual_seed(0)
+    mask = torch.randint(0, 2, (2, 7, 1, 4), generator=g)
+    mask[0, :3] = 0  # text rows before the image: fully masked
+    for dt in (torch.float32, torch.float16):
+        ours, theirs = cross_attention_bias(mask, 5, dt), _prepare_cross_attention_mask(mask, 5, dt)
+        if not (torch.equal(ours[0], theirs[0]) and torch.equal(ours[1], theirs[1])):
+            raise SystemExit(f"cross_attention_bias differs from this transformers' _prepare_cross_attention_mask ({dt})")
+
+
 def make_wrappers(model):
     """nn.Modules with explicit inputs only; each holds the HF model as a SUBMODULE so the legacy tracer sees
     its weights as parameters (initializers), not as constants captured from a closure."""
@@ -266,6 +305,7 @@ def make_wrappers(model):
 
     lay = Layout(model)
     fix_conv_padding(lay.vision_model)
+    check_cross_attention_bias()
 
     class VisionEncoder(nn.Module):
         def __init__(self):
@@ -297,15 +337,17 @@ def make_wrappers(model):
 
         def forward(self, inputs_embeds, attention_mask, position_ids, cross_attention_states,
                     cross_attention_mask, *past):
-            from transformers.models.mllama.modeling_mllama import _prepare_cross_attention_mask
-
             tm = self.text_model
             dt = inputs_embeds.dtype
             B, S = inputs_embeds.shape[0], inputs_embeds.shape[1]
             cache = ExplicitCache({layer: (past[2 * j], past[2 * j + 1]) for j, layer in enumerate(lay.self_layers)})
+            # transformers < 4.56 names the decoder layers' cache argument `past_key_value`, later ones
+            # `past_key_values`; a name the layer does not know is swallowed by **kwargs and the cache is silently
+            # not used (keys of length S against a mask of length past+S), so the name is read off the signature.
+            kv = lay.cache_kwarg
             past_len = past[0].shape[2]
             cache_position = torch.arange(S, device=inputs_embeds.device) + past_len
-            cam, full_row = _prepare_cross_attention_mask(
+            cam, full_row = cross_attention_bias(
                 cross_attention_mask, num_vision_tokens=cross_attention_states.shape[1], dtype=dt)
             # Causal + padding mask [B,1,S,past+S] exactly as HF's eager _update_causal_mask builds it.
             total = attention_mask.shape[1]
@@ -320,12 +362,15 @@ def make_wrappers(model):
                 if idx in lay.cross_layers:
                     hidden_states = layer(hidden_states, cross_attention_states=states, cross_attention_mask=cam,
                                           attention_mask=causal, full_text_row_masked_out_mask=full_row,
-                                          position_ids=position_ids, past_key_value=None, use_cache=False,
-                                          cache_position=cache_position, position_embeddings=pos)[0]
+                                          position_ids=position_ids, use_cache=False, **{kv: None},
+                                          cache_position=cache_position, position_embeddings=pos)
                 else:
                     hidden_states = layer(hidden_states, attention_mask=causal, position_ids=position_ids,
-                                          past_key_value=cache, use_cache=True, cache_position=cache_position,
-                                          position_embeddings=pos)[0]
+                                          use_cache=True, cache_position=cache_position,
+                                          position_embeddings=pos, **{kv: cache})
+                # transformers < 4.54 returns a tuple (hidden_states, ...) from a decoder layer, later ones the tensor.
+                if isinstance(hidden_states, tuple):
+                    hidden_states = hidden_states[0]
             hidden_states = tm.norm(hidden_states)
             logits = self.lm_head(hidden_states).float()
             presents = []
@@ -408,6 +453,45 @@ def export_onnx(model, out: Path, dtype: str) -> dict[str, Any]:
     return {"self_layers": self_layers}
 
 
+def dynamic_shapes(module, args, inputs, dynamic):
+    """torch.export's form of the legacy `dynamic_axes`, one entry per positional argument (the decoder takes its
+    past K/V as *args, which `dynamic_axes` cannot be converted for). Dim.DYNAMIC lets export derive the relation
+    total = past + sequence itself; axes whose example size is 1 (num_images) stay static, as torch.export
+    specialises 0/1-sized dimensions."""
+    import inspect
+
+    from torch.export import Dim
+
+    specs = [{ax: Dim.DYNAMIC for ax in dynamic.get(name, {}) if a.shape[ax] > 1} or None
+             for a, name in zip(args, inputs)]
+    params = inspect.signature(module.forward).parameters.values()
+    named = sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+    if any(p.kind == p.VAR_POSITIONAL for p in params):  # torch.export sees *past as ONE argument, a tuple
+        return (*specs[:named], tuple(specs[named:]))
+    return tuple(specs)
+
+
+# How each graph was exported ({file: "dynamo opset 18" | "legacy opset 17"}, with the versions), for the manifest's
+# provenance: a bundle says which exporter made it, so a parity result can be tied to an exporter.
+EXPORTED: dict[str, Any] = {}
+
+
+def exporter_record() -> dict[str, Any]:
+    import onnx
+    import torch
+    import transformers
+
+    return {"torch": torch.__version__, "transformers": transformers.__version__, "onnx": onnx.__version__,
+            "graphs": dict(EXPORTED)}
+
+
+def tiny_readme(name: str, seed: int) -> str:
+    rec = exporter_record()
+    graphs = ", ".join(f"{g} {how}" for g, how in rec["graphs"].items())
+    return TINY_README.format(name=name, seed=seed, torch=rec["torch"], transformers=rec["transformers"],
+                              onnx=rec["onnx"], graphs=graphs)
+
+
 def _export(module, args, path: Path, inputs, outputs, dynamic):
     import onnx
     import torch
@@ -418,7 +502,8 @@ def _export(module, args, path: Path, inputs, outputs, dynamic):
         if dynamo:
             try:
                 torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
-                                  dynamic_axes=dynamic, opset_version=opset, dynamo=True, external_data=True)
+                                  dynamic_shapes=dynamic_shapes(module, args, inputs, dynamic), opset_version=opset,
+                                  dynamo=True, external_data=True)
                 done = True
             except Exception as err:  # legacy exporter fallback (model-contract §5.3)
                 print(f"dynamo export of {path.name} failed ({err}); retrying with dynamo=False", file=sys.stderr)
@@ -427,6 +512,7 @@ def _export(module, args, path: Path, inputs, outputs, dynamic):
             kw = {"dynamo": False} if "dynamo" in __import__("inspect").signature(torch.onnx.export).parameters else {}
             torch.onnx.export(module, args, str(path), input_names=inputs, output_names=outputs,
                               dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, **kw)
+    EXPORTED[path.name] = f"{'dynamo' if done else 'legacy TorchScript'} opset {opset}"
     m = onnx.load(str(path), load_external_data=True)
     big = sum(t.ByteSize() for t in m.graph.initializer) > (2 << 30) - (64 << 20)
     for f in path.parent.glob(path.name + ".data"):
@@ -592,7 +678,7 @@ def write_manifest(out: Path, *, name: str, version: str, base: str | None, adap
         "generation": {"doSample": False, "maxNewTokens": 256},
         "provenance": {"baseModel": base, "adapter": adapter, "trainingData": training_data,
                        "licences": licences, "intendedUse": intended_use, "weights": weights,
-                       "generator": "tools/export/export_mllama.py"},
+                       "generator": "tools/export/export_mllama.py", "exporter": exporter_record()},
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
@@ -886,7 +972,7 @@ def main(argv: list[str] | None = None) -> int:
         a.out.mkdir(parents=True)
         export_onnx(model, a.out, "fp32")
         write_bundle_files(model, a.processor, a.out, tiny=True)
-        (a.out / "README.md").write_text(TINY_README.format(seed=a.seed))
+        (a.out / "README.md").write_text(tiny_readme(a.out.name, a.seed))
         write_manifest(a.out, name="radscribe-tiny-mllama-real-fixture", version=f"0.1.0-seed{a.seed}", base=None,
                        adapter=None, fixture=True, training_data="none (random weights)",
                        licences=["Apache-2.0 (RadScribe test fixture)"],
@@ -903,7 +989,7 @@ def main(argv: list[str] | None = None) -> int:
                     shutil.copyfile(f, a.fp16_out / f.name)
             for f in (a.out / "onnx").glob("*.onnx"):
                 to_fp16_graph(f, a.fp16_out / "onnx" / f.name)
-            (a.fp16_out / "README.md").write_text(TINY_README.format(seed=a.seed) + FP16_NOTE)
+            (a.fp16_out / "README.md").write_text(tiny_readme(a.fp16_out.name, a.seed) + FP16_NOTE)
             write_manifest(a.fp16_out, name="radscribe-tiny-mllama-real-fixture-fp16", version=f"0.1.0-seed{a.seed}",
                            base=None, adapter=None, fixture=True, training_data="none (random weights)",
                            licences=["Apache-2.0 (RadScribe test fixture)"],

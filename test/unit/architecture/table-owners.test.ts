@@ -15,6 +15,8 @@ const OWNERS: Readonly<Record<string, readonly string[]>> = {
   // Written by the migration alone: the lifecycle is changed by a new migration, never at run time.
   study_state_transitions: [],
   instances: ['src/ingest/instance-repository.ts'],
+  // Written by migration 0015 alone, as study_state_transitions.
+  job_state_transitions: [],
   // job-queue.ts runs the statements; queries.ts holds their text (STYLE §2.2: per folder, queries.ts holds SQL).
   jobs: ['src/jobs/job-queue.ts', 'src/jobs/queries.ts'],
   audit_events: ['src/audit/audit-log.ts'],

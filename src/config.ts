@@ -103,7 +103,14 @@ export interface RouteConfig {
 export interface RadScribeConfig {
   dataDir: string;
   database: { url: string; poolSize: number; statementTimeoutMs: number; checkoutTimeoutMs: number };
-  http: { host: string; port: number; publicBaseUrl: string; requestTimeoutMs: number };
+  http: {
+    host: string;
+    port: number;
+    publicBaseUrl: string;
+    requestTimeoutMs: number;
+    /** GET /metrics without credentials (a Prometheus scraper on a trusted network); default false. */
+    metricsPublic: boolean;
+  };
   ingest: { stabilityWindowMs: number; maxPartBytes: number; maxRequestBytes: number };
   /** Free space kept on the instance store's file system (src/ingest/disk-guard.ts). */
   storage: { reserveBytes: number; watermarkPercent: number };
@@ -352,6 +359,7 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
       publicBaseUrl: v.url(http, 'publicBaseUrl', 'http', true),
       // 0 = no limit (node:http server.requestTimeout).
       requestTimeoutMs: v.int(http, 'requestTimeoutMs', 'http', 0, MAX_MS),
+      metricsPublic: v.bool(http, 'metricsPublic', 'http'),
     },
     ingest: {
       stabilityWindowMs: v.int(ingest, 'stabilityWindowMs', 'ingest', 0, MAX_MS),

@@ -18,12 +18,15 @@ import type { RadScribeConfig } from './config.js';
 import { migrate } from './db/migrate.js';
 import { type Database, openDatabase } from './db/pool.js';
 import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from './errors.js';
+import { AccessControl, auditRequester } from './http/auth/access-control.js';
+import { createTokenRouter } from './http/auth/token-router.js';
 import { InferenceClient } from './inference/inference-client.js';
 import type { ModelIdentity } from './inference/model-identity.js';
 import { DiskGuard } from './ingest/disk-guard.js';
 import { backfillInstanceHeaders } from './ingest/header-backfill.js';
 import { InstanceStore } from './ingest/instance-store.js';
 import { PgRemoteStudyTracker } from './ingest/remote-study-tracker.js';
+import { createJobsRouter } from './jobs/jobs-router.js';
 import type { JobWorker } from './jobs/worker.js';
 import { childLogger } from './logger.js';
 import { renderMetrics } from './metrics.js';
@@ -163,6 +166,7 @@ export class Gateway {
       () => {
         const db = database.value;
         const { sink, tmpDir } = ingest.value;
+        const access = new AccessControl({ pool: db.pool, metricsPublic: config.http.metricsPublic });
         return createApp({
           dicomweb: createStowRouter({
             sink,
@@ -171,7 +175,12 @@ export class Gateway {
             limits: stowLimits(config),
             ...(config.http.publicBaseUrl ? { retrieveUrlBase: config.http.publicBaseUrl } : {}),
           }),
-          api: createAuditRouter({ pool: db.pool }),
+          api: [
+            createAuditRouter({ pool: db.pool, requester: auditRequester }),
+            createJobsRouter({ pool: db.pool }),
+            createTokenRouter({ pool: db.pool }),
+          ],
+          authorize: (req) => access.authorize(req),
           health: () => this.health(),
           metrics: () =>
             renderMetrics({

@@ -96,6 +96,7 @@ export const CONFIG_DEFAULTS = {
     port: DEFAULT_HTTP_PORT,
     publicBaseUrl: '',
     requestTimeoutMs: DEFAULT_HTTP_REQUEST_TIMEOUT_MS,
+    metricsPublic: false,
   },
   ingest: {
     stabilityWindowMs: DEFAULT_STABILITY_WINDOW_MS,

@@ -80,6 +80,8 @@ export async function startGatewayChild(overrides: object): Promise<GatewayChild
 export function stowBuffers(
   url: string,
   bodies: readonly Uint8Array[],
+  /** An ingest token (GatewayChild.tokens.ingest). */
+  token?: string,
 ): Promise<{ status: number; body: DicomJsonDataset }> {
   return new Promise((resolve, reject) => {
     const boundary = newBoundary();
@@ -87,7 +89,11 @@ export function stowBuffers(
     void multipartBodyLength(parts, boundary).then((length) => {
       const req = http.request(url, {
         method: 'POST',
-        headers: { 'content-type': multipartRelatedContentType(boundary), 'content-length': length },
+        headers: {
+          'content-type': multipartRelatedContentType(boundary),
+          'content-length': length,
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+        },
       });
       req.on('response', (res) => {
         let text = '';

@@ -19,6 +19,7 @@ import { migrate } from './db/migrate.js';
 import { type Database, openDatabase } from './db/pool.js';
 import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from './errors.js';
 import { AccessControl, auditRequester } from './http/auth/access-control.js';
+import { oidcVerifier } from './http/auth/oidc.js';
 import { createTokenRouter } from './http/auth/token-router.js';
 import { InferenceClient } from './inference/inference-client.js';
 import type { ModelIdentity } from './inference/model-identity.js';
@@ -166,7 +167,11 @@ export class Gateway {
       () => {
         const db = database.value;
         const { sink, tmpDir } = ingest.value;
-        const access = new AccessControl({ pool: db.pool, metricsPublic: config.http.metricsPublic });
+        const access = new AccessControl({
+          pool: db.pool,
+          metricsPublic: config.http.metricsPublic,
+          ...(config.http.oidc.issuer ? { jwt: oidcVerifier(config.http.oidc) } : {}),
+        });
         return createApp({
           dicomweb: createStowRouter({
             sink,

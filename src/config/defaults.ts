@@ -97,6 +97,15 @@ export const CONFIG_DEFAULTS = {
     publicBaseUrl: '',
     requestTimeoutMs: DEFAULT_HTTP_REQUEST_TIMEOUT_MS,
     metricsPublic: false,
+    oidc: {
+      issuer: '',
+      audience: '',
+      jwksUri: '',
+      roleClaim: 'roles',
+      clockToleranceSeconds: 60,
+      jwksCooldownMs: 30_000,
+      jwksCacheMaxAgeMs: 600_000,
+    },
   },
   ingest: {
     stabilityWindowMs: DEFAULT_STABILITY_WINDOW_MS,

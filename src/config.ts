@@ -129,6 +129,8 @@ export interface RadScribeConfig {
     metricsPublic: boolean;
     /** OIDC bearer JWTs (src/http/auth/oidc.ts); an empty issuer turns them off (API tokens only). */
     oidc: OidcConfig;
+    /** HTTPS (TLS ≥ 1.2) with these PEM files; empty certFile = plain HTTP. */
+    tls: { certFile: string; keyFile: string; clientCaFile: string; requireClientCert: boolean };
   };
   ingest: { stabilityWindowMs: number; maxPartBytes: number; maxRequestBytes: number };
   /** Free space kept on the instance store's file system (src/ingest/disk-guard.ts). */
@@ -299,6 +301,21 @@ function setPath(obj: JsonObject, keyPath: string[], value: Json): JsonObject {
 
 const MAX_MS = 86_400_000;
 
+function validateTls(v: Validator, o: JsonObject, p: string): RadScribeConfig['http']['tls'] {
+  const cfg = {
+    certFile: v.str(o, 'certFile', p, true),
+    keyFile: v.str(o, 'keyFile', p, true),
+    clientCaFile: v.str(o, 'clientCaFile', p, true),
+    requireClientCert: v.bool(o, 'requireClientCert', p),
+  };
+  if (cfg.certFile !== '' && cfg.keyFile === '') v.problem(`${p}.keyFile`, 'is required when http.tls.certFile is set');
+  if (cfg.certFile === '' && (cfg.keyFile !== '' || cfg.clientCaFile !== ''))
+    v.problem(`${p}.certFile`, 'is required when http.tls.keyFile or clientCaFile is set');
+  if (cfg.requireClientCert && cfg.clientCaFile === '')
+    v.problem(`${p}.clientCaFile`, 'is required when http.tls.requireClientCert is true');
+  return cfg;
+}
+
 function validateOidc(v: Validator, o: JsonObject, p: string): OidcConfig {
   const issuer = v.str(o, 'issuer', p, true);
   const audience = v.str(o, 'audience', p, true);
@@ -412,6 +429,7 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
       requestTimeoutMs: v.int(http, 'requestTimeoutMs', 'http', 0, MAX_MS),
       metricsPublic: v.bool(http, 'metricsPublic', 'http'),
       oidc: validateOidc(v, v.obj(http, 'oidc', 'http'), 'http.oidc'),
+      tls: validateTls(v, v.obj(http, 'tls', 'http'), 'http.tls'),
     },
     ingest: {
       stabilityWindowMs: v.int(ingest, 'stabilityWindowMs', 'ingest', 0, MAX_MS),

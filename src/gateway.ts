@@ -200,6 +200,7 @@ export class Gateway {
       config.http.host,
       config.http.port,
       config.http.requestTimeoutMs,
+      config.http.tls.certFile ? config.http.tls : undefined,
     );
     const jobWorker = new Resource<JobWorker>(
       'job-worker',

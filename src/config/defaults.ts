@@ -106,6 +106,7 @@ export const CONFIG_DEFAULTS = {
       jwksCooldownMs: 30_000,
       jwksCacheMaxAgeMs: 600_000,
     },
+    tls: { certFile: '', keyFile: '', clientCaFile: '', requireClientCert: false },
   },
   ingest: {
     stabilityWindowMs: DEFAULT_STABILITY_WINDOW_MS,

@@ -12,6 +12,7 @@ import {
 import type { AccessRequest } from './http/auth/access-control.js';
 import { AuthenticationError, TokenRefusal } from './http/auth/api-tokens.js';
 import { actorOf, type Principal } from './http/auth/roles.js';
+import { type ConcurrencyGate, RateLimitedError, type RateLimiter } from './http/limits.js';
 import { childLogger } from './logger.js';
 
 /**
@@ -31,6 +32,8 @@ export interface AppDeps {
    * table before any router runs; throws a 401/403 error. The principal goes to `res.locals`.
    */
   readonly authorize: (req: AccessRequest) => Promise<Principal | undefined>;
+  /** Request rate per caller (429) and concurrent STOW-RS uploads (503); src/http/limits.ts. */
+  readonly limits?: { readonly rate?: RateLimiter; readonly uploads?: ConcurrencyGate };
 }
 
 /** The authenticated caller of a request (set by the access middleware), if any. */
@@ -55,6 +58,12 @@ export function createApp(deps: AppDeps): express.Express {
         res.locals.principal = principal;
         // The audit actor of this request (the STOW-RS router reads res.locals.user).
         res.locals.user = actorOf(principal);
+        deps.limits?.rate?.take(actorOf(principal));
+      }
+      // STOW-RS uploads hold a spool file and a database connection: bounded while they last.
+      if (req.method === 'POST' && req.path.startsWith('/dicomweb/') && deps.limits?.uploads) {
+        const release = deps.limits.uploads.enter('uploads');
+        res.once('close', release);
       }
       next();
     } catch (err: unknown) {
@@ -120,6 +129,7 @@ export function errorHandler(): (err: unknown, req: Request, res: Response, next
     }
     // 503 is transient by definition here (database, resources, remote PACS): say when to come back.
     if (status === 503) res.set('Retry-After', String(RETRY_AFTER_SECONDS));
+    if (err instanceof RateLimitedError) res.set('Retry-After', String(err.retryAfterSeconds));
     // RFC 6750 §3: a 401 names the scheme; a presented token that did not verify is invalid_token.
     if (status === 401)
       res.set(

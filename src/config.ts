@@ -131,6 +131,8 @@ export interface RadScribeConfig {
     oidc: OidcConfig;
     /** HTTPS (TLS ≥ 1.2) with these PEM files; empty certFile = plain HTTP. */
     tls: { certFile: string; keyFile: string; clientCaFile: string; requireClientCert: boolean };
+    /** Requests per minute per token (429 beyond; 0 = no limit) and concurrent STOW-RS uploads (503). */
+    limits: { requestsPerMinute: number; maxConcurrentUploads: number };
   };
   ingest: { stabilityWindowMs: number; maxPartBytes: number; maxRequestBytes: number };
   /** Free space kept on the instance store's file system (src/ingest/disk-guard.ts). */
@@ -430,6 +432,10 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
       metricsPublic: v.bool(http, 'metricsPublic', 'http'),
       oidc: validateOidc(v, v.obj(http, 'oidc', 'http'), 'http.oidc'),
       tls: validateTls(v, v.obj(http, 'tls', 'http'), 'http.tls'),
+      limits: {
+        requestsPerMinute: v.int(v.obj(http, 'limits', 'http'), 'requestsPerMinute', 'http.limits', 0, 6_000_000),
+        maxConcurrentUploads: v.int(v.obj(http, 'limits', 'http'), 'maxConcurrentUploads', 'http.limits', 0, 100_000),
+      },
     },
     ingest: {
       stabilityWindowMs: v.int(ingest, 'stabilityWindowMs', 'ingest', 0, MAX_MS),

@@ -56,6 +56,8 @@ export const ErrorCode = {
   Unauthenticated: 'unauthenticated',
   /** An authenticated caller whose role does not allow the request: HTTP 403 (RFC 9110 §15.5.4). */
   Forbidden: 'forbidden',
+  /** A caller over its request rate: HTTP 429 with Retry-After (RFC 6585 §4). Transient. */
+  RateLimited: 'rate-limited',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -210,6 +212,8 @@ export function toHttpStatus(code: ErrorCode): number {
       return 403;
     case ErrorCode.NotFound:
       return 404;
+    case ErrorCode.RateLimited:
+      return 429;
     case ErrorCode.PayloadTooLarge:
       return 413;
     case ErrorCode.StudyMismatch:

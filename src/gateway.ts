@@ -21,6 +21,7 @@ import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from './
 import { AccessControl, auditRequester } from './http/auth/access-control.js';
 import { oidcVerifier } from './http/auth/oidc.js';
 import { createTokenRouter } from './http/auth/token-router.js';
+import { ConcurrencyGate, RateLimiter } from './http/limits.js';
 import { InferenceClient } from './inference/inference-client.js';
 import type { ModelIdentity } from './inference/model-identity.js';
 import { DiskGuard } from './ingest/disk-guard.js';
@@ -163,6 +164,9 @@ export class Gateway {
     );
     // Closed right after stopAudit (reverse order), so the shutdown anchor covers application-stop.
     const anchor = auditAnchorService(config, database);
+    // Across restarts of the listener (one per gateway): a caller's rate and the uploads in flight.
+    const rateLimiter = new RateLimiter(config.http.limits.requestsPerMinute);
+    const uploadGate = new ConcurrencyGate(config.http.limits.maxConcurrentUploads);
     const http = new HttpService(
       () => {
         const db = database.value;
@@ -186,6 +190,7 @@ export class Gateway {
             createTokenRouter({ pool: db.pool }),
           ],
           authorize: (req) => access.authorize(req),
+          limits: { rate: rateLimiter, uploads: uploadGate },
           health: () => this.health(),
           metrics: () =>
             renderMetrics({

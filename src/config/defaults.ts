@@ -107,6 +107,7 @@ export const CONFIG_DEFAULTS = {
       jwksCacheMaxAgeMs: 600_000,
     },
     tls: { certFile: '', keyFile: '', clientCaFile: '', requireClientCert: false },
+    limits: { requestsPerMinute: 6000, maxConcurrentUploads: 128 },
   },
   ingest: {
     stabilityWindowMs: DEFAULT_STABILITY_WINDOW_MS,

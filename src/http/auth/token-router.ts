@@ -33,6 +33,20 @@ function source(req: Request): { source?: string } {
   return req.socket.remoteAddress ? { source: req.socket.remoteAddress } : {};
 }
 
+/** A JSON body of at most 16 KiB; too large is 413, not JSON is 400 (not the parser's bare 500). */
+const json = express.json({ limit: '16kb' });
+function jsonBody(req: Request, res: Response, next: (err?: unknown) => void): void {
+  json(req, res, (err?: unknown) => {
+    if (!err) return next();
+    const type = (err as { type?: unknown }).type;
+    next(
+      type === 'entity.too.large'
+        ? new RadScribeError(ErrorCode.PayloadTooLarge, 'request body is larger than 16 KiB')
+        : new RadScribeError(ErrorCode.RequestInvalid, 'request body must be a JSON object'),
+    );
+  });
+}
+
 export function createTokenRouter(deps: { readonly pool: pg.Pool }): Router {
   const r = express.Router();
   r.get('/tokens', async (_req, res, next) => {
@@ -42,7 +56,7 @@ export function createTokenRouter(deps: { readonly pool: pg.Pool }): Router {
       next(err);
     }
   });
-  r.post('/tokens', express.json({ limit: '16kb' }), async (req, res, next) => {
+  r.post('/tokens', jsonBody, async (req, res, next) => {
     try {
       const body: unknown = req.body;
       const b = (body && typeof body === 'object' ? body : {}) as Record<string, unknown>;

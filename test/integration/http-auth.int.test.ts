@@ -164,6 +164,14 @@ describe.each(backends())('HTTP access control on %s', (backend) => {
     // An unknown path without a token is a 401 too: an anonymous caller learns nothing of the routes.
     expect((await fetch(`${t.gw.baseUrl}/no/such/thing`)).status).toBe(401);
     expect((await fetch(`${t.gw.baseUrl}/no/such/thing`, { headers: t.auth('auditor') })).status).toBe(404);
+    // Other spellings of a guarded path (express routes case-insensitively) never reach a router
+    // unchecked: the table matches exactly, anything else is 404 before the routers.
+    for (const p of ['/API/audit', '/api/Audit/events', '/api//audit', '/api/%61udit', '/DICOMWEB/studies'])
+      expect({ p, status: (await fetch(`${t.gw.baseUrl}${p}`, { headers: t.auth('ingest') })).status }).toEqual({
+        p,
+        status: 404,
+      });
+    expect((await fetch(`${t.gw.baseUrl}/api/audit/`, { headers: t.auth('ingest') })).status).toBe(403);
   });
 
   it('missing, malformed, unknown, expired and revoked tokens: 401, each audited without the secret', async () => {

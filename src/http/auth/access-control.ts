@@ -83,8 +83,10 @@ export class AccessControl {
       });
       throw err;
     }
-    // Unmatched routes: authenticated callers get the router's 404 (no row, no role to check).
-    if (!policy) return principal;
+    // Deny by default: a path the table does not name is 404 here, before any router sees it, so a
+    // spelling the framework routes more loosely than the table matches (case, encoding, slashes)
+    // cannot reach a handler unchecked.
+    if (!policy) throw new RadScribeError(ErrorCode.NotFound, 'no such resource');
     const why = this.#refusal(policy, principal, req.path);
     if (why) {
       await this.#audit({

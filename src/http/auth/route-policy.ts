@@ -5,7 +5,8 @@ import { Role } from './roles.js';
  * middleware looks every request up here, and test/integration/http-auth.int.test.ts iterates over
  * it (one test per role × route). `/health` is the only public route, `/metrics` too when
  * `http.metricsPublic` is set. A request that matches no row still needs valid credentials (401
- * without them), then gets the router's 404: an anonymous caller learns nothing about the routes.
+ * without them), then is 404 before any router runs: an anonymous caller learns nothing about the
+ * routes, and no other spelling of a path reaches a handler unchecked.
  */
 export const HttpMethod = { Get: 'GET', Post: 'POST', Delete: 'DELETE' } as const;
 export type HttpMethod = (typeof HttpMethod)[keyof typeof HttpMethod];

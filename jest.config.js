@@ -2,6 +2,8 @@
 const common = {
   transform: { '^.+\\.(t|j)sx?$': ['@swc/jest', { jsc: { target: 'es2023', parser: { syntax: 'typescript' } }, module: { type: 'commonjs' } }] },
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+  // jose (OIDC JWTs) ships ECMAScript modules only: compiled to CJS like our own sources.
+  transformIgnorePatterns: ['/node_modules/(?!jose/)'],
   testEnvironment: 'node',
 };
 module.exports = {

@@ -4,6 +4,8 @@ import path from 'node:path';
 import { verifyAuditChain } from '../src/audit/audit-log.js';
 import { loadConfig } from '../src/config.js';
 import { Gateway } from '../src/gateway.js';
+import { createApiToken } from '../src/http/auth/api-tokens.js';
+import type { Role } from '../src/http/auth/roles.js';
 import { FIXTURES_DIR } from '../src/runtime-paths.js';
 import { postgresBinDir, startPrivatePostgres } from './support/private-postgres.js';
 import { checkStored, type StowAnswer, spread, storeInstances, uidOfLength, withUids } from './support/stow-load.js';
@@ -45,14 +47,20 @@ async function loadOnce(name: string, databaseUrl: string): Promise<string> {
   const gw = await Gateway.start(config, { actor: 'bench' });
   try {
     const base = `${gw.baseUrl}/dicomweb`;
+    // The gateway asks every caller for a token (README "Access").
+    const token = async (role: Role) => ({
+      authorization: `Bearer ${(await createApiToken(gw.db.pool, { name: `bench ${role}`, role, createdBy: 'bench' })).secret}`,
+    });
+    const ingest = await token('ingest');
     const answers: StowAnswer[] = [];
     const auditMs: number[] = [];
     const auditStatus = new Map<number, number>();
     let stowing = true;
+    const auditor = await token('auditor');
     const auditors = Array.from({ length: 4 }, async () => {
       while (stowing) {
         const t0 = Date.now();
-        const res = await fetch(`${gw.baseUrl}/api/audit?limit=20&kind=instance-received`);
+        const res = await fetch(`${gw.baseUrl}/api/audit?limit=20&kind=instance-received`, { headers: auditor });
         await res.arrayBuffer();
         auditMs.push(Date.now() - t0);
         auditStatus.set(res.status, (auditStatus.get(res.status) ?? 0) + 1);
@@ -72,7 +80,7 @@ async function loadOnce(name: string, databaseUrl: string): Promise<string> {
               ]),
             ),
           );
-          answers.push(await storeInstances(base, files));
+          answers.push(await storeInstances(base, files, 120_000, ingest));
         }
       }),
     );

@@ -4,6 +4,8 @@ import path from 'node:path';
 import { verifyAuditChain } from '../src/audit/audit-log.js';
 import { loadConfig } from '../src/config.js';
 import { Gateway } from '../src/gateway.js';
+import { createApiToken } from '../src/http/auth/api-tokens.js';
+import type { Role } from '../src/http/auth/roles.js';
 import { FIXTURES_DIR } from '../src/runtime-paths.js';
 import { postgresBinDir, StopMode, startPrivatePostgres } from './support/private-postgres.js';
 import { checkStored, type StowAnswer, spread, storeInstances, uidOfLength, withUids } from './support/stow-load.js';
@@ -49,6 +51,11 @@ export async function run(): Promise<void> {
   const gw = await Gateway.start(config, { actor: 'bench' });
   try {
     const base = `${gw.baseUrl}/dicomweb`;
+    // The gateway asks every caller for a token (README "Access").
+    const token = async (role: Role) => ({
+      authorization: `Bearer ${(await createApiToken(gw.db.pool, { name: `bench ${role}`, role, createdBy: 'bench' })).secret}`,
+    });
+    const ingest = await token('ingest');
     const sent = new Map<string, Buffer>();
     const answers: Array<StowAnswer & { at: number }> = [];
     let running = true;
@@ -68,7 +75,7 @@ export async function run(): Promise<void> {
           return bytes;
         });
         const at = Date.now();
-        const a = await storeInstances(base, files, 60_000);
+        const a = await storeInstances(base, files, 60_000, ingest);
         answers.push({ ...a, at });
         if (a.status !== 200) await sleep(50);
       }
@@ -110,7 +117,7 @@ export async function run(): Promise<void> {
     // The client's retry of everything it was not told was stored.
     let retryFailed = 0;
     for (const uid of unacked) {
-      const a = await storeInstances(base, [sent.get(uid) as Buffer]);
+      const a = await storeInstances(base, [sent.get(uid) as Buffer], 120_000, ingest);
       if (a.status !== 200 || a.referenced[0] !== uid) retryFailed++;
     }
     const after = await checkStored(pool, sent.keys());

@@ -9,6 +9,10 @@ import {
   RETRY_AFTER_SECONDS,
   toHttpStatus,
 } from './errors.js';
+import type { AccessRequest } from './http/auth/access-control.js';
+import { AuthenticationError, TokenRefusal } from './http/auth/api-tokens.js';
+import { actorOf, type Principal } from './http/auth/roles.js';
+import { type ConcurrencyGate, RateLimitedError, type RateLimiter } from './http/limits.js';
 import { childLogger } from './logger.js';
 
 /**
@@ -19,17 +23,56 @@ import { childLogger } from './logger.js';
 export interface AppDeps {
   readonly dicomweb: Router;
   readonly health: () => Promise<{ ok: boolean; body: Record<string, unknown> }>;
-  readonly api?: Router;
+  /** Routers mounted under /api, in order. */
+  readonly api?: readonly Router[];
   /** Prometheus text exposition for GET /metrics. */
   readonly metrics?: () => Promise<string>;
+  /**
+   * Access control (src/http/auth/access-control.ts): resolves the caller and checks the route
+   * table before any router runs; throws a 401/403 error. The principal goes to `res.locals`.
+   */
+  readonly authorize: (req: AccessRequest) => Promise<Principal | undefined>;
+  /** Request rate per caller (429) and concurrent STOW-RS uploads (503); src/http/limits.ts. */
+  readonly limits?: { readonly rate?: RateLimiter; readonly uploads?: ConcurrencyGate };
+}
+
+/** The authenticated caller of a request (set by the access middleware), if any. */
+export function principalOf(res: Response): Principal | undefined {
+  const p: unknown = res.locals.principal;
+  return p && typeof p === 'object' ? (p as Principal) : undefined;
 }
 
 export function createApp(deps: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
+  // Every request passes access control first (issue 12); /health is public in the route table.
+  app.use(async (req, res, next) => {
+    try {
+      const principal = await deps.authorize({
+        method: req.method,
+        path: req.path,
+        authorization: req.headers.authorization,
+        remoteAddress: req.socket.remoteAddress,
+      });
+      if (principal) {
+        res.locals.principal = principal;
+        // The audit actor of this request (the STOW-RS router reads res.locals.user).
+        res.locals.user = actorOf(principal);
+        deps.limits?.rate?.take(actorOf(principal));
+      }
+      // STOW-RS uploads hold a spool file and a database connection: bounded while they last.
+      if (req.method === 'POST' && req.path.startsWith('/dicomweb/') && deps.limits?.uploads) {
+        const release = deps.limits.uploads.enter('uploads');
+        res.once('close', release);
+      }
+      next();
+    } catch (err: unknown) {
+      next(err);
+    }
+  });
   // Multipart STOW bodies are streamed by the DICOMweb router; no body parser is installed globally.
   app.use('/dicomweb', deps.dicomweb);
-  if (deps.api) app.use('/api', deps.api);
+  for (const r of deps.api ?? []) app.use('/api', r);
   app.get('/health', async (_req, res, next) => {
     try {
       const h = await deps.health();
@@ -86,6 +129,15 @@ export function errorHandler(): (err: unknown, req: Request, res: Response, next
     }
     // 503 is transient by definition here (database, resources, remote PACS): say when to come back.
     if (status === 503) res.set('Retry-After', String(RETRY_AFTER_SECONDS));
+    if (err instanceof RateLimitedError) res.set('Retry-After', String(err.retryAfterSeconds));
+    // RFC 6750 §3: a 401 names the scheme; a presented token that did not verify is invalid_token.
+    if (status === 401)
+      res.set(
+        'WWW-Authenticate',
+        err instanceof AuthenticationError && err.reason !== TokenRefusal.Missing
+          ? 'Bearer realm="radscribe", error="invalid_token"'
+          : 'Bearer realm="radscribe"',
+      );
     res.status(status).json({ code, message: clientMessage(err) });
   };
 }

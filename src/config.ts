@@ -100,10 +100,40 @@ export interface RouteConfig {
   destination: string;
 }
 
+export interface OidcConfig {
+  /** Expected `iss`, exactly as the provider writes it; empty = OIDC off. */
+  issuer: string;
+  /** Expected `aud` (the client id RadScribe is registered as). */
+  audience: string;
+  /** The provider's JWKS (RFC 7517) URL, e.g. `<issuer>/protocol/openid-connect/certs`. */
+  jwksUri: string;
+  /** Claim holding the RadScribe role(s), a string or a list (e.g. `roles`, `radscribe_role`). */
+  roleClaim: string;
+  /** Allowed clock skew for `exp`, `nbf` and `iat` (RFC 7519 §4.1.4). */
+  clockToleranceSeconds: number;
+  /** Least time between two JWKS fetches for an unknown `kid` (key rotation). */
+  jwksCooldownMs: number;
+  /** The cached key set is refetched after this long. */
+  jwksCacheMaxAgeMs: number;
+}
+
 export interface RadScribeConfig {
   dataDir: string;
   database: { url: string; poolSize: number; statementTimeoutMs: number; checkoutTimeoutMs: number };
-  http: { host: string; port: number; publicBaseUrl: string; requestTimeoutMs: number };
+  http: {
+    host: string;
+    port: number;
+    publicBaseUrl: string;
+    requestTimeoutMs: number;
+    /** GET /metrics without credentials (a Prometheus scraper on a trusted network); default false. */
+    metricsPublic: boolean;
+    /** OIDC bearer JWTs (src/http/auth/oidc.ts); an empty issuer turns them off (API tokens only). */
+    oidc: OidcConfig;
+    /** HTTPS (TLS ≥ 1.2) with these PEM files; empty certFile = plain HTTP. */
+    tls: { certFile: string; keyFile: string; clientCaFile: string; requireClientCert: boolean };
+    /** Requests per minute per token (429 beyond; 0 = no limit) and concurrent STOW-RS uploads (503). */
+    limits: { requestsPerMinute: number; maxConcurrentUploads: number };
+  };
   ingest: { stabilityWindowMs: number; maxPartBytes: number; maxRequestBytes: number };
   /** Free space kept on the instance store's file system (src/ingest/disk-guard.ts). */
   storage: { reserveBytes: number; watermarkPercent: number };
@@ -273,6 +303,53 @@ function setPath(obj: JsonObject, keyPath: string[], value: Json): JsonObject {
 
 const MAX_MS = 86_400_000;
 
+function validateTls(v: Validator, o: JsonObject, p: string): RadScribeConfig['http']['tls'] {
+  const cfg = {
+    certFile: v.str(o, 'certFile', p, true),
+    keyFile: v.str(o, 'keyFile', p, true),
+    clientCaFile: v.str(o, 'clientCaFile', p, true),
+    requireClientCert: v.bool(o, 'requireClientCert', p),
+  };
+  if (cfg.certFile !== '' && cfg.keyFile === '') v.problem(`${p}.keyFile`, 'is required when http.tls.certFile is set');
+  if (cfg.certFile === '' && (cfg.keyFile !== '' || cfg.clientCaFile !== ''))
+    v.problem(`${p}.certFile`, 'is required when http.tls.keyFile or clientCaFile is set');
+  if (cfg.requireClientCert && cfg.clientCaFile === '')
+    v.problem(`${p}.clientCaFile`, 'is required when http.tls.requireClientCert is true');
+  return cfg;
+}
+
+function validateOidc(v: Validator, o: JsonObject, p: string): OidcConfig {
+  const issuer = v.str(o, 'issuer', p, true);
+  const audience = v.str(o, 'audience', p, true);
+  const jwksUri = v.str(o, 'jwksUri', p, true);
+  const cfg: OidcConfig = {
+    issuer,
+    audience,
+    jwksUri,
+    roleClaim: v.str(o, 'roleClaim', p),
+    clockToleranceSeconds: v.int(o, 'clockToleranceSeconds', p, 0, 600),
+    jwksCooldownMs: v.int(o, 'jwksCooldownMs', p, 0, MAX_MS),
+    jwksCacheMaxAgeMs: v.int(o, 'jwksCacheMaxAgeMs', p, 1000, MAX_MS),
+  };
+  if (issuer === '') return cfg;
+  if (audience === '') v.problem(`${p}.audience`, 'is required when http.oidc.issuer is set');
+  for (const [k, u] of [
+    ['issuer', issuer],
+    ['jwksUri', jwksUri],
+  ] as const) {
+    try {
+      const url = new URL(u);
+      // Keys fetched over plain HTTP could be swapped on the way: only loopback may use http.
+      const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+      if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback))
+        v.problem(`${p}.${k}`, 'must be an https URL (http only on loopback)');
+    } catch {
+      v.problem(`${p}.${k}`, u === '' ? 'is required when http.oidc.issuer is set' : 'must be an absolute URL');
+    }
+  }
+  return cfg;
+}
+
 /** Validates the merged document and returns the typed config, or throws one ConfigError with every problem. */
 export function validateConfig(doc: JsonObject, problems: string[] = []): RadScribeConfig {
   const v = new Validator(problems);
@@ -352,6 +429,13 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
       publicBaseUrl: v.url(http, 'publicBaseUrl', 'http', true),
       // 0 = no limit (node:http server.requestTimeout).
       requestTimeoutMs: v.int(http, 'requestTimeoutMs', 'http', 0, MAX_MS),
+      metricsPublic: v.bool(http, 'metricsPublic', 'http'),
+      oidc: validateOidc(v, v.obj(http, 'oidc', 'http'), 'http.oidc'),
+      tls: validateTls(v, v.obj(http, 'tls', 'http'), 'http.tls'),
+      limits: {
+        requestsPerMinute: v.int(v.obj(http, 'limits', 'http'), 'requestsPerMinute', 'http.limits', 0, 6_000_000),
+        maxConcurrentUploads: v.int(v.obj(http, 'limits', 'http'), 'maxConcurrentUploads', 'http.limits', 0, 100_000),
+      },
     },
     ingest: {
       stabilityWindowMs: v.int(ingest, 'stabilityWindowMs', 'ingest', 0, MAX_MS),

@@ -49,6 +49,15 @@ export const ErrorCode = {
    * (PS3.4 B.2.3). Transient: retry once space is freed (retention, operator).
    */
   StorageFull: 'storage-full',
+  /**
+   * No credentials, or credentials that do not verify (unknown, expired or revoked API token, bad
+   * JWT): HTTP 401 with `WWW-Authenticate: Bearer` (RFC 6750 §3). Permanent for that credential.
+   */
+  Unauthenticated: 'unauthenticated',
+  /** An authenticated caller whose role does not allow the request: HTTP 403 (RFC 9110 §15.5.4). */
+  Forbidden: 'forbidden',
+  /** A caller over its request rate: HTTP 429 with Retry-After (RFC 6585 §4). Transient. */
+  RateLimited: 'rate-limited',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -197,8 +206,14 @@ export function toHttpStatus(code: ErrorCode): number {
     case ErrorCode.DicomHostile:
     case ErrorCode.ConfigInvalid:
       return 400;
+    case ErrorCode.Unauthenticated:
+      return 401;
+    case ErrorCode.Forbidden:
+      return 403;
     case ErrorCode.NotFound:
       return 404;
+    case ErrorCode.RateLimited:
+      return 429;
     case ErrorCode.PayloadTooLarge:
       return 413;
     case ErrorCode.StudyMismatch:

@@ -18,12 +18,17 @@ import type { RadScribeConfig } from './config.js';
 import { migrate } from './db/migrate.js';
 import { type Database, openDatabase } from './db/pool.js';
 import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from './errors.js';
+import { AccessControl, auditRequester } from './http/auth/access-control.js';
+import { oidcVerifier } from './http/auth/oidc.js';
+import { createTokenRouter } from './http/auth/token-router.js';
+import { ConcurrencyGate, RateLimiter } from './http/limits.js';
 import { InferenceClient } from './inference/inference-client.js';
 import type { ModelIdentity } from './inference/model-identity.js';
 import { DiskGuard } from './ingest/disk-guard.js';
 import { backfillInstanceHeaders } from './ingest/header-backfill.js';
 import { InstanceStore } from './ingest/instance-store.js';
 import { PgRemoteStudyTracker } from './ingest/remote-study-tracker.js';
+import { createJobsRouter } from './jobs/jobs-router.js';
 import type { JobWorker } from './jobs/worker.js';
 import { childLogger } from './logger.js';
 import { renderMetrics } from './metrics.js';
@@ -159,10 +164,18 @@ export class Gateway {
     );
     // Closed right after stopAudit (reverse order), so the shutdown anchor covers application-stop.
     const anchor = auditAnchorService(config, database);
+    // Across restarts of the listener (one per gateway): a caller's rate and the uploads in flight.
+    const rateLimiter = new RateLimiter(config.http.limits.requestsPerMinute);
+    const uploadGate = new ConcurrencyGate(config.http.limits.maxConcurrentUploads);
     const http = new HttpService(
       () => {
         const db = database.value;
         const { sink, tmpDir } = ingest.value;
+        const access = new AccessControl({
+          pool: db.pool,
+          metricsPublic: config.http.metricsPublic,
+          ...(config.http.oidc.issuer ? { jwt: oidcVerifier(config.http.oidc) } : {}),
+        });
         return createApp({
           dicomweb: createStowRouter({
             sink,
@@ -171,7 +184,13 @@ export class Gateway {
             limits: stowLimits(config),
             ...(config.http.publicBaseUrl ? { retrieveUrlBase: config.http.publicBaseUrl } : {}),
           }),
-          api: createAuditRouter({ pool: db.pool }),
+          api: [
+            createAuditRouter({ pool: db.pool, requester: auditRequester }),
+            createJobsRouter({ pool: db.pool }),
+            createTokenRouter({ pool: db.pool }),
+          ],
+          authorize: (req) => access.authorize(req),
+          limits: { rate: rateLimiter, uploads: uploadGate },
           health: () => this.health(),
           metrics: () =>
             renderMetrics({
@@ -186,6 +205,7 @@ export class Gateway {
       config.http.host,
       config.http.port,
       config.http.requestTimeoutMs,
+      config.http.tls.certFile ? config.http.tls : undefined,
     );
     const jobWorker = new Resource<JobWorker>(
       'job-worker',

@@ -60,7 +60,13 @@ type JsonAttr = { Value?: unknown[] };
 type JsonDataset = Record<string, JsonAttr | undefined>;
 
 /** POST one multipart/related request of application/dicom parts to `{base}/studies`. */
-export async function storeInstances(base: string, files: readonly Buffer[], timeoutMs = 120_000): Promise<StowAnswer> {
+export async function storeInstances(
+  base: string,
+  files: readonly Buffer[],
+  timeoutMs = 120_000,
+  /** E.g. the `authorization` of an ingest token (the gateway asks for one, README "Access"). */
+  headers: Readonly<Record<string, string>> = {},
+): Promise<StowAnswer> {
   const boundary = `b${randomBytes(12).toString('hex')}`;
   const chunks: Buffer[] = [];
   for (const f of files) {
@@ -76,6 +82,7 @@ export async function storeInstances(base: string, files: readonly Buffer[], tim
     const res = await fetch(`${base}/studies`, {
       method: 'POST',
       headers: {
+        ...headers,
         'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}`,
         accept: 'application/dicom+json',
       },

@@ -8,6 +8,8 @@ import { openDatabase } from '../db/pool.js';
 import { readSr, renderSrTree } from '../dicom/sr/reader.js';
 import { ErrorCode, RadScribeError } from '../errors.js';
 import { Gateway } from '../gateway.js';
+import { Role } from '../http/auth/roles.js';
+import { createTokenAudited, revokeTokenAudited } from '../http/auth/token-admin.js';
 import { getStudyState, StudyState } from '../ingest/study-lifecycle.js';
 import { JobQueue } from '../jobs/job-queue.js';
 import { JobState } from '../jobs/types.js';
@@ -89,8 +91,21 @@ async function cmdDemo(args: Args): Promise<number> {
     const files = readdirSync(sampleDir)
       .filter((f) => f.endsWith('.dcm'))
       .map((f) => path.join(sampleDir, f));
-    const client = new DicomwebClient({ baseUrl: `${gw.baseUrl}/dicomweb`, timeoutMs: 60_000 });
-    const stow = await client.storeInstances(undefined, files);
+    // The gateway asks every caller for a token (README "Access"): the demo is its own modality,
+    // with an ingest token that lives an hour and is revoked when the demo ends.
+    const ingest = await createTokenAudited(
+      gw.db.pool,
+      { name: 'demo modality', role: Role.Ingest, expiresAt: new Date(Date.now() + 3_600_000) },
+      { actor: 'demo', via: 'demo' },
+    );
+    const client = new DicomwebClient({
+      baseUrl: `${gw.baseUrl}/dicomweb`,
+      timeoutMs: 60_000,
+      auth: { type: 'bearer', token: ingest.secret },
+    });
+    const stow = await client
+      .storeInstances(undefined, files)
+      .finally(() => revokeTokenAudited(gw.db.pool, ingest.token.id, { actor: 'demo', via: 'demo' }));
     out(
       `STOW-RS ${files.length} instance(s) → HTTP ${stow.httpStatus}: ${stow.referenced.length} stored, ${stow.failed.length} failed`,
     );

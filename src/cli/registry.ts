@@ -8,6 +8,7 @@ import { renderCommand } from './render.js';
 import { retentionCommand } from './retention.js';
 import { srCommand } from './sr.js';
 import { tilesCommand } from './tiles.js';
+import { tokenCommand } from './token.js';
 
 /**
  * Every `radscribe` subcommand, in the order `radscribe help` lists them. To add one: create
@@ -18,6 +19,7 @@ export const COMMANDS: readonly CliCommand[] = [
   demoCommand,
   migrateCommand,
   auditCommand,
+  tokenCommand,
   remoteCommand,
   retentionCommand,
   srCommand,

@@ -96,6 +96,18 @@ export const CONFIG_DEFAULTS = {
     port: DEFAULT_HTTP_PORT,
     publicBaseUrl: '',
     requestTimeoutMs: DEFAULT_HTTP_REQUEST_TIMEOUT_MS,
+    metricsPublic: false,
+    oidc: {
+      issuer: '',
+      audience: '',
+      jwksUri: '',
+      roleClaim: 'roles',
+      clockToleranceSeconds: 60,
+      jwksCooldownMs: 30_000,
+      jwksCacheMaxAgeMs: 600_000,
+    },
+    tls: { certFile: '', keyFile: '', clientCaFile: '', requireClientCert: false },
+    limits: { requestsPerMinute: 6000, maxConcurrentUploads: 128 },
   },
   ingest: {
     stabilityWindowMs: DEFAULT_STABILITY_WINDOW_MS,

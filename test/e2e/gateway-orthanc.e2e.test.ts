@@ -106,7 +106,11 @@ d('gateway with Orthanc as the PACS', () => {
     let t: TestGateway | undefined;
     try {
       t = await startTestGateway('pglite', gatewayOverrides(false));
-      const gwClient = new DicomwebClient({ baseUrl: `${t.gw.baseUrl}/dicomweb`, timeoutMs: 30_000 });
+      const gwClient = new DicomwebClient({
+        baseUrl: `${t.gw.baseUrl}/dicomweb`,
+        timeoutMs: 30_000,
+        auth: { type: 'bearer', token: t.tokens.ingest },
+      });
       const res = await gwClient.storeInstances(undefined, [file]);
       expect(res.httpStatus).toBe(200);
       const sr = await srInOrthanc(src.StudyInstanceUID as string);

@@ -69,7 +69,8 @@ d('Orthanc as STOW-RS client pushing into RadScribe (%s)', (backend) => {
     probe = await startProbe();
     orthanc = await startOrthanc({
       dicomWebServers: {
-        radscribe: { Url: `${t.gw.baseUrl}/dicomweb/` },
+        // Orthanc's DICOMweb client sends the ingest token (plugin option HttpHeaders).
+        radscribe: { Url: `${t.gw.baseUrl}/dicomweb/`, HttpHeaders: { Authorization: `Bearer ${t.tokens.ingest}` } },
         probe: { Url: probe.url },
       },
     });

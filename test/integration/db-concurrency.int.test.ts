@@ -245,7 +245,9 @@ describe.each(backends())('[REQ-DB-02] gateway under concurrent STOW-RS and audi
     const auditors = Array.from({ length: 4 }, async () => {
       while (stowing) {
         const started = Date.now();
-        const res = await fetch(`${t.gw.baseUrl}/api/audit?limit=20&kind=instance-received`);
+        const res = await fetch(`${t.gw.baseUrl}/api/audit?limit=20&kind=instance-received`, {
+          headers: t.auth('auditor'),
+        });
         await res.arrayBuffer();
         auditStatuses.push(res.status);
         auditMs.push(Date.now() - started);
@@ -267,7 +269,7 @@ describe.each(backends())('[REQ-DB-02] gateway under concurrent STOW-RS and audi
               ]),
             );
           });
-          answers.push(await storeInstances(base, files));
+          answers.push(await storeInstances(base, files, 120_000, t.auth('ingest')));
         }
       }),
     );

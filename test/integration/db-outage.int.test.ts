@@ -306,6 +306,7 @@ maybe('[REQ-DB-03] gateway through a PostgreSQL outage under STOW-RS traffic', (
           base,
           parts.map((p) => p.bytes),
           30_000,
+          t.auth('ingest'),
         );
         answers.push({ ...a, at, sops: parts.map((p) => p.sop) });
         if (a.status !== 200) await sleep(50);
@@ -346,7 +347,7 @@ maybe('[REQ-DB-03] gateway through a PostgreSQL outage under STOW-RS traffic', (
     // unknown at the outage), and every instance ever sent has its row, file and audit event.
     const unacked = [...sent.keys()].filter((u) => !new Set(acked).has(u));
     for (const uid of unacked) {
-      const a = await storeInstances(base, [sent.get(uid) as Buffer]);
+      const a = await storeInstances(base, [sent.get(uid) as Buffer], 120_000, t.auth('ingest'));
       expect({ uid, status: a.status, referenced: a.referenced }).toEqual({ uid, status: 200, referenced: [uid] });
     }
     const all = await checkStored(pool, sent.keys());

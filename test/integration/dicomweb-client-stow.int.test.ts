@@ -55,7 +55,7 @@ describe.each(backends())('dicomweb-client storeInstances → RadScribe (%s)', (
   beforeAll(async () => {
     (globalThis as { XMLHttpRequest?: unknown }).XMLHttpRequest = XHR2;
     t = await startTestGateway(backend);
-    client = new api.DICOMwebClient({ url: `${t.gw.baseUrl}/dicomweb`, verbose: false });
+    client = new api.DICOMwebClient({ url: `${t.gw.baseUrl}/dicomweb`, verbose: false, headers: t.auth('ingest') });
   });
   afterAll(async () => {
     (globalThis as { XMLHttpRequest?: unknown }).XMLHttpRequest = saved;

@@ -73,6 +73,7 @@ async function post(
   server: TestHttpServer,
   files: string[],
   mode: 'content-length' | 'chunked',
+  headers: Record<string, string> = {},
 ): Promise<{ status: number; body: Record<string, unknown> }> {
   const boundary = newBoundary();
   const stream = multipartBody(files.map(dicomPart), boundary);
@@ -80,7 +81,7 @@ async function post(
   if (mode === 'content-length') for await (const c of stream) chunks.push(c as Buffer);
   const res = await fetch(`${server.url}/dicomweb/studies`, {
     method: 'POST',
-    headers: { 'content-type': multipartRelatedContentType(boundary) },
+    headers: { ...headers, 'content-type': multipartRelatedContentType(boundary) },
     body: (mode === 'content-length' ? Buffer.concat(chunks) : Readable.toWeb(stream)) as unknown as BodyInit,
     duplex: 'half',
   } as RequestInit);
@@ -389,7 +390,7 @@ describe.each(backends())('the gateway on %s with storage.reserveBytes above the
   });
 
   it('answers STOW-RS with 507, stores nothing, audits the refusal, and /metrics says it is not accepting', async () => {
-    const r = await post({ url: t.gw.baseUrl } as TestHttpServer, [MR], 'content-length');
+    const r = await post({ url: t.gw.baseUrl } as TestHttpServer, [MR], 'content-length', t.auth('ingest'));
     expect(r.status).toBe(507);
     expect(r.body).toMatchObject({ code: 'storage-full' });
     const { rows } = await t.gw.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM instances');
@@ -400,7 +401,7 @@ describe.each(backends())('the gateway on %s with storage.reserveBytes above the
       `SELECT outcome FROM audit_events WHERE kind = 'instance-refused'`,
     );
     expect(ev).toEqual([{ outcome: 8 }]);
-    const metrics = await (await fetch(`${t.gw.baseUrl}/metrics`)).text();
+    const metrics = await (await fetch(`${t.gw.baseUrl}/metrics`, { headers: t.auth('operator') })).text();
     expect(metrics).toMatch(/^radscribe_storage_accepting 0$/m);
     expect(metrics).toMatch(/^radscribe_storage_min_free_bytes 1125899906842624$/m);
   });

@@ -15,7 +15,7 @@ describe.each(backends())('gateway errors on %s', (backend) => {
   async function get(
     urlPath: string,
   ): Promise<{ status: number; text: string; body: { code: string; message: string } }> {
-    const res = await fetch(`${t.gw.baseUrl}${urlPath}`);
+    const res = await fetch(`${t.gw.baseUrl}${urlPath}`, { headers: t.auth('auditor') });
     const text = await res.text();
     return { status: res.status, text, body: JSON.parse(text) as { code: string; message: string } };
   }
@@ -42,7 +42,7 @@ describe.each(backends())('gateway errors on %s', (backend) => {
     expect((await get('/no/such/thing')).body).toEqual({ code: 'not-found', message: 'no such resource' });
     const res = await fetch(`${t.gw.baseUrl}/dicomweb/studies`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...t.auth('ingest'), 'content-type': 'application/json' },
       body: '{}',
     });
     expect(res.status).toBe(415);

@@ -62,7 +62,10 @@ describe('gateway export profiles', () => {
   afterAll(() => t?.close());
 
   it('[REQ-SR-01] writes an AIR (TID 1500) SR and a PDF companion in the same series', async () => {
-    const stow = await new DicomwebClient({ baseUrl: `${t.gw.baseUrl}/dicomweb` }).storeInstances(undefined, [FILE]);
+    const stow = await new DicomwebClient({
+      baseUrl: `${t.gw.baseUrl}/dicomweb`,
+      auth: { type: 'bearer', token: t.tokens.ingest },
+    }).storeInstances(undefined, [FILE]);
     expect(stow.httpStatus).toBe(200);
     const { result } = await lastJobResult(t, 0);
     const sr = readSr(readFileSync(result.location as string));
@@ -124,8 +127,12 @@ describe('gateway with an embedding-merge model bundle', () => {
       const file = path.join(__dirname, '../fixtures/dicom/MR_small.dcm');
       const mr = parsePart10(readFileSync(file)).dataset;
       expect(
-        (await new DicomwebClient({ baseUrl: `${t.gw.baseUrl}/dicomweb` }).storeInstances(undefined, [file]))
-          .httpStatus,
+        (
+          await new DicomwebClient({
+            baseUrl: `${t.gw.baseUrl}/dicomweb`,
+            auth: { type: 'bearer', token: t.tokens.ingest },
+          }).storeInstances(undefined, [file])
+        ).httpStatus,
       ).toBe(200);
       const job = await waitFor(
         'job',
@@ -170,7 +177,9 @@ describe('execution provider policy', () => {
     try {
       const health = (await (await fetch(`${t.gw.baseUrl}/health`)).json()) as { model: { provider: string } };
       expect(health.model.provider).toBe('cpu');
-      expect(await (await fetch(`${t.gw.baseUrl}/metrics`)).text()).toContain('provider="cpu"');
+      expect(await (await fetch(`${t.gw.baseUrl}/metrics`, { headers: t.auth('operator') })).text()).toContain(
+        'provider="cpu"',
+      );
     } finally {
       await t.close();
     }

@@ -47,7 +47,11 @@ describe.each(backends())('gateway on %s', (backend) => {
   });
 
   it('[REQ-SKEL-01] STOW-RS in → described → draft SR in the outbox, audited', async () => {
-    const client = new DicomwebClient({ baseUrl: `${t.gw.baseUrl}/dicomweb`, timeoutMs: 30_000 });
+    const client = new DicomwebClient({
+      baseUrl: `${t.gw.baseUrl}/dicomweb`,
+      timeoutMs: 30_000,
+      auth: { type: 'bearer', token: t.tokens.ingest },
+    });
     const stow = await client.storeInstances(undefined, [SAMPLE]);
     expect(stow.httpStatus).toBe(200);
     expect(stow.referenced.map((r) => r.sopInstanceUid)).toEqual([sample.SOPInstanceUID]);
@@ -98,7 +102,7 @@ describe.each(backends())('gateway on %s', (backend) => {
     expect(everything).not.toContain(FIXTURE_TEXT_PREFIX.trim());
 
     // Hospital IT monitoring: the provider actually in use and the queue, in Prometheus format.
-    const metrics = await (await fetch(`${t.gw.baseUrl}/metrics`)).text();
+    const metrics = await (await fetch(`${t.gw.baseUrl}/metrics`, { headers: t.auth('operator') })).text();
     expect(metrics).toMatch(
       /^radscribe_model_info\{name="radscribe-tiny-mllama-fixture",version="[^"]+",provider="cpu",fixture="true"\} 1$/m,
     );
@@ -112,7 +116,11 @@ describe.each(backends())('gateway on %s', (backend) => {
   it('[REQ-SKEL-02] bad input gets the standard answer and nothing accepted is lost', async () => {
     const url = `${t.gw.baseUrl}/dicomweb/studies`;
     // Wrong Content-Type → 415 (PS3.18 §10.5.1.1).
-    const r415 = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const r415 = await fetch(url, {
+      method: 'POST',
+      headers: { ...t.auth('ingest'), 'content-type': 'application/json' },
+      body: '{}',
+    });
     expect(r415.status).toBe(415);
     // A non-DICOM part and a truncated instance beside a valid one → 202 with Failed SOP Sequence.
     const good = readFileSync(path.join(__dirname, '../fixtures/dicom/MR_small.dcm'));
@@ -128,7 +136,10 @@ describe.each(backends())('gateway on %s', (backend) => {
     ]);
     const res = await fetch(url, {
       method: 'POST',
-      headers: { 'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}` },
+      headers: {
+        ...t.auth('ingest'),
+        'content-type': `multipart/related; type="application/dicom"; boundary=${boundary}`,
+      },
       body,
     });
     expect(res.status).toBe(202);

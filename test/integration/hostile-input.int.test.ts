@@ -81,13 +81,14 @@ describe(`hostile DICOM input over STOW-RS (${process.env.DATABASE_URL ? 'postgr
     if (embedded) writeFileSync(`/proc/${pid}/clear_refs`, '5');
     const atReady = memoryOf(pid);
     const url = `${child.baseUrl}/dicomweb/studies`;
+    const ingestToken = child.tokens.ingest;
 
     // 1. One request per generated input, all at once, with the valid upload among them.
     const inputs = hostileInputs();
     const valid = validInstance();
     const [validRes, ...hostileRes] = await Promise.all([
-      stowBuffers(url, [valid.bytes]),
-      ...inputs.map((h) => stowBuffers(url, [h.bytes])),
+      stowBuffers(url, [valid.bytes], ingestToken),
+      ...inputs.map((h) => stowBuffers(url, [h.bytes], ingestToken)),
     ]);
     expect(validRes?.status).toBe(200);
     expect(
@@ -119,7 +120,7 @@ describe(`hostile DICOM input over STOW-RS (${process.env.DATABASE_URL ? 'postgr
       Array.from({ length: TRUNCATION_CONCURRENCY }, async () => {
         for (let i = next++; i < cuts.length; i = next++) {
           const cut = cuts[i] as { offset: number; bytes: Buffer };
-          const res = await stowBuffers(url, [cut.bytes]);
+          const res = await stowBuffers(url, [cut.bytes], ingestToken);
           answers.set(cut.offset, { status: res.status, answer: answerOf(res.body) });
         }
       }),

@@ -272,7 +272,11 @@ describe(`poison quarantine across a process death (gateway child, ${process.env
     // Parsing this header takes the worker seconds: the window in which the process is killed.
     const poison = heapHeavyInstance({ study, series, sop: newUid(), instanceNumber: 1 }, 1000);
     const valid = validInstance({ study, series, sop: newUid(), instanceNumber: 2 });
-    const res = await stowBuffers(`${child.baseUrl}/dicomweb/studies`, [poison.bytes, valid.bytes]);
+    const res = await stowBuffers(
+      `${child.baseUrl}/dicomweb/studies`,
+      [poison.bytes, valid.bytes],
+      child.tokens.ingest,
+    );
     expect(res.status).toBe(200);
 
     // Wait until the marker says the poison is being decoded, then kill the whole process.

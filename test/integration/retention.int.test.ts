@@ -331,7 +331,11 @@ describe.each(backends())('retention in the running gateway on %s', (backend) =>
 
   it('STOW-RS in → SR exported → files removed by the retention service, audited; metrics count it', async () => {
     const sample = path.join(FIXTURES_DIR, 'sample-study', 'RG3_J2KR.dcm');
-    const client = new DicomwebClient({ baseUrl: `${t.gw.baseUrl}/dicomweb`, timeoutMs: 30_000 });
+    const client = new DicomwebClient({
+      baseUrl: `${t.gw.baseUrl}/dicomweb`,
+      timeoutMs: 30_000,
+      auth: { type: 'bearer', token: t.tokens.ingest },
+    });
     const stow = await client.storeInstances(undefined, [sample]);
     expect(stow.httpStatus).toBe(200);
     const sop = stow.referenced[0]?.sopInstanceUid as string;
@@ -358,7 +362,7 @@ describe.each(backends())('retention in the running gateway on %s', (backend) =>
       [row.study_instance_uid],
     );
     expect(existsSync(jobs[0]?.result.location as string)).toBe(true);
-    const metrics = await (await fetch(`${t.gw.baseUrl}/metrics`)).text();
+    const metrics = await (await fetch(`${t.gw.baseUrl}/metrics`, { headers: t.auth('operator') })).text();
     expect(metrics).toMatch(/^radscribe_instances_expunged\{via="stow-rs"\} 1$/m);
     expect(metrics).toMatch(/^radscribe_studies\{state="expunged"\} 1$/m);
     expect(metrics).toMatch(/^radscribe_storage_free_bytes [1-9][0-9]*$/m);

@@ -50,6 +50,9 @@ interface Answer {
  * POST raw bytes on a connection of its own. `abortAfter` writes that many bytes (chunked) and then
  * destroys the socket: a client that goes away mid-upload.
  */
+/** `Bearer <ingest token>` of the gateway under test (set in beforeAll). */
+let authorization = '';
+
 function send(
   url: string,
   contentType: string,
@@ -57,7 +60,7 @@ function send(
   abortAfter?: number,
 ): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const headers: http.OutgoingHttpHeaders = { 'content-type': contentType };
+    const headers: http.OutgoingHttpHeaders = { 'content-type': contentType, authorization };
     if (Buffer.isBuffer(body) && abortAfter === undefined) headers['content-length'] = body.length;
     const req = http.request(url, { method: 'POST', headers, agent: false });
     let answered = false;
@@ -251,6 +254,7 @@ describe(`STOW-RS hostile multipart against a gateway process (${POSTGRES ? 'pos
       ingest: { stabilityWindowMs: 3_600_000, maxPartBytes: MAX_PART_BYTES, maxRequestBytes: MAX_REQUEST_BYTES },
     });
     url = `${gw.baseUrl}/dicomweb/studies`;
+    authorization = `Bearer ${gw.tokens.ingest}`;
     if (!POSTGRES) resetPeak(gw.pid);
     readyRss = memoryOf(gw.pid).rss;
   });

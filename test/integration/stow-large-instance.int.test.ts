@@ -135,6 +135,8 @@ function memoryOf(pid: number): { peak: number; rss: number } {
 interface Child {
   readonly proc: ChildProcessWithoutNullStreams;
   readonly baseUrl: string;
+  /** One API token per role (`READY <baseUrl> <tokens>`). */
+  readonly tokens: { readonly ingest: string };
   /** Next stdout line that starts with `prefix`. */
   line(prefix: string): Promise<string>;
   stderr(): string;
@@ -161,18 +163,29 @@ async function startGatewayChild(overrides: object): Promise<Child> {
       proc.once('exit', (code) => reject(new Error(`gateway child exited (${code}): ${err}`)));
     });
   const ready = await line('READY ');
-  return { proc, baseUrl: ready.slice('READY '.length), line, stderr: () => err };
+  const [, baseUrl, tokens] = ready.split(' ');
+  return {
+    proc,
+    baseUrl: baseUrl as string,
+    tokens: JSON.parse(tokens as string) as { ingest: string },
+    line,
+    stderr: () => err,
+  };
 }
 
 /** POST one part as multipart/related, the body streamed from disk (never buffered here). */
-function stow(url: string, file: string): Promise<{ status: number; body: DicomJsonDataset }> {
+function stow(url: string, file: string, token: string): Promise<{ status: number; body: DicomJsonDataset }> {
   return new Promise((resolve, reject) => {
     const boundary = newBoundary();
     const parts = [{ contentType: 'application/dicom', body: file }];
     void multipartBodyLength(parts, boundary).then((length) => {
       const req = http.request(url, {
         method: 'POST',
-        headers: { 'content-type': multipartRelatedContentType(boundary), 'content-length': length },
+        headers: {
+          'content-type': multipartRelatedContentType(boundary),
+          'content-length': length,
+          authorization: `Bearer ${token}`,
+        },
       });
       req.on('response', (res) => {
         let text = '';
@@ -220,7 +233,7 @@ describe(`STOW-RS of a 2 GiB multi-frame instance (${process.env.DATABASE_URL ? 
     const atReset = memoryOf(pid);
 
     const started = Date.now();
-    const res = await stow(`${child.baseUrl}/dicomweb/studies`, file);
+    const res = await stow(`${child.baseUrl}/dicomweb/studies`, file, child.tokens.ingest);
     const seconds = (Date.now() - started) / 1000;
     const after = memoryOf(pid);
     expect(res.status).toBe(200);

@@ -277,9 +277,12 @@ function files(dir: string, filter: (f: string) => boolean): string[] {
   return out;
 }
 
-async function metrics(baseUrl: string): Promise<string | undefined> {
+async function metrics(baseUrl: string, token: string): Promise<string | undefined> {
   try {
-    const r = await fetch(`${baseUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
+    const r = await fetch(`${baseUrl}/metrics`, {
+      headers: { authorization: `Bearer ${token}` },
+      signal: AbortSignal.timeout(5000),
+    });
     return r.ok ? await r.text() : undefined;
   } catch {
     return undefined;
@@ -413,11 +416,32 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
     ].join('\n'),
   );
 
+  // The gateway asks for a token (README "Access"): made with the CLI, as an operator would.
+  const token = (role: string): string =>
+    (
+      JSON.parse(
+        execFileSync(
+          BIN,
+          ['token', 'create', '--name', `crash trial ${role}`, '--role', role, '--json', '--config', configFile],
+          {
+            env: childEnv(),
+            encoding: 'utf8',
+            timeout: 120_000,
+          },
+        ),
+      ) as { secret: string }
+    ).secret;
+  const ingestToken = token('ingest');
+  const operatorToken = token('operator');
   const instances = makeStudies(studies, perStudy);
   const studyUids = [...new Set(instances.map((i) => i.study))];
   const acked = new Set<string>();
   const problems: string[] = [];
-  const client = new DicomwebClient({ baseUrl: `${baseUrl}/dicomweb`, timeoutMs: 60_000 });
+  const client = new DicomwebClient({
+    baseUrl: `${baseUrl}/dicomweb`,
+    timeoutMs: 60_000,
+    auth: { type: 'bearer', token: ingestToken },
+  });
   let inFlight = 0;
 
   /** One STOW-RS request per study, all studies at once; returns when each got an answer or failed. */
@@ -516,7 +540,7 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
       // Without a kill: wait for the work to finish (then the kill, if any, lands after done).
       const deadline = Date.now() + (options.finishTimeoutMs ?? 120_000);
       while (!killed && Date.now() < deadline) {
-        const m = await metrics(baseUrl);
+        const m = await metrics(baseUrl, operatorToken);
         if (m && finished(m, studies, instances.length)) {
           firstRunDoneMs = Date.now() - spawnedAt;
           break;
@@ -564,7 +588,7 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
         if (acked.size < instances.length) await sleep(200);
       }
       while (Date.now() < deadline) {
-        const m = await metrics(baseUrl);
+        const m = await metrics(baseUrl, operatorToken);
         if (m && finished(m, studies, instances.length)) {
           finishedOk = true;
           break;

@@ -7,6 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import type { DicomJsonDataset } from '../../src/pacs/dicom-json.js';
 import { multipartRelatedContentType, newBoundary } from '../../src/pacs/media-type.js';
 import { multipartBody, multipartBodyLength } from '../../src/pacs/multipart.js';
+import type { RoleTokens } from './gateway.js';
 
 /** Drives test/support/gateway-child.ts: a gateway in its own process, so its memory is its own. */
 
@@ -23,6 +24,8 @@ export function memoryOf(pid: number): { peak: number; rss: number } {
 export interface GatewayChild {
   readonly proc: ChildProcessWithoutNullStreams;
   readonly baseUrl: string;
+  /** One API token per role on the child's database. */
+  readonly tokens: RoleTokens;
   /** Send one protocol command and wait for its answer line; the JSON after the command word. */
   ask<T>(cmd: string, arg?: string): Promise<T>;
   stderr(): string;
@@ -56,7 +59,8 @@ export async function startGatewayChild(overrides: object): Promise<GatewayChild
   const ready = await line('READY ');
   return {
     proc,
-    baseUrl: ready.slice('READY '.length),
+    baseUrl: ready.split(' ')[1] as string,
+    tokens: JSON.parse(ready.split(' ').slice(2).join(' ')) as RoleTokens,
     async ask<T>(cmd: string, arg?: string): Promise<T> {
       const answer = line(`${cmd} `);
       proc.stdin.write(`${cmd}${arg ? ` ${arg}` : ''}\n`);
@@ -76,6 +80,8 @@ export async function startGatewayChild(overrides: object): Promise<GatewayChild
 export function stowBuffers(
   url: string,
   bodies: readonly Uint8Array[],
+  /** An ingest token (GatewayChild.tokens.ingest). */
+  token?: string,
 ): Promise<{ status: number; body: DicomJsonDataset }> {
   return new Promise((resolve, reject) => {
     const boundary = newBoundary();
@@ -83,7 +89,11 @@ export function stowBuffers(
     void multipartBodyLength(parts, boundary).then((length) => {
       const req = http.request(url, {
         method: 'POST',
-        headers: { 'content-type': multipartRelatedContentType(boundary), 'content-length': length },
+        headers: {
+          'content-type': multipartRelatedContentType(boundary),
+          'content-length': length,
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+        },
       });
       req.on('response', (res) => {
         let text = '';

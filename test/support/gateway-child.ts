@@ -7,7 +7,7 @@ import { startTestGateway } from './gateway.js';
  * measure the gateway's memory apart from jest's. Configuration overrides come as JSON in
  * RADSCRIBE_TEST_OVERRIDES; the database is the server in DATABASE_URL when set, else PGlite.
  * Protocol on stdout/stdin, one line each:
- *   → `READY <baseUrl>` once listening
+ *   → `READY <baseUrl> <json of one API token per role>` once listening
  *   ← `ROW <sopInstanceUid>`  → `ROW <json of the instances row | null>`
  *   ← `VERIFY`                 → `VERIFY <json of verifyAuditChain's report>`
  *   ← `QUERY <json string: SQL>` → `QUERY <json of the rows>` (test assertions on audit_events etc.)
@@ -54,7 +54,7 @@ async function main(): Promise<void> {
         .then((r) => process.stdout.write(`ROW ${JSON.stringify(r.rows[0] ?? null)}\n`));
     }
   });
-  process.stdout.write(`READY ${t.gw.baseUrl}\n`);
+  process.stdout.write(`READY ${t.gw.baseUrl} ${JSON.stringify(t.tokens)}\n`);
 }
 
 main().catch((err: unknown) => {

@@ -2,6 +2,7 @@ import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import type { RoleTokens } from './gateway.js';
 
 /**
  * Drives test/support/gateway-child.ts: a test gateway in a process of its own, so that a test
@@ -26,6 +27,8 @@ export interface GatewayProcess {
   readonly proc: ChildProcessWithoutNullStreams;
   readonly pid: number;
   readonly baseUrl: string;
+  /** One API token per role on the child's database. */
+  readonly tokens: RoleTokens;
   /** Rows of a SQL query run by the gateway on its own database. */
   query<T = Record<string, unknown>>(sql: string): Promise<T[]>;
   /** verifyAuditChain on the gateway's database. */
@@ -64,7 +67,8 @@ export async function startGatewayProcess(overrides: object): Promise<GatewayPro
   return {
     proc,
     pid: proc.pid as number,
-    baseUrl: ready.slice('READY '.length),
+    baseUrl: ready.split(' ')[1] as string,
+    tokens: JSON.parse(ready.split(' ').slice(2).join(' ')) as RoleTokens,
     query<T>(sql: string): Promise<T[]> {
       const next = chain.then(async () => {
         const answer = line('QUERY ');

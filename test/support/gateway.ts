@@ -5,6 +5,8 @@ import path from 'node:path';
 import pg from 'pg';
 import { loadConfig, type RadScribeConfig } from '../../src/config.js';
 import { Gateway } from '../../src/gateway.js';
+import { createApiToken } from '../../src/http/auth/api-tokens.js';
+import { ROLES, type Role } from '../../src/http/auth/roles.js';
 
 /**
  * Database backends a gateway test runs against: the embedded PGlite always, and the PostgreSQL
@@ -36,8 +38,28 @@ async function createServerDatabase(): Promise<{ url: string; drop: () => Promis
   };
 }
 
+/** One API token per role (the gateway asks every caller but /health for one, README "Access"). */
+export type RoleTokens = Readonly<Record<Role, string>>;
+
+/** Creates one token per role on a started gateway's database (no audit event: test fixtures). */
+export async function createRoleTokens(gw: Gateway): Promise<RoleTokens> {
+  const out: Partial<Record<Role, string>> = {};
+  for (const role of ROLES)
+    out[role] = (await createApiToken(gw.db.pool, { name: `test ${role}`, role, createdBy: 'test' })).secret;
+  return out as RoleTokens;
+}
+
+/** `{ authorization: 'Bearer …' }` for fetch. */
+export function bearer(token: string): Record<string, string> {
+  return { authorization: `Bearer ${token}` };
+}
+
 export interface TestGateway {
   readonly gw: Gateway;
+  /** API tokens, one per role, valid across restart(). */
+  readonly tokens: RoleTokens;
+  /** Authorization header of a role's token, for fetch. */
+  auth(role: Role): Record<string, string>;
   readonly config: RadScribeConfig;
   readonly dataDir: string;
   /** Stop the gateway and start it again on the same data (restart survival). */
@@ -88,11 +110,21 @@ export async function startTestGateway(
 ): Promise<TestGateway> {
   const { config, dataDir, dispose } = await testGatewaySetup(backend, overrides);
   let gw = await Gateway.start(config, { actor: 'test' });
+  let tokens: RoleTokens;
+  try {
+    tokens = await createRoleTokens(gw);
+  } catch (err: unknown) {
+    await gw.stop('test');
+    await dispose();
+    throw err;
+  }
   let closed = false;
   return {
     get gw() {
       return gw;
     },
+    tokens,
+    auth: (role) => bearer(tokens[role]),
     config,
     dataDir,
     async restart() {

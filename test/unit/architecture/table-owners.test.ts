@@ -23,6 +23,7 @@ const OWNERS: Readonly<Record<string, readonly string[]>> = {
   remote_studies: ['src/ingest/remote-study-tracker.ts'],
   sr_exports: ['src/export/sr-export-ledger.ts'],
   schema_migrations: ['src/db/migrate.ts'],
+  api_tokens: ['src/http/auth/api-tokens.ts'],
 };
 
 const TABLES = new Set(migrationTables());

@@ -1,0 +1,60 @@
+import { Role } from './roles.js';
+
+/**
+ * The one declarative table of who may call what (issue 12, Access). The app's authorization
+ * middleware looks every request up here, and test/integration/http-auth.int.test.ts iterates over
+ * it (one test per role × route). `/health` is the only public route, `/metrics` too when
+ * `http.metricsPublic` is set. A request that matches no row still needs valid credentials (401
+ * without them), then is 404 before any router runs: an anonymous caller learns nothing about the
+ * routes, and no other spelling of a path reaches a handler unchecked.
+ */
+export const HttpMethod = { Get: 'GET', Post: 'POST', Delete: 'DELETE' } as const;
+export type HttpMethod = (typeof HttpMethod)[keyof typeof HttpMethod];
+
+export interface RoutePolicy {
+  readonly method: HttpMethod;
+  /** Express-style path; `:name` matches one path segment. */
+  readonly path: string;
+  /** Roles allowed; empty = public (no credentials asked). */
+  readonly roles: readonly Role[];
+  /** What the route does, for the README matrix and the audit detail. */
+  readonly purpose: string;
+}
+
+export const ROUTE_POLICY: readonly RoutePolicy[] = [
+  { method: 'GET', path: '/health', roles: [], purpose: 'liveness and readiness' },
+  { method: 'GET', path: '/metrics', roles: [Role.Admin, Role.Operator], purpose: 'Prometheus metrics' },
+  { method: 'POST', path: '/dicomweb/studies', roles: [Role.Ingest], purpose: 'STOW-RS store instances' },
+  {
+    method: 'POST',
+    path: '/dicomweb/studies/:study',
+    roles: [Role.Ingest],
+    purpose: 'STOW-RS store instances of one study',
+  },
+  { method: 'GET', path: '/api/audit', roles: [Role.Auditor], purpose: 'audit trail listing' },
+  { method: 'GET', path: '/api/audit/events', roles: [Role.Auditor], purpose: 'audit query and CSV export' },
+  { method: 'GET', path: '/api/jobs', roles: [Role.Operator, Role.Admin], purpose: 'job queue listing' },
+  { method: 'GET', path: '/api/tokens', roles: [Role.Admin], purpose: 'list API tokens' },
+  { method: 'POST', path: '/api/tokens', roles: [Role.Admin], purpose: 'create an API token' },
+  { method: 'DELETE', path: '/api/tokens/:id', roles: [Role.Admin], purpose: 'revoke an API token' },
+];
+
+function matches(pattern: string, path: string): boolean {
+  const p = pattern.split('/');
+  const a = path.replace(/\/+$/, '').split('/');
+  if (a.length === 1 && a[0] === '') a.push('');
+  if (p.length !== a.length) return false;
+  return p.every((seg, i) => (seg.startsWith(':') ? (a[i] ?? '') !== '' : seg === a[i]));
+}
+
+/** The policy row of a request, or undefined (deny by default). HEAD is looked up as GET. */
+export function policyFor(
+  method: string,
+  path: string,
+  options: { metricsPublic?: boolean } = {},
+): RoutePolicy | undefined {
+  const m = method === 'HEAD' ? 'GET' : method;
+  const row = ROUTE_POLICY.find((r) => r.method === m && matches(r.path, path));
+  if (row && row.path === '/metrics' && options.metricsPublic) return { ...row, roles: [] };
+  return row;
+}

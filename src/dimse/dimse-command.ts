@@ -113,7 +113,13 @@ export function decodeCommandSet(b: Buffer): CommandSet {
       out.set(element, v.readUInt32LE(0));
     } else if (vr === 'UI' || vr === 'AE' || vr === 'LO') {
       // UI padded with NUL, AE/LO with space (PS3.5 §6.2).
-      out.set(element, v.toString('latin1').replace(/[\0 ]+$/, '').replace(/^ +/, ''));
+      out.set(
+        element,
+        v
+          .toString('latin1')
+          .replace(/[\0 ]+$/, '')
+          .replace(/^ +/, ''),
+      );
     } else out.set(element, Buffer.from(v));
     off += 8 + len;
   }
@@ -146,8 +152,12 @@ function element(tag: number, value: number | string, vr: Vr): Buffer {
  * Encode a command set: elements in ascending tag order (PS3.5 §7.1), led by Command Group Length
  * (the byte count of the elements after it).
  */
-export function encodeCommandSet(fields: ReadonlyMap<number, number | string> | Record<number, number | string>): Buffer {
-  const entries = (fields instanceof Map ? [...fields.entries()] : Object.entries(fields).map(([k, v]) => [Number(k), v]))
+export function encodeCommandSet(
+  fields: ReadonlyMap<number, number | string> | Record<number, number | string>,
+): Buffer {
+  const entries = (
+    fields instanceof Map ? [...fields.entries()] : Object.entries(fields).map(([k, v]) => [Number(k), v])
+  )
     .filter(([tag]) => tag !== CommandTag.CommandGroupLength)
     .sort((a, b) => (a[0] as number) - (b[0] as number)) as [number, number | string][];
   const body = Buffer.concat(

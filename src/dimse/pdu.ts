@@ -1,3 +1,4 @@
+import { ApplicationContextName } from '../dicom/uids.js';
 import { aeTitleField } from './ae-title.js';
 
 /**
@@ -36,7 +37,7 @@ export const ItemType = {
 } as const;
 
 /** The DICOM Application Context Name (PS3.7 Annex A.2.1). */
-export const DICOM_APPLICATION_CONTEXT = '1.2.840.10008.3.1.1.1';
+export const DICOM_APPLICATION_CONTEXT: string = ApplicationContextName.Dicom;
 
 /** PS3.8 Table 9-18: Presentation context results in an A-ASSOCIATE-AC. */
 export const PresentationContextResult = {
@@ -377,7 +378,10 @@ function decodeAssociate(type: 0x01 | 0x02, body: Buffer): AssociateRq | Associa
         userInformation = decodeUserInformation(it.value);
         break;
       default:
-        throw malformed(`A-ASSOCIATE: unknown item type 0x${it.type.toString(16)}`, AbortReason.UnrecognizedPduParameter);
+        throw malformed(
+          `A-ASSOCIATE: unknown item type 0x${it.type.toString(16)}`,
+          AbortReason.UnrecognizedPduParameter,
+        );
     }
   }
   if (applicationContext === undefined) throw malformed('A-ASSOCIATE without an application context item');
@@ -416,7 +420,12 @@ function decodePData(body: Buffer): PData {
     const contextId = body.readUInt8(off + 4);
     const mch = body.readUInt8(off + 5);
     if ((mch & 0xfc) !== 0) throw malformed('P-DATA-TF: reserved message control header bits set');
-    pdvs.push({ contextId, command: (mch & 1) === 1, last: (mch & 2) === 2, fragment: body.subarray(off + 6, off + 4 + len) });
+    pdvs.push({
+      contextId,
+      command: (mch & 1) === 1,
+      last: (mch & 2) === 2,
+      fragment: body.subarray(off + 6, off + 4 + len),
+    });
     off += 4 + len;
   }
   if (pdvs.length === 0) throw malformed('P-DATA-TF without a PDV item');
@@ -492,7 +501,10 @@ export class PduReader {
     const limit = type === PduType.PData ? this.limits.maxPduLength : this.limits.maxControlPduLength;
     // 0 = "no limit" on the wire (D.1), but never for what we buffer.
     if (limit > 0 && len > limit)
-      throw new PduError(PduFailure.TooLong, `PDU type 0x${type.toString(16)} of ${len} bytes exceeds the limit of ${limit}`);
+      throw new PduError(
+        PduFailure.TooLong,
+        `PDU type 0x${type.toString(16)} of ${len} bytes exceeds the limit of ${limit}`,
+      );
     const total = PDU_HEADER_BYTES + len;
     if (this.#buffered < total) return undefined;
     return decodePdu(this.#take(total));

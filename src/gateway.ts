@@ -17,6 +17,7 @@ import {
 import type { RadScribeConfig } from './config.js';
 import { migrate } from './db/migrate.js';
 import { type Database, openDatabase } from './db/pool.js';
+import { StorageScp } from './dimse/storage-scp.js';
 import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from './errors.js';
 import { InferenceClient } from './inference/inference-client.js';
 import type { ModelIdentity } from './inference/model-identity.js';
@@ -61,6 +62,7 @@ export class Gateway {
   private readonly inference: Resource<InferenceClient>;
   private readonly jobWorker: Resource<JobWorker>;
   private readonly http: HttpService;
+  private readonly dimse: readonly Resource<StorageScp>[];
   private readonly actor: string;
   private stopActor: string;
   private starting: Promise<this> | undefined;
@@ -187,6 +189,37 @@ export class Gateway {
       config.http.port,
       config.http.requestTimeoutMs,
     );
+    // DIMSE receiving (C-ECHO / C-STORE SCP), one listener per configured local AE title, into the
+    // same InstanceStore as STOW-RS. No listeners configured: nothing listens.
+    const dimse = config.dimse.listeners.map(
+      (listener) =>
+        new Resource<StorageScp>(
+          `dimse:${listener.aeTitle}`,
+          async () => {
+            const { sink, tmpDir } = ingest.value;
+            const pool = database.value.pool;
+            const scp = new StorageScp({
+              listener,
+              sink,
+              tmpDir,
+              pool,
+              refusals: new AuditRecorder(pool),
+              maxPduLength: config.dimse.maxPduLength,
+              maxInstanceBytes: config.ingest.maxPartBytes,
+              timeouts: { artimMs: config.dimse.artimMs, idleMs: config.dimse.idleMs },
+            });
+            try {
+              await scp.start();
+            } catch (err: unknown) {
+              await scp.close();
+              throw err;
+            }
+            return scp;
+          },
+          (scp) => scp.close(),
+        ),
+    );
+    this.dimse = dimse;
     const jobWorker = new Resource<JobWorker>(
       'job-worker',
       async () => {
@@ -243,6 +276,7 @@ export class Gateway {
       ...(anchor ? [anchor] : []),
       stopAudit,
       http,
+      ...dimse,
       jobWorker,
       ...pollers,
       retentionService(config, database, this.actor),
@@ -275,6 +309,10 @@ export class Gateway {
   /** Base URL of the running HTTP server (e.g. http://127.0.0.1:8080). */
   get baseUrl(): string {
     return this.http.baseUrl;
+  }
+  /** The running DIMSE listeners (AE title → port actually bound; port 0 in config = any free port). */
+  get dimseListeners(): { aeTitle: string; port: number }[] {
+    return this.dimse.map((r) => ({ aeTitle: r.value.aeTitle, port: r.value.port }));
   }
   get db(): Database {
     return this.database.value;

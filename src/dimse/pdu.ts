@@ -470,6 +470,9 @@ export interface PduReaderLimits {
   readonly maxControlPduLength: number;
 }
 
+/** The Maximum Length Received we advertise unless configured (config `dimse.maxPduLength`). */
+export const DEFAULT_MAX_PDU_LENGTH = 256 * 1024;
+
 export const DEFAULT_PDU_READER_LIMITS: PduReaderLimits = { maxPduLength: 256 * 1024, maxControlPduLength: 64 * 1024 };
 
 /**

@@ -31,6 +31,7 @@ import {
 import { type CStoreRq, DimseStatus } from './dimse-command.js';
 import {
   type AssociateRq,
+  DEFAULT_MAX_PDU_LENGTH,
   type PresentationContextAc,
   PresentationContextResult,
   RejectResult,
@@ -73,7 +74,6 @@ export interface StorageScpOptions {
   readonly logger?: Logger;
 }
 
-export const DEFAULT_MAX_PDU_LENGTH = 256 * 1024;
 export const DEFAULT_MAX_INSTANCE_BYTES = 4 * 1024 ** 3;
 
 /** Uncompressed syntaxes offered for Verification (PS3.4 A.4: Implicit VR LE at least). */

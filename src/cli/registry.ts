@@ -1,6 +1,7 @@
 import type { CliCommand } from './args.js';
 import { auditCommand } from './audit.js';
 import { describeCommand } from './describe.js';
+import { echoCommand } from './echo.js';
 import { demoCommand, migrateCommand, serveCommand } from './gateway-commands.js';
 import { modelCommand } from './model-check.js';
 import { remoteCommand } from './remote.js';
@@ -19,6 +20,7 @@ export const COMMANDS: readonly CliCommand[] = [
   migrateCommand,
   auditCommand,
   remoteCommand,
+  echoCommand,
   retentionCommand,
   srCommand,
   modelCommand,

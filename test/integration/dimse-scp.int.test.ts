@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { AuditRecorder } from '../../src/audit/audit-recorder.js';
+import { echo, parseEchoTarget } from '../../src/dimse/echo-scu.js';
 import { decodePdu, PduType } from '../../src/dimse/pdu.js';
 import { StorageScp } from '../../src/dimse/storage-scp.js';
 import { InstanceStore } from '../../src/ingest/instance-store.js';
@@ -276,6 +277,28 @@ describe(`DIMSE C-ECHO / C-STORE SCP against DCMTK (${backendName()})`, () => {
     expect(decodePdu(big)).toMatchObject({ type: PduType.Abort, source: 2 });
     const r = await dcmtk('echoscu', ['-aet', 'ECHOSCU', '-aec', AET, '127.0.0.1', String(scp.port)]);
     expect(r.code).toBe(0);
+  });
+
+  it('radscribe echo (our C-ECHO SCU) against DCMTK storescp and against our SCP', async () => {
+    const dcmtkPeer = await echo(
+      { host: '127.0.0.1', port: refPort, calledAeTitle: 'REF' },
+      { callingAeTitle: 'ECHOSCU' },
+    );
+    expect(dcmtkPeer).toMatchObject({ ok: true, outcome: 'success', status: 0 });
+    expect(dcmtkPeer.echoMs).toBeLessThan(1_000);
+    const ours = await echo({ host: '127.0.0.1', port: scp.port, calledAeTitle: AET }, { callingAeTitle: 'ECHOSCU' });
+    expect(ours).toMatchObject({ ok: true, status: 0 });
+    const wrong = await echo(
+      { host: '127.0.0.1', port: scp.port, calledAeTitle: 'NOTUS' },
+      { callingAeTitle: 'ECHOSCU' },
+    );
+    expect(wrong).toMatchObject({ ok: false, outcome: 'association rejected (result 1, source 1, reason 7)' });
+    expect(parseEchoTarget('pacs.example:104:MAIN_PACS')).toEqual({
+      host: 'pacs.example',
+      port: 104,
+      calledAeTitle: 'MAIN_PACS',
+    });
+    expect(() => parseEchoTarget('pacs:104:BAD\\AE')).toThrow(/backslash/);
   });
 
   it('closes a connection that never sends an A-ASSOCIATE-RQ when ARTIM expires', async () => {

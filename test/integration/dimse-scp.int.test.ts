@@ -15,8 +15,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { AuditRecorder } from '../../src/audit/audit-recorder.js';
+import { CommandField, CommandTag, encodeCommandSet } from '../../src/dimse/dimse-command.js';
 import { echo, parseEchoTarget } from '../../src/dimse/echo-scu.js';
-import { decodePdu, PduType } from '../../src/dimse/pdu.js';
+import { DICOM_APPLICATION_CONTEXT, decodePdu, encodePdu, type Pdu, PduReader, PduType } from '../../src/dimse/pdu.js';
 import { StorageScp } from '../../src/dimse/storage-scp.js';
 import { InstanceStore } from '../../src/ingest/instance-store.js';
 import { getStudy } from '../../src/ingest/study-lifecycle.js';
@@ -64,6 +65,11 @@ function filesUnder(dir: string): string[] {
     .map((d) => path.join(d.parentPath, d.name));
 }
 
+async function waitForEmptySpool(): Promise<void> {
+  for (let i = 0; i < 50 && filesUnder(tmpDir).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+  expect(filesUnder(tmpDir)).toEqual([]);
+}
+
 async function dcmtk(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
   try {
     const { stdout, stderr } = await run(cmd, args, { timeout: 60_000 });
@@ -97,7 +103,7 @@ beforeAll(async () => {
     pool: db.pool,
     refusals: new AuditRecorder(db.pool),
     maxPduLength: 64 * 1024,
-    timeouts: { artimMs: 2_000, idleMs: 10_000 },
+    timeouts: { artimMs: 2_000, idleMs: 3_000 },
   });
   await scp.start();
   refDir = path.join(work, 'storescp');
@@ -299,6 +305,132 @@ describe(`DIMSE C-ECHO / C-STORE SCP against DCMTK (${backendName()})`, () => {
       calledAeTitle: 'MAIN_PACS',
     });
     expect(() => parseEchoTarget('pacs:104:BAD\\AE')).toThrow(/backslash/);
+  });
+
+  /** A raw association: our own A-ASSOCIATE-RQ, then whatever the test writes; resolves with all PDUs read until close. */
+  function rawAssociation(after: (s: net.Socket) => void): Promise<{ pdus: Pdu[]; ms: number }> {
+    return new Promise((resolve, reject) => {
+      const t0 = Date.now();
+      const s = net.connect(scp.port, '127.0.0.1');
+      const reader = new PduReader({ maxPduLength: 1 << 20, maxControlPduLength: 1 << 16 });
+      const pdus: Pdu[] = [];
+      s.on('data', (c) => {
+        reader.push(c);
+        for (let p = reader.next(); p; p = reader.next()) {
+          pdus.push(p);
+          if (p.type === PduType.AssociateAc) after(s);
+        }
+      });
+      s.on('close', () => resolve({ pdus, ms: Date.now() - t0 }));
+      s.on('error', reject);
+      s.write(
+        encodePdu({
+          type: PduType.AssociateRq,
+          protocolVersion: 1,
+          calledAeTitle: AET,
+          callingAeTitle: 'MODALITY1',
+          applicationContext: DICOM_APPLICATION_CONTEXT,
+          presentationContexts: [
+            { id: 1, abstractSyntax: '1.2.840.10008.5.1.4.1.1.7', transferSyntaxes: ['1.2.840.10008.1.2.1'] },
+            { id: 3, abstractSyntax: '1.2.840.10008.5.1.4.1.2.1.1', transferSyntaxes: ['1.2.840.10008.1.2'] },
+            { id: 5, abstractSyntax: '1.2.840.10008.5.1.4.1.1.2', transferSyntaxes: ['1.2.840.10008.1.2.4.100'] },
+          ],
+          userInformation: { maxPduLength: 16384, implementationClassUid: '1.2.3.4' },
+        }),
+      );
+    });
+  }
+
+  function storeCommand(sopInstanceUid: string): Buffer {
+    return encodeCommandSet(
+      new Map<number, number | string>([
+        [CommandTag.AffectedSopClassUid, '1.2.840.10008.5.1.4.1.1.7'],
+        [CommandTag.CommandField, CommandField.CStoreRq],
+        [CommandTag.MessageId, 1],
+        [CommandTag.Priority, 0],
+        [CommandTag.CommandDataSetType, 0],
+        [CommandTag.AffectedSopInstanceUid, sopInstanceUid],
+      ]),
+    );
+  }
+
+  it('negotiates each context on its own: storage accepted, Query/Retrieve result 3, an unknown syntax result 4', async () => {
+    const { pdus } = await rawAssociation((s) => s.write(encodePdu({ type: PduType.ReleaseRq })));
+    const ac = pdus[0];
+    expect(ac?.type).toBe(PduType.AssociateAc);
+    if (ac?.type !== PduType.AssociateAc) return;
+    expect(ac.presentationContexts).toEqual([
+      { id: 1, result: 0, transferSyntax: '1.2.840.10008.1.2.1' },
+      expect.objectContaining({ id: 3, result: 3 }),
+      expect.objectContaining({ id: 5, result: 4 }),
+    ]);
+    expect(ac.userInformation.maxPduLength).toBe(64 * 1024);
+    expect(pdus[1]?.type).toBe(PduType.ReleaseRp);
+  });
+
+  it('aborts a P-DATA-TF longer than the advertised maximum, from its header, and drops the partial data set', async () => {
+    const { pdus } = await rawAssociation((s) => {
+      s.write(
+        encodePdu({
+          type: PduType.PData,
+          pdvs: [{ contextId: 1, command: true, last: true, fragment: storeCommand('1.2.3.4.1') }],
+        }),
+      );
+      s.write(
+        encodePdu({
+          type: PduType.PData,
+          pdvs: [{ contextId: 1, command: false, last: false, fragment: Buffer.alloc(1000) }],
+        }),
+      );
+      // A P-DATA-TF header announcing 1 MiB (we advertised 64 KiB); its body never comes.
+      s.write(Buffer.from([0x04, 0, 0x00, 0x10, 0x00, 0x00]));
+    });
+    expect(pdus.map((p) => p.type)).toEqual([PduType.AssociateAc, PduType.Abort]);
+    expect(pdus[1]).toMatchObject({ source: 2, reason: 6 });
+    await waitForEmptySpool();
+  });
+
+  it('aborts a sender that stalls mid data set (network timeout) and deletes its spool file', async () => {
+    const { pdus, ms } = await rawAssociation((s) => {
+      s.write(
+        encodePdu({
+          type: PduType.PData,
+          pdvs: [{ contextId: 1, command: true, last: true, fragment: storeCommand('1.2.3.4.2') }],
+        }),
+      );
+      s.write(
+        encodePdu({
+          type: PduType.PData,
+          pdvs: [{ contextId: 1, command: false, last: false, fragment: Buffer.alloc(4000) }],
+        }),
+      );
+      // ...and then nothing: a half-open or stalled sender.
+    });
+    expect(pdus.map((p) => p.type)).toEqual([PduType.AssociateAc, PduType.Abort]);
+    expect(ms).toBeGreaterThanOrEqual(2_900);
+    await waitForEmptySpool();
+  });
+
+  it('aborts a data fragment on a context that was not accepted, and one with no C-STORE command', async () => {
+    const a = await rawAssociation((s) =>
+      s.write(
+        encodePdu({
+          type: PduType.PData,
+          pdvs: [{ contextId: 3, command: true, last: true, fragment: storeCommand('1.2.3.4.3') }],
+        }),
+      ),
+    );
+    expect(a.pdus.map((p) => p.type)).toEqual([PduType.AssociateAc, PduType.Abort]);
+    const b = await rawAssociation((s) =>
+      s.write(
+        encodePdu({
+          type: PduType.PData,
+          pdvs: [{ contextId: 1, command: false, last: true, fragment: Buffer.alloc(10) }],
+        }),
+      ),
+    );
+    expect(b.pdus.map((p) => p.type)).toEqual([PduType.AssociateAc, PduType.Abort]);
+    expect((await dcmtk('echoscu', ['-aet', 'ECHOSCU', '-aec', AET, '127.0.0.1', String(scp.port)])).code).toBe(0);
   });
 
   it('closes a connection that never sends an A-ASSOCIATE-RQ when ARTIM expires', async () => {

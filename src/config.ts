@@ -126,7 +126,13 @@ export interface RadScribeConfig {
   dicomLimits: DicomLimits;
   selection: { eachImage: string[]; perSeriesSlices: number; multiFrameFrames: number };
   /** DIMSE receiving (src/dimse): Upper Layer limits and the listening AEs; no listeners = disabled. */
-  dimse: { maxPduLength: number; artimMs: number; idleMs: number; listeners: DimseListenerConfig[] };
+  dimse: {
+    maxPduLength: number;
+    artimMs: number;
+    idleMs: number;
+    maxAssociations: number;
+    listeners: DimseListenerConfig[];
+  };
   remoteNodes: RemoteNodeConfig[];
   destinations: DestinationConfig[];
   defaultDestination: string;
@@ -302,6 +308,7 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
     maxPduLength: v.int(dimseDoc, 'maxPduLength', 'dimse', 4096, 16 * 1024 * 1024, dimseDefaults.maxPduLength),
     artimMs: v.int(dimseDoc, 'artimMs', 'dimse', 100, 3_600_000, dimseDefaults.artimMs),
     idleMs: v.int(dimseDoc, 'idleMs', 'dimse', 100, MAX_MS, dimseDefaults.idleMs),
+    maxAssociations: v.int(dimseDoc, 'maxAssociations', 'dimse', 1, 10_000, dimseDefaults.maxAssociations),
     listeners: v
       .arr(dimseDoc, 'listeners', 'dimse')
       .map((l, i) => validateDimseListener(v, l, `dimse.listeners[${i}]`)),

@@ -206,6 +206,7 @@ export class Gateway {
               refusals: new AuditRecorder(pool),
               maxPduLength: config.dimse.maxPduLength,
               maxInstanceBytes: config.ingest.maxPartBytes,
+              maxAssociations: config.dimse.maxAssociations,
               timeouts: { artimMs: config.dimse.artimMs, idleMs: config.dimse.idleMs },
             });
             try {

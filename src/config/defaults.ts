@@ -1,7 +1,7 @@
 import { DEFAULT_ANCHOR_INTERVAL_SECONDS } from '../audit/audit-anchor.js';
 import { DEFAULT_CHECKOUT_TIMEOUT_MS, DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT_MS } from '../db/pool.js';
 import { DEFAULT_DICOM_LIMITS } from '../dicom/limits.js';
-import { DEFAULT_ASSOCIATION_TIMEOUTS } from '../dimse/association.js';
+import { DEFAULT_ASSOCIATION_TIMEOUTS, DEFAULT_MAX_ASSOCIATIONS } from '../dimse/association.js';
 import { DEFAULT_MAX_PDU_LENGTH } from '../dimse/pdu.js';
 import { DEFAULT_HARD_TIMEOUT_GRACE_MS } from '../inference/inference-client.js';
 import { DEFAULT_EXECUTION_PROVIDERS } from '../inference/vision-language-model.js';
@@ -126,6 +126,7 @@ export const CONFIG_DEFAULTS = {
     maxPduLength: DEFAULT_MAX_PDU_LENGTH,
     artimMs: DEFAULT_ASSOCIATION_TIMEOUTS.artimMs,
     idleMs: DEFAULT_ASSOCIATION_TIMEOUTS.idleMs,
+    maxAssociations: DEFAULT_MAX_ASSOCIATIONS,
     listeners: [],
   },
   remoteNodes: [],

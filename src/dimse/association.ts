@@ -60,6 +60,9 @@ export interface AssociationTimeouts {
 
 export const DEFAULT_ASSOCIATION_TIMEOUTS: AssociationTimeouts = { artimMs: 30_000, idleMs: 60_000 };
 
+/** Associations a listener keeps open at once unless configured (config `dimse.maxAssociations`). */
+export const DEFAULT_MAX_ASSOCIATIONS = 64;
+
 export interface AssociationLimits {
   /** Our Maximum Length Received (PS3.8 D.1), advertised in the A-ASSOCIATE-AC and enforced. */
   readonly maxPduLength: number;
@@ -172,7 +175,9 @@ export class Association {
   }
 
   #onData(chunk: Buffer): void {
-    if (this.#state === AssociationState.Closed) return;
+    // After our last PDU (RJ, RP, A-ABORT) nothing the peer sends is read: dropped, never buffered,
+    // so a peer that keeps sending until ARTIM closes it costs no memory (PS3.8 §9.2 Sta13, AA-6/AA-7).
+    if (this.#state === AssociationState.Closed || this.#state === AssociationState.AwaitingClose) return;
     this.#reader.push(chunk);
     this.#socket.pause();
     this.#work = this.#work

@@ -27,6 +27,7 @@ import {
   type AssociationTimeouts,
   type DataSetReceiver,
   DEFAULT_ASSOCIATION_TIMEOUTS,
+  DEFAULT_MAX_ASSOCIATIONS,
 } from './association.js';
 import { type CStoreRq, DimseStatus } from './dimse-command.js';
 import {
@@ -34,6 +35,7 @@ import {
   DEFAULT_MAX_PDU_LENGTH,
   type PresentationContextAc,
   PresentationContextResult,
+  RejectPresentationReason,
   RejectResult,
   RejectSource,
   RejectUserReason,
@@ -71,6 +73,11 @@ export interface StorageScpOptions {
   /** Largest data set accepted (bytes); a larger one is read to its end and answered 0xA700. */
   readonly maxInstanceBytes?: number;
   readonly timeouts?: Partial<AssociationTimeouts>;
+  /**
+   * Associations open at once on this listener; one more is rejected as transient (A-ASSOCIATE-RJ
+   * 2/3/2, local limit exceeded, PS3.8 Table 9-21) so the sender retries later. Default 64.
+   */
+  readonly maxAssociations?: number;
   readonly logger?: Logger;
 }
 
@@ -204,6 +211,15 @@ export class StorageScp {
   async #negotiate(rq: AssociateRq, info: AssociationInfo): Promise<AssociationDecision> {
     const l = this.#opts.listener;
     let reject: { reason: number; why: string } | undefined;
+    if (this.#associations.size > (this.#opts.maxAssociations ?? DEFAULT_MAX_ASSOCIATIONS)) {
+      this.#log.warn('association rejected: local limit exceeded', { open: this.#associations.size - 1 });
+      return {
+        accept: false,
+        result: RejectResult.Transient,
+        source: RejectSource.ServiceProviderPresentation,
+        reason: RejectPresentationReason.LocalLimitExceeded,
+      };
+    }
     if (!sameAeTitle(rq.calledAeTitle, l.aeTitle))
       reject = { reason: RejectUserReason.CalledAeTitleNotRecognized, why: 'called AE title not recognised' };
     else if (l.allowedCallingAeTitles && !l.allowedCallingAeTitles.some((t) => sameAeTitle(t, rq.callingAeTitle)))

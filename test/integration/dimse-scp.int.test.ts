@@ -433,6 +433,28 @@ describe(`DIMSE C-ECHO / C-STORE SCP against DCMTK (${backendName()})`, () => {
     expect((await dcmtk('echoscu', ['-aet', 'ECHOSCU', '-aec', AET, '127.0.0.1', String(scp.port)])).code).toBe(0);
   });
 
+  it('rejects an association over maxAssociations as transient (2/3/2), then accepts again once one closes', async () => {
+    const small = new StorageScp({
+      listener: { aeTitle: AET, port: 0, host: '127.0.0.1' },
+      sink,
+      tmpDir,
+      pool: db.pool,
+      maxAssociations: 1,
+    });
+    await small.start();
+    try {
+      const held = net.connect(small.port, '127.0.0.1');
+      await new Promise((r) => held.once('connect', r));
+      const rejected = await echo({ host: '127.0.0.1', port: small.port, calledAeTitle: AET });
+      expect(rejected).toMatchObject({ ok: false, outcome: 'association rejected (result 2, source 3, reason 2)' });
+      held.destroy();
+      await new Promise((r) => setTimeout(r, 100));
+      expect(await echo({ host: '127.0.0.1', port: small.port, calledAeTitle: AET })).toMatchObject({ ok: true });
+    } finally {
+      await small.close();
+    }
+  });
+
   it('closes a connection that never sends an A-ASSOCIATE-RQ when ARTIM expires', async () => {
     const started = Date.now();
     await new Promise<void>((resolve) => {

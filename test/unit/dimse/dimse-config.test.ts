@@ -14,7 +14,13 @@ function problemsOf(overrides: Record<string, unknown>): readonly string[] {
 describe('dimse config (validated at start-up, every problem reported)', () => {
   it('has no listener by default (the demo listens on no DICOM port)', () => {
     const cfg = loadConfig({ env: {} });
-    expect(cfg.dimse).toEqual({ maxPduLength: 262144, artimMs: 30000, idleMs: 60000, listeners: [] });
+    expect(cfg.dimse).toEqual({
+      maxPduLength: 262144,
+      artimMs: 30000,
+      idleMs: 60000,
+      maxAssociations: 64,
+      listeners: [],
+    });
   });
 
   it('reads a listener with host defaulting to loopback', () => {

@@ -1,10 +1,12 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { REMOTE_NODE_DEFAULTS } from './config/defaults.js';
+import { CONFIG_DEFAULTS, REMOTE_NODE_DEFAULTS } from './config/defaults.js';
 import { closestKey, didYouMean } from './config/suggest.js';
 import type { DicomLimits } from './dicom/limits.js';
 import { SrProfile } from './dicom/sr/draft-policy.js';
+import { aeTitleProblem } from './dimse/ae-title.js';
+import type { DimseListenerConfig } from './dimse/storage-scp.js';
 import { ConfigError } from './errors.js';
 import { ExecutionProvider } from './inference/vision-language-model.js';
 import type { RetentionRule } from './ingest/retention.js';
@@ -153,6 +155,14 @@ export interface RadScribeConfig {
   /** Bounds on hostile DICOM content, applied at receipt and before decoding (src/dicom/limits.ts). */
   dicomLimits: DicomLimits;
   selection: { eachImage: string[]; perSeriesSlices: number; multiFrameFrames: number };
+  /** DIMSE receiving (src/dimse): Upper Layer limits and the listening AEs; no listeners = disabled. */
+  dimse: {
+    maxPduLength: number;
+    artimMs: number;
+    idleMs: number;
+    maxAssociations: number;
+    listeners: DimseListenerConfig[];
+  };
   remoteNodes: RemoteNodeConfig[];
   destinations: DestinationConfig[];
   defaultDestination: string;
@@ -369,6 +379,27 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
   const anchor = v.obj(audit, 'anchor', 'audit');
 
   const remoteNodes = v.arr(doc, 'remoteNodes').map((n, i) => validateRemoteNode(v, n, `remoteNodes[${i}]`));
+  const dimseDoc = v.has(doc, 'dimse') ? v.obj(doc, 'dimse') : {};
+  const dimseDefaults = CONFIG_DEFAULTS.dimse;
+  const dimse = {
+    maxPduLength: v.int(dimseDoc, 'maxPduLength', 'dimse', 4096, 16 * 1024 * 1024, dimseDefaults.maxPduLength),
+    artimMs: v.int(dimseDoc, 'artimMs', 'dimse', 100, 3_600_000, dimseDefaults.artimMs),
+    idleMs: v.int(dimseDoc, 'idleMs', 'dimse', 100, MAX_MS, dimseDefaults.idleMs),
+    maxAssociations: v.int(dimseDoc, 'maxAssociations', 'dimse', 1, 10_000, dimseDefaults.maxAssociations),
+    listeners: v
+      .arr(dimseDoc, 'listeners', 'dimse')
+      .map((l, i) => validateDimseListener(v, l, `dimse.listeners[${i}]`)),
+  };
+  v.unique(
+    dimse.listeners.map((l) => l.aeTitle),
+    'dimse.listeners',
+    'aeTitle',
+  );
+  v.unique(
+    dimse.listeners.filter((l) => l.port !== 0).map((l) => `${l.host}:${l.port}`),
+    'dimse.listeners',
+    'host:port',
+  );
   const nodeNames = new Set(remoteNodes.map((n) => n.name));
   const destinations = v
     .arr(doc, 'destinations')
@@ -480,6 +511,7 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
       perSeriesSlices: v.int(selection, 'perSeriesSlices', 'selection', 1, 64),
       multiFrameFrames: v.int(selection, 'multiFrameFrames', 'selection', 1, 64),
     },
+    dimse,
     remoteNodes,
     destinations,
     defaultDestination,
@@ -581,9 +613,35 @@ function validateRemoteNode(v: Validator, n: unknown, p: string): RemoteNodeConf
   };
 }
 
+/** One `dimse.listeners[]` item: a local AE title on a port (PS3.5 AE VR rules for every title). */
+function validateDimseListener(v: Validator, l: unknown, p: string): DimseListenerConfig {
+  const o = v.asObj(l, p);
+  const aeTitle = v.str(o, 'aeTitle', p);
+  const why = aeTitle === '' ? undefined : aeTitleProblem(aeTitle);
+  if (why) v.problem(`${p}.aeTitle`, `not a valid AE title: ${why}`);
+  const port = v.int(o, 'port', p, 0, 65_535);
+  const host = v.has(o, 'host') ? v.str(o, 'host', p) : '127.0.0.1';
+  let allowed: string[] | undefined;
+  if (v.has(o, 'allowedCallingAeTitles')) {
+    allowed = v.strArr(o, 'allowedCallingAeTitles', p);
+    if (allowed.length === 0)
+      v.problem(`${p}.allowedCallingAeTitles`, 'must list at least one (leave the key out for any)');
+    allowed.forEach((t, i) => {
+      const w = aeTitleProblem(t);
+      if (w) v.problem(`${p}.allowedCallingAeTitles[${i}]`, `not a valid AE title: ${w}`);
+    });
+  }
+  return {
+    aeTitle: aeTitle.trim(),
+    port,
+    host,
+    ...(allowed ? { allowedCallingAeTitles: allowed.map((t) => t.trim()) } : {}),
+  };
+}
+
 /** AE title (PS3.5 Table 6.2-1 AE): 1–16 characters of the default repertoire, no backslash or control characters, not all spaces. */
 function isAeTitle(s: string): boolean {
-  return s.length >= 1 && s.length <= 16 && /^[\x20-\x5b\x5d-\x7e]+$/.test(s) && s.trim() !== '';
+  return aeTitleProblem(s) === undefined;
 }
 
 /**

@@ -17,6 +17,7 @@ import {
 import type { RadScribeConfig } from './config.js';
 import { migrate } from './db/migrate.js';
 import { type Database, openDatabase } from './db/pool.js';
+import { StorageScp } from './dimse/storage-scp.js';
 import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from './errors.js';
 import { AccessControl, auditRequester } from './http/auth/access-control.js';
 import { oidcVerifier } from './http/auth/oidc.js';
@@ -66,6 +67,7 @@ export class Gateway {
   private readonly inference: Resource<InferenceClient>;
   private readonly jobWorker: Resource<JobWorker>;
   private readonly http: HttpService;
+  private readonly dimse: readonly Resource<StorageScp>[];
   private readonly actor: string;
   private stopActor: string;
   private starting: Promise<this> | undefined;
@@ -207,6 +209,38 @@ export class Gateway {
       config.http.requestTimeoutMs,
       config.http.tls.certFile ? config.http.tls : undefined,
     );
+    // DIMSE receiving (C-ECHO / C-STORE SCP), one listener per configured local AE title, into the
+    // same InstanceStore as STOW-RS. No listeners configured: nothing listens.
+    const dimse = config.dimse.listeners.map(
+      (listener) =>
+        new Resource<StorageScp>(
+          `dimse:${listener.aeTitle}`,
+          async () => {
+            const { sink, tmpDir } = ingest.value;
+            const pool = database.value.pool;
+            const scp = new StorageScp({
+              listener,
+              sink,
+              tmpDir,
+              pool,
+              refusals: new AuditRecorder(pool),
+              maxPduLength: config.dimse.maxPduLength,
+              maxInstanceBytes: config.ingest.maxPartBytes,
+              maxAssociations: config.dimse.maxAssociations,
+              timeouts: { artimMs: config.dimse.artimMs, idleMs: config.dimse.idleMs },
+            });
+            try {
+              await scp.start();
+            } catch (err: unknown) {
+              await scp.close();
+              throw err;
+            }
+            return scp;
+          },
+          (scp) => scp.close(),
+        ),
+    );
+    this.dimse = dimse;
     const jobWorker = new Resource<JobWorker>(
       'job-worker',
       async () => {
@@ -263,6 +297,7 @@ export class Gateway {
       ...(anchor ? [anchor] : []),
       stopAudit,
       http,
+      ...dimse,
       jobWorker,
       ...pollers,
       retentionService(config, database, this.actor),
@@ -295,6 +330,10 @@ export class Gateway {
   /** Base URL of the running HTTP server (e.g. http://127.0.0.1:8080). */
   get baseUrl(): string {
     return this.http.baseUrl;
+  }
+  /** The running DIMSE listeners (AE title → port actually bound; port 0 in config = any free port). */
+  get dimseListeners(): { aeTitle: string; port: number }[] {
+    return this.dimse.map((r) => ({ aeTitle: r.value.aeTitle, port: r.value.port }));
   }
   get db(): Database {
     return this.database.value;

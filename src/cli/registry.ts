@@ -1,6 +1,7 @@
 import type { CliCommand } from './args.js';
 import { auditCommand } from './audit.js';
 import { describeCommand } from './describe.js';
+import { echoCommand } from './echo.js';
 import { demoCommand, migrateCommand, serveCommand } from './gateway-commands.js';
 import { modelCommand } from './model-check.js';
 import { remoteCommand } from './remote.js';
@@ -21,6 +22,7 @@ export const COMMANDS: readonly CliCommand[] = [
   auditCommand,
   tokenCommand,
   remoteCommand,
+  echoCommand,
   retentionCommand,
   srCommand,
   modelCommand,

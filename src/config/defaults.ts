@@ -1,6 +1,8 @@
 import { DEFAULT_ANCHOR_INTERVAL_SECONDS } from '../audit/audit-anchor.js';
 import { DEFAULT_CHECKOUT_TIMEOUT_MS, DEFAULT_POOL_SIZE, DEFAULT_STATEMENT_TIMEOUT_MS } from '../db/pool.js';
 import { DEFAULT_DICOM_LIMITS } from '../dicom/limits.js';
+import { DEFAULT_ASSOCIATION_TIMEOUTS, DEFAULT_MAX_ASSOCIATIONS } from '../dimse/association.js';
+import { DEFAULT_MAX_PDU_LENGTH } from '../dimse/pdu.js';
 import { DEFAULT_HARD_TIMEOUT_GRACE_MS } from '../inference/inference-client.js';
 import { DEFAULT_EXECUTION_PROVIDERS } from '../inference/vision-language-model.js';
 import { DEFAULT_STORAGE_RESERVE_BYTES, DEFAULT_STORAGE_WATERMARK_PERCENT } from '../ingest/disk-guard.js';
@@ -131,6 +133,13 @@ export const CONFIG_DEFAULTS = {
     eachImage: [...DEFAULT_EACH_IMAGE_MODALITIES],
     perSeriesSlices: DEFAULT_PER_SERIES_SLICES,
     multiFrameFrames: DEFAULT_MULTI_FRAME_FRAMES,
+  },
+  dimse: {
+    maxPduLength: DEFAULT_MAX_PDU_LENGTH,
+    artimMs: DEFAULT_ASSOCIATION_TIMEOUTS.artimMs,
+    idleMs: DEFAULT_ASSOCIATION_TIMEOUTS.idleMs,
+    maxAssociations: DEFAULT_MAX_ASSOCIATIONS,
+    listeners: [],
   },
   remoteNodes: [],
   destinations: [{ name: DEFAULT_DESTINATION_NAME, type: 'folder', path: './var/outbox' }],

@@ -64,6 +64,8 @@ export type TransferSyntax = (typeof TransferSyntax)[keyof typeof TransferSyntax
  * the companion objects it writes.
  */
 export const SopClass = {
+  /** Verification SOP Class (PS3.4 Annex A): C-ECHO. */
+  Verification: '1.2.840.10008.1.1',
   /** Computed Radiography Image Storage. */
   ComputedRadiographyImageStorage: '1.2.840.10008.5.1.4.1.1.1',
   /** Digital X-Ray Image Storage - For Presentation. */
@@ -113,6 +115,19 @@ export const SR_SOP_CLASSES: ReadonlySet<string> = new Set<SopClass>([
   SopClass.Comprehensive3dSrStorage,
   SopClass.ExtensibleSrStorage,
 ]);
+
+/**
+ * Root of the Storage SOP Classes of PS3.4 Table B.5-1 (all image, SR, waveform, encapsulated and
+ * raw data storage classes are registered below it; PS3.6 Table A-1). The C-STORE SCP accepts a
+ * presentation context whose abstract syntax lies below it.
+ */
+export const STORAGE_SOP_CLASS_ROOT = '1.2.840.10008.5.1.4.1.1.';
+
+/** Application Context Names (PS3.6 Table A-1; PS3.7 Annex A.2.1). */
+export const ApplicationContextName = {
+  /** DICOM Application Context Name. */
+  Dicom: '1.2.840.10008.3.1.1.1',
+} as const;
 
 /** Mapping Resource UIDs (PS3.6 Table A-1, UID Type "Mapping Resource"; PS3.16 §8.1). */
 export const MappingResource = {

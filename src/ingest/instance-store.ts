@@ -250,6 +250,24 @@ export class InstanceStore implements InstanceSink {
       );
     }
 
+    // PS3.4 B.2.3 / PS3.7 §9.1.1: the data set must be the one the C-STORE-RQ announced (0xA900).
+    if (ctx.expectedSopClassUid !== undefined && ctx.expectedSopClassUid !== id.sopClassUid) {
+      return failed(
+        FailureReason.DataSetDoesNotMatchSopClass,
+        ErrorCode.DicomInvalid,
+        'SOP Class UID (0008,0016) differs from the Affected SOP Class UID of the request',
+        ids,
+      );
+    }
+    if (ctx.expectedSopInstanceUid !== undefined && ctx.expectedSopInstanceUid !== id.sopInstanceUid) {
+      return failed(
+        FailureReason.DataSetDoesNotMatchSopClass,
+        ErrorCode.DicomInvalid,
+        'SOP Instance UID (0008,0018) differs from the Affected SOP Instance UID of the request',
+        ids,
+      );
+    }
+
     const finalPath = this.pathFor(id);
     let client: pg.PoolClient;
     try {

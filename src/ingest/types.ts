@@ -114,6 +114,12 @@ export interface ReceiptContext {
   readonly actor?: string;
   /** Study Instance UID from the STOW-RS request URI, if any (PS3.18 §10.5). */
   readonly expectedStudyInstanceUid?: string;
+  /**
+   * The SOP Class / Instance UIDs the C-STORE-RQ announced (Affected SOP Class/Instance UID,
+   * PS3.7 Table 9.3-1): a data set that names others is refused with 0xA900 (PS3.4 B.2.3).
+   */
+  readonly expectedSopClassUid?: string;
+  readonly expectedSopInstanceUid?: string;
 }
 
 /**

@@ -1,0 +1,415 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { type FileHandle, open, rm } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import type pg from 'pg';
+import { AuditEventKind, EventOutcome } from '../audit/audit-codes.js';
+import { recordAudit } from '../audit/audit-log.js';
+import { RADSCRIBE_IMPLEMENTATION_CLASS_UID, RADSCRIBE_IMPLEMENTATION_VERSION_NAME } from '../dicom/sr/sr-document.js';
+import { SopClass, STORAGE_SOP_CLASS_ROOT, TransferSyntax } from '../dicom/uids.js';
+import { ErrorCode, normalizeErrorString } from '../errors.js';
+import {
+  FailureReason,
+  type InstanceSink,
+  type ReceiptContext,
+  ReceivedVia,
+  type RefusalRecorder,
+} from '../ingest/types.js';
+import { childLogger, type Logger } from '../logger.js';
+import { isDecodableTransferSyntax } from '../pacs/transfer-syntax-negotiation.js';
+import { sameAeTitle } from './ae-title.js';
+import {
+  type AcceptedContext,
+  Association,
+  type AssociationDecision,
+  type AssociationHandler,
+  type AssociationInfo,
+  type AssociationTimeouts,
+  type DataSetReceiver,
+  DEFAULT_ASSOCIATION_TIMEOUTS,
+  DEFAULT_MAX_ASSOCIATIONS,
+} from './association.js';
+import { type CStoreRq, DimseStatus } from './dimse-command.js';
+import {
+  type AssociateRq,
+  DEFAULT_MAX_PDU_LENGTH,
+  type PresentationContextAc,
+  PresentationContextResult,
+  RejectPresentationReason,
+  RejectResult,
+  RejectSource,
+  RejectUserReason,
+} from './pdu.js';
+
+/**
+ * C-ECHO SCP (Verification, PS3.4 Annex A) and C-STORE SCP (Storage, PS3.4 Annex B) on one local
+ * AE title and port. Each data set is streamed, fragment by fragment, into a PS3.10 file in the
+ * spool directory (File Meta Information built from the command and the accepted presentation
+ * context, PS3.10 §7.1), hashed as it goes, then handed to the same InstanceSink STOW-RS uses. The
+ * C-STORE-RSP is sent only after the sink answers, so 0000 means the file is fsynced and renamed and
+ * its row committed (reference/dicom-sr-and-audit.md §7).
+ */
+
+export interface DimseListenerConfig {
+  /** Our AE title (Called AE Title the peer must use). */
+  readonly aeTitle: string;
+  readonly port: number;
+  readonly host: string;
+  /** Calling AE titles allowed to associate; absent = any. */
+  readonly allowedCallingAeTitles?: readonly string[];
+}
+
+export interface StorageScpOptions {
+  readonly listener: DimseListenerConfig;
+  readonly sink: InstanceSink;
+  /** Spool directory, on the storage file system (the sink renames from it). */
+  readonly tmpDir: string;
+  /** For `association-rejected` audit events. */
+  readonly pool: pg.Pool;
+  /** For refusals made here, before the sink (instance over the size limit). */
+  readonly refusals?: RefusalRecorder;
+  /** Maximum Length Received we advertise and enforce (PS3.8 D.1); default 256 KiB. */
+  readonly maxPduLength?: number;
+  /** Largest data set accepted (bytes); a larger one is read to its end and answered 0xA700. */
+  readonly maxInstanceBytes?: number;
+  readonly timeouts?: Partial<AssociationTimeouts>;
+  /**
+   * Associations open at once on this listener; one more is rejected as transient (A-ASSOCIATE-RJ
+   * 2/3/2, local limit exceeded, PS3.8 Table 9-21) so the sender retries later. Default 64.
+   */
+  readonly maxAssociations?: number;
+  readonly logger?: Logger;
+}
+
+export const DEFAULT_MAX_INSTANCE_BYTES = 4 * 1024 ** 3;
+
+/** Uncompressed syntaxes offered for Verification (PS3.4 A.4: Implicit VR LE at least). */
+const VERIFICATION_SYNTAXES: ReadonlySet<string> = new Set([
+  TransferSyntax.ImplicitVrLittleEndian,
+  TransferSyntax.ExplicitVrLittleEndian,
+]);
+
+/** PS3.10 §7.1: 128-byte preamble, "DICM", then group 0002 in Explicit VR Little Endian. */
+export function fileMetaInformation(
+  sopClassUid: string,
+  sopInstanceUid: string,
+  transferSyntaxUid: string,
+  sourceAe: string,
+): Buffer {
+  const el = (elem: number, vr: string, value: Buffer): Buffer => {
+    const long = vr === 'OB';
+    const h = Buffer.alloc(long ? 12 : 8);
+    h.writeUInt16LE(0x0002, 0);
+    h.writeUInt16LE(elem, 2);
+    h.write(vr, 4, 'latin1');
+    if (long) h.writeUInt32LE(value.length, 8);
+    else h.writeUInt16LE(value.length, 6);
+    return Buffer.concat([h, value]);
+  };
+  const padded = (s: string, pad: string): Buffer => Buffer.from(s.length % 2 ? s + pad : s, 'latin1');
+  const body = Buffer.concat([
+    el(0x0001, 'OB', Buffer.from([0x00, 0x01])),
+    el(0x0002, 'UI', padded(sopClassUid, '\0')),
+    el(0x0003, 'UI', padded(sopInstanceUid, '\0')),
+    el(0x0010, 'UI', padded(transferSyntaxUid, '\0')),
+    el(0x0012, 'UI', padded(RADSCRIBE_IMPLEMENTATION_CLASS_UID, '\0')),
+    el(0x0013, 'SH', padded(RADSCRIBE_IMPLEMENTATION_VERSION_NAME, ' ')),
+    ...(sourceAe ? [el(0x0016, 'AE', padded(sourceAe, ' '))] : []),
+  ]);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(body.length, 0);
+  return Buffer.concat([Buffer.alloc(128), Buffer.from('DICM', 'latin1'), el(0x0000, 'UL', len), body]);
+}
+
+/** The transfer syntax we accept for a proposed context: the first proposed one we can decode. */
+export function chooseTransferSyntax(
+  abstractSyntax: string,
+  proposed: readonly string[],
+): PresentationContextAc['result'] | string {
+  if (abstractSyntax === SopClass.Verification) {
+    return (
+      proposed.find((ts) => VERIFICATION_SYNTAXES.has(ts)) ?? PresentationContextResult.TransferSyntaxesNotSupported
+    );
+  }
+  if (!abstractSyntax.startsWith(STORAGE_SOP_CLASS_ROOT)) return PresentationContextResult.AbstractSyntaxNotSupported;
+  return proposed.find((ts) => isDecodableTransferSyntax(ts)) ?? PresentationContextResult.TransferSyntaxesNotSupported;
+}
+
+export class StorageScp {
+  readonly #opts: StorageScpOptions;
+  readonly #log: Logger;
+  readonly #server: net.Server;
+  readonly #associations = new Set<Association>();
+  #closing: Promise<void> | undefined;
+
+  constructor(opts: StorageScpOptions) {
+    this.#opts = opts;
+    this.#log = opts.logger ?? childLogger(`dimse:${opts.listener.aeTitle}`);
+    this.#server = net.createServer((socket) => this.#onConnection(socket));
+  }
+
+  /** Listens on the configured host and port (0 = any free port; see `port`). */
+  async start(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      this.#server.once('error', onError);
+      this.#server.listen(this.#opts.listener.port, this.#opts.listener.host, () => {
+        this.#server.off('error', onError);
+        resolve();
+      });
+    });
+    this.#log.info('DIMSE listener started', { aeTitle: this.#opts.listener.aeTitle, port: this.port });
+  }
+
+  get port(): number {
+    const a = this.#server.address();
+    return typeof a === 'object' && a ? a.port : 0;
+  }
+
+  get aeTitle(): string {
+    return this.#opts.listener.aeTitle;
+  }
+
+  /** Stops listening and aborts open associations (their partial data sets are dropped). Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= new Promise<void>((resolve) => {
+      if (!this.#server.listening) return resolve();
+      this.#server.close(() => resolve());
+      for (const a of this.#associations) a.shutdown();
+    });
+    return this.#closing;
+  }
+
+  #onConnection(socket: net.Socket): void {
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    const assoc: Association = new Association(socket, {
+      handler: this.#handler(() => this.#associations.delete(assoc)),
+      timeouts: { ...DEFAULT_ASSOCIATION_TIMEOUTS, ...this.#opts.timeouts },
+      limits: { maxPduLength: this.#opts.maxPduLength ?? DEFAULT_MAX_PDU_LENGTH },
+      implementationClassUid: RADSCRIBE_IMPLEMENTATION_CLASS_UID,
+      implementationVersionName: RADSCRIBE_IMPLEMENTATION_VERSION_NAME,
+      logger: this.#log,
+    });
+    this.#associations.add(assoc);
+  }
+
+  #handler(onClosed: () => void): AssociationHandler {
+    return {
+      negotiate: (rq, info) => this.#negotiate(rq, info),
+      echo: async () => DimseStatus.Success,
+      store: (rq, ctx, info) => this.#store(rq, ctx, info),
+      closed: (info, how) => {
+        onClosed();
+        this.#log.debug('association closed', { callingAeTitle: info?.callingAeTitle, how });
+      },
+    };
+  }
+
+  async #negotiate(rq: AssociateRq, info: AssociationInfo): Promise<AssociationDecision> {
+    const l = this.#opts.listener;
+    let reject: { reason: number; why: string } | undefined;
+    if (this.#associations.size > (this.#opts.maxAssociations ?? DEFAULT_MAX_ASSOCIATIONS)) {
+      this.#log.warn('association rejected: local limit exceeded', { open: this.#associations.size - 1 });
+      return {
+        accept: false,
+        result: RejectResult.Transient,
+        source: RejectSource.ServiceProviderPresentation,
+        reason: RejectPresentationReason.LocalLimitExceeded,
+      };
+    }
+    if (!sameAeTitle(rq.calledAeTitle, l.aeTitle))
+      reject = { reason: RejectUserReason.CalledAeTitleNotRecognized, why: 'called AE title not recognised' };
+    else if (l.allowedCallingAeTitles && !l.allowedCallingAeTitles.some((t) => sameAeTitle(t, rq.callingAeTitle)))
+      reject = { reason: RejectUserReason.CallingAeTitleNotRecognized, why: 'calling AE title not allowed' };
+    if (reject) {
+      this.#log.warn('association rejected', {
+        callingAeTitle: rq.callingAeTitle,
+        calledAeTitle: rq.calledAeTitle,
+        reason: reject.why,
+      });
+      await this.#auditRejection(info, reject.reason, reject.why);
+      return { accept: false, result: RejectResult.Permanent, source: RejectSource.ServiceUser, reason: reject.reason };
+    }
+    const contexts: PresentationContextAc[] = rq.presentationContexts.map((pc) => {
+      const choice = chooseTransferSyntax(pc.abstractSyntax, pc.transferSyntaxes);
+      return typeof choice === 'string'
+        ? { id: pc.id, result: PresentationContextResult.Acceptance, transferSyntax: choice }
+        : {
+            id: pc.id,
+            result: choice,
+            transferSyntax: pc.transferSyntaxes[0] ?? TransferSyntax.ImplicitVrLittleEndian,
+          };
+    });
+    return { accept: true, contexts };
+  }
+
+  /** PS3.15 A.5.3.11 Security Alert, Node Authentication failure: who knocked, and why they were refused. */
+  async #auditRejection(info: AssociationInfo, reason: number, why: string): Promise<void> {
+    try {
+      await recordAudit(this.#opts.pool, {
+        kind: AuditEventKind.AssociationRejected,
+        outcome: EventOutcome.MinorFailure,
+        actor: info.callingAeTitle,
+        ...(info.remoteAddress ? { source: info.remoteAddress } : {}),
+        detail: {
+          calledAeTitle: info.calledAeTitle,
+          callingAeTitle: info.callingAeTitle,
+          localAeTitle: this.#opts.listener.aeTitle,
+          result: RejectResult.Permanent,
+          source: RejectSource.ServiceUser,
+          reason,
+          reasonText: why,
+        },
+      });
+    } catch (err: unknown) {
+      this.#log.warn('could not audit rejected association', { error: normalizeErrorString(err) });
+    }
+  }
+
+  async #store(rq: CStoreRq, ctx: AcceptedContext, info: AssociationInfo): Promise<DataSetReceiver> {
+    const receipt: ReceiptContext = {
+      via: ReceivedVia.CStore,
+      ...(info.remoteAddress ? { remoteAddress: info.remoteAddress } : {}),
+      actor: info.callingAeTitle,
+      expectedSopClassUid: rq.affectedSopClassUid,
+      expectedSopInstanceUid: rq.affectedSopInstanceUid,
+    };
+    const sink = this.#opts.sink;
+    let refusedUpFront = false;
+    try {
+      await sink.admit?.(0, receipt);
+    } catch {
+      // The sink audited the refusal (insufficient storage): the data set is read and dropped.
+      refusedUpFront = true;
+    }
+    return new SpoolingReceiver({
+      tmpDir: this.#opts.tmpDir,
+      meta: fileMetaInformation(
+        rq.affectedSopClassUid,
+        rq.affectedSopInstanceUid,
+        ctx.transferSyntax,
+        info.callingAeTitle,
+      ),
+      maxBytes: this.#opts.maxInstanceBytes ?? DEFAULT_MAX_INSTANCE_BYTES,
+      refusedUpFront,
+      finish: async (file) => {
+        const out = await sink.accept(file, receipt);
+        if (out.status !== 'failed') return DimseStatus.Success;
+        return out.failureReason;
+      },
+      tooLarge: async (sha256, sizeBytes) => {
+        await this.#opts.refusals?.instanceRefused({
+          via: ReceivedVia.CStore,
+          code: ErrorCode.PayloadTooLarge,
+          failureReason: FailureReason.OutOfResources,
+          sha256,
+          sizeBytes,
+          ...(info.remoteAddress ? { remoteAddress: info.remoteAddress } : {}),
+          actor: info.callingAeTitle,
+        });
+      },
+      logger: this.#log,
+    });
+  }
+}
+
+interface SpoolingReceiverOptions {
+  readonly tmpDir: string;
+  readonly meta: Buffer;
+  readonly maxBytes: number;
+  readonly refusedUpFront: boolean;
+  readonly finish: (file: { path: string; sizeBytes: number; sha256: string }) => Promise<number>;
+  readonly tooLarge: (sha256: string, sizeBytes: number) => Promise<void>;
+  readonly logger: Logger;
+}
+
+/**
+ * Streams one data set into `<tmpDir>/c-store-<uuid>.part` (PS3.10 file: preamble, meta, data set as
+ * received, in the accepted transfer syntax). Memory: one fragment at a time.
+ */
+class SpoolingReceiver implements DataSetReceiver {
+  readonly #path: string;
+  readonly #hash = createHash('sha256');
+  #fh: Promise<FileHandle> | undefined;
+  #size = 0;
+  #dataBytes = 0;
+  #discarding: boolean;
+  #done = false;
+
+  constructor(private readonly o: SpoolingReceiverOptions) {
+    this.#path = path.join(o.tmpDir, `c-store-${randomUUID()}.part`);
+    this.#discarding = o.refusedUpFront;
+  }
+
+  async #file(): Promise<FileHandle> {
+    this.#fh ??= (async () => {
+      const fh = await open(this.#path, 'wx', 0o600);
+      await this.#append(fh, this.o.meta);
+      return fh;
+    })();
+    return this.#fh;
+  }
+
+  async #append(fh: FileHandle, b: Buffer): Promise<void> {
+    let off = 0;
+    while (off < b.length) {
+      const { bytesWritten } = await fh.write(b, off, b.length - off);
+      off += bytesWritten;
+    }
+    this.#hash.update(b);
+    this.#size += b.length;
+  }
+
+  async write(fragment: Buffer): Promise<void> {
+    this.#dataBytes += fragment.length;
+    if (this.#discarding) return;
+    if (this.#dataBytes > this.o.maxBytes) {
+      this.#discarding = true;
+      await this.#dropFile();
+      return;
+    }
+    try {
+      await this.#append(await this.#file(), fragment);
+    } catch (err: unknown) {
+      // Disk full or unwritable spool: the rest is read and dropped, the answer is 0xA700.
+      this.o.logger.warn('could not spool C-STORE data set', { error: normalizeErrorString(err) });
+      this.#discarding = true;
+      await this.#dropFile();
+    }
+  }
+
+  async end(): Promise<number> {
+    this.#done = true;
+    if (this.#discarding) {
+      await this.#dropFile();
+      if (this.#dataBytes > this.o.maxBytes) await this.o.tooLarge(this.#hash.digest('hex'), this.#dataBytes);
+      return DimseStatus.OutOfResources;
+    }
+    try {
+      const fh = await this.#file();
+      await fh.close();
+      this.#fh = undefined;
+      return await this.o.finish({ path: this.#path, sizeBytes: this.#size, sha256: this.#hash.digest('hex') });
+    } catch (err: unknown) {
+      this.o.logger.warn('C-STORE failed before the sink', { error: normalizeErrorString(err) });
+      await rm(this.#path, { force: true }).catch(() => undefined);
+      return DimseStatus.OutOfResources;
+    }
+  }
+
+  async abort(): Promise<void> {
+    if (this.#done) return;
+    this.#done = true;
+    await this.#dropFile();
+  }
+
+  async #dropFile(): Promise<void> {
+    const fh = this.#fh;
+    this.#fh = undefined;
+    if (fh) await (await fh.catch(() => undefined))?.close().catch(() => undefined);
+    await rm(this.#path, { force: true }).catch(() => undefined);
+  }
+}

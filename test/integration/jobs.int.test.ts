@@ -37,7 +37,9 @@ afterAll(async () => {
 beforeEach(async () => {
   // Each test sees only its own jobs: finish anything a previous test left claimable.
   // Along legal job transitions only (migration 0015): running → failed, queued → cancelled.
-  await db.pool.query(`UPDATE jobs SET state = 'failed', locked_by = NULL, locked_until = NULL WHERE state = 'running'`);
+  await db.pool.query(
+    `UPDATE jobs SET state = 'failed', locked_by = NULL, locked_until = NULL WHERE state = 'running'`,
+  );
   await db.pool.query(`UPDATE jobs SET state = 'cancelled' WHERE state = 'queued'`);
   // …and settle every study a previous test left open, along legal transitions only (the trigger
   // refuses anything else): any → receiving → queued → failed.

@@ -7,18 +7,18 @@
 CREATE TABLE job_state_transitions (
   from_state text NOT NULL,
   to_state text NOT NULL,
-  -- The statement in src/jobs/queries.ts that makes it.
+  -- Which job-queue operation (src/jobs/job-queue.ts) makes it.
   via text NOT NULL,
   PRIMARY KEY (from_state, to_state),
   CHECK (from_state <> to_state)
 );
 
 INSERT INTO job_state_transitions (from_state, to_state, via) VALUES
-  ('queued', 'running', 'CLAIM_NEXT_JOB'),
-  ('queued', 'cancelled', 'CANCEL_JOB'),
-  ('running', 'succeeded', 'COMPLETE_JOB'),
-  ('running', 'queued', 'FAIL_JOB retry, RECLAIM_EXPIRED_LEASES'),
-  ('running', 'failed', 'FAIL_JOB, RECLAIM_EXPIRED_LEASES');
+  ('queued', 'running', 'claim'),
+  ('queued', 'cancelled', 'cancel'),
+  ('running', 'succeeded', 'complete'),
+  ('running', 'queued', 'retry or lease reclaim'),
+  ('running', 'failed', 'permanent failure, attempts used up, or lease reclaim');
 
 -- A job starts as 'queued'; succeeded, failed and cancelled are terminal (a re-run is a new job).
 CREATE FUNCTION jobs_state_transition_guard() RETURNS trigger

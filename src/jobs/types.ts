@@ -22,15 +22,15 @@ export type JobState = (typeof JobState)[keyof typeof JobState];
 /**
  * The job lifecycle (issue 8): the only state changes the database allows (table
  * job_state_transitions and trigger jobs_state_transition_trg, migration 0015; the integration test
- * holds the two equal). `via` names the statement in queries.ts that makes it. A job is inserted as
+ * holds the two equal). `via` says which job-queue operation makes it. A job is inserted as
  * queued; succeeded, failed and cancelled are terminal: a re-run is a new job.
  */
 export const JOB_TRANSITIONS = [
-  { from: JobState.Queued, to: JobState.Running, via: 'CLAIM_NEXT_JOB' },
-  { from: JobState.Queued, to: JobState.Cancelled, via: 'CANCEL_JOB' },
-  { from: JobState.Running, to: JobState.Succeeded, via: 'COMPLETE_JOB' },
-  { from: JobState.Running, to: JobState.Queued, via: 'FAIL_JOB retry, RECLAIM_EXPIRED_LEASES' },
-  { from: JobState.Running, to: JobState.Failed, via: 'FAIL_JOB, RECLAIM_EXPIRED_LEASES' },
+  { from: JobState.Queued, to: JobState.Running, via: 'claim' },
+  { from: JobState.Queued, to: JobState.Cancelled, via: 'cancel' },
+  { from: JobState.Running, to: JobState.Succeeded, via: 'complete' },
+  { from: JobState.Running, to: JobState.Queued, via: 'retry or lease reclaim' },
+  { from: JobState.Running, to: JobState.Failed, via: 'permanent failure, attempts used up, or lease reclaim' },
 ] as const satisfies readonly { from: JobState; to: JobState; via: string }[];
 
 export function isJobTransition(from: JobState, to: JobState): boolean {

@@ -49,14 +49,25 @@ const ID_TYPE_STUDY: AuditCode = { code: '110180', scheme: 'DCM', meaning: 'Stud
 
 const ALL_CODES: readonly AuditCode[] = [...Object.values(AuditEventId), ...Object.values(AuditEventTypeCode)];
 
-/** What XML 1.0 §2.2 Char excludes: C0 controls but TAB/LF/CR, lone surrogates, U+FFFE/U+FFFF. */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: these are the characters to remove
-const NOT_XML_CHAR =
-  /[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g;
-
-/** Replaces every character XML 1.0 cannot carry by U+FFFD. */
+/**
+ * Replaces by U+FFFD what XML 1.0 §2.2 Char excludes: C0 controls but TAB/LF/CR, lone surrogates,
+ * U+FFFE and U+FFFF.
+ */
 function xmlChars(s: string): string {
-  return s.replace(NOT_XML_CHAR, '\ufffd');
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const next = s.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        out += s.slice(i, i + 2);
+        i++;
+      } else out += '\ufffd';
+    } else if ((c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) || (c >= 0xdc00 && c <= 0xdfff) || c >= 0xfffe)
+      out += '\ufffd';
+    else out += s[i];
+  }
+  return out;
 }
 
 /** XML-escapes an attribute value (also TAB/LF/CR, which attribute-value normalisation would eat). */

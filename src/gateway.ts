@@ -34,6 +34,7 @@ import { removeStaleSpoolFiles } from './pacs/temp-spool.js';
 import { ImagePrepClient } from './pipeline/image-prep-client.js';
 import type { Environment } from './secrets.js';
 import { auditAnchorService } from './services/audit-anchor-service.js';
+import { auditExportService } from './services/audit-export-service.js';
 import { describeStudyWorker } from './services/describe-study-worker.js';
 import { HttpService } from './services/http-service.js';
 import { qidoPollerAuditHooks } from './services/qido-poller-audit.js';
@@ -159,6 +160,8 @@ export class Gateway {
     );
     // Closed right after stopAudit (reverse order), so the shutdown anchor covers application-stop.
     const anchor = auditAnchorService(config, database);
+    // Before the anchor and application-stop in the list, so closed after them: the stop goes out.
+    const auditExport = auditExportService(config, database);
     const http = new HttpService(
       () => {
         const db = database.value;
@@ -240,6 +243,7 @@ export class Gateway {
       inference,
       images,
       ingest,
+      ...(auditExport ? [auditExport] : []),
       ...(anchor ? [anchor] : []),
       stopAudit,
       http,

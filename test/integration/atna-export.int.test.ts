@@ -7,8 +7,9 @@ import { AuditExporter } from '../../src/audit/atna/audit-exporter.js';
 import { SyslogTlsConnection } from '../../src/audit/atna/syslog-tls.js';
 import { AuditEventKind, EventOutcome } from '../../src/audit/audit-codes.js';
 import { recordAudit } from '../../src/audit/audit-log.js';
+import { Gateway } from '../../src/gateway.js';
 import { backendName, type TestDatabase, testDatabase } from '../support/db.js';
-import { waitFor } from '../support/gateway.js';
+import { startTestGateway, testGatewaySetup, waitFor } from '../support/gateway.js';
 
 jest.setTimeout(180_000);
 
@@ -302,5 +303,39 @@ describeIf(`ATNA export to rsyslog over TLS (${backendName()})`, () => {
     await expect(SyslogTlsConnection.connect({ ...syslog, caFile: path.join(other, 'ca.pem') })).rejects.toThrow(
       /self.signed|unable to verify|certificate/i,
     );
+  });
+
+  it('the gateway exports its own trail: application-start and, on stop, application-stop', async () => {
+    await rsyslog.start();
+    const t = await startTestGateway(backendName(), { audit: { export: { syslog } } });
+    try {
+      await waitFor(
+        'application-start at the repository',
+        async () => (rsyslog.lines().some((l) => l.includes('csd-code="110120"')) ? true : undefined),
+        30_000,
+      );
+    } finally {
+      await t.close();
+    }
+    // Closed after application-stop is written (service order), draining it out first.
+    const lines = rsyslog.lines();
+    expect(lines.some((l) => l.includes('csd-code="110121"'))).toBe(true);
+    expect(lines.findIndex((l) => l.includes('csd-code="110120"'))).toBeLessThan(
+      lines.findIndex((l) => l.includes('csd-code="110121"')),
+    );
+  });
+
+  it('an unreadable CA file fails the gateway start, with the key and the path', async () => {
+    const missing = path.join(dir, 'no-such-ca.pem');
+    const setup = await testGatewaySetup(backendName(), {
+      audit: { export: { syslog: { ...syslog, caFile: missing } } },
+    });
+    try {
+      await expect(Gateway.start(setup.config, { actor: 'test' })).rejects.toThrow(
+        `audit.export.syslog.caFile: cannot read ${missing}`,
+      );
+    } finally {
+      await setup.dispose();
+    }
   });
 });

@@ -177,7 +177,25 @@ export interface RadScribeConfig {
   };
   log: { level: LogLevel };
   /** Audit trail anchoring (issue 12 "Tamper evidence"; src/audit/audit-anchor.ts). */
-  audit: { anchor: AuditAnchorConfig };
+  audit: { anchor: AuditAnchorConfig; export: AuditExportConfig };
+}
+
+/**
+ * ATNA export (issue 12 "Export to the hospital"; IHE ITI-20 over RFC 5425 syslog-TLS). Empty
+ * `syslog.host`: no export. With a host, `caFile` is required; `certFile` and `keyFile` go together.
+ */
+export interface AuditExportConfig {
+  syslog: {
+    host: string;
+    port: number;
+    /** PEM CA bundle the repository's certificate must chain to. */
+    caFile: string;
+    /** Client certificate and key (mutual TLS, IHE ATNA node authentication); '' = none. */
+    certFile: string;
+    keyFile: string;
+    /** Name the repository's certificate must carry; '' = host. */
+    serverName: string;
+  };
 }
 
 /**
@@ -377,6 +395,8 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
   const log = v.obj(doc, 'log');
   const audit = v.obj(doc, 'audit');
   const anchor = v.obj(audit, 'anchor', 'audit');
+  const auditExport = v.obj(audit, 'export', 'audit');
+  const syslog = v.obj(auditExport, 'syslog', 'audit.export');
 
   const remoteNodes = v.arr(doc, 'remoteNodes').map((n, i) => validateRemoteNode(v, n, `remoteNodes[${i}]`));
   const dimseDoc = v.has(doc, 'dimse') ? v.obj(doc, 'dimse') : {};
@@ -532,6 +552,16 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
         privateKeyFile: v.str(anchor, 'privateKeyFile', 'audit.anchor', true),
         publicKeyFile: v.str(anchor, 'publicKeyFile', 'audit.anchor', true),
       },
+      export: {
+        syslog: {
+          host: v.str(syslog, 'host', 'audit.export.syslog', true),
+          port: v.int(syslog, 'port', 'audit.export.syslog', 1, 65_535),
+          caFile: v.str(syslog, 'caFile', 'audit.export.syslog', true),
+          certFile: v.str(syslog, 'certFile', 'audit.export.syslog', true),
+          keyFile: v.str(syslog, 'keyFile', 'audit.export.syslog', true),
+          serverName: v.str(syslog, 'serverName', 'audit.export.syslog', true),
+        },
+      },
     },
   };
   if (cfg.dataDir === '') v.problem('dataDir', 'must not be empty');
@@ -544,6 +574,11 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
   );
   if (cfg.audit.anchor.directory !== '' && cfg.audit.anchor.privateKeyFile === '')
     v.problem('audit.anchor.privateKeyFile', 'is required when audit.anchor.directory is set');
+  const sl = cfg.audit.export.syslog;
+  if (sl.host !== '' && sl.caFile === '')
+    v.problem('audit.export.syslog.caFile', 'is required when audit.export.syslog.host is set');
+  if ((sl.certFile === '') !== (sl.keyFile === ''))
+    v.problem('audit.export.syslog', 'certFile and keyFile must be given together');
   if (cfg.jobs.backoffMaxMs < cfg.jobs.backoffBaseMs)
     v.problem('jobs.backoffMaxMs', 'must not be less than jobs.backoffBaseMs');
   v.reportUnknownKeys();
@@ -860,6 +895,14 @@ function resolvePaths(cfg: RadScribeConfig, base: string): RadScribeConfig {
         directory: cfg.audit.anchor.directory && abs(cfg.audit.anchor.directory),
         privateKeyFile: cfg.audit.anchor.privateKeyFile && abs(cfg.audit.anchor.privateKeyFile),
         publicKeyFile: cfg.audit.anchor.publicKeyFile && abs(cfg.audit.anchor.publicKeyFile),
+      },
+      export: {
+        syslog: {
+          ...cfg.audit.export.syslog,
+          caFile: cfg.audit.export.syslog.caFile && abs(cfg.audit.export.syslog.caFile),
+          certFile: cfg.audit.export.syslog.certFile && abs(cfg.audit.export.syslog.certFile),
+          keyFile: cfg.audit.export.syslog.keyFile && abs(cfg.audit.export.syslog.keyFile),
+        },
       },
     },
   };

@@ -40,6 +40,7 @@ import { removeStaleSpoolFiles } from './pacs/temp-spool.js';
 import { ImagePrepClient } from './pipeline/image-prep-client.js';
 import type { Environment } from './secrets.js';
 import { auditAnchorService } from './services/audit-anchor-service.js';
+import { auditExportService } from './services/audit-export-service.js';
 import { describeStudyWorker } from './services/describe-study-worker.js';
 import { HttpService } from './services/http-service.js';
 import { qidoPollerAuditHooks } from './services/qido-poller-audit.js';
@@ -169,6 +170,8 @@ export class Gateway {
     // Across restarts of the listener (one per gateway): a caller's rate and the uploads in flight.
     const rateLimiter = new RateLimiter(config.http.limits.requestsPerMinute);
     const uploadGate = new ConcurrencyGate(config.http.limits.maxConcurrentUploads);
+    // Before the anchor and application-stop in the list, so closed after them: the stop goes out.
+    const auditExport = auditExportService(config, database);
     const http = new HttpService(
       () => {
         const db = database.value;
@@ -294,6 +297,7 @@ export class Gateway {
       inference,
       images,
       ingest,
+      ...(auditExport ? [auditExport] : []),
       ...(anchor ? [anchor] : []),
       stopAudit,
       http,

@@ -156,5 +156,6 @@ export const CONFIG_DEFAULTS = {
   log: { level: DEFAULT_LOG_LEVEL },
   audit: {
     anchor: { directory: '', intervalSeconds: DEFAULT_ANCHOR_INTERVAL_SECONDS, privateKeyFile: '', publicKeyFile: '' },
+    export: { syslog: { host: '', port: 6514, caFile: '', certFile: '', keyFile: '', serverName: '' } },
   },
 } as const;

@@ -20,6 +20,8 @@ const OWNERS: Readonly<Record<string, readonly string[]>> = {
   // job-queue.ts runs the statements; queries.ts holds their text (STYLE §2.2: per folder, queries.ts holds SQL).
   jobs: ['src/jobs/job-queue.ts', 'src/jobs/queries.ts'],
   audit_events: ['src/audit/audit-log.ts'],
+  // The ATNA export cursor (migration 0012): advanced by the exporter alone.
+  audit_export_cursor: ['src/audit/atna/audit-exporter.ts'],
   remote_studies: ['src/ingest/remote-study-tracker.ts'],
   sr_exports: ['src/export/sr-export-ledger.ts'],
   schema_migrations: ['src/db/migrate.ts'],

@@ -49,3 +49,46 @@ describe('audit.anchor configuration', () => {
     );
   });
 });
+
+describe('audit.export.syslog configuration (ATNA)', () => {
+  it('is off by default and resolves file paths against the base directory', () => {
+    expect(loadConfig({ env: {} }).audit.export.syslog).toEqual({
+      host: '',
+      port: 6514,
+      caFile: '',
+      certFile: '',
+      keyFile: '',
+      serverName: '',
+    });
+    const cfg = loadConfig({
+      env: {},
+      baseDir: '/srv/rs',
+      overrides: {
+        audit: { export: { syslog: { host: 'arr', caFile: 'ca.pem', certFile: 'c.pem', keyFile: 'k.pem' } } },
+      },
+    });
+    expect(cfg.audit.export.syslog).toEqual({
+      host: 'arr',
+      port: 6514,
+      caFile: '/srv/rs/ca.pem',
+      certFile: '/srv/rs/c.pem',
+      keyFile: '/srv/rs/k.pem',
+      serverName: '',
+    });
+  });
+
+  it('reports every problem at once: missing CA, lone cert, bad port, unknown key', () => {
+    const problems = problemsOf({
+      audit: { export: { syslog: { host: 'arr', port: 70_000, certFile: 'c.pem', tls: 'yes' } } },
+    });
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        'audit.export.syslog.caFile: is required when audit.export.syslog.host is set',
+        'audit.export.syslog: certFile and keyFile must be given together',
+        'audit.export.syslog.port: must be an integer from 1 to 65535',
+      ]),
+    );
+    expect(problems.some((p) => p.startsWith('audit.export.syslog.tls'))).toBe(true);
+    expect(problems.length).toBeGreaterThanOrEqual(4);
+  });
+});

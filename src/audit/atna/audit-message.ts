@@ -1,0 +1,254 @@
+import { AUDIT_EVENTS, type AuditCode, AuditEventId, AuditEventTypeCode } from '../audit-codes.js';
+import type { AuditEvent } from '../audit-log.js';
+
+/**
+ * One audit_events row as a DICOM Audit Message (PS3.15 A.5.1, the XML schema of RFC 3881 as
+ * profiled by DICOM; IHE ITI-20 "Record Audit Event"). Element order follows the A.5.1 schema:
+ * EventIdentification, ActiveParticipant+, AuditSourceIdentification, ParticipantObjectIdentification*.
+ * Every attribute value is XML-escaped; characters XML 1.0 cannot carry are replaced by U+FFFD.
+ */
+
+/** The row fields the message is built from (AuditEvent from audit-log.ts, or a raw row mapped to it). */
+export type AuditMessageEvent = Pick<
+  AuditEvent,
+  | 'id'
+  | 'occurredAt'
+  | 'kind'
+  | 'eventId'
+  | 'eventTypeCode'
+  | 'actionCode'
+  | 'outcome'
+  | 'actor'
+  | 'source'
+  | 'destination'
+  | 'patientId'
+  | 'studyInstanceUid'
+  | 'sopInstanceUids'
+>;
+
+export interface AuditMessageOptions {
+  /** PS3.15 A.5.1 AuditSourceIdentification@AuditSourceID: this gateway (host name by default). */
+  readonly auditSourceId: string;
+  /** The gateway's own UserID when it acts (actor null or 'radscribe'): an AE title or process name. */
+  readonly applicationUserId?: string;
+}
+
+/** PS3.15 A.5.1 NetworkAccessPointTypeCode: 1 machine name (DNS), 2 IP address. */
+export const NetworkAccessPointType = { MachineName: '1', IpAddress: '2' } as const;
+
+/** RFC 3881 / PS3.15 A.5.1 ParticipantObjectTypeCode and ParticipantObjectTypeCodeRole (subset). */
+export const ParticipantObjectType = { Person: '1', SystemObject: '2' } as const;
+export const ParticipantObjectRole = { Patient: '1', Report: '3', SecurityResource: '13' } as const;
+
+/** PS3.16 CID 402 Audit Active Participant Role ID. */
+const ROLE_SOURCE: AuditCode = { code: '110153', scheme: 'DCM', meaning: 'Source Role ID' };
+const ROLE_DESTINATION: AuditCode = { code: '110152', scheme: 'DCM', meaning: 'Destination Role ID' };
+const ROLE_APPLICATION: AuditCode = { code: '110150', scheme: 'DCM', meaning: 'Application' };
+/** PS3.16 CID 404 Audit Participant Object ID Type Code. */
+const ID_TYPE_STUDY: AuditCode = { code: '110180', scheme: 'DCM', meaning: 'Study Instance UID' };
+
+const ALL_CODES: readonly AuditCode[] = [...Object.values(AuditEventId), ...Object.values(AuditEventTypeCode)];
+
+/**
+ * Replaces by U+FFFD what XML 1.0 §2.2 Char excludes: C0 controls but TAB/LF/CR, lone surrogates,
+ * U+FFFE and U+FFFF.
+ */
+function xmlChars(s: string): string {
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const next = s.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        out += s.slice(i, i + 2);
+        i++;
+      } else out += '\ufffd';
+    } else if ((c < 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) || (c >= 0xdc00 && c <= 0xdfff) || c >= 0xfffe)
+      out += '\ufffd';
+    else out += s[i];
+  }
+  return out;
+}
+
+/** XML-escapes an attribute value (also TAB/LF/CR, which attribute-value normalisation would eat). */
+export function escapeXmlAttribute(s: string): string {
+  return xmlChars(s)
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&apos;')
+    .replace(/\t/g, '&#9;')
+    .replace(/\n/g, '&#10;')
+    .replace(/\r/g, '&#13;');
+}
+
+type Attrs = ReadonlyArray<readonly [string, string | undefined]>;
+
+function el(name: string, attrs: Attrs, children: readonly string[] = []): string {
+  const a = attrs
+    .filter((x): x is readonly [string, string] => x[1] !== undefined)
+    .map(([k, v]) => ` ${k}="${escapeXmlAttribute(v)}"`)
+    .join('');
+  return children.length === 0 ? `<${name}${a}/>` : `<${name}${a}>${children.join('')}</${name}>`;
+}
+
+/** A coded value (PS3.15 A.5.1 "CodedValueType": csd-code, codeSystemName, originalText). */
+function coded(name: string, c: AuditCode | { code: string; scheme: string; meaning: string }): string {
+  return el(name, [
+    ['csd-code', c.code],
+    ['codeSystemName', c.scheme],
+    ['originalText', c.meaning],
+  ]);
+}
+
+function codeOf(code: string): AuditCode {
+  return ALL_CODES.find((c) => c.code === code) ?? { code, scheme: 'DCM', meaning: code };
+}
+
+const IPV4 = /^\d{1,3}(\.\d{1,3}){3}$/;
+/** A network address as recorded (`10.0.0.1`, `::1`, `[::1]:4242`, `host:104`) without its port. */
+function accessPoint(addr: string): { id: string; type: string } {
+  let a = addr.trim();
+  const bracket = /^\[([^\]]+)\](?::\d+)?$/.exec(a);
+  if (bracket?.[1]) a = bracket[1];
+  else if (/^[^:]+:\d+$/.test(a)) a = a.replace(/:\d+$/, '');
+  if (a.startsWith('::ffff:') && IPV4.test(a.slice(7))) a = a.slice(7);
+  const ip = IPV4.test(a) || (a.includes(':') && /^[0-9a-fA-F:.]+$/.test(a));
+  return { id: a, type: ip ? NetworkAccessPointType.IpAddress : NetworkAccessPointType.MachineName };
+}
+
+/** PS3.15 A.5.1 EventDateTime: xs:dateTime, UTC with milliseconds. */
+function dateTime(d: Date): string {
+  return d.toISOString();
+}
+
+/**
+ * The XML text (no declaration, UTF-8 when encoded) of one event. Participants:
+ * - the actor (who asked) as UserIsRequestor="true"; our own actions (actor null or 'radscribe')
+ *   carry the application's UserID with role 110150 Application;
+ * - `source` as role 110153 Source and `destination` as 110152 Destination, each a network access
+ *   point (PS3.15 A.5.3.4/A.5.3.5); the gateway is the other end, so it takes the remaining role;
+ * - participant objects: the patient (type 1, role 1, RFC 3881 ID type 2 "Patient Number") and the
+ *   study (type 2, role 3, DCM 110180 "Study Instance UID"); SOP Instance UIDs are kept in the
+ *   trail, not repeated here (A.5.3 lists them under the study's SOPClass, which needs the class).
+ */
+export function buildAuditMessage(ev: AuditMessageEvent, opts: AuditMessageOptions): string {
+  const def = AUDIT_EVENTS[ev.kind];
+  const app = opts.applicationUserId ?? 'radscribe';
+  const eventId = def?.eventId.code === ev.eventId ? def.eventId : codeOf(ev.eventId);
+  const typeCode = ev.eventTypeCode ? codeOf(ev.eventTypeCode) : undefined;
+
+  const participants: string[] = [];
+  const selfActs = ev.actor === null || ev.actor === '' || ev.actor === app;
+  const requestor = selfActs ? app : (ev.actor as string);
+  const peer = ev.source ?? ev.destination;
+  const peerPoint = peer ? accessPoint(peer) : undefined;
+  // The requestor: a remote user/AE at `source` when one is recorded, otherwise our application.
+  participants.push(
+    el(
+      'ActiveParticipant',
+      [
+        ['UserID', requestor],
+        ['UserIsRequestor', 'true'],
+        ...(!selfActs && peerPoint && ev.source
+          ? ([
+              ['NetworkAccessPointID', peerPoint.id],
+              ['NetworkAccessPointTypeCode', peerPoint.type],
+            ] as const)
+          : []),
+      ],
+      [coded('RoleIDCode', !selfActs && ev.source ? ROLE_SOURCE : ROLE_APPLICATION)],
+    ),
+  );
+  if (ev.source && selfActs) {
+    const p = accessPoint(ev.source);
+    participants.push(
+      el(
+        'ActiveParticipant',
+        [
+          ['UserID', p.id],
+          ['UserIsRequestor', 'false'],
+          ['NetworkAccessPointID', p.id],
+          ['NetworkAccessPointTypeCode', p.type],
+        ],
+        [coded('RoleIDCode', ROLE_SOURCE)],
+      ),
+    );
+  }
+  if (ev.destination) {
+    const p = accessPoint(ev.destination);
+    participants.push(
+      el(
+        'ActiveParticipant',
+        [
+          ['UserID', ev.destination],
+          ['UserIsRequestor', 'false'],
+          ['NetworkAccessPointID', p.id],
+          ['NetworkAccessPointTypeCode', p.type],
+        ],
+        [coded('RoleIDCode', ROLE_DESTINATION)],
+      ),
+    );
+  }
+  if (!selfActs) {
+    // The gateway itself, the other end of what the requestor did.
+    participants.push(
+      el('ActiveParticipant', [
+        ['UserID', app],
+        ['UserIsRequestor', 'false'],
+      ]),
+    );
+  }
+
+  const objects: string[] = [];
+  if (ev.patientId) {
+    objects.push(
+      el(
+        'ParticipantObjectIdentification',
+        [
+          ['ParticipantObjectID', ev.patientId],
+          ['ParticipantObjectTypeCode', ParticipantObjectType.Person],
+          ['ParticipantObjectTypeCodeRole', ParticipantObjectRole.Patient],
+        ],
+        [coded('ParticipantObjectIDTypeCode', { code: '2', scheme: 'RFC-3881', meaning: 'Patient Number' })],
+      ),
+    );
+  }
+  if (ev.studyInstanceUid) {
+    objects.push(
+      el(
+        'ParticipantObjectIdentification',
+        [
+          ['ParticipantObjectID', ev.studyInstanceUid],
+          ['ParticipantObjectTypeCode', ParticipantObjectType.SystemObject],
+          ['ParticipantObjectTypeCodeRole', ParticipantObjectRole.Report],
+        ],
+        [coded('ParticipantObjectIDTypeCode', ID_TYPE_STUDY)],
+      ),
+    );
+  }
+
+  const identification = el(
+    'EventIdentification',
+    [
+      ['EventActionCode', ev.actionCode],
+      ['EventDateTime', dateTime(ev.occurredAt)],
+      ['EventOutcomeIndicator', String(ev.outcome)],
+    ],
+    [coded('EventID', eventId), ...(typeCode ? [coded('EventTypeCode', typeCode)] : [])],
+  );
+  // PS3.15 A.5.1 AuditSourceTypeCode 4: "Application Server process tier in a multi-tier system".
+  const sourceId = el(
+    'AuditSourceIdentification',
+    [['AuditSourceID', opts.auditSourceId]],
+    [
+      el('AuditSourceTypeCode', [
+        ['csd-code', '4'],
+        ['codeSystemName', 'RFC-3881'],
+        ['originalText', 'Application Server Process'],
+      ]),
+    ],
+  );
+  return el('AuditMessage', [], [identification, ...participants, sourceId, ...objects]);
+}

@@ -1,0 +1,107 @@
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import {
+  type AuditMessageEvent,
+  buildAuditMessage,
+  escapeXmlAttribute,
+} from '../../../src/audit/atna/audit-message.js';
+import { AUDIT_EVENTS, type AuditEventKind, EventOutcome } from '../../../src/audit/audit-codes.js';
+
+const SCHEMA = path.join(__dirname, '..', '..', 'fixtures', 'atna', 'audit-message-subset.rng');
+const hasXmllint = spawnSync('xmllint', ['--version']).status === 0;
+const withXmllint = hasXmllint ? it : it.skip;
+
+function xmllint(args: string[], input: string): { status: number | null; out: string; err: string } {
+  const r = spawnSync('xmllint', [...args, '-'], { input, encoding: 'utf8' });
+  return { status: r.status, out: r.stdout, err: r.stderr };
+}
+
+function event(kind: AuditEventKind, over: Partial<AuditMessageEvent> = {}): AuditMessageEvent {
+  const def = AUDIT_EVENTS[kind];
+  return {
+    id: 7,
+    occurredAt: new Date('2026-12-03T08:00:00.123Z'),
+    kind,
+    eventId: def.eventId.code,
+    eventTypeCode: def.eventTypeCode?.code ?? null,
+    actionCode: def.action,
+    outcome: EventOutcome.Success,
+    actor: 'STORESCU',
+    source: '10.1.2.3',
+    destination: null,
+    patientId: 'PAT-1',
+    studyInstanceUid: '1.2.3.4',
+    sopInstanceUids: ['1.2.3.4.5'],
+    ...over,
+  };
+}
+
+const OPTS = { auditSourceId: 'radscribe-gw-1' };
+const HOSTILE = `a&b<c>"d"'e'\u0001\u0000\tf\ng\r\ud800 é 中`;
+
+describe('DICOM audit message (PS3.15 A.5.1)', () => {
+  it('escapes the five XML specials, TAB/LF/CR, and replaces what XML 1.0 cannot carry', () => {
+    expect(escapeXmlAttribute(HOSTILE)).toBe(
+      'a&amp;b&lt;c&gt;&quot;d&quot;&apos;e&apos;\ufffd\ufffd&#9;f&#10;g&#13;\ufffd é 中',
+    );
+  });
+
+  it('carries the event codes, action, time and outcome of the row', () => {
+    const xml = buildAuditMessage(event('instance-received', { outcome: EventOutcome.SeriousFailure }), OPTS);
+    expect(xml).toContain(
+      '<EventIdentification EventActionCode="C" EventDateTime="2026-12-03T08:00:00.123Z" EventOutcomeIndicator="8">' +
+        '<EventID csd-code="110104" codeSystemName="DCM" originalText="DICOM Instances Transferred"/></EventIdentification>',
+    );
+    expect(xml).toContain(
+      '<ActiveParticipant UserID="STORESCU" UserIsRequestor="true" NetworkAccessPointID="10.1.2.3" NetworkAccessPointTypeCode="2">',
+    );
+    expect(xml).toContain('<AuditSourceIdentification AuditSourceID="radscribe-gw-1">');
+    expect(xml).toContain(
+      '<ParticipantObjectIdentification ParticipantObjectID="1.2.3.4" ParticipantObjectTypeCode="2" ParticipantObjectTypeCodeRole="3">' +
+        '<ParticipantObjectIDTypeCode csd-code="110180" codeSystemName="DCM" originalText="Study Instance UID"/>',
+    );
+    const types = buildAuditMessage(event('application-start', { actor: 'radscribe', source: null }), OPTS);
+    expect(types).toContain('<EventTypeCode csd-code="110120" codeSystemName="DCM" originalText="Application Start"/>');
+    expect(types).toContain(
+      '<ActiveParticipant UserID="radscribe" UserIsRequestor="true"><RoleIDCode csd-code="110150"',
+    );
+  });
+
+  it('names the destination with role 110152 and a host name as type 1', () => {
+    const xml = buildAuditMessage(
+      event('sr-exported', { actor: 'radscribe', source: null, destination: 'pacs.example.org:104' }),
+      OPTS,
+    );
+    expect(xml).toContain(
+      '<ActiveParticipant UserID="pacs.example.org:104" UserIsRequestor="false" NetworkAccessPointID="pacs.example.org" NetworkAccessPointTypeCode="1"><RoleIDCode csd-code="110152"',
+    );
+  });
+
+  withXmllint('is valid against the A.5.1 subset schema for every event kind and outcome', () => {
+    for (const kind of Object.keys(AUDIT_EVENTS) as AuditEventKind[]) {
+      for (const outcome of Object.values(EventOutcome)) {
+        for (const over of [
+          {},
+          { actor: null, source: null, patientId: null, studyInstanceUid: null },
+          { destination: '[::1]:11112' },
+        ]) {
+          const xml = buildAuditMessage(event(kind, { outcome, ...over }), OPTS);
+          const r = xmllint(['--noout', '--relaxng', SCHEMA], xml);
+          expect({ kind, outcome, err: r.status === 0 ? '' : r.err }).toEqual({ kind, outcome, err: '' });
+        }
+      }
+    }
+  });
+
+  withXmllint('hostile values stay attribute text: well-formed, valid, and read back as written', () => {
+    const xml = buildAuditMessage(event('user-authentication', { actor: HOSTILE, patientId: HOSTILE }), {
+      auditSourceId: HOSTILE,
+    });
+    expect(xmllint(['--noout', '--relaxng', SCHEMA], xml).status).toBe(0);
+    const r = xmllint(['--xpath', 'string(/AuditMessage/ActiveParticipant[1]/@UserID)'], xml);
+    expect(r.status).toBe(0);
+    expect(r.out.replace(/\n$/, '')).toBe(`a&b<c>"d"'e'\ufffd\ufffd\tf\ng\r\ufffd é 中`);
+    expect(xml.match(/<AuditMessage>/g)).toHaveLength(1);
+    expect(xml).not.toMatch(/<script|<c>/);
+  });
+});

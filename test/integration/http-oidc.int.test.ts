@@ -9,7 +9,7 @@ import { backends, startTestGateway, type TestGateway } from '../support/gateway
  * (key rotation) fetched anew, HMAC and `none` refused, the role from the `roles` claim. Each
  * refusal is a 401 audited as user-authentication outcome 4 with jose's reason.
  *
- * Needs the npm package jose (6.2.17); skipped, saying so, where it is not installed.
+ * jose (6.2.17) is a dependency since issue 12; the test fails, not skips, without it.
  */
 /** The part of jose's API the test uses (typed here: jose may not be installed). */
 interface JwtBuilder {
@@ -29,18 +29,7 @@ interface Jose {
 }
 
 const JOSE: string = 'jose';
-function joseInstalled(): boolean {
-  try {
-    require.resolve(JOSE);
-    return true;
-  } catch {
-    return false;
-  }
-}
-const HAVE_JOSE = joseInstalled();
-if (!HAVE_JOSE)
-  process.stderr.write('http-oidc.int.test.ts: jose is not installed (npm install jose@6.2.17): skipped\n');
-const d = HAVE_JOSE ? describe.each(backends()) : describe.skip.each(backends());
+const d = describe.each(backends());
 
 d('OIDC bearer JWTs on %s', (backend) => {
   let jose: Jose;

@@ -100,9 +100,13 @@ export async function recordAudit(q: Queryable, ev: AuditEventInput): Promise<{ 
   return { id: Number(row.id), rowHash: row.row_hash };
 }
 
-interface AuditRow {
+/**
+ * The columns that identify an event and its participants, as pg returns them (bigint id as text).
+ * Every reader of audit_events (this list, the compliance query, the ATNA exporter) selects them and
+ * maps them with auditEventFields, so the three cannot drift apart.
+ */
+export interface AuditEventColumns {
   id: string;
-  occurred_at: Date;
   kind: AuditEventKind;
   event_id: string;
   event_type_code: string | null;
@@ -114,6 +118,43 @@ interface AuditRow {
   patient_id: string | null;
   study_instance_uid: string | null;
   sop_instance_uids: string[] | null;
+}
+
+export type AuditEventFields = Pick<
+  AuditEvent,
+  | 'id'
+  | 'kind'
+  | 'eventId'
+  | 'eventTypeCode'
+  | 'actionCode'
+  | 'outcome'
+  | 'actor'
+  | 'source'
+  | 'destination'
+  | 'patientId'
+  | 'studyInstanceUid'
+  | 'sopInstanceUids'
+>;
+
+export function auditEventFields(r: AuditEventColumns): AuditEventFields {
+  return {
+    id: Number(r.id),
+    kind: r.kind,
+    eventId: r.event_id,
+    eventTypeCode: r.event_type_code,
+    actionCode: r.action_code,
+    outcome: Number(r.outcome) as EventOutcome,
+    actor: r.actor,
+    source: r.source,
+    destination: r.destination,
+    patientId: r.patient_id,
+    studyInstanceUid: r.study_instance_uid,
+    sopInstanceUids: r.sop_instance_uids,
+  };
+}
+
+interface AuditRow extends AuditEventColumns {
+  occurred_at: Date;
   detail: Record<string, unknown>;
   prev_hash: string;
   row_hash: string;
@@ -144,19 +185,8 @@ export async function listAudit(q: Queryable, filter: AuditFilter, requester: st
     limit,
   ]);
   return rows.map((r) => ({
-    id: Number(r.id),
+    ...auditEventFields(r),
     occurredAt: r.occurred_at,
-    kind: r.kind,
-    eventId: r.event_id,
-    eventTypeCode: r.event_type_code,
-    actionCode: r.action_code,
-    outcome: r.outcome,
-    actor: r.actor,
-    source: r.source,
-    destination: r.destination,
-    patientId: r.patient_id,
-    studyInstanceUid: r.study_instance_uid,
-    sopInstanceUids: r.sop_instance_uids,
     detail: r.detail,
     prevHash: r.prev_hash,
     rowHash: r.row_hash,

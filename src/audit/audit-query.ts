@@ -2,7 +2,7 @@ import type { Queryable } from '../db/pool.js';
 import { ErrorCode, errorCodeOf, RadScribeError } from '../errors.js';
 import { utcMicros } from './audit-canonical.js';
 import { AUDIT_EVENTS, AuditEventKind, EventOutcome } from './audit-codes.js';
-import { recordAudit } from './audit-log.js';
+import { type AuditEventColumns, auditEventFields, recordAudit } from './audit-log.js';
 
 /**
  * Queries for compliance staff (issue 12): filters on time range, event type, outcome, user or AE,
@@ -269,20 +269,8 @@ ORDER BY occurred_at DESC, id DESC LIMIT ${p(q.limit + 1)}`;
   return { text, values };
 }
 
-interface QueryRow {
-  id: string;
+interface QueryRow extends AuditEventColumns {
   occurred_epoch: string;
-  kind: AuditEventKind;
-  event_id: string;
-  event_type_code: string | null;
-  action_code: string;
-  outcome: EventOutcome;
-  actor: string | null;
-  source: string | null;
-  destination: string | null;
-  patient_id: string | null;
-  study_instance_uid: string | null;
-  sop_instance_uids: string[] | null;
   detail: Record<string, unknown>;
   row_hash: string;
 }
@@ -329,19 +317,8 @@ export async function queryAuditEvents(pool: Queryable, q: AuditQuery, who: Audi
   const page = more ? rows.slice(0, q.limit) : rows;
   const events = page.map(
     (r): AuditEventRecord => ({
-      id: Number(r.id),
+      ...auditEventFields(r),
       occurredAt: utcMicros(r.occurred_epoch),
-      kind: r.kind,
-      eventId: r.event_id,
-      eventTypeCode: r.event_type_code,
-      actionCode: r.action_code,
-      outcome: Number(r.outcome) as EventOutcome,
-      actor: r.actor,
-      source: r.source,
-      destination: r.destination,
-      patientId: r.patient_id,
-      studyInstanceUid: r.study_instance_uid,
-      sopInstanceUids: r.sop_instance_uids,
       detail: r.detail,
       rowHash: r.row_hash,
     }),

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import type pg from 'pg';
 import { normalizeErrorString } from '../../errors.js';
 import { childLogger, type Logger } from '../../logger.js';
-import type { AuditEventKind, EventActionCode, EventOutcome } from '../audit-codes.js';
+import { type AuditEventColumns, auditEventFields } from '../audit-log.js';
 import { type AuditMessageEvent, buildAuditMessage } from './audit-message.js';
 import {
   formatSyslogMessage,
@@ -45,20 +45,8 @@ export interface AuditExporterOptions {
   readonly logger?: Logger;
 }
 
-interface ExportRow {
-  id: string;
+interface ExportRow extends AuditEventColumns {
   occurred_at: Date;
-  kind: AuditEventKind;
-  event_id: string;
-  event_type_code: string | null;
-  action_code: EventActionCode;
-  outcome: EventOutcome;
-  actor: string | null;
-  source: string | null;
-  destination: string | null;
-  patient_id: string | null;
-  study_instance_uid: string | null;
-  sop_instance_uids: string[] | null;
 }
 
 const ENSURE_CURSOR = `INSERT INTO audit_export_cursor (destination) VALUES ($1) ON CONFLICT (destination) DO NOTHING`;
@@ -74,21 +62,7 @@ export function exportDestinationKey(o: Pick<SyslogTlsOptions, 'host' | 'port'>)
 }
 
 function messageEvent(r: ExportRow): AuditMessageEvent {
-  return {
-    id: Number(r.id),
-    occurredAt: r.occurred_at,
-    kind: r.kind,
-    eventId: r.event_id,
-    eventTypeCode: r.event_type_code,
-    actionCode: r.action_code,
-    outcome: Number(r.outcome) as EventOutcome,
-    actor: r.actor,
-    source: r.source,
-    destination: r.destination,
-    patientId: r.patient_id,
-    studyInstanceUid: r.study_instance_uid,
-    sopInstanceUids: r.sop_instance_uids,
-  };
+  return { ...auditEventFields(r), occurredAt: r.occurred_at };
 }
 
 export class AuditExporter {

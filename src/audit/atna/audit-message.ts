@@ -1,5 +1,5 @@
 import { AUDIT_EVENTS, type AuditCode, AuditEventId, AuditEventTypeCode } from '../audit-codes.js';
-import type { AuditEvent } from '../audit-log.js';
+import type { AuditEvent, AuditEventFields } from '../audit-log.js';
 
 /**
  * One audit_events row as a DICOM Audit Message (PS3.15 A.5.1, the XML schema of RFC 3881 as
@@ -9,22 +9,7 @@ import type { AuditEvent } from '../audit-log.js';
  */
 
 /** The row fields the message is built from (AuditEvent from audit-log.ts, or a raw row mapped to it). */
-export type AuditMessageEvent = Pick<
-  AuditEvent,
-  | 'id'
-  | 'occurredAt'
-  | 'kind'
-  | 'eventId'
-  | 'eventTypeCode'
-  | 'actionCode'
-  | 'outcome'
-  | 'actor'
-  | 'source'
-  | 'destination'
-  | 'patientId'
-  | 'studyInstanceUid'
-  | 'sopInstanceUids'
->;
+export type AuditMessageEvent = AuditEventFields & Pick<AuditEvent, 'occurredAt'>;
 
 export interface AuditMessageOptions {
   /** PS3.15 A.5.1 AuditSourceIdentification@AuditSourceID: this gateway (host name by default). */

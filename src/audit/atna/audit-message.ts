@@ -146,36 +146,24 @@ export function buildAuditMessage(ev: AuditMessageEvent, opts: AuditMessageOptio
       [coded('RoleIDCode', !selfActs && ev.source ? ROLE_SOURCE : ROLE_APPLICATION)],
     ),
   );
-  if (ev.source && selfActs) {
-    const p = accessPoint(ev.source);
-    participants.push(
-      el(
-        'ActiveParticipant',
-        [
-          ['UserID', p.id],
-          ['UserIsRequestor', 'false'],
-          ['NetworkAccessPointID', p.id],
-          ['NetworkAccessPointTypeCode', p.type],
-        ],
-        [coded('RoleIDCode', ROLE_SOURCE)],
-      ),
+  /** A non-requesting peer (the source or the destination of what was done), with its access point. */
+  const peerParticipant = (userId: string, address: string, role: ReturnType<typeof coded>): string => {
+    const p = accessPoint(address);
+    return el(
+      'ActiveParticipant',
+      [
+        ['UserID', userId],
+        ['UserIsRequestor', 'false'],
+        ['NetworkAccessPointID', p.id],
+        ['NetworkAccessPointTypeCode', p.type],
+      ],
+      [role],
     );
-  }
-  if (ev.destination) {
-    const p = accessPoint(ev.destination);
-    participants.push(
-      el(
-        'ActiveParticipant',
-        [
-          ['UserID', ev.destination],
-          ['UserIsRequestor', 'false'],
-          ['NetworkAccessPointID', p.id],
-          ['NetworkAccessPointTypeCode', p.type],
-        ],
-        [coded('RoleIDCode', ROLE_DESTINATION)],
-      ),
-    );
-  }
+  };
+  if (ev.source && selfActs)
+    participants.push(peerParticipant(accessPoint(ev.source).id, ev.source, coded('RoleIDCode', ROLE_SOURCE)));
+  if (ev.destination)
+    participants.push(peerParticipant(ev.destination, ev.destination, coded('RoleIDCode', ROLE_DESTINATION)));
   if (!selfActs) {
     // The gateway itself, the other end of what the requestor did.
     participants.push(

@@ -5,6 +5,7 @@ const common = {
   // jose (OIDC JWTs) ships ECMAScript modules only: compiled to CJS like our own sources.
   transformIgnorePatterns: ['/node_modules/(?!jose/)'],
   testEnvironment: 'node',
+  setupFiles: ['<rootDir>/test/wasm-engine-flags.setup.ts'],
 };
 module.exports = {
   reporters: ['default', '<rootDir>/test/ci-summary-reporter.js'],

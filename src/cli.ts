@@ -2,6 +2,7 @@
 import { parseArgs, UsageError } from './cli/args.js';
 import { COMMANDS } from './cli/registry.js';
 import { ConfigError, normalizeErrorString } from './errors.js';
+import { applyWasmEngineFlags } from './wasm-engine-flags.js';
 
 /**
  * `radscribe` command line. Results go to stdout; logs (JSON) go to stderr.
@@ -38,6 +39,7 @@ export async function main(argv: readonly string[]): Promise<number> {
 }
 
 if (require.main === module) {
+  applyWasmEngineFlags();
   main(process.argv.slice(2)).then(
     (code) => {
       // serve returns only after a clean shutdown; the one-shot commands may leave idle sockets of

@@ -6,6 +6,7 @@ import pg from 'pg';
 import { ErrorCode, normalizeErrorString, RadScribeError } from '../errors.js';
 import { childLogger } from '../logger.js';
 import { workerScript } from '../runtime-paths.js';
+import { applyWasmEngineFlags } from '../wasm-engine-flags.js';
 import type { PgliteWorkerData, PgliteWorkerMessage } from './pglite-worker.js';
 
 /**
@@ -273,6 +274,7 @@ export async function openDatabase(opts: OpenDatabaseOptions): Promise<Database>
   // the two from interleaving.
   const poolSize = EMBEDDED_POOL_SIZE;
   const data: PgliteWorkerData = { dataDir: pgliteDir, maxConnections: poolSize + 1 };
+  applyWasmEngineFlags();
   const worker = new Worker(workerScript('db/pglite-worker'), { workerData: data });
   const next = (): Promise<PgliteWorkerMessage> =>
     new Promise((resolve, reject) => {

@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { DEFAULT_DICOM_LIMITS, type DicomLimits } from '../dicom/limits.js';
 import { ErrorCode, RadScribeError } from '../errors.js';
 import { workerScript } from '../runtime-paths.js';
+import { applyWasmEngineFlags } from '../wasm-engine-flags.js';
 import {
   ImagePrepError,
   type PreparedImage,
@@ -65,6 +66,7 @@ export class ImagePrepClient {
     if (this.closed)
       return Promise.reject(new RadScribeError(ErrorCode.Internal, 'image preparation client is closed'));
     if (this.worker && this.started) return this.started;
+    applyWasmEngineFlags();
     const worker = new Worker(workerScript('pipeline/image-prep-worker'), {
       resourceLimits: { maxOldGenerationSizeMb: this.memoryMb },
     });

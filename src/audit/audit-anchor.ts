@@ -15,16 +15,27 @@ import { ErrorCode, RadScribeError } from '../errors.js';
 /** How often the gateway anchors the chain head when audit.anchor.directory is set. */
 export const DEFAULT_ANCHOR_INTERVAL_SECONDS = 3600;
 
-export const ANCHOR_FORMAT = 'radscribe-audit-anchor/1' as const;
+export const ANCHOR_FORMAT = 'radscribe-audit-anchor/2' as const;
+/** Written before migration 0016, when the trail was one chain: a statement about lane 0. Still verified. */
+export const ANCHOR_FORMAT_V1 = 'radscribe-audit-anchor/1' as const;
+export type AnchorFormat = typeof ANCHOR_FORMAT | typeof ANCHOR_FORMAT_V1;
 export const ANCHOR_FILE_RE = /^anchor-.*\.json$/;
 
-/** The signed statement: "at `anchoredAt` the chain had `count` rows ending at `lastId` with `headHash`". */
-export interface AnchorStatement {
-  readonly format: typeof ANCHOR_FORMAT;
-  /** 0 and the genesis hash for an empty chain. */
+/** One lane's head: its last row, that row's hash, and the number of rows of the lane up to it. */
+export interface LaneHead {
+  readonly lane: number;
   readonly lastId: number;
   readonly headHash: string;
   readonly count: number;
+}
+
+/**
+ * The signed statement: "at `anchoredAt` each listed lane had `count` rows ending at `lastId` with
+ * `headHash`" (migration 0016: the trail is 32 chains). Lanes without rows are not listed.
+ */
+export interface AnchorStatement {
+  readonly format: AnchorFormat;
+  readonly lanes: readonly LaneHead[];
   readonly anchoredAt: string;
 }
 
@@ -42,9 +53,24 @@ export interface LoadedAnchor {
   readonly previousRun?: boolean;
 }
 
-/** The bytes signed: one field per line, fixed order, so no JSON canonicalisation is needed. */
+/** The highest event id a statement names (0 for an empty trail): its files sort by it. */
+export function anchorTopId(s: AnchorStatement): number {
+  return s.lanes.reduce((m, l) => Math.max(m, l.lastId), 0);
+}
+
+/**
+ * The bytes signed: one field per line, fixed order, so no JSON canonicalisation is needed.
+ * Format 2: format, time, then one "lane lastId headHash count" line per lane in lane order.
+ * Format 1 (one chain): format, lastId, headHash, count, time.
+ */
 export function signedBytes(s: AnchorStatement): Buffer {
-  return Buffer.from([s.format, String(s.lastId), s.headHash, String(s.count), s.anchoredAt].join('\n'), 'utf8');
+  if (s.format === ANCHOR_FORMAT_V1) {
+    const h = s.lanes.find((l) => l.lane === 0) ?? { lastId: 0, headHash: '0'.repeat(64), count: 0 };
+    return Buffer.from([s.format, String(h.lastId), h.headHash, String(h.count), s.anchoredAt].join('\n'), 'utf8');
+  }
+  const lanes = [...s.lanes].sort((a, b) => a.lane - b.lane);
+  const lines = lanes.map((l) => `${l.lane} ${l.lastId} ${l.headHash} ${l.count}`);
+  return Buffer.from([s.format, s.anchoredAt, ...lines].join('\n'), 'utf8');
 }
 
 export function signAnchor(statement: AnchorStatement, privateKey: KeyObject): AuditAnchor {
@@ -102,32 +128,70 @@ export function generateAnchorKeys(privateKeyFile: string, publicKeyFile: string
 }
 
 /**
- * The head of the committed chain. Appends are serialised by the chain lock and commit in id
- * order, so every row with id ≤ the head is visible here; the count is taken in the same snapshot.
- * `since` (the previous anchor of this process) lets the count read only the rows after it.
+ * The head of every lane of the committed trail. A lane's appends are serialised by its lock and
+ * take their id under it, so every row of a lane with id ≤ that lane's head is visible here (an
+ * append in flight has a higher id); the counts are taken in the same snapshot. `since` (the
+ * previous anchor of this process) lets each count read only the lane's rows after it.
  */
-export async function readChainHead(
-  q: Queryable,
-  since?: { lastId: number; count: number },
-): Promise<{ lastId: number; headHash: string; count: number }> {
-  const { rows } = await q.query<{ id: string | null; row_hash: string | null; n: string }>(
-    `SELECT h.id, h.row_hash, (SELECT count(*) FROM audit_events WHERE id > $1 AND id <= coalesce(h.id, 0)) AS n
-     FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT id, row_hash FROM audit_events ORDER BY id DESC LIMIT 1) h ON true`,
-    [since?.lastId ?? 0],
+export async function readChainHead(q: Queryable, since?: readonly LaneHead[]): Promise<LaneHead[]> {
+  const prev = new Map((since ?? []).map((l) => [l.lane, l]));
+  const { rows } = await q.query<{ lane: number; id: string; row_hash: string; n: string }>(
+    `SELECT l.lane, h.id, h.row_hash,
+            (SELECT count(*) FROM audit_events c
+             WHERE c.chain_lane = l.lane AND c.id > coalesce(($1::jsonb ->> l.lane::text)::bigint, 0) AND c.id <= h.id) AS n
+     FROM generate_series(0, 31) AS l(lane)
+     CROSS JOIN LATERAL (SELECT a.id, a.row_hash FROM audit_events a WHERE a.chain_lane = l.lane ORDER BY a.id DESC LIMIT 1) h
+     ORDER BY l.lane`,
+    [JSON.stringify(Object.fromEntries([...prev].map(([lane, l]) => [String(lane), l.lastId])))],
   );
-  const r = rows[0];
-  if (!r || r.id === null || r.row_hash === null) return { lastId: 0, headHash: '0'.repeat(64), count: 0 };
-  return { lastId: Number(r.id), headHash: r.row_hash, count: (since?.count ?? 0) + Number(r.n) };
+  return rows.map((r) => ({
+    lane: Number(r.lane),
+    lastId: Number(r.id),
+    headHash: r.row_hash,
+    count: (prev.get(Number(r.lane))?.count ?? 0) + Number(r.n),
+  }));
 }
 
 /** Writes the anchor atomically (temporary file, then rename) and returns its path. */
 export function writeAnchor(directory: string, anchor: AuditAnchor): string {
   const stamp = anchor.anchoredAt.replace(/[-:.]/g, '');
-  const file = path.join(directory, `anchor-${stamp}-${String(anchor.lastId).padStart(12, '0')}.json`);
+  const file = path.join(directory, `anchor-${stamp}-${String(anchorTopId(anchor)).padStart(12, '0')}.json`);
   const tmp = `${file}.tmp`;
   writeFileSync(tmp, `${JSON.stringify(anchor, null, 2)}\n`, { mode: 0o644 });
   renameSync(tmp, file);
   return file;
+}
+
+const HASH_RE = /^[0-9a-f]{64}$/;
+
+function laneHeadOf(o: unknown): LaneHead | undefined {
+  if (typeof o !== 'object' || o === null) return undefined;
+  const l = o as Record<string, unknown>;
+  const ok =
+    Number.isSafeInteger(l.lane) &&
+    (l.lane as number) >= 0 &&
+    (l.lane as number) < 32 &&
+    Number.isSafeInteger(l.lastId) &&
+    typeof l.headHash === 'string' &&
+    HASH_RE.test(l.headHash) &&
+    Number.isSafeInteger(l.count);
+  return ok
+    ? { lane: l.lane as number, lastId: l.lastId as number, headHash: l.headHash as string, count: l.count as number }
+    : undefined;
+}
+
+/** The lanes of a statement file: format 2's list, or format 1's single chain as lane 0. */
+function lanesOf(a: Record<string, unknown>): LaneHead[] | undefined {
+  if (a.format === ANCHOR_FORMAT_V1 || a.format === VERIFIED_HEAD_FORMAT_V1) {
+    const head = laneHeadOf({ ...a, lane: 0 });
+    if (!head) return undefined;
+    return head.lastId > 0 ? [head] : [];
+  }
+  if (!Array.isArray(a.lanes)) return undefined;
+  const lanes = a.lanes.map(laneHeadOf);
+  if (lanes.some((l) => l === undefined)) return undefined;
+  const list = lanes as LaneHead[];
+  return new Set(list.map((l) => l.lane)).size === list.length ? list : undefined;
 }
 
 function parseAnchor(text: string): AuditAnchor | undefined {
@@ -139,23 +203,10 @@ function parseAnchor(text: string): AuditAnchor | undefined {
   }
   if (typeof o !== 'object' || o === null) return undefined;
   const a = o as Record<string, unknown>;
-  const ok =
-    a.format === ANCHOR_FORMAT &&
-    Number.isSafeInteger(a.lastId) &&
-    typeof a.headHash === 'string' &&
-    /^[0-9a-f]{64}$/.test(a.headHash) &&
-    Number.isSafeInteger(a.count) &&
-    typeof a.anchoredAt === 'string' &&
-    typeof a.signature === 'string';
-  if (!ok) return undefined;
-  return {
-    format: ANCHOR_FORMAT,
-    lastId: a.lastId as number,
-    headHash: a.headHash as string,
-    count: a.count as number,
-    anchoredAt: a.anchoredAt as string,
-    signature: a.signature as string,
-  };
+  if (a.format !== ANCHOR_FORMAT && a.format !== ANCHOR_FORMAT_V1) return undefined;
+  const lanes = lanesOf(a);
+  if (!lanes || typeof a.anchoredAt !== 'string' || typeof a.signature !== 'string') return undefined;
+  return { format: a.format, lanes, anchoredAt: a.anchoredAt, signature: a.signature };
 }
 
 /**
@@ -180,30 +231,25 @@ export function readAnchors(directory: string, publicKey: KeyObject): LoadedAnch
     if (!anchor) {
       out.push({
         file,
-        anchor: {
-          format: ANCHOR_FORMAT,
-          lastId: 0,
-          headHash: '',
-          count: 0,
-          anchoredAt: '',
-          signature: '',
-        },
+        anchor: { format: ANCHOR_FORMAT, lanes: [], anchoredAt: '', signature: '' },
         signatureValid: false,
       });
       continue;
     }
     out.push({ file, anchor, signatureValid: anchorSignatureValid(anchor, publicKey) });
   }
-  return out.sort((a, b) => a.anchor.lastId - b.anchor.lastId || a.file.localeCompare(b.file));
+  return out.sort((a, b) => anchorTopId(a.anchor) - anchorTopId(b.anchor) || a.file.localeCompare(b.file));
 }
 
-export const VERIFIED_HEAD_FORMAT = 'radscribe-audit-verified/1' as const;
+export const VERIFIED_HEAD_FORMAT = 'radscribe-audit-verified/2' as const;
+/** Written before migration 0016 (one chain): read as lane 0. */
+export const VERIFIED_HEAD_FORMAT_V1 = 'radscribe-audit-verified/1' as const;
 
 /**
- * The head the last successful `audit verify` saw, kept by the verifier (issue 15: "refuse an empty
- * or shortened chain when a previous run … saw more"). It is the verifier's own file, outside the
- * database, so it is held against the chain like an anchor; it is not signed, so it proves nothing
- * to a third party — the signed anchors do that.
+ * The lane heads the last successful `audit verify` saw, kept by the verifier (issue 15: "refuse an
+ * empty or shortened chain when a previous run … saw more"). It is the verifier's own file, outside
+ * the database, so it is held against the chain like an anchor; it is not signed, so it proves
+ * nothing to a third party — the signed anchors do that.
  */
 export function readVerifiedHead(file: string): LoadedAnchor | undefined {
   let text: string;
@@ -214,34 +260,23 @@ export function readVerifiedHead(file: string): LoadedAnchor | undefined {
     throw err;
   }
   const o = JSON.parse(text) as Record<string, unknown>;
-  if (
-    o.format !== VERIFIED_HEAD_FORMAT ||
-    !Number.isSafeInteger(o.lastId) ||
-    typeof o.headHash !== 'string' ||
-    !Number.isSafeInteger(o.count)
-  )
+  const lanes = o.format === VERIFIED_HEAD_FORMAT || o.format === VERIFIED_HEAD_FORMAT_V1 ? lanesOf(o) : undefined;
+  if (!lanes)
     throw new RadScribeError(ErrorCode.ConfigInvalid, `verified-head file ${file}: not a ${VERIFIED_HEAD_FORMAT} file`);
   return {
     file,
     previousRun: true,
     signatureValid: true,
-    anchor: {
-      format: ANCHOR_FORMAT,
-      lastId: o.lastId as number,
-      headHash: o.headHash,
-      count: o.count as number,
-      anchoredAt: String(o.verifiedAt ?? ''),
-      signature: '',
-    },
+    anchor: { format: ANCHOR_FORMAT, lanes, anchoredAt: String(o.verifiedAt ?? ''), signature: '' },
   };
 }
 
-export function writeVerifiedHead(file: string, head: { lastId: number; headHash: string; count: number }): void {
+export function writeVerifiedHead(file: string, lanes: readonly LaneHead[]): void {
   mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.tmp`;
   writeFileSync(
     tmp,
-    `${JSON.stringify({ format: VERIFIED_HEAD_FORMAT, ...head, verifiedAt: new Date().toISOString() }, null, 2)}\n`,
+    `${JSON.stringify({ format: VERIFIED_HEAD_FORMAT, lanes, verifiedAt: new Date().toISOString() }, null, 2)}\n`,
   );
   renameSync(tmp, file);
 }

@@ -3,7 +3,15 @@ import { mkdirSync } from 'node:fs';
 import type { Queryable } from '../db/pool.js';
 import { normalizeErrorString } from '../errors.js';
 import { childLogger, type Logger } from '../logger.js';
-import { ANCHOR_FORMAT, type AuditAnchor, readChainHead, signAnchor, writeAnchor } from './audit-anchor.js';
+import {
+  ANCHOR_FORMAT,
+  type AuditAnchor,
+  anchorTopId,
+  type LaneHead,
+  readChainHead,
+  signAnchor,
+  writeAnchor,
+} from './audit-anchor.js';
 
 export interface AuditAnchorerOptions {
   readonly pool: Queryable;
@@ -25,8 +33,8 @@ export class AuditAnchorer {
   private readonly log: Logger;
   #timer: NodeJS.Timeout | undefined;
   #chain: Promise<unknown> = Promise.resolve();
-  /** The last head this process anchored: the next count reads only the rows after it. */
-  #last: { lastId: number; count: number } | undefined;
+  /** The lane heads this process anchored last: the next counts read only the rows after them. */
+  #last: readonly LaneHead[] | undefined;
   #stopped = false;
 
   constructor(private readonly opts: AuditAnchorerOptions) {
@@ -37,12 +45,13 @@ export class AuditAnchorer {
   anchorNow(): Promise<{ file: string; anchor: AuditAnchor }> {
     const run = this.#chain.then(async () => {
       mkdirSync(this.opts.directory, { recursive: true });
-      const head = await readChainHead(this.opts.pool, this.#last);
+      const lanes = await readChainHead(this.opts.pool, this.#last);
       const anchoredAt = (this.opts.now?.() ?? new Date()).toISOString();
-      const anchor = signAnchor({ format: ANCHOR_FORMAT, ...head, anchoredAt }, this.opts.privateKey);
+      const anchor = signAnchor({ format: ANCHOR_FORMAT, lanes, anchoredAt }, this.opts.privateKey);
       const file = writeAnchor(this.opts.directory, anchor);
-      this.#last = { lastId: head.lastId, count: head.count };
-      this.log.info('audit chain anchored', { lastId: head.lastId, count: head.count, file });
+      this.#last = lanes;
+      const count = lanes.reduce((n, l) => n + l.count, 0);
+      this.log.info('audit chain anchored', { lastId: anchorTopId(anchor), lanes: lanes.length, count, file });
       return { file, anchor };
     });
     this.#chain = run.catch(() => undefined);

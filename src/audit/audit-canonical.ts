@@ -30,6 +30,8 @@ export interface AuditChainRow {
   readonly sopInstanceUids: readonly (string | null)[] | null;
   /** The detail column's jsonb text output (already canonical: jsonb has one output form). */
   readonly detailText: string;
+  /** The chain (0–31) the row was appended to (migration 0016); 0 for every earlier row. */
+  readonly chainLane: number;
   readonly prevHash: string;
   readonly rowHash: string;
 }
@@ -41,7 +43,7 @@ export interface AuditChainRow {
 export const SELECT_AUDIT_CHAIN_RAW = `
 SELECT a.id::text AS id, extract(epoch FROM a.occurred_at)::text AS occurred_epoch, a.kind, a.event_id,
        a.event_type_code, a.action_code, a.outcome, a.actor, a.source, a.destination, a.patient_id,
-       a.study_instance_uid, a.sop_instance_uids, a.detail::text AS detail_text, a.prev_hash, a.row_hash
+       a.study_instance_uid, a.sop_instance_uids, a.detail::text AS detail_text, a.chain_lane, a.prev_hash, a.row_hash
 FROM audit_events a WHERE a.id > $1 ORDER BY a.id LIMIT $2`;
 
 export interface RawChainRow {
@@ -59,6 +61,7 @@ export interface RawChainRow {
   study_instance_uid: string | null;
   sop_instance_uids: (string | null)[] | null;
   detail_text: string;
+  chain_lane: number;
   prev_hash: string;
   row_hash: string;
 }
@@ -79,6 +82,7 @@ export function chainRowOf(r: RawChainRow): AuditChainRow {
     studyInstanceUid: r.study_instance_uid,
     sopInstanceUids: r.sop_instance_uids,
     detailText: r.detail_text,
+    chainLane: Number(r.chain_lane),
     prevHash: r.prev_hash,
     rowHash: r.row_hash,
   };
@@ -144,6 +148,8 @@ export function canonicalAuditEvent(r: AuditChainRow): string {
   };
   // Added by migration 0014 only when set, so older rows keep their text.
   if (r.patientId !== null) fields.patient_id = jsonString(r.patientId);
+  // Added by migration 0016 only for lanes other than 0, so rows chained before keep their text.
+  if (r.chainLane !== 0) fields.chain_lane = String(r.chainLane);
   const keys = Object.keys(fields).sort(jsonbKeyOrder);
   return `{${keys.map((k) => `${jsonString(k)}: ${fields[k]}`).join(', ')}}`;
 }

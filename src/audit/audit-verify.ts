@@ -1,5 +1,5 @@
 import type { Queryable } from '../db/pool.js';
-import type { LoadedAnchor } from './audit-anchor.js';
+import type { LaneHead, LoadedAnchor } from './audit-anchor.js';
 import {
   type AuditChainRow,
   canonicalAuditEvent,
@@ -48,12 +48,13 @@ export interface AuditChainReport {
   readonly checked: number;
   /** The first row whose hash or link does not verify, or that an anchor contradicts. */
   readonly firstBrokenId?: number;
-  /** Last id and hash of the chain as read (0 and the genesis hash when empty). */
+  /** The highest event id read (0 when empty). */
   readonly headId: number;
-  readonly headHash: string;
+  /** Each lane's head as read, by lane (migration 0016); empty for an empty trail. */
+  readonly heads: readonly LaneHead[];
   /** Signed anchor files read (valid or not). */
   readonly anchorsChecked: number;
-  /** Whether the head a previous run recorded was held against the chain too. */
+  /** Whether the heads a previous run recorded were held against the chain too. */
   readonly previousRunChecked: boolean;
   /** Every problem found, in the order found; empty when ok. */
   readonly problems: readonly ChainProblem[];
@@ -67,9 +68,31 @@ export interface VerifyOptions {
 
 export const DEFAULT_VERIFY_PAGE = 2000;
 
-/** "anchor FILE", or "previous verification FILE" for the head a former run recorded. */
+/** "anchor FILE", or "previous verification FILE" for the heads a former run recorded. */
 const named = (a: LoadedAnchor): string => `${a.previousRun ? 'previous verification' : 'anchor'} ${a.file}`;
 
+/** One lane head an anchor file states, with the file it came from. */
+interface LaneClaim {
+  readonly from: LoadedAnchor;
+  readonly head: LaneHead;
+}
+
+/** What the walk knows of one lane: its claims still ahead, the last row and hash read, rows read. */
+interface LaneWalk {
+  readonly claims: LaneClaim[];
+  next: number;
+  prevHash: string;
+  prevId: number;
+  count: number;
+  /** The last claim whose head the lane contains unchanged: its rows up to it are proven. */
+  lastGood?: LaneClaim;
+}
+
+/**
+ * Walks the trail in id order. Each row belongs to one lane (migration 0016), and within a lane id
+ * order is chain order, so every lane is checked as its own chain — links, hashes and the heads
+ * the anchors signed for it — in one pass over the table.
+ */
 export async function verifyAuditChain(q: Queryable, options: VerifyOptions = {}): Promise<AuditChainReport> {
   const pageSize = options.pageSize ?? DEFAULT_VERIFY_PAGE;
   const problems: ChainProblem[] = [];
@@ -82,22 +105,28 @@ export async function verifyAuditChain(q: Queryable, options: VerifyOptions = {}
         message: `${named(a)}: signature does not verify with the configured public key`,
       });
   // Only signed statements are evidence; an unsigned one could have been written by the attacker.
-  const anchors = all
-    .filter((a) => a.signatureValid && a.anchor.lastId > 0)
-    .sort((a, b) => a.anchor.lastId - b.anchor.lastId);
-  let next = 0;
-  let prev = GENESIS_HASH;
-  let prevId = 0;
-  let checked = 0;
-  /** The last anchor whose head the chain contains unchanged: rows up to it are proven. */
-  let lastGood: LoadedAnchor | undefined;
-  let broken: ChainProblem | undefined;
+  const lanes = new Map<number, LaneWalk>();
+  const laneOf = (lane: number): LaneWalk => {
+    let w = lanes.get(lane);
+    if (!w) {
+      w = { claims: [], next: 0, prevHash: GENESIS_HASH, prevId: 0, count: 0 };
+      lanes.set(lane, w);
+    }
+    return w;
+  };
+  for (const a of all)
+    if (a.signatureValid)
+      for (const head of a.anchor.lanes) if (head.lastId > 0) laneOf(head.lane).claims.push({ from: a, head });
+  for (const w of lanes.values()) w.claims.sort((x, y) => x.head.lastId - y.head.lastId);
 
-  const coveringAnchor = (id: number): LoadedAnchor | undefined => anchors.find((a) => a.anchor.lastId >= id);
-  const contradicts = (id: number): { anchorFile?: string; suffix: string } => {
-    const a = coveringAnchor(id);
-    return a
-      ? { anchorFile: a.file, suffix: `; contradicts ${named(a)} (head event ${a.anchor.lastId})` }
+  let checked = 0;
+  let headId = 0;
+  let broken: ChainProblem | undefined;
+  const lanePrefix = (lane: number): string => (lane === 0 ? '' : ` (lane ${lane})`);
+  const contradicts = (w: LaneWalk, id: number): { anchorFile?: string; suffix: string } => {
+    const c = w.claims.find((x) => x.head.lastId >= id);
+    return c
+      ? { anchorFile: c.from.file, suffix: `; contradicts ${named(c.from)} (head event ${c.head.lastId})` }
       : { suffix: '' };
   };
 
@@ -106,87 +135,99 @@ export async function verifyAuditChain(q: Queryable, options: VerifyOptions = {}
     for (const raw of rows) {
       const r: AuditChainRow = chainRowOf(raw);
       const id = Number(r.id);
+      const w = laneOf(r.chainLane);
+      const lane = lanePrefix(r.chainLane);
       checked++;
-      // An anchored head the chain went past without containing.
-      while (next < anchors.length && (anchors[next] as LoadedAnchor).anchor.lastId < id) {
-        const a = anchors[next] as LoadedAnchor;
+      // An anchored head the lane went past without containing.
+      while (w.next < w.claims.length && (w.claims[w.next] as LaneClaim).head.lastId < id) {
+        const c = w.claims[w.next] as LaneClaim;
         broken = {
           kind: ChainProblemKind.AnchoredRowMissing,
           eventId: id,
-          anchorFile: a.file,
-          message: `event ${a.anchor.lastId} is missing: ${named(a)} signed it as the head (${a.anchor.count} events); the chain goes from event ${prevId} to ${id}`,
+          anchorFile: c.from.file,
+          message: `event ${c.head.lastId}${lane} is missing: ${named(c.from)} signed it as the head (${c.head.count} events); the chain goes from event ${w.prevId} to ${id}`,
         };
         break walk;
       }
-      if (r.prevHash !== prev) {
-        const c = contradicts(id);
+      if (r.prevHash !== w.prevHash) {
+        const c = contradicts(w, id);
         broken = {
           kind: ChainProblemKind.LinkBroken,
           eventId: id,
           ...(c.anchorFile ? { anchorFile: c.anchorFile } : {}),
-          message: `event ${id}: prev_hash does not match event ${prevId}'s hash (a row before it was deleted or inserted)${c.suffix}`,
+          message: `event ${id}${lane}: prev_hash does not match event ${w.prevId}'s hash (a row before it was deleted or inserted)${c.suffix}`,
         };
         break walk;
       }
       const expected = chainHash(r.prevHash, canonicalAuditEvent(r));
       if (r.rowHash !== expected) {
-        const c = contradicts(id);
+        const c = contradicts(w, id);
         broken = {
           kind: ChainProblemKind.HashMismatch,
           eventId: id,
           ...(c.anchorFile ? { anchorFile: c.anchorFile } : {}),
-          message: `event ${id}: row_hash does not match its columns (edited or forged)${c.suffix}`,
+          message: `event ${id}${lane}: row_hash does not match its columns (edited or forged)${c.suffix}`,
         };
         break walk;
       }
-      const a = anchors[next];
-      if (a && a.anchor.lastId === id) {
-        // Several anchors may name the same head (no events between two intervals).
-        while (next < anchors.length && (anchors[next] as LoadedAnchor).anchor.lastId === id) {
-          const same = anchors[next] as LoadedAnchor;
-          if (same.anchor.headHash !== r.rowHash || same.anchor.count !== checked) {
-            const from = lastGood ? `after event ${lastGood.anchor.lastId} (${named(lastGood)})` : 'from the start';
-            broken = {
-              kind: ChainProblemKind.AnchorContradicted,
-              eventId: id,
-              anchorFile: same.file,
-              message:
-                same.anchor.headHash !== r.rowHash
-                  ? `event ${id}: hash ${r.rowHash.slice(0, 16)}… but ${named(same)} signed ${same.anchor.headHash.slice(0, 16)}…: the chain was rewritten ${from} up to event ${id}`
-                  : `event ${id}: ${checked} events up to it but ${named(same)} signed ${same.anchor.count}`,
-            };
-            break walk;
-          }
-          lastGood = same;
-          next++;
+      w.count++;
+      // Several anchors may name the same head (no events between two intervals).
+      while (w.next < w.claims.length && (w.claims[w.next] as LaneClaim).head.lastId === id) {
+        const same = w.claims[w.next] as LaneClaim;
+        if (same.head.headHash !== r.rowHash || same.head.count !== w.count) {
+          const from = w.lastGood
+            ? `after event ${w.lastGood.head.lastId} (${named(w.lastGood.from)})`
+            : 'from the start';
+          broken = {
+            kind: ChainProblemKind.AnchorContradicted,
+            eventId: id,
+            anchorFile: same.from.file,
+            message:
+              same.head.headHash !== r.rowHash
+                ? `event ${id}${lane}: hash ${r.rowHash.slice(0, 16)}… but ${named(same.from)} signed ${same.head.headHash.slice(0, 16)}…: the chain was rewritten ${from} up to event ${id}`
+                : `event ${id}${lane}: ${w.count} events up to it but ${named(same.from)} signed ${same.head.count}`,
+          };
+          break walk;
         }
+        w.lastGood = same;
+        w.next++;
       }
-      prev = r.rowHash;
-      prevId = id;
+      w.prevHash = r.rowHash;
+      w.prevId = id;
+      headId = id;
       after = id;
     }
     if (rows.length < pageSize) break;
   }
-  if (!broken && next < anchors.length) {
-    // The furthest head; a signed anchor rather than the previous run's file when both name it.
-    const top = (anchors[anchors.length - 1] as LoadedAnchor).anchor.lastId;
-    const furthest = anchors.filter((x) => x.anchor.lastId === top);
-    const a = furthest.find((x) => !x.previousRun) ?? (furthest[0] as LoadedAnchor);
-    broken = {
-      kind: ChainProblemKind.ChainShortened,
-      eventId: prevId + 1,
-      anchorFile: a.file,
-      message: `the chain ends at event ${prevId} (${checked} events) but ${named(a)} saw ${a.anchor.count} events up to event ${a.anchor.lastId}: rows were deleted from the end${checked === 0 ? ' (or the table truncated)' : ''}`,
-    };
+  if (!broken) {
+    for (const [laneNo, w] of [...lanes].sort((x, y) => x[0] - y[0])) {
+      if (w.next >= w.claims.length) continue;
+      // The furthest head; a signed anchor rather than the previous run's file when both name it.
+      const top = (w.claims[w.claims.length - 1] as LaneClaim).head.lastId;
+      const furthest = w.claims.filter((x) => x.head.lastId === top);
+      const c = furthest.find((x) => !x.from.previousRun) ?? (furthest[0] as LaneClaim);
+      const lane = lanePrefix(laneNo);
+      broken = {
+        kind: ChainProblemKind.ChainShortened,
+        eventId: w.prevId + 1,
+        anchorFile: c.from.file,
+        message: `the chain${lane} ends at event ${w.prevId} (${w.count} events) but ${named(c.from)} saw ${c.head.count} events up to event ${c.head.lastId}: rows were deleted from the end${checked === 0 ? ' (or the table truncated)' : ''}`,
+      };
+      break;
+    }
   }
   if (broken) problems.push(broken);
   const firstBrokenId = broken?.eventId;
+  const heads: LaneHead[] = [...lanes]
+    .filter(([, w]) => w.count > 0)
+    .sort((x, y) => x[0] - y[0])
+    .map(([lane, w]) => ({ lane, lastId: w.prevId, headHash: w.prevHash, count: w.count }));
   return {
     ok: problems.length === 0,
     checked,
     ...(firstBrokenId !== undefined ? { firstBrokenId } : {}),
-    headId: prevId,
-    headHash: prev,
+    headId,
+    heads,
     anchorsChecked: all.filter((a) => !a.previousRun).length,
     previousRunChecked: all.some((a) => a.previousRun),
     problems,

@@ -85,7 +85,8 @@ export function formatVerifyReport(r: AuditChainReport): string {
       ? `; ${r.anchorsChecked} anchor(s) verified`
       : '\nnote: no signed anchors checked: without them, rows deleted from the end or a truncated table are caught only against the previous verification (--anchors DIR)';
     const previous = r.previousRunChecked ? '; contains the head the previous verification saw' : '';
-    return `audit chain intact: ${r.checked} events, head event ${r.headId} ${r.headHash.slice(0, 16)}…${previous}${anchors}\n`;
+    const lanes = r.heads.length === 1 ? '1 lane' : `${r.heads.length} lanes`;
+    return `audit chain intact: ${r.checked} events in ${lanes}, last event ${r.headId}${previous}${anchors}\n`;
   }
   const where = r.firstBrokenId !== undefined ? ` at event ${r.firstBrokenId}` : '';
   return `AUDIT CHAIN BROKEN${where} (${r.checked} checked, ${r.anchorsChecked} anchor(s))\n${r.problems.map((p) => `  ${p.kind}: ${p.message}\n`).join('')}`;
@@ -109,7 +110,7 @@ async function cmdVerify(args: Args): Promise<number> {
     const previous = readVerifiedHead(stateFile);
     const r = await verifyAuditChain(db.pool, { anchors: previous ? [...anchors, previous] : anchors });
     process.stdout.write(formatVerifyReport(r));
-    if (r.ok) writeVerifiedHead(stateFile, { lastId: r.headId, headHash: r.headHash, count: r.checked });
+    if (r.ok) writeVerifiedHead(stateFile, r.heads);
     return r.ok ? 0 : 1;
   });
 }

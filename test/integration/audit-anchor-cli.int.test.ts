@@ -49,7 +49,7 @@ describe('audit anchors end to end (bin/radscribe, embedded database)', () => {
       expect(readdirSync(anchors).filter((f) => f.endsWith('.json'))).toHaveLength(2);
 
       const ok = run(['audit', 'verify', '--anchors', anchors, '--public-key', pub], setup.dataDir);
-      expect(ok.stdout).toMatch(/audit chain intact: \d+ events, head event \d+ .*; 2 anchor\(s\) verified/);
+      expect(ok.stdout).toMatch(/audit chain intact: \d+ events in \d+ lanes?, last event \d+; 2 anchor\(s\) verified/);
       expect(ok.status).toBe(0);
 
       const csv = run(
@@ -86,7 +86,9 @@ describe('audit anchors end to end (bin/radscribe, embedded database)', () => {
       const caught = run(['audit', 'verify', '--anchors', anchors, '--public-key', pub], setup.dataDir);
       expect(caught.status).toBe(1);
       expect(caught.stdout).toMatch(/^AUDIT CHAIN BROKEN at event \d+/);
-      expect(caught.stdout).toMatch(/chain-shortened: the chain ends at event \d+ .* but anchor .*anchor-.*\.json saw/);
+      expect(caught.stdout).toMatch(
+        /chain-shortened: the chain( \(lane \d+\))? ends at event \d+ .* but anchor .*anchor-.*\.json saw/,
+      );
       process.stdout.write(`audit verify after the tail was deleted:\n${caught.stdout}`);
     } finally {
       await setup.dispose();

@@ -3,7 +3,13 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type pg from 'pg';
-import { type LoadedAnchor, readAnchors, readVerifiedHead, writeVerifiedHead } from '../../src/audit/audit-anchor.js';
+import {
+  type LaneHead,
+  type LoadedAnchor,
+  readAnchors,
+  readVerifiedHead,
+  writeVerifiedHead,
+} from '../../src/audit/audit-anchor.js';
 import { AuditAnchorer } from '../../src/audit/audit-anchorer.js';
 import {
   canonicalAuditEvent,
@@ -36,7 +42,8 @@ describe(`audit tamper evidence (${backendName()})`, () => {
   const keys = generateKeyPairSync('ed25519');
 
   beforeEach(async () => {
-    db = await testDatabase({ poolSize: 2 });
+    // Ten connections on the server: the lanes test holds eight transactions open at once.
+    db = await testDatabase({ poolSize: backendName() === 'postgresql' ? 10 : 2 });
     dir = mkdtempSync(path.join(tmpdir(), 'radscribe-anchor-'));
     anchorDir = path.join(dir, 'anchors');
   });
@@ -82,10 +89,12 @@ describe(`audit tamper evidence (${backendName()})`, () => {
 
   /** Recomputes every prev_hash/row_hash in SQL with whatever audit_event_canonical() now is. */
   const REWRITE_CHAIN_IN_SQL = `DO $$
-DECLARE r record; prev text := repeat('0', 64);
+DECLARE r record; prev text;
 BEGIN
-  FOR r IN SELECT id FROM audit_events ORDER BY id LOOP
-    UPDATE audit_events a SET prev_hash = prev WHERE a.id = r.id;
+  FOR r IN SELECT id, chain_lane FROM audit_events ORDER BY id LOOP
+    SELECT p.row_hash INTO prev FROM audit_events p WHERE p.chain_lane = r.chain_lane AND p.id < r.id
+      ORDER BY p.id DESC LIMIT 1;
+    UPDATE audit_events a SET prev_hash = coalesce(prev, repeat('0', 64)) WHERE a.id = r.id;
     UPDATE audit_events a SET row_hash = encode(sha256(convert_to(a.prev_hash || audit_event_canonical(a), 'UTF8')), 'hex')
       WHERE a.id = r.id RETURNING a.row_hash INTO prev;
   END LOOP;
@@ -173,6 +182,72 @@ END $$`;
     expect((await verifyAuditChain(db.pool)).ok).toBe(true);
   });
 
+  // Lanes need concurrent transactions: the embedded database runs one transaction at a time
+  // (pglite-session-gate.ts), so every row it writes is in one lane.
+  (backendName() === 'postgresql' ? it : it.skip)(
+    'concurrent writers append in parallel lanes; each lane is its own chain, anchored and checked',
+    async () => {
+      const event = (i: number) => ({
+        kind: AuditEventKind.InstanceReceived,
+        actor: 'STORESCU',
+        source: '10.0.0.7',
+        studyInstanceUid: '1.2.3',
+        sopInstanceUids: [`1.2.3.${i}`],
+        detail: { via: 'dimse', sizeBytes: i },
+      });
+      // Eight transactions open at once each hold a lane until they commit: eight lanes, no waiting.
+      const clients = await Promise.all(Array.from({ length: 8 }, () => db.pool.connect()));
+      try {
+        for (const c of clients) await c.query('BEGIN');
+        for (const [i, c] of clients.entries()) await recordAudit(c, event(i));
+        for (const c of [...clients].reverse()) await c.query('COMMIT');
+      } finally {
+        for (const c of clients) c.release();
+      }
+      const lanesOf = async () =>
+        (
+          await db.pool.query<{ chain_lane: number; ids: string[] }>(
+            'SELECT chain_lane, array_agg(id::text ORDER BY id) AS ids FROM audit_events GROUP BY chain_lane',
+          )
+        ).rows;
+      expect(await lanesOf()).toHaveLength(8);
+      const ok = await verifyAuditChain(db.pool);
+      expect(ok).toMatchObject({ ok: true, checked: 8 });
+      expect(ok.heads).toHaveLength(8);
+      await Promise.all(Array.from({ length: 16 }, (_, i) => recordAudit(db.pool, event(8 + i))));
+      await anchorer().anchorNow();
+      const all = await verifyAuditChain(db.pool, { anchors: anchors() });
+      expect(all).toMatchObject({ ok: true, checked: 24, anchorsChecked: 1 });
+      expect(all.heads.reduce((n, h) => n + h.count, 0)).toBe(24);
+
+      // The last row of one lane deleted: the other lanes verify, that lane is shorter than signed.
+      const lanes = await lanesOf();
+      const victim = lanes.find((l) => l.ids.length >= 2 && l.chain_lane !== 0) ?? (lanes[0] as (typeof lanes)[0]);
+      const lastOfLane = Number(victim.ids[victim.ids.length - 1]);
+      await asSuperuser(async (c) => {
+        await c.query('DELETE FROM audit_events WHERE id = $1', [lastOfLane]);
+      });
+      expect((await verifyAuditChain(db.pool)).ok).toBe(true); // no anchor: the chain alone cannot tell
+      const short = await verifyAuditChain(db.pool, { anchors: anchors() });
+      expect(short.ok).toBe(false);
+      expect(short.problems[0]?.kind).toBe(ChainProblemKind.ChainShortened);
+      const laneNote = victim.chain_lane === 0 ? '' : ` (lane ${victim.chain_lane})`;
+      expect(short.problems[0]?.message).toContain(
+        `the chain${laneNote} ends at event ${victim.ids[victim.ids.length - 2]}`,
+      );
+
+      // A middle row of the lane deleted: the lane's next row no longer links.
+      if (victim.ids.length >= 3) {
+        await asSuperuser(async (c) => {
+          await c.query('DELETE FROM audit_events WHERE id = $1', [Number(victim.ids[0])]);
+        });
+        const cut = await verifyAuditChain(db.pool);
+        expect(cut).toMatchObject({ ok: false, firstBrokenId: Number(victim.ids[1]) });
+        expect(cut.problems[0]?.kind).toBe(ChainProblemKind.LinkBroken);
+      }
+    },
+  );
+
   it('catches a replaced audit_event_canonical() that hides an edit', async () => {
     const ids = await seed(5);
     await asSuperuser(async (c) => {
@@ -211,7 +286,7 @@ END $$`;
     await anchorer().anchorNow();
     const before = await verifyAuditChain(db.pool);
     const state = path.join(dir, 'verified-head.json');
-    writeVerifiedHead(state, { lastId: before.headId, headHash: before.headHash, count: before.checked });
+    writeVerifiedHead(state, before.heads);
     await asSuperuser(async (c) => {
       await c.query('TRUNCATE audit_events');
     });
@@ -229,14 +304,16 @@ END $$`;
     const ids = await seed(4);
     await anchorer().anchorNow();
     const head = (
-      await db.pool.query<{ row_hash: string }>('SELECT row_hash FROM audit_events ORDER BY id DESC LIMIT 1')
-    ).rows[0]?.row_hash as string;
+      await db.pool.query<{ row_hash: string; chain_lane: number }>(
+        'SELECT row_hash, chain_lane FROM audit_events ORDER BY id DESC LIMIT 1',
+      )
+    ).rows[0] as { row_hash: string; chain_lane: number };
     const forgedId = (ids[3] as number) + 1;
     await asSuperuser(async (c) => {
       await c.query(
-        `INSERT INTO audit_events (id, occurred_at, kind, event_id, action_code, actor, prev_hash, row_hash)
-         VALUES ($1, now(), 'audit-query', '110101', 'R', 'nobody', $2, repeat('a', 64))`,
-        [forgedId, head],
+        `INSERT INTO audit_events (id, occurred_at, kind, event_id, action_code, actor, chain_lane, prev_hash, row_hash)
+         VALUES ($1, now(), 'audit-query', '110101', 'R', 'nobody', $2, $3, repeat('a', 64))`,
+        [forgedId, head.chain_lane, head.row_hash],
       );
     });
     let r = await verifyAuditChain(db.pool, { anchors: anchors() });
@@ -277,7 +354,8 @@ END $$`;
     // An attacker edits an anchor to match a shortened chain: the signature no longer verifies.
     const last = path.join(anchorDir, files.sort()[1] as string);
     const forged = JSON.parse(readFileSync(last, 'utf8')) as Record<string, unknown>;
-    writeFileSync(last, JSON.stringify({ ...forged, count: 2 }));
+    const lanes = (forged.lanes as LaneHead[]).map((l) => ({ ...l, count: 2 }));
+    writeFileSync(last, JSON.stringify({ ...forged, lanes }));
     const r = await verifyAuditChain(db.pool, { anchors: anchors() });
     expect(r.ok).toBe(false);
     expect(r.problems[0]).toMatchObject({ kind: ChainProblemKind.AnchorSignatureInvalid, anchorFile: last });

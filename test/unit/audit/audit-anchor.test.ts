@@ -1,10 +1,12 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import {
   ANCHOR_FORMAT,
+  ANCHOR_FORMAT_V1,
   anchorSignatureValid,
+  anchorTopId,
   generateAnchorKeys,
   readAnchors,
   readPrivateKey,
@@ -16,13 +18,9 @@ import { canonicalAuditEvent, jsonString, utcMicros } from '../../../src/audit/a
 
 describe('audit anchors (Ed25519)', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'rs-anchor-'));
-  const statement = {
-    format: ANCHOR_FORMAT,
-    lastId: 42,
-    headHash: 'ab'.repeat(32),
-    count: 40,
-    anchoredAt: '2026-01-01T00:00:00.000Z',
-  };
+  const lane0 = { lane: 0, lastId: 42, headHash: 'ab'.repeat(32), count: 40 };
+  const lane5 = { lane: 5, lastId: 41, headHash: 'ef'.repeat(32), count: 1 };
+  const statement = { format: ANCHOR_FORMAT, lanes: [lane0, lane5], anchoredAt: '2026-01-01T00:00:00.000Z' };
 
   it('signs with a keygen key pair; any changed field breaks the signature', () => {
     generateAnchorKeys(path.join(dir, 'k.pem'), path.join(dir, 'k.pub'));
@@ -30,8 +28,15 @@ describe('audit anchors (Ed25519)', () => {
     const pub = readPublicKey(path.join(dir, 'k.pub'));
     const a = signAnchor(statement, priv);
     expect(anchorSignatureValid(a, pub)).toBe(true);
-    for (const change of [{ lastId: 41 }, { count: 39 }, { headHash: 'cd'.repeat(32) }, { anchoredAt: 'x' }])
-      expect(anchorSignatureValid({ ...a, ...change }, pub)).toBe(false);
+    for (const change of [{ lastId: 39 }, { count: 39 }, { headHash: 'cd'.repeat(32) }, { lane: 1 }]) {
+      expect(anchorSignatureValid({ ...a, lanes: [{ ...lane0, ...change }, lane5] }, pub)).toBe(false);
+      expect(anchorSignatureValid({ ...a, lanes: [lane0, { ...lane5, ...change }] }, pub)).toBe(false);
+    }
+    // A lane dropped from the statement (its rows deleted, the anchor edited to match) breaks it too.
+    expect(anchorSignatureValid({ ...a, lanes: [lane0] }, pub)).toBe(false);
+    expect(anchorSignatureValid({ ...a, anchoredAt: 'x' }, pub)).toBe(false);
+    // Lane order in the file does not matter: the signed bytes list lanes by number.
+    expect(anchorSignatureValid({ ...a, lanes: [lane5, lane0] }, pub)).toBe(true);
     expect(anchorSignatureValid(a, generateKeyPairSync('ed25519').publicKey)).toBe(false);
     // keygen never overwrites a key (every anchor signed with it would be orphaned).
     expect(() => generateAnchorKeys(path.join(dir, 'k.pem'), path.join(dir, 'k2.pub'))).toThrow(/EEXIST/);
@@ -48,15 +53,37 @@ describe('audit anchors (Ed25519)', () => {
   it('reads a directory oldest head first; a file that is not an anchor counts as unsigned', () => {
     const keys = generateKeyPairSync('ed25519');
     const d = mkdtempSync(path.join(tmpdir(), 'rs-anchors-'));
-    writeAnchor(d, signAnchor({ ...statement, lastId: 50, anchoredAt: '2026-01-02T00:00:00.000Z' }, keys.privateKey));
+    writeAnchor(
+      d,
+      signAnchor(
+        { ...statement, lanes: [{ ...lane0, lastId: 50 }, lane5], anchoredAt: '2026-01-02T00:00:00.000Z' },
+        keys.privateKey,
+      ),
+    );
     writeAnchor(d, signAnchor(statement, keys.privateKey));
     writeFileSync(path.join(d, 'anchor-junk.json'), '{"format":"nope"}');
     writeFileSync(path.join(d, 'README'), 'not an anchor file name: ignored');
     const got = readAnchors(d, keys.publicKey);
-    expect(got.map((a) => [a.anchor.lastId, a.signatureValid])).toEqual([
+    expect(got.map((a) => [anchorTopId(a.anchor), a.signatureValid])).toEqual([
       [0, false],
       [42, true],
       [50, true],
+    ]);
+  });
+
+  it('still verifies a format-1 anchor (one chain, before migration 0016) as a statement about lane 0', () => {
+    const keys = generateKeyPairSync('ed25519');
+    const d = mkdtempSync(path.join(tmpdir(), 'rs-anchors-v1-'));
+    // The bytes format 1 signed: format, lastId, headHash, count, time.
+    const v1 = { format: ANCHOR_FORMAT_V1, lastId: 42, headHash: 'ab'.repeat(32), count: 40, anchoredAt: 't' };
+    const bytes = Buffer.from([v1.format, '42', v1.headHash, '40', 't'].join('\n'));
+    const signature = sign(null, bytes, keys.privateKey).toString('base64');
+    writeFileSync(path.join(d, 'anchor-v1.json'), JSON.stringify({ ...v1, signature }));
+    writeFileSync(path.join(d, 'anchor-v1-forged.json'), JSON.stringify({ ...v1, count: 41, signature }));
+    const got = readAnchors(d, keys.publicKey);
+    expect(got.map((a) => [path.basename(a.file), a.signatureValid, a.anchor.lanes])).toEqual([
+      ['anchor-v1-forged.json', false, [{ ...lane0, count: 41 }]],
+      ['anchor-v1.json', true, [lane0]],
     ]);
   });
 });
@@ -86,6 +113,7 @@ describe('canonical text helpers', () => {
       studyInstanceUid: null,
       sopInstanceUids: null,
       detailText: '{}',
+      chainLane: 0,
       prevHash: '',
       rowHash: '',
     };
@@ -94,6 +122,10 @@ describe('canonical text helpers', () => {
     );
     expect(canonicalAuditEvent({ ...row, patientId: 'P' })).toContain(
       '"event_id": "110101", "patient_id": "P", "action_code"',
+    );
+    // chain_lane (migration 0016) only for lanes other than 0: rows chained before keep their text.
+    expect(canonicalAuditEvent({ ...row, chainLane: 7 })).toContain(
+      '"outcome": 0, "event_id": "110101", "chain_lane": 7,',
     );
   });
 });

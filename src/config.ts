@@ -133,8 +133,11 @@ export interface RadScribeConfig {
     oidc: OidcConfig;
     /** HTTPS (TLS ≥ 1.2) with these PEM files; empty certFile = plain HTTP. */
     tls: { certFile: string; keyFile: string; clientCaFile: string; requireClientCert: boolean };
-    /** Requests per minute per token (429 beyond; 0 = no limit) and concurrent STOW-RS uploads (503). */
-    limits: { requestsPerMinute: number; maxConcurrentUploads: number };
+    /**
+     * Requests per minute per token (429 beyond; 0 = no limit), concurrent STOW-RS uploads (503),
+     * and failed authentications per minute per network address (429 beyond; 0 = no limit).
+     */
+    limits: { requestsPerMinute: number; maxConcurrentUploads: number; authFailuresPerMinute: number };
   };
   ingest: { stabilityWindowMs: number; maxPartBytes: number; maxRequestBytes: number };
   /** Free space kept on the instance store's file system (src/ingest/disk-guard.ts). */
@@ -486,6 +489,13 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
       limits: {
         requestsPerMinute: v.int(v.obj(http, 'limits', 'http'), 'requestsPerMinute', 'http.limits', 0, 6_000_000),
         maxConcurrentUploads: v.int(v.obj(http, 'limits', 'http'), 'maxConcurrentUploads', 'http.limits', 0, 100_000),
+        authFailuresPerMinute: v.int(
+          v.obj(http, 'limits', 'http'),
+          'authFailuresPerMinute',
+          'http.limits',
+          0,
+          1_000_000,
+        ),
       },
     },
     ingest: {

@@ -22,7 +22,7 @@ import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from './
 import { AccessControl, auditRequester } from './http/auth/access-control.js';
 import { oidcVerifier } from './http/auth/oidc.js';
 import { createTokenRouter } from './http/auth/token-router.js';
-import { ConcurrencyGate, RateLimiter } from './http/limits.js';
+import { AuthFailureThrottle, ConcurrencyGate, RateLimiter } from './http/limits.js';
 import { InferenceClient } from './inference/inference-client.js';
 import type { ModelIdentity } from './inference/model-identity.js';
 import { DiskGuard } from './ingest/disk-guard.js';
@@ -170,6 +170,7 @@ export class Gateway {
     // Across restarts of the listener (one per gateway): a caller's rate and the uploads in flight.
     const rateLimiter = new RateLimiter(config.http.limits.requestsPerMinute);
     const uploadGate = new ConcurrencyGate(config.http.limits.maxConcurrentUploads);
+    const authFailures = new AuthFailureThrottle(config.http.limits.authFailuresPerMinute);
     // Before the anchor and application-stop in the list, so closed after them: the stop goes out.
     const auditExport = auditExportService(config, database);
     const http = new HttpService(
@@ -179,6 +180,7 @@ export class Gateway {
         const access = new AccessControl({
           pool: db.pool,
           metricsPublic: config.http.metricsPublic,
+          authFailures,
           ...(config.http.oidc.issuer ? { jwt: oidcVerifier(config.http.oidc) } : {}),
         });
         return createApp({

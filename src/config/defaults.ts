@@ -109,7 +109,7 @@ export const CONFIG_DEFAULTS = {
       jwksCacheMaxAgeMs: 600_000,
     },
     tls: { certFile: '', keyFile: '', clientCaFile: '', requireClientCert: false },
-    limits: { requestsPerMinute: 6000, maxConcurrentUploads: 128 },
+    limits: { requestsPerMinute: 6000, maxConcurrentUploads: 128, authFailuresPerMinute: 30 },
   },
   ingest: {
     stabilityWindowMs: DEFAULT_STABILITY_WINDOW_MS,

@@ -10,8 +10,11 @@ import { ErrorCode, RadScribeError } from '../errors.js';
  */
 export class RateLimitedError extends RadScribeError {
   override name = 'RateLimitedError';
-  constructor(readonly retryAfterSeconds: number) {
-    super(ErrorCode.RateLimited, 'too many requests for this token; slow down');
+  constructor(
+    readonly retryAfterSeconds: number,
+    message = 'too many requests for this token; slow down',
+  ) {
+    super(ErrorCode.RateLimited, message);
   }
 }
 
@@ -58,5 +61,63 @@ export class ConcurrencyGate {
       released = true;
       this.#inFlight--;
     };
+  }
+}
+
+/**
+ * Failed authentications per network address (issue 12, Access: "login or token use and refusal"
+ * audited, limits with the standard's status). Every failure takes one token from the address's
+ * bucket (`perMinute`, refilled evenly); an address with an empty bucket is refused with 429 and
+ * Retry-After before any credential is looked up, and its refusals are no longer audited one by
+ * one: the failure that empties the bucket is audited as the start of the block, and the next
+ * audited failure after it carries the number of requests refused in between. So a flood of bad
+ * credentials costs neither database lookups nor one audit row per request, and the audit trail
+ * still shows it (PS3.15 A.5.3.13 User Authentication, outcome serious failure).
+ * A valid token from a blocked address waits too, as with any address-based block (fail2ban): the
+ * budget is generous, and a client that loops on a wrong token is misconfigured.
+ */
+export class AuthFailureThrottle {
+  readonly #addresses = new Map<string, { tokens: number; at: number; refused: number }>();
+  constructor(
+    private readonly perMinute: number,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  #bucket(address: string): { tokens: number; at: number; refused: number } {
+    const t = this.now();
+    const b = this.#addresses.get(address) ?? { tokens: this.perMinute, at: t, refused: 0 };
+    b.tokens = Math.min(this.perMinute, b.tokens + ((t - b.at) * this.perMinute) / 60_000);
+    b.at = t;
+    this.#addresses.set(address, b);
+    return b;
+  }
+
+  /** Throws RateLimitedError while `address` is blocked (and counts the refusal). */
+  check(address: string): void {
+    if (this.perMinute <= 0 || !this.#addresses.has(address)) return;
+    const b = this.#bucket(address);
+    if (b.tokens >= 1) return;
+    b.refused++;
+    throw new RateLimitedError(
+      Math.max(1, Math.ceil(((1 - b.tokens) * 60) / this.perMinute)),
+      'too many failed authentications from this address; try again later',
+    );
+  }
+
+  /**
+   * Records one failure of `address`. `blocked`: this failure emptied the bucket (audit it as the
+   * start of a block); `refusedSince`: requests refused while it was blocked, since the last call.
+   */
+  fail(address: string): { blocked: boolean; refusedSince: number } {
+    if (this.perMinute <= 0) return { blocked: false, refusedSince: 0 };
+    const b = this.#bucket(address);
+    const refusedSince = b.refused;
+    b.refused = 0;
+    b.tokens = Math.max(0, b.tokens - 1);
+    // Forget addresses whose bucket is full again, now and then, so the map stays bounded.
+    if (this.#addresses.size > 10_000)
+      for (const [k, v] of this.#addresses)
+        if (v.tokens >= this.perMinute - 1 && v.refused === 0) this.#addresses.delete(k);
+    return { blocked: b.tokens < 1, refusedSince };
   }
 }

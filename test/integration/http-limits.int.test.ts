@@ -10,7 +10,11 @@ describe.each(backends())('HTTP limits on %s', (backend) => {
   let t: TestGateway;
   beforeAll(async () => {
     t = await startTestGateway(backend, {
-      http: { host: '127.0.0.1', port: 0, limits: { requestsPerMinute: 5, maxConcurrentUploads: 1 } },
+      http: {
+        host: '127.0.0.1',
+        port: 0,
+        limits: { requestsPerMinute: 5, maxConcurrentUploads: 1, authFailuresPerMinute: 3 },
+      },
     });
   });
   afterAll(() => t?.close());
@@ -77,5 +81,37 @@ describe.each(backends())('HTTP limits on %s', (backend) => {
       });
     expect((await post(JSON.stringify({ name: 'x'.repeat(20_000), role: 'ingest' }))).status).toBe(413);
     expect((await post('{not json')).status).toBe(400);
+  });
+
+  // Last in the file: it blocks 127.0.0.1 for about 20 s (3 failures per minute).
+  it('a flood of bad credentials from one address: 401 ×3, then 429 without lookups or an audit row each', async () => {
+    const { rows: before } = await t.gw.db.pool.query<{ id: string }>(
+      'SELECT COALESCE(max(id), 0)::text AS id FROM audit_events',
+    );
+    const bad = { authorization: 'Bearer rsk_0000000000000000000000000000000000000000000' };
+    const statuses: number[] = [];
+    let retryAfter: string | null = null;
+    for (let i = 0; i < 50; i++) {
+      const res = await fetch(`${t.gw.baseUrl}/api/jobs`, { headers: bad });
+      await res.arrayBuffer();
+      statuses.push(res.status);
+      if (res.status === 429) retryAfter = res.headers.get('retry-after');
+    }
+    expect(statuses.slice(0, 3)).toEqual([401, 401, 401]);
+    expect(new Set(statuses.slice(3))).toEqual(new Set([429]));
+    expect(Number(retryAfter)).toBeGreaterThanOrEqual(1);
+    expect(Number(retryAfter)).toBeLessThanOrEqual(20);
+    // A valid token from the blocked address waits too (address-based block).
+    expect((await fetch(`${t.gw.baseUrl}/api/jobs`, { headers: t.auth('operator') })).status).toBe(429);
+    const { rows } = await t.gw.db.pool.query<{ outcome: number; detail: Record<string, unknown> }>(
+      "SELECT outcome, detail FROM audit_events WHERE id > $1 AND kind = 'user-authentication' ORDER BY id",
+      [before[0]?.id ?? '0'],
+    );
+    // Three audited refusals, not 50: the third starts the block and is a serious failure.
+    expect(rows.map((r) => [r.outcome, r.detail.addressBlocked ?? false])).toEqual([
+      [4, false],
+      [4, false],
+      [8, true],
+    ]);
   });
 });

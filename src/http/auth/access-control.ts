@@ -3,6 +3,7 @@ import { AuditEventKind, EventOutcome } from '../../audit/audit-codes.js';
 import { recordAudit } from '../../audit/audit-log.js';
 import { ErrorCode, normalizeErrorString, RadScribeError } from '../../errors.js';
 import { childLogger, type Logger } from '../../logger.js';
+import type { AuthFailureThrottle } from '../limits.js';
 import { AuthenticationError, resolveApiToken, TOKEN_PREFIX, TokenRefusal } from './api-tokens.js';
 import { actorOf, type Principal } from './roles.js';
 import { policyFor, type RoutePolicy } from './route-policy.js';
@@ -34,6 +35,8 @@ export interface AccessControlOptions {
   readonly metricsPublic?: boolean;
   /** OIDC bearer JWTs (tokens that are not `rsk_` API tokens); unset = API tokens only. */
   readonly jwt?: BearerVerifier;
+  /** Failed authentications per address (limits.ts); unset = no throttle. */
+  readonly authFailures?: AuthFailureThrottle;
   readonly logger?: Logger;
 }
 
@@ -60,6 +63,8 @@ export class AccessControl {
     const policy = policyFor(req.method, req.path, { metricsPublic: this.options.metricsPublic ?? false });
     if (policy && policy.roles.length === 0) return undefined;
     const route = policy?.path ?? 'unmatched';
+    // An address that keeps failing is refused (429) before its credentials are looked up.
+    if (req.remoteAddress) this.options.authFailures?.check(req.remoteAddress);
     let principal: Principal;
     try {
       const r = await this.#authenticate(req.authorization);
@@ -74,12 +79,23 @@ export class AccessControl {
         });
     } catch (err: unknown) {
       if (!(err instanceof AuthenticationError)) throw err;
+      const t =
+        req.remoteAddress && this.options.authFailures
+          ? this.options.authFailures.fail(req.remoteAddress)
+          : { blocked: false, refusedSince: 0 };
       await this.#audit({
         kind: AuditEventKind.UserAuthentication,
-        outcome: EventOutcome.MinorFailure,
+        // The failure that starts a block is a Security Alert's worth: serious, not minor.
+        outcome: t.blocked ? EventOutcome.SeriousFailure : EventOutcome.MinorFailure,
         actor: err.tokenId ? `api-token:${err.tokenId}` : 'anonymous',
         ...(req.remoteAddress ? { source: req.remoteAddress } : {}),
-        detail: { reason: err.reason, method: req.method, route },
+        detail: {
+          reason: err.reason,
+          method: req.method,
+          route,
+          ...(t.blocked ? { addressBlocked: true } : {}),
+          ...(t.refusedSince > 0 ? { refusedWhileBlocked: t.refusedSince } : {}),
+        },
       });
       throw err;
     }

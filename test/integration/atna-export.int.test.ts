@@ -181,6 +181,18 @@ async function trailActors(db: TestDatabase): Promise<string[]> {
 
 async function record(db: TestDatabase, from: number, n: number): Promise<void> {
   for (let i = from; i < from + n; i++) {
+    if (i === 7) {
+      // An exported SR: its SOP Class comes from the event (SRs have no instances row).
+      await recordAudit(db.pool, {
+        kind: AuditEventKind.SrExported,
+        actor: 'radscribe',
+        destination: 'pacs.example.org:104',
+        studyInstanceUid: `1.2.826.0.1.3680043.8.498.${i}`,
+        sopInstanceUids: ['1.2.826.0.1.3680043.8.498.7.1'],
+        detail: { sopClassUid: '1.2.840.10008.5.1.4.1.1.88.33' },
+      });
+      continue;
+    }
     await recordAudit(db.pool, {
       kind: i % 5 === 0 ? AuditEventKind.InstanceRefused : AuditEventKind.RemoteQuery,
       outcome: i % 5 === 0 ? EventOutcome.SeriousFailure : EventOutcome.Success,
@@ -242,6 +254,10 @@ describeIf(`ATNA export to rsyslog over TLS (${backendName()})`, () => {
       assertSchemaValid(dir, first);
     }
     expect(first[3]).toContain('UserID="user-3 &lt;&amp;&quot;&apos;&gt;"');
+    // The SR's SOP instance under its SOP Class in the study participant object (PS3.15 A.5.1).
+    expect(first[7]).toContain(
+      '<SOPClass UID="1.2.840.10008.5.1.4.1.1.88.33" NumberOfInstances="1"><Instance UID="1.2.826.0.1.3680043.8.498.7.1"/></SOPClass>',
+    );
     // rsyslog parsed RFC 5424: facility 10 (authpriv), severity from the outcome, IHE MSGID, no SD.
     const meta = rsyslog.metaLines();
     expect(meta[0]).toBe('10 3 radscribe IHE+RFC-3881 -');

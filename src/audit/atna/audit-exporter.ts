@@ -47,22 +47,30 @@ export interface AuditExporterOptions {
 
 interface ExportRow extends AuditEventColumns {
   occurred_at: Date;
+  sop_classes: { uid: string; class: string | null }[] | null;
 }
 
 const ENSURE_CURSOR = `INSERT INTO audit_export_cursor (destination) VALUES ($1) ON CONFLICT (destination) DO NOTHING`;
 const READ_CURSOR = `SELECT last_id FROM audit_export_cursor WHERE destination = $1`;
 const ADVANCE_CURSOR = `UPDATE audit_export_cursor SET last_id = $2, sent_count = sent_count + 1, updated_at = now()
 WHERE destination = $1 AND last_id < $2`;
-const NEXT_EVENTS = `SELECT id, occurred_at, kind, event_id, event_type_code, action_code, outcome, actor, source,
-       destination, patient_id, study_instance_uid, sop_instance_uids
-FROM audit_events WHERE id > $1 ORDER BY id LIMIT $2`;
+// The SOP Class of each SOP instance of an event (the row keeps UIDs only): the instance's own row,
+// else the class the event recorded (an exported SR's detail.sopClassUid), else unknown.
+const NEXT_EVENTS = `SELECT a.id, a.occurred_at, a.kind, a.event_id, a.event_type_code, a.action_code, a.outcome, a.actor,
+       a.source, a.destination, a.patient_id, a.study_instance_uid, a.sop_instance_uids,
+       (SELECT coalesce(json_agg(json_build_object('uid', u.uid, 'class', coalesce(i.sop_class_uid, a.detail ->> 'sopClassUid'))
+                                 ORDER BY u.n), '[]'::json)
+        FROM unnest(a.sop_instance_uids) WITH ORDINALITY AS u(uid, n)
+        LEFT JOIN instances i ON i.sop_instance_uid = u.uid) AS sop_classes
+FROM audit_events a WHERE a.id > $1 ORDER BY a.id LIMIT $2`;
 
 export function exportDestinationKey(o: Pick<SyslogTlsOptions, 'host' | 'port'>): string {
   return `syslog-tls://${o.host}:${o.port}`;
 }
 
 function messageEvent(r: ExportRow): AuditMessageEvent {
-  return { ...auditEventFields(r), occurredAt: r.occurred_at };
+  const sopInstances = (r.sop_classes ?? []).map((x) => ({ sopInstanceUid: x.uid, sopClassUid: x.class }));
+  return { ...auditEventFields(r), occurredAt: r.occurred_at, sopInstances };
 }
 
 export class AuditExporter {

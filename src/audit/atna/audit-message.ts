@@ -8,8 +8,18 @@ import type { AuditEvent, AuditEventFields } from '../audit-log.js';
  * Every attribute value is XML-escaped; characters XML 1.0 cannot carry are replaced by U+FFFD.
  */
 
-/** The row fields the message is built from (AuditEvent from audit-log.ts, or a raw row mapped to it). */
-export type AuditMessageEvent = AuditEventFields & Pick<AuditEvent, 'occurredAt'>;
+/** One SOP instance of the event with its SOP Class, when the gateway knows the class. */
+export interface AuditSopInstance {
+  readonly sopInstanceUid: string;
+  readonly sopClassUid: string | null;
+}
+
+/**
+ * The row fields the message is built from (AuditEvent from audit-log.ts, or a raw row mapped to
+ * it), and the SOP Classes of its SOP instances (the exporter looks them up: the row keeps UIDs).
+ */
+export type AuditMessageEvent = AuditEventFields &
+  Pick<AuditEvent, 'occurredAt'> & { readonly sopInstances?: readonly AuditSopInstance[] };
 
 export interface AuditMessageOptions {
   /** PS3.15 A.5.1 AuditSourceIdentification@AuditSourceID: this gateway (host name by default). */
@@ -115,9 +125,33 @@ function dateTime(d: Date): string {
  * - `source` as role 110153 Source and `destination` as 110152 Destination, each a network access
  *   point (PS3.15 A.5.3.4/A.5.3.5); the gateway is the other end, so it takes the remaining role;
  * - participant objects: the patient (type 1, role 1, RFC 3881 ID type 2 "Patient Number") and the
- *   study (type 2, role 3, DCM 110180 "Study Instance UID"); SOP Instance UIDs are kept in the
- *   trail, not repeated here (A.5.3 lists them under the study's SOPClass, which needs the class).
+ *   study (type 2, role 3, DCM 110180 "Study Instance UID") with its SOP instances grouped by SOP
+ *   Class (`<SOPClass UID NumberOfInstances><Instance UID/>…`, PS3.15 A.5.1; A.5.3 lists them for
+ *   Begin Transferring, Instances Transferred, DICOM Instances Accessed and Deleted). An instance
+ *   whose class is unknown (refused before it was parsed) is in the trail only: SOPClass@UID is
+ *   required by the schema.
  */
+/** PS3.15 A.5.1 SOPClass elements of a study participant object, classes and instances in order. */
+function sopClassElements(instances: readonly AuditSopInstance[]): string[] {
+  const byClass = new Map<string, string[]>();
+  for (const i of instances) {
+    if (!i.sopClassUid) continue;
+    const list = byClass.get(i.sopClassUid) ?? [];
+    if (!list.includes(i.sopInstanceUid)) list.push(i.sopInstanceUid);
+    byClass.set(i.sopClassUid, list);
+  }
+  return [...byClass].map(([uid, list]) =>
+    el(
+      'SOPClass',
+      [
+        ['UID', uid],
+        ['NumberOfInstances', String(list.length)],
+      ],
+      list.map((u) => el('Instance', [['UID', u]])),
+    ),
+  );
+}
+
 export function buildAuditMessage(ev: AuditMessageEvent, opts: AuditMessageOptions): string {
   const def = AUDIT_EVENTS[ev.kind];
   const app = opts.applicationUserId ?? 'radscribe';
@@ -197,7 +231,7 @@ export function buildAuditMessage(ev: AuditMessageEvent, opts: AuditMessageOptio
           ['ParticipantObjectTypeCode', ParticipantObjectType.SystemObject],
           ['ParticipantObjectTypeCodeRole', ParticipantObjectRole.Report],
         ],
-        [coded('ParticipantObjectIDTypeCode', ID_TYPE_STUDY)],
+        [coded('ParticipantObjectIDTypeCode', ID_TYPE_STUDY), ...sopClassElements(ev.sopInstances ?? [])],
       ),
     );
   }

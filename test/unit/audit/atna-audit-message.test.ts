@@ -67,6 +67,28 @@ describe('DICOM audit message (PS3.15 A.5.1)', () => {
     );
   });
 
+  it("lists the study's SOP instances under their SOP Classes; an instance of unknown class only in the trail", () => {
+    const xml = buildAuditMessage(
+      event('instance-received', {
+        sopInstanceUids: ['1.2.3.4.5', '1.2.3.4.6', '1.2.3.4.7', '1.2.3.4.8'],
+        sopInstances: [
+          { sopInstanceUid: '1.2.3.4.5', sopClassUid: '1.2.840.10008.5.1.4.1.1.2' },
+          { sopInstanceUid: '1.2.3.4.6', sopClassUid: '1.2.840.10008.5.1.4.1.1.88.33' },
+          { sopInstanceUid: '1.2.3.4.7', sopClassUid: '1.2.840.10008.5.1.4.1.1.2' },
+          { sopInstanceUid: '1.2.3.4.8', sopClassUid: null },
+        ],
+      }),
+      OPTS,
+    );
+    expect(xml).toContain(
+      '<ParticipantObjectIDTypeCode csd-code="110180" codeSystemName="DCM" originalText="Study Instance UID"/>' +
+        '<SOPClass UID="1.2.840.10008.5.1.4.1.1.2" NumberOfInstances="2"><Instance UID="1.2.3.4.5"/><Instance UID="1.2.3.4.7"/></SOPClass>' +
+        '<SOPClass UID="1.2.840.10008.5.1.4.1.1.88.33" NumberOfInstances="1"><Instance UID="1.2.3.4.6"/></SOPClass>' +
+        '</ParticipantObjectIdentification>',
+    );
+    expect(xml).not.toContain('1.2.3.4.8');
+  });
+
   it('names the destination with role 110152 and a host name as type 1', () => {
     const xml = buildAuditMessage(
       event('sr-exported', { actor: 'radscribe', source: null, destination: 'pacs.example.org:104' }),
@@ -84,6 +106,7 @@ describe('DICOM audit message (PS3.15 A.5.1)', () => {
           {},
           { actor: null, source: null, patientId: null, studyInstanceUid: null },
           { destination: '[::1]:11112' },
+          { sopInstances: [{ sopInstanceUid: '1.2.3.4.5', sopClassUid: '1.2.840.10008.5.1.4.1.1.88.33' }] },
         ]) {
           const xml = buildAuditMessage(event(kind, { outcome, ...over }), OPTS);
           const r = xmllint(['--noout', '--relaxng', SCHEMA], xml);

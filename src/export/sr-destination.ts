@@ -138,6 +138,8 @@ export type StowInstanceStatus = (typeof StowInstanceStatus)[keyof typeof StowIn
 
 export interface StowInstanceOutcome {
   readonly status: StowInstanceStatus;
+  /** The response says the PACS had the instance already (0x0111, a 409, an "already stored" Warning). */
+  readonly alreadyStored?: true;
   readonly failureReason?: number;
   readonly warningReason?: number;
   readonly retrieveUrl?: string;
@@ -163,6 +165,7 @@ export function classifyStowResult(res: StowResult, sent: readonly string[]): Ma
       const warned = ref.warningReason !== undefined || alreadyWarning;
       out.set(uid, {
         status: warned ? StowInstanceStatus.CheckStored : StowInstanceStatus.Stored,
+        ...(alreadyWarning ? { alreadyStored: true as const } : {}),
         ...(ref.warningReason !== undefined ? { warningReason: ref.warningReason } : {}),
         ...(ref.retrieveUrl ? { retrieveUrl: ref.retrieveUrl } : {}),
       });
@@ -173,11 +176,11 @@ export function classifyStowResult(res: StowResult, sent: readonly string[]): Ma
     if (reason === undefined) {
       out.set(uid, { status: StowInstanceStatus.CheckStored });
     } else if (reason === FailureReason.DuplicateSopInstance) {
-      out.set(uid, { status: StowInstanceStatus.CheckStored, failureReason: reason });
+      out.set(uid, { status: StowInstanceStatus.CheckStored, alreadyStored: true, failureReason: reason });
     } else if (res.httpStatus === 409 && reason === FailureReason.ProcessingFailure) {
       // 409 Conflict with no specific reason (parseStowResponse fills in 0x0110): a duplicate as
       // likely as not; the stored copy decides.
-      out.set(uid, { status: StowInstanceStatus.CheckStored, failureReason: reason });
+      out.set(uid, { status: StowInstanceStatus.CheckStored, alreadyStored: true, failureReason: reason });
     } else {
       out.set(uid, {
         status: isOutOfResourcesReason(reason) ? StowInstanceStatus.Transient : StowInstanceStatus.Permanent,
@@ -329,7 +332,9 @@ export class StowRsDestination implements SrDestination {
             sopInstanceUid: o.sopInstanceUid,
             ok: true,
             location,
-            delivery: outcome.status === StowInstanceStatus.Stored ? Delivery.Stored : Delivery.AlreadyPresentIdentical,
+            // "Already present, identical" only when the PACS said it had it: a response that merely
+            // left the instance out, or warned of a coercion, stored it now as far as we know.
+            delivery: outcome.alreadyStored ? Delivery.AlreadyPresentIdentical : Delivery.Stored,
           });
         } catch (err) {
           failed(o, asRadScribeError(err));

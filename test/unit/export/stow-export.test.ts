@@ -88,7 +88,7 @@ describe('classifyStowResult (PS3.18 §10.5.3)', () => {
       classifyStowResult(res(409, { [Tag.FailedSOPSequence]: sq([fail(SR, FailureReason.DuplicateSopInstance)]) }), [
         SR,
       ]).get(SR),
-    ).toEqual({ status: StowInstanceStatus.CheckStored, failureReason: 0x0111 });
+    ).toEqual({ status: StowInstanceStatus.CheckStored, alreadyStored: true, failureReason: 0x0111 });
     expect(classifyStowResult(res(409, { [Tag.FailedSOPSequence]: sq([fail(SR)]) }), [SR]).get(SR)?.status).toBe(
       StowInstanceStatus.CheckStored,
     );

@@ -28,7 +28,7 @@ ON CONFLICT (sop_instance_uid, destination) DO UPDATE
       error_code = NULL, last_error = NULL, delivery = EXCLUDED.delivery, part10 = NULL`;
 
 /**
- * The outbox (migration 0016): a job's draft objects, staged before the first send. An object sent
+ * The outbox (migration 0017): a job's draft objects, staged before the first send. An object sent
  * by an earlier job keeps its state 'sent' (the predecessor lookup reads it) until this send ends.
  */
 export const UPSERT_STAGED = `

@@ -24,7 +24,7 @@ import { routeStudy } from './routing.js';
  * that destination wants one; every send is recorded in the export ledger and the audit trail.
  *
  * Outbox (issues 11 and 15): the draft's objects are staged in the export ledger (their Part 10
- * bytes, migration 0016) before the first send. When the send fails or times out, the job fails
+ * bytes, migration 0017) before the first send. When the send fails or times out, the job fails
  * with a retryable code and the queue retries it later; the retry finds the staged objects
  * (describe-study.ts) and resends exactly those bytes with {@link resendStagedDraft} — only the
  * objects not yet delivered — and never runs the model again. (Before issue 11 a job retry ran the

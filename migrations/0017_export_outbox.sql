@@ -1,4 +1,4 @@
--- 0016_export_outbox: the export ledger is also the outbox (issues 11 and 15). A describe-study job
+-- 0017_export_outbox: the export ledger is also the outbox (issues 11 and 15). A describe-study job
 -- stages its draft's Part 10 bytes here (SR and PDF companion) before it sends them; a retry of the
 -- same job finds them and resends those bytes instead of running the model again, and a delivered
 -- object's bytes are cleared (the PACS holds it now; only the ledger row stays).

@@ -1,10 +1,16 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { parsePart10 } from '../../src/dicom/dataset.js';
+import { buildEncapsulatedPdf } from '../../src/dicom/pdf/encapsulated-pdf.js';
+import { loadPdfFonts } from '../../src/dicom/pdf/fonts.js';
+import { buildDraftSr } from '../../src/dicom/sr/draft-sr.js';
 import { findingTexts, readSr } from '../../src/dicom/sr/reader.js';
 import { writePart10 } from '../../src/dicom/sr/sr-document.js';
+import { SopClass } from '../../src/dicom/uids.js';
+import { Delivery, StowRsDestination } from '../../src/export/sr-destination.js';
 import { JobQueue } from '../../src/jobs/job-queue.js';
 import { JobKind } from '../../src/jobs/types.js';
 import { getString, Tag } from '../../src/pacs/dicom-json.js';
@@ -12,6 +18,7 @@ import { DicomwebClient } from '../../src/pacs/dicomweb-client.js';
 import { FIXTURE_TEXT_PREFIX } from '../../src/pipeline/describe-images.js';
 import { startTestGateway, type TestGateway, waitFor } from '../support/gateway.js';
 import { type OrthancHandle, orthancAvailable, startOrthanc } from '../support/orthanc.js';
+import { paramsFor, sibling, sourceHeader } from '../unit/dicom/sr/sr-fixtures.js';
 
 /**
  * [issue 11, issue 15] STOW-RS export against a real Orthanc 1.10 + orthanc-dicomweb 1.7 (in the
@@ -31,7 +38,11 @@ import { type OrthancHandle, orthancAvailable, startOrthanc } from '../support/o
  * (c) a slow receiver (a real HTTP proxy in front of Orthanc that holds the first STOW-RS response
  *     past the gateway's store timeout, then answers 503 twice): the job's own resends are used
  *     up, the job is retried, and the retry resends the staged SR bytes: the model ran once, Orthanc
- *     holds exactly one copy.
+ *     holds exactly one copy;
+ * (d) a partly failed multi-instance send (the SR and its PDF companion; a Lua ReceivedInstanceFilter
+ *     refuses the PDF once): Orthanc's STOW-RS answer still lists the refused PDF as stored — the
+ *     plugin reports a filtered-out instance in the Referenced SOP Sequence — so only the read-back
+ *     finds it missing (404, transient); the destination resends the PDF alone.
  */
 jest.setTimeout(240_000);
 
@@ -327,6 +338,58 @@ d('STOW-RS export to Orthanc: duplicates, conflicts and a slow receiver', () => 
     } finally {
       await t?.close();
       await proxy.close();
+    }
+  });
+
+  it('(d) SR + PDF in one send, the PDF refused once: only the PDF is resent, both end in Orthanc', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'rs-lua-'));
+    const calls = path.join(dir, 'calls.log');
+    const flag = path.join(dir, 'refused-once');
+    const lua = path.join(dir, 'refuse-pdf-once.lua');
+    // Orthanc Book lua.rst: ReceivedInstanceFilter returning false refuses the instance. The flag is a
+    // file, not a Lua global: Orthanc may run the callback in more than one Lua context.
+    writeFileSync(
+      lua,
+      `function ReceivedInstanceFilter(dicom, origin, info)
+  local log = io.open('${calls}', 'a')
+  log:write(dicom.SOPClassUID .. '\\n')
+  log:close()
+  if dicom.SOPClassUID == '${SopClass.EncapsulatedPdfStorage}' then
+    local f = io.open('${flag}', 'r')
+    if f == nil then
+      io.open('${flag}', 'w'):close()
+      return false
+    end
+    f:close()
+  end
+  return true
+end
+`,
+    );
+    const lorthanc = await startOrthanc({ luaScripts: [lua] });
+    try {
+      const client = new DicomwebClient({ baseUrl: lorthanc.baseUrl, auth: { type: 'basic', ...lorthanc.auth } });
+      const ct = sourceHeader('CT_small.dcm');
+      const sr = buildDraftSr(paramsFor([ct, sibling(ct, 1)], ['one finding']));
+      const pdf = await buildEncapsulatedPdf({ sr, fonts: loadPdfFonts() });
+      const study = String(ct.StudyInstanceUID);
+      const dest = new StowRsDestination('orthanc', client, lorthanc.baseUrl, { backoffBaseMs: 50 });
+      const out = await dest.sendAll([
+        { studyInstanceUid: study, sopInstanceUid: sr.sopInstanceUid, part10: sr.part10 },
+        { studyInstanceUid: study, sopInstanceUid: pdf.sopInstanceUid, part10: pdf.part10 },
+      ]);
+      expect(out.map((r) => (r.ok ? r.delivery : r.error.code))).toEqual([Delivery.Stored, Delivery.Stored]);
+      expect(existsSync(flag)).toBe(true);
+      // What reached Orthanc's filter: the SR once, the PDF twice (refused, then resent alone).
+      const seen = readFileSync(calls, 'utf8').trim().split('\n');
+      expect(seen).toEqual([SR_SOP_CLASS, SopClass.EncapsulatedPdfStorage, SopClass.EncapsulatedPdfStorage]);
+      const held = await client.searchForInstances(study, sr.seriesInstanceUid);
+      expect(held.map((i) => getString(i, Tag.SOPInstanceUID)).sort()).toEqual(
+        [sr.sopInstanceUid, pdf.sopInstanceUid].sort(),
+      );
+    } finally {
+      await lorthanc.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -208,7 +208,9 @@ export const VerifyStored = {
    * After every send. Orthanc 1.10 + orthanc-dicomweb 1.7 answer a second STOW-RS of the same SOP
    * Instance UID with plain success (Referenced SOP Sequence, no Warning) whatever its content, and
    * keep the first copy (OverwriteInstances false, its default) or replace it (true): only reading
-   * the copy back tells "identical" from "conflict" there (test/e2e/stow-export-orthanc.e2e.test.ts).
+   * the copy back tells "identical" from "conflict" there. Orthanc also lists an instance its Lua
+   * ReceivedInstanceFilter refused as stored; the read-back finds it missing and it is resent
+   * (test/e2e/stow-export-orthanc.e2e.test.ts).
    */
   Always: 'always',
   /** Only when the response says the instance was there already (0x0111, 409, Warning). */

@@ -8,6 +8,7 @@ import { SrProfile } from './dicom/sr/draft-policy.js';
 import { aeTitleProblem } from './dimse/ae-title.js';
 import type { DimseListenerConfig } from './dimse/storage-scp.js';
 import { ConfigError } from './errors.js';
+import { DEFAULT_STOW_VERIFY, VerifyStored } from './export/sr-destination.js';
 import { ExecutionProvider } from './inference/vision-language-model.js';
 import type { RetentionRule } from './ingest/retention.js';
 import { ReceivedVia } from './ingest/types.js';
@@ -93,7 +94,16 @@ interface DestinationCommon {
 }
 export type DestinationConfig =
   | (DestinationCommon & { type: 'folder'; path: string })
-  | (DestinationCommon & { type: 'stow-rs'; node: string });
+  | (DestinationCommon & {
+      type: 'stow-rs';
+      node: string;
+      /**
+       * When the PACS's copy is read back (WADO-RS metadata) and compared with what was sent:
+       * `always` (default; Orthanc answers a duplicate with plain success) or `on-duplicate`
+       * (only after 0x0111, 409 or a Warning: for a PACS without WADO-RS). src/export/sr-destination.ts.
+       */
+      verifyStored: VerifyStored;
+    });
 
 export interface RouteConfig {
   /** Shown in the job result and the export log, so an operator sees which rule sent a draft where. */
@@ -744,10 +754,17 @@ function validateDestination(v: Validator, d: unknown, p: string, nodes: Readonl
   };
   const folderPath = only('path', DestinationType.Folder);
   const node = only('node', DestinationType.StowRs);
+  const verifyModes: readonly string[] = Object.values(VerifyStored);
+  let verifyStored: string = DEFAULT_STOW_VERIFY;
+  if (v.has(o, 'verifyStored')) {
+    if (type === DestinationType.StowRs) verifyStored = v.str(o, 'verifyStored', p);
+    else v.problem(`${p}.verifyStored`, `only used with type ${DestinationType.StowRs}`);
+  }
+  if (!verifyModes.includes(verifyStored)) v.problem(`${p}.verifyStored`, `must be one of ${verifyModes.join(', ')}`);
   if (type === DestinationType.Folder) return { ...common, type, path: folderPath };
   if (type === DestinationType.StowRs) {
     if (!nodes.has(node)) v.problem(`${p}.node`, `unknown remote node "${node}"`);
-    return { ...common, type, node };
+    return { ...common, type, node, verifyStored: verifyStored as VerifyStored };
   }
   if (type !== '') v.problem(`${p}.type`, `must be ${DestinationType.Folder} or ${DestinationType.StowRs}`);
   return { ...common, type: 'folder', path: '' };

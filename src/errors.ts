@@ -58,6 +58,12 @@ export const ErrorCode = {
   Forbidden: 'forbidden',
   /** A caller over its request rate: HTTP 429 with Retry-After (RFC 6585 §4). Transient. */
   RateLimited: 'rate-limited',
+  /**
+   * An export destination already holds an instance with our SOP Instance UID whose content differs
+   * from what we sent (its meaningful content, src/export/stored-fingerprint.ts): two objects under
+   * one UID (PS3.5 §9.1). Permanent: resending cannot fix it, an operator must decide which is right.
+   */
+  ExportConflict: 'export-conflict',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -217,6 +223,7 @@ export function toHttpStatus(code: ErrorCode): number {
     case ErrorCode.PayloadTooLarge:
       return 413;
     case ErrorCode.StudyMismatch:
+    case ErrorCode.ExportConflict:
       return 409;
     case ErrorCode.MediaTypeUnsupported:
     case ErrorCode.DicomUnsupported:

@@ -1,12 +1,22 @@
 import type pg from 'pg';
 import { withTransaction } from '../db/pool.js';
-import { normalizeErrorString } from '../errors.js';
+import { type ErrorCode, normalizeErrorString, RETRYABLE_CODES } from '../errors.js';
 import { SrExportLedger } from '../export/sr-export-ledger.js';
 import type { InstanceRefusal, RefusalRecorder } from '../ingest/types.js';
 import { childLogger, type Logger } from '../logger.js';
 import type { PipelineRecorder } from '../pipeline/describe-study.js';
 import { AuditEventKind, EventOutcome } from './audit-codes.js';
 import { recordAudit } from './audit-log.js';
+
+/**
+ * EventOutcomeIndicator (PS3.15 A.5.1) of a failed export, from its code only: a transient failure
+ * is 4 Minor failure ("action restarted": the job queue retries it, resending the staged bytes);
+ * a permanent one — the PACS refused the object, or holds other content under our UID
+ * (export-conflict) — is 8 Serious failure: the job fails and the object is not at the destination.
+ */
+export function exportFailureOutcome(code: ErrorCode): EventOutcome {
+  return RETRYABLE_CODES.has(code) ? EventOutcome.MinorFailure : EventOutcome.SeriousFailure;
+}
 
 /** Actor of the pipeline's own actions in the audit trail. */
 export const PIPELINE_ACTOR = 'radscribe';
@@ -80,7 +90,7 @@ export class AuditRecorder implements PipelineRecorder, RefusalRecorder {
 
   srExported(ev: Parameters<PipelineRecorder['srExported']>[0]): Promise<void> {
     return withTransaction(this.pool, async (client) => {
-      await new SrExportLedger(client).recordSent(ev.record, ev.location);
+      await new SrExportLedger(client).recordSent(ev.record, ev.location, ev.delivery ?? 'stored');
       await recordAudit(client, {
         kind: AuditEventKind.SrExported,
         actor: PIPELINE_ACTOR,
@@ -93,6 +103,8 @@ export class AuditRecorder implements PipelineRecorder, RefusalRecorder {
           sopClassUid: ev.record.sopClassUid,
           object: ev.record.objectKind,
           deviceUid: ev.record.deviceUid,
+          // "already-present-identical": the PACS held our UID with the same content (issue 11).
+          delivery: ev.delivery ?? 'stored',
           // Source attributes normalised or dropped in the SR: tag, keyword, action, reason (no values).
           ...(ev.sourceAttributes ? { sourceAttributes: ev.sourceAttributes } : {}),
         },
@@ -105,12 +117,19 @@ export class AuditRecorder implements PipelineRecorder, RefusalRecorder {
       await new SrExportLedger(client).recordFailed(ev.record, ev.code, ev.message);
       await recordAudit(client, {
         kind: AuditEventKind.SrExported,
-        outcome: EventOutcome.SeriousFailure,
+        outcome: exportFailureOutcome(ev.code),
         actor: PIPELINE_ACTOR,
         destination: ev.record.destination,
         studyInstanceUid: ev.record.studyInstanceUid,
         sopInstanceUids: [ev.record.sopInstanceUid],
-        detail: { code: ev.code, jobId: ev.record.jobId, object: ev.record.objectKind },
+        detail: {
+          code: ev.code,
+          jobId: ev.record.jobId,
+          object: ev.record.objectKind,
+          // Why: the message names codes, UIDs and tag paths only (never values).
+          reason: ev.message.slice(0, 500),
+          ...(ev.differences && ev.differences.length > 0 ? { differences: ev.differences } : {}),
+        },
       });
     });
   }

@@ -1,6 +1,7 @@
 import type { Queryable } from '../db/pool.js';
 import type { PredecessorDocument } from '../dicom/sr/sr-document.js';
 import type { ErrorCode } from '../errors.js';
+import type { Delivery } from './sr-destination.js';
 
 /** What kind of object an export row records. Matches the CHECK on sr_exports.object_kind. */
 export const ExportedObjectKind = { Sr: 'sr', Pdf: 'pdf' } as const;
@@ -17,13 +18,36 @@ export interface ExportRecord {
   readonly jobId: number;
 }
 
+/** Delivered: the staged bytes are no longer needed (the destination holds the object). */
 export const UPSERT_SENT = `
 INSERT INTO sr_exports (sop_instance_uid, study_instance_uid, job_id, destination, state, file_path, sent_at,
-                        sop_class_uid, series_instance_uid, device_uid, object_kind)
-VALUES ($1, $2, $3, $4, 'sent', $5, now(), $6, $7, $8, $9)
+                        sop_class_uid, series_instance_uid, device_uid, object_kind, delivery)
+VALUES ($1, $2, $3, $4, 'sent', $5, now(), $6, $7, $8, $9, $10)
 ON CONFLICT (sop_instance_uid, destination) DO UPDATE
   SET state = 'sent', job_id = EXCLUDED.job_id, file_path = EXCLUDED.file_path, sent_at = now(),
-      error_code = NULL, last_error = NULL`;
+      error_code = NULL, last_error = NULL, delivery = EXCLUDED.delivery, part10 = NULL`;
+
+/**
+ * The outbox (migration 0017): a job's draft objects, staged before the first send. An object sent
+ * by an earlier job keeps its state 'sent' (the predecessor lookup reads it) until this send ends.
+ */
+export const UPSERT_STAGED = `
+INSERT INTO sr_exports (sop_instance_uid, study_instance_uid, job_id, destination, state, file_path,
+                        sop_class_uid, series_instance_uid, device_uid, object_kind, part10, part10_sha256, staged)
+VALUES ($1, $2, $3, $4, 'pending', '', $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (sop_instance_uid, destination) DO UPDATE
+  SET job_id = EXCLUDED.job_id, sop_class_uid = EXCLUDED.sop_class_uid,
+      series_instance_uid = EXCLUDED.series_instance_uid, device_uid = EXCLUDED.device_uid,
+      object_kind = EXCLUDED.object_kind, part10 = EXCLUDED.part10, part10_sha256 = EXCLUDED.part10_sha256,
+      staged = EXCLUDED.staged, delivery = NULL`;
+
+/** A job's staged objects, the SR before its PDF companion. */
+export const SELECT_STAGED_FOR_JOB = `
+SELECT sop_instance_uid, study_instance_uid, job_id, destination, state, file_path, sop_class_uid,
+       series_instance_uid, device_uid, object_kind, part10, part10_sha256, staged
+  FROM sr_exports
+ WHERE job_id = $1 AND staged IS NOT NULL
+ ORDER BY CASE object_kind WHEN 'sr' THEN 0 ELSE 1 END, sop_instance_uid`;
 
 export const UPSERT_FAILED = `
 INSERT INTO sr_exports (sop_instance_uid, study_instance_uid, job_id, destination, state, file_path,
@@ -45,7 +69,19 @@ SELECT sop_instance_uid, sop_class_uid, series_instance_uid, study_instance_uid
  ORDER BY sent_at DESC
  LIMIT 1`;
 
-/** The gateway's memory of what it exported where (table sr_exports). */
+/** One staged object of a job: its Part 10 bytes until delivered, then only its row. */
+export interface StagedExport {
+  readonly record: ExportRecord;
+  /** The bytes to (re)send; undefined once delivered. */
+  readonly part10: Uint8Array | undefined;
+  readonly part10Sha256: string | null;
+  /** Where it was delivered (file_path), when it was. */
+  readonly location: string;
+  /** What the draft export recorded for a resend (draft-export.ts StagedDraftDetail); JSON, no PHI. */
+  readonly staged: Record<string, unknown>;
+}
+
+/** The gateway's memory of what it exported where (table sr_exports), and its outbox. */
 export class SrExportLedger {
   constructor(private readonly q: Queryable) {}
 
@@ -72,7 +108,63 @@ export class SrExportLedger {
       : undefined;
   }
 
-  async recordSent(r: ExportRecord, location: string): Promise<void> {
+  /** Stage a draft's objects (one statement each, in the caller's transaction when it passes one). */
+  async stage(
+    objects: readonly { record: ExportRecord; part10: Uint8Array; sha256: string; staged: object }[],
+  ): Promise<void> {
+    for (const o of objects) {
+      const r = o.record;
+      await this.q.query(UPSERT_STAGED, [
+        r.sopInstanceUid,
+        r.studyInstanceUid,
+        r.jobId,
+        r.destination,
+        r.sopClassUid,
+        r.seriesInstanceUid,
+        r.deviceUid,
+        r.objectKind,
+        Buffer.from(o.part10.buffer, o.part10.byteOffset, o.part10.byteLength),
+        o.sha256,
+        JSON.stringify(o.staged),
+      ]);
+    }
+  }
+
+  /** What job `jobId` staged in an earlier attempt (empty when it staged nothing yet). */
+  async stagedForJob(jobId: number): Promise<StagedExport[]> {
+    const { rows } = await this.q.query<{
+      sop_instance_uid: string;
+      study_instance_uid: string;
+      job_id: string | number;
+      destination: string;
+      file_path: string;
+      sop_class_uid: string;
+      series_instance_uid: string;
+      device_uid: string;
+      object_kind: ExportedObjectKind;
+      part10: Uint8Array | null;
+      part10_sha256: string | null;
+      staged: Record<string, unknown>;
+    }>(SELECT_STAGED_FOR_JOB, [jobId]);
+    return rows.map((row) => ({
+      record: {
+        sopInstanceUid: row.sop_instance_uid,
+        studyInstanceUid: row.study_instance_uid,
+        jobId: Number(row.job_id),
+        destination: row.destination,
+        sopClassUid: row.sop_class_uid,
+        seriesInstanceUid: row.series_instance_uid,
+        deviceUid: row.device_uid,
+        objectKind: row.object_kind,
+      },
+      part10: row.part10 ? new Uint8Array(row.part10) : undefined,
+      part10Sha256: row.part10_sha256,
+      location: row.file_path,
+      staged: row.staged,
+    }));
+  }
+
+  async recordSent(r: ExportRecord, location: string, delivery: Delivery = 'stored'): Promise<void> {
     await this.q.query(UPSERT_SENT, [
       r.sopInstanceUid,
       r.studyInstanceUid,
@@ -83,6 +175,7 @@ export class SrExportLedger {
       r.seriesInstanceUid,
       r.deviceUid,
       r.objectKind,
+      delivery,
     ]);
   }
 

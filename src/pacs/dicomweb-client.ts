@@ -63,6 +63,8 @@ export interface StowReferenced {
   readonly sopClassUid: string;
   readonly sopInstanceUid: string;
   readonly retrieveUrl?: string;
+  /** (0008,1196) Warning Reason of a stored instance (PS3.18 §10.5.3.3), e.g. 0xB000 coercion. */
+  readonly warningReason?: number;
 }
 export interface StowFailed {
   readonly sopClassUid?: string;
@@ -71,6 +73,8 @@ export interface StowFailed {
 }
 export interface StowResult {
   readonly httpStatus: number;
+  /** The response's HTTP `Warning` header (RFC 7234 §5.5; PS3.18 §8.10.3), as sent. */
+  readonly warning?: string;
   readonly retrieveUrl?: string;
   readonly referenced: StowReferenced[];
   readonly failed: StowFailed[];
@@ -172,6 +176,27 @@ export class DicomwebClient {
     }
   }
 
+  /**
+   * One instance's metadata as DICOM JSON (PS3.18 §10.4.1.1.2,
+   * `/studies/{s}/series/{se}/instances/{i}/metadata`): what the PACS holds, to compare with what we
+   * sent. 404 throws pacs-rejected (the instance is not there), network/5xx pacs-unavailable.
+   */
+  async retrieveInstanceMetadata(
+    studyInstanceUid: string,
+    seriesInstanceUid: string,
+    sopInstanceUid: string,
+  ): Promise<DicomJsonDataset | undefined> {
+    const url = `${this.baseUrl}/studies/${enc(studyInstanceUid)}/series/${enc(seriesInstanceUid)}/instances/${enc(sopInstanceUid)}/metadata`;
+    const { res, done } = await this.request('retrieveInstanceMetadata', 'GET', url, {
+      accept: MediaTypes.DicomJson,
+    });
+    try {
+      return (await readJsonArray(res, 'retrieveInstanceMetadata', url))[0];
+    } finally {
+      done();
+    }
+  }
+
   // ---- STOW-RS (PS3.18 §10.5) ----
 
   /**
@@ -232,7 +257,9 @@ export class DicomwebClient {
       }
       // Some servers wrap the response dataset in an array.
       const ds = Array.isArray(json) ? json[0] : json;
-      return parseStowResponse(res.status, isDicomJsonDataset(ds) ? ds : {});
+      const parsed = parseStowResponse(res.status, isDicomJsonDataset(ds) ? ds : {});
+      const warning = res.headers.get('warning');
+      return warning ? { ...parsed, warning } : parsed;
     } finally {
       done();
     }
@@ -457,7 +484,13 @@ export function parseStowResponse(httpStatus: number, ds: DicomJsonDataset): Sto
     const sopInstanceUid = getString(item, Tag.ReferencedSOPInstanceUID);
     if (!sopClassUid || !sopInstanceUid) continue;
     const retrieveUrl = getString(item, Tag.RetrieveURL);
-    referenced.push({ sopClassUid, sopInstanceUid, ...(retrieveUrl ? { retrieveUrl } : {}) });
+    const warningReason = getNumber(item, Tag.WarningReason);
+    referenced.push({
+      sopClassUid,
+      sopInstanceUid,
+      ...(retrieveUrl ? { retrieveUrl } : {}),
+      ...(warningReason !== undefined ? { warningReason } : {}),
+    });
   }
   const failed: StowFailed[] = getSequence(ds, Tag.FailedSOPSequence).map((item) => {
     const sopClassUid = getString(item, Tag.ReferencedSOPClassUID);

@@ -1,4 +1,5 @@
 import type { Logger } from 'winston';
+import type { SrExportLedger } from '../export/sr-export-ledger.js';
 import type { StoredInstance } from '../ingest/types.js';
 import { childLogger } from '../logger.js';
 import {
@@ -7,7 +8,13 @@ import {
   describeImages,
   type InferenceRecorder,
 } from './describe-images.js';
-import { type DraftExportDeps, type DraftExportResult, type ExportRecorder, exportDraft } from './draft-export.js';
+import {
+  type DraftExportDeps,
+  type DraftExportResult,
+  type ExportRecorder,
+  exportDraft,
+  resendStagedDraft,
+} from './draft-export.js';
 
 /**
  * The describe-study job handler: the study's stored rows → describe the selected images
@@ -21,7 +28,9 @@ export type PipelineRecorder = InferenceRecorder & ExportRecorder;
 
 export interface DescribeStudyDeps
   extends Omit<DescribeImagesDeps, 'recorder'>,
-    Omit<DraftExportDeps, 'recorder' | 'identity'> {
+    Omit<DraftExportDeps, 'recorder' | 'identity' | 'ledger'> {
+  /** The export ledger and outbox: predecessor lookup, staging, and what an earlier attempt staged. */
+  readonly ledger: Pick<SrExportLedger, 'findPredecessor' | 'stage' | 'stagedForJob'>;
   /** The study's instances as ingest stored them (instance repository `listForStudy`). */
   readonly listInstances: (studyInstanceUid: string) => Promise<readonly StoredInstance[]>;
   readonly recorder: PipelineRecorder;
@@ -43,6 +52,13 @@ export async function describeStudy(
   progress?: { described(): Promise<void> },
 ): Promise<DescribeStudyResult> {
   const log = deps.logger ?? childLogger('describe-study', { jobId: job.id, studyInstanceUid: job.studyInstanceUid });
+  // A retry of a job whose draft is already built (staged by an earlier attempt whose send failed,
+  // timed out, or whose process died): resend those bytes; the model does not run again (issue 15).
+  const staged = await deps.ledger.stagedForJob(job.id);
+  if (staged.length > 0) {
+    await progress?.described();
+    return resendStagedDraft(deps, staged, log);
+  }
   const instances = await deps.listInstances(job.studyInstanceUid);
   const described = await describeImages(deps, { studyInstanceUid: job.studyInstanceUid, instances }, { log, signal });
   // The study lifecycle's 'described' step (the worker records it with the job's lease held).

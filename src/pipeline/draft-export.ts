@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Logger } from 'winston';
 import type { RouteConfig } from '../config.js';
 import { buildEncapsulatedPdf } from '../dicom/pdf/encapsulated-pdf.js';
@@ -5,17 +6,29 @@ import type { PdfFont } from '../dicom/pdf/fonts.js';
 import type { SrProfile } from '../dicom/sr/draft-policy.js';
 import { buildDraftSr } from '../dicom/sr/draft-sr.js';
 import type { SourceAttributeNote } from '../dicom/sr/source-attributes.js';
-import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from '../errors.js';
-import type { OutgoingSr, SrDestination } from '../export/sr-destination.js';
-import { ExportedObjectKind, type ExportRecord, type SrExportLedger } from '../export/sr-export-ledger.js';
+import { ErrorCode, normalizeErrorString, RadScribeError, RETRYABLE_CODES } from '../errors.js';
+import { type Delivery, ExportConflictError, type OutgoingSr, type SrDestination } from '../export/sr-destination.js';
+import {
+  ExportedObjectKind,
+  type ExportRecord,
+  type SrExportLedger,
+  type StagedExport,
+} from '../export/sr-export-ledger.js';
 import type { ModelIdentity } from '../inference/model-identity.js';
-import type { DescribedImages } from './describe-images.js';
+import type { DescribedImages, SkippedImage } from './describe-images.js';
 import { routeStudy } from './routing.js';
 
 /**
  * "Build and export the draft" (issue 8), the second half of a describe-study job: findings → draft
  * SR (with its predecessor, PS3.3 C.17.2.1) → the destination the routes choose → PDF companion when
  * that destination wants one; every send is recorded in the export ledger and the audit trail.
+ *
+ * Outbox (issues 11 and 15): the draft's objects are staged in the export ledger (their Part 10
+ * bytes, migration 0017) before the first send. When the send fails or times out, the job fails
+ * with a retryable code and the queue retries it later; the retry finds the staged objects
+ * (describe-study.ts) and resends exactly those bytes with {@link resendStagedDraft} — only the
+ * objects not yet delivered — and never runs the model again. (Before issue 11 a job retry ran the
+ * whole pipeline again: inference included, with possibly different text under the same UID.)
  */
 
 /** A configured destination with what it receives (config `destinations[]`). */
@@ -34,9 +47,17 @@ export interface ExportRecorder {
   srExported(ev: {
     record: ExportRecord;
     location: string;
+    /** How it arrived; default stored. "already present, identical" when the PACS had our copy. */
+    delivery?: Delivery;
     sourceAttributes?: readonly SourceAttributeNote[];
   }): Promise<void>;
-  srExportFailed(ev: { record: ExportRecord; code: ErrorCode; message: string }): Promise<void>;
+  /** `differences`: for an export-conflict, where the PACS's copy differs (tag paths, no values). */
+  srExportFailed(ev: {
+    record: ExportRecord;
+    code: ErrorCode;
+    message: string;
+    differences?: readonly string[];
+  }): Promise<void>;
 }
 
 export interface DraftExportDeps {
@@ -47,13 +68,15 @@ export interface DraftExportDeps {
   readonly destinations: ReadonlyMap<string, RoutedDestination>;
   readonly recorder: ExportRecorder;
   /** What was exported where; finds the predecessor a new model version's draft replaces. */
-  readonly ledger: Pick<SrExportLedger, 'findPredecessor'>;
+  readonly ledger: Pick<SrExportLedger, 'findPredecessor' | 'stage'>;
   /** Unicode fonts for PDF companions (loaded once at start-up when any destination wants one). */
   readonly pdfFonts?: readonly PdfFont[] | undefined;
 }
 
 export interface DraftExportResult {
   readonly srSopInstanceUid: string;
+  /** How the SR arrived (sr-destination.ts Delivery). */
+  readonly delivery: Delivery;
   readonly destination: string;
   /** Name of the route that chose the destination; null when none matched (defaultDestination). */
   readonly route: string | null;
@@ -105,42 +128,33 @@ export async function exportDraft(
   });
   const sr = prior ? build([prior]) : first;
 
-  const exportOne = async (
-    obj: OutgoingSr,
-    record: ExportRecord,
-    sourceAttributes?: readonly SourceAttributeNote[],
-  ): Promise<string> => {
-    try {
-      const { location } = await routed.destination.send(obj);
-      await deps.recorder.srExported({
-        record,
-        location,
-        ...(sourceAttributes && sourceAttributes.length > 0 ? { sourceAttributes } : {}),
-      });
-      return location;
-    } catch (err) {
-      await deps.recorder.srExportFailed({ record, code: errorCodeOf(err), message: normalizeErrorString(err) });
-      throw err;
-    }
-  };
   const base = {
     studyInstanceUid: job.studyInstanceUid,
     deviceUid: algorithm.deviceUid,
     destination: destName,
     jobId: job.id,
   };
-  const location = await exportOne(
-    { studyInstanceUid: job.studyInstanceUid, sopInstanceUid: sr.sopInstanceUid, part10: sr.part10 },
+  const srDetail: StagedDraftDetail = {
+    route,
+    selected: draft.described.selected,
+    described: findings.length,
+    skipped,
+    ...(prior ? { predecessorSopInstanceUid: prior.sopInstanceUid } : {}),
+    ...(sr.sourceAttributeNotes.length > 0 ? { sourceAttributes: sr.sourceAttributeNotes } : {}),
+  };
+  const objects: (StagedObject & { part10: Uint8Array })[] = [
     {
-      ...base,
-      sopInstanceUid: sr.sopInstanceUid,
-      sopClassUid: sr.dataset.SOPClassUID as string,
-      seriesInstanceUid: sr.seriesInstanceUid,
-      objectKind: ExportedObjectKind.Sr,
+      record: {
+        ...base,
+        sopInstanceUid: sr.sopInstanceUid,
+        sopClassUid: sr.dataset.SOPClassUID as string,
+        seriesInstanceUid: sr.seriesInstanceUid,
+        objectKind: ExportedObjectKind.Sr,
+      },
+      part10: sr.part10,
+      staged: srDetail,
     },
-    sr.sourceAttributeNotes,
-  );
-  let pdfSopInstanceUid: string | undefined;
+  ];
   if (routed.pdfCompanion) {
     if (!deps.pdfFonts) {
       throw new RadScribeError(
@@ -149,18 +163,23 @@ export async function exportDraft(
       );
     }
     const pdf = await buildEncapsulatedPdf({ sr, fonts: deps.pdfFonts });
-    await exportOne(
-      { studyInstanceUid: job.studyInstanceUid, sopInstanceUid: pdf.sopInstanceUid, part10: pdf.part10 },
-      {
+    objects.push({
+      record: {
         ...base,
         sopInstanceUid: pdf.sopInstanceUid,
         sopClassUid: pdf.dataset.SOPClassUID as string,
         seriesInstanceUid: pdf.seriesInstanceUid,
         objectKind: ExportedObjectKind.Pdf,
       },
-    );
-    pdfSopInstanceUid = pdf.sopInstanceUid;
+      part10: pdf.part10,
+      staged: { companionOf: sr.sopInstanceUid },
+    });
   }
+  // Staged before the first byte leaves: a retry of this job resends these bytes (resendStagedDraft).
+  await deps.ledger.stage(
+    objects.map((o) => ({ record: o.record, part10: o.part10, sha256: sha256(o.part10), staged: o.staged })),
+  );
+  const result = await deliver(deps.recorder, routed.destination, objects, [], log);
   log.info('draft SR exported', {
     srSopInstanceUid: sr.sopInstanceUid,
     destination: destName,
@@ -169,17 +188,139 @@ export async function exportDraft(
     described: findings.length,
     skipped: skipped.length,
     predecessor: prior?.sopInstanceUid,
+    delivery: result.delivery,
     // Tags only (never values): which source attributes were normalised or dropped.
     ...(sr.sourceAttributeNotes.length > 0
       ? { sourceAttributes: sr.sourceAttributeNotes.map((n) => `${n.tag}:${n.action}:${n.reason}`) }
       : {}),
   });
+  return result;
+}
+
+/** What a staged SR row keeps for a resend (table sr_exports.staged): UIDs, counts and codes only. */
+export interface StagedDraftDetail {
+  readonly route: string | null;
+  readonly selected: number;
+  readonly described: number;
+  readonly skipped: readonly SkippedImage[];
+  readonly predecessorSopInstanceUid?: string;
+  readonly sourceAttributes?: readonly SourceAttributeNote[];
+}
+
+interface StagedObject {
+  readonly record: ExportRecord;
+  /** Undefined when an earlier attempt delivered it. */
+  readonly part10: Uint8Array | undefined;
+  readonly staged: object;
+  readonly location?: string;
+}
+
+function sha256(b: Uint8Array): string {
+  return createHash('sha256').update(b).digest('hex');
+}
+
+/**
+ * Send the objects not yet delivered in one sendAll, record each outcome (ledger row and audit
+ * event), and throw when any failed: a permanent error first (an export-conflict above all), so a
+ * job that cannot succeed by retrying fails for good; else the transient one, and the job queue
+ * retries the job (which resends the staged bytes).
+ */
+async function deliver(
+  recorder: ExportRecorder,
+  destination: SrDestination,
+  objects: readonly StagedObject[],
+  delivered: readonly StagedObject[],
+  log: Logger,
+): Promise<DraftExportResult> {
+  const toSend = objects.filter((o): o is StagedObject & { part10: Uint8Array } => o.part10 !== undefined);
+  const results = await destination.sendAll(
+    toSend.map(
+      (o): OutgoingSr => ({
+        studyInstanceUid: o.record.studyInstanceUid,
+        sopInstanceUid: o.record.sopInstanceUid,
+        part10: o.part10,
+      }),
+    ),
+  );
+  const errors: RadScribeError[] = [];
+  const outcome = new Map<string, { location: string; delivery: Delivery }>();
+  for (const o of delivered) outcome.set(o.record.sopInstanceUid, { location: o.location ?? '', delivery: 'stored' });
+  for (const [i, r] of results.entries()) {
+    const o = toSend[i] as (typeof toSend)[number];
+    const detail = o.staged as { sourceAttributes?: readonly SourceAttributeNote[] };
+    if (r.ok) {
+      await recorder.srExported({
+        record: o.record,
+        location: r.location,
+        delivery: r.delivery,
+        ...(detail.sourceAttributes && detail.sourceAttributes.length > 0
+          ? { sourceAttributes: detail.sourceAttributes }
+          : {}),
+      });
+      outcome.set(o.record.sopInstanceUid, { location: r.location, delivery: r.delivery });
+      if (r.delivery !== 'stored')
+        log.info('export already present, identical', { sopInstanceUid: o.record.sopInstanceUid });
+    } else {
+      await recorder.srExportFailed({
+        record: o.record,
+        code: r.error.code,
+        message: normalizeErrorString(r.error),
+        ...(r.error instanceof ExportConflictError ? { differences: r.error.differences } : {}),
+      });
+      errors.push(r.error);
+    }
+  }
+  const permanent =
+    errors.find((e) => e instanceof ExportConflictError) ?? errors.find((e) => !RETRYABLE_CODES.has(e.code));
+  if (permanent ?? errors[0]) throw permanent ?? errors[0];
+  const srObj = objects.find((o) => o.record.objectKind === ExportedObjectKind.Sr) as StagedObject;
+  const pdfObj = objects.find((o) => o.record.objectKind === ExportedObjectKind.Pdf);
+  const srDetail = srObj.staged as StagedDraftDetail;
+  const sent = outcome.get(srObj.record.sopInstanceUid) ?? { location: '', delivery: 'stored' as const };
   return {
-    srSopInstanceUid: sr.sopInstanceUid,
-    destination: destName,
-    route,
-    location,
-    ...(pdfSopInstanceUid ? { pdfSopInstanceUid } : {}),
-    ...(prior ? { predecessorSopInstanceUid: prior.sopInstanceUid } : {}),
+    srSopInstanceUid: srObj.record.sopInstanceUid,
+    destination: srObj.record.destination,
+    route: srDetail.route ?? null,
+    location: sent.location,
+    delivery: sent.delivery,
+    ...(pdfObj ? { pdfSopInstanceUid: pdfObj.record.sopInstanceUid } : {}),
+    ...(srDetail.predecessorSopInstanceUid ? { predecessorSopInstanceUid: srDetail.predecessorSopInstanceUid } : {}),
   };
+}
+
+/**
+ * A retry of a job whose draft an earlier attempt staged: resend the staged bytes of the objects
+ * not delivered yet, and report the job result from the staged detail. The model does not run.
+ */
+export async function resendStagedDraft(
+  deps: Pick<DraftExportDeps, 'destinations' | 'recorder'>,
+  staged: readonly StagedExport[],
+  log: Logger,
+): Promise<DraftExportResult & Pick<StagedDraftDetail, 'selected' | 'described' | 'skipped'>> {
+  const sr = staged.find((s) => s.record.objectKind === ExportedObjectKind.Sr);
+  if (!sr) throw new RadScribeError(ErrorCode.Internal, 'staged draft has no SR');
+  const routed = deps.destinations.get(sr.record.destination);
+  if (!routed)
+    throw new RadScribeError(ErrorCode.ConfigInvalid, `destination "${sr.record.destination}" is not configured`);
+  const objects: StagedObject[] = staged.map((s) => ({
+    record: s.record,
+    part10: s.part10,
+    staged: s.staged,
+    location: s.location,
+  }));
+  const pending = objects.filter((o) => o.part10 !== undefined);
+  log.info('resending staged draft', {
+    srSopInstanceUid: sr.record.sopInstanceUid,
+    destination: sr.record.destination,
+    pending: pending.map((o) => o.record.sopInstanceUid),
+  });
+  const result = await deliver(
+    deps.recorder,
+    routed.destination,
+    objects,
+    objects.filter((o) => o.part10 === undefined),
+    log,
+  );
+  const detail = sr.staged as unknown as StagedDraftDetail;
+  return { ...result, selected: detail.selected, described: detail.described, skipped: detail.skipped };
 }

@@ -29,7 +29,7 @@ export function remoteWiring(config: RadScribeConfig, env: Environment): RemoteW
     else {
       const node = config.remoteNodes.find((n) => n.name === d.node);
       const client = clients.get(d.node);
-      if (node && client) destination = new StowRsDestination(d.name, client, node.baseUrl);
+      if (node && client) destination = new StowRsDestination(d.name, client, node.baseUrl, { verify: d.verifyStored });
     }
     if (destination) destinations.set(d.name, { destination, srProfile: d.srProfile, pdfCompanion: d.pdfCompanion });
   }

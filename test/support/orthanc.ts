@@ -57,6 +57,11 @@ export interface StartOrthancOptions {
    * `{ Url, Username?, Password?, HasDelete? }` or `[url]`, for tests that make Orthanc the client.
    */
   readonly dicomWebServers?: Readonly<Record<string, unknown>>;
+  /**
+   * Orthanc's `OverwriteInstances` (Orthanc Book, configuration): false (Orthanc's default) keeps
+   * the stored copy when an instance with the same SOP Instance UID arrives again, true replaces it.
+   */
+  readonly overwriteInstances?: boolean;
 }
 
 export async function startOrthanc(options: StartOrthancOptions = {}): Promise<OrthancHandle> {
@@ -80,6 +85,7 @@ export async function startOrthanc(options: StartOrthancOptions = {}): Promise<O
     ExecuteLuaEnabled: false,
     ...(options.luaScripts ? { LuaScripts: [...options.luaScripts] } : {}),
     StableAge: 1,
+    ...(options.overwriteInstances !== undefined ? { OverwriteInstances: options.overwriteInstances } : {}),
     DicomWeb: {
       Enable: true,
       Root: '/dicom-web/',

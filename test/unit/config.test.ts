@@ -260,6 +260,25 @@ describe('unknown keys', () => {
     ]);
   });
 
+  it('[issue 11] stow-rs destinations read verifyStored (default always); other values and folders are refused', () => {
+    const stow = (extra: Record<string, unknown>) => ({
+      ...withNode({}),
+      destinations: [{ name: 'pacs-stow', type: 'stow-rs', node: 'pacs', ...extra }],
+      defaultDestination: 'pacs-stow',
+    });
+    const dest = (extra: Record<string, unknown>) => loadConfig({ env: {}, overrides: stow(extra) }).destinations[0];
+    expect(dest({})).toMatchObject({ verifyStored: 'always' });
+    expect(dest({ verifyStored: 'on-duplicate' })).toMatchObject({ verifyStored: 'on-duplicate' });
+    expect(problemsOf({ overrides: stow({ verifyStored: 'never' }) })).toEqual([
+      'destinations[0].verifyStored: must be one of always, on-duplicate',
+    ]);
+    expect(
+      problemsOf({
+        overrides: { destinations: [{ name: 'outbox', type: 'folder', path: '/tmp/o', verifyStored: 'always' }] },
+      }),
+    ).toEqual(['destinations[0].verifyStored: only used with type stow-rs']);
+  });
+
   it('validates every dicomLimits key and their relation (issue 9)', () => {
     const problems = problemsOf({
       overrides: {

@@ -26,6 +26,9 @@ describe('errors', () => {
   it('retries only transient codes', () => {
     expect(RETRYABLE_CODES.has(ErrorCode.PacsUnavailable)).toBe(true);
     expect(RETRYABLE_CODES.has(ErrorCode.DicomInvalid)).toBe(false);
+    // [issue 11] Other content under our SR's UID at the PACS: resending cannot fix it.
+    expect(RETRYABLE_CODES.has(ErrorCode.ExportConflict)).toBe(false);
+    expect(toHttpStatus(ErrorCode.ExportConflict)).toBe(409);
   });
   it('ConfigError reports every problem', () => {
     const e = new ConfigError(['a.b: bad', 'c: missing']);

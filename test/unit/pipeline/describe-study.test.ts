@@ -1,9 +1,12 @@
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { AuditRecorder } from '../../../src/audit/audit-recorder.js';
 import { parsePart10 } from '../../../src/dicom/dataset.js';
-import { readSr } from '../../../src/dicom/sr/reader.js';
-import { FolderDestination } from '../../../src/export/sr-destination.js';
+import { findingTexts, readSr } from '../../../src/dicom/sr/reader.js';
+import { DicomwebError, ErrorCode } from '../../../src/errors.js';
+import { FolderDestination, type SrDestination } from '../../../src/export/sr-destination.js';
 import { SrExportLedger } from '../../../src/export/sr-export-ledger.js';
 import { InstanceRepository } from '../../../src/ingest/instance-repository.js';
 import { InstanceStore } from '../../../src/ingest/instance-store.js';
@@ -77,6 +80,20 @@ async function storeSeries(root: string, count: number, keep: readonly number[])
   return sops;
 }
 
+/**
+ * A jobs row for the run (sr_exports.job_id references it: the draft is staged in the export
+ * outbox under its job). Cancelled at once, so the one-live-job-per-study index never trips.
+ */
+async function newJob(): Promise<number> {
+  const { rows } = await db.pool.query<{ id: string }>(
+    `INSERT INTO jobs (kind, study_instance_uid) VALUES ('describe-study', $1) RETURNING id`,
+    [`2.25.9${Date.now()}${Math.floor(Math.random() * 1e6)}`],
+  );
+  const id = Number(rows[0]?.id);
+  await db.pool.query(`UPDATE jobs SET state = 'cancelled' WHERE id = $1`, [id]);
+  return id;
+}
+
 function harness(perSeriesSlices: number) {
   const opened: string[] = [];
   const runs: { sopInstanceUid: string; outcome: string }[] = [];
@@ -124,7 +141,7 @@ describe('describeStudy from stored rows', () => {
     // Three of the four stored files are gone: reading any header but slice 3's would fail.
     expect(series.filter((r) => existsSync(r.filePath)).map((r) => r.instanceNumber)).toEqual([3]);
 
-    const result = await describeStudy(deps, { id: 1, studyInstanceUid: STUDY });
+    const result = await describeStudy(deps, { id: await newJob(), studyInstanceUid: STUDY });
     // Four slices, middle by Instance Number = slice 3 (index 2); by SOP Instance UID it would be slice 2.
     expect(result).toMatchObject({ selected: 1, described: 1, skipped: [] });
     const slice3 = rows.find((r) => r.sopInstanceUid === sops.get(3));
@@ -150,7 +167,7 @@ describe('describeStudy from stored rows', () => {
     const rows = (await deps.listInstances(STUDY)).filter((r) => mine.has(r.sopInstanceUid));
     const result = await describeStudy(
       { ...deps, listInstances: async () => rows },
-      { id: 2, studyInstanceUid: STUDY },
+      { id: await newJob(), studyInstanceUid: STUDY },
     );
     expect(result.selected).toBe(2);
     expect(result.described).toBe(1);
@@ -166,6 +183,78 @@ describe('describeStudy from stored rows', () => {
     expect(readdirSync(path.join(outbox, STUDY))).toHaveLength(1);
   });
 
+  it('[issue 15] a retry after a failed send resends the staged SR bytes; the model runs once', async () => {
+    const sops = await storeSeries('2.25.81004', 1, [1]);
+    const { deps, runs, outbox } = harness(1);
+    const mine = new Set(sops.values());
+    const rows = (await deps.listInstances(STUDY)).filter((r) => mine.has(r.sopInstanceUid));
+    // A model whose every run writes other text: a re-run would build other bytes under the same UID.
+    let calls = 0;
+    const drifting: DraftModel = {
+      ...model,
+      describe: async (i, o) => ({ ...(await model.describe(i, o)), text: `run ${++calls}` }),
+    };
+    // The folder destination behind a receiver that answers the first send with a transient failure.
+    const folder = new FolderDestination('outbox', outbox);
+    let sends = 0;
+    const flaky: SrDestination = {
+      name: folder.name,
+      location: folder.location,
+      send: (sr) => folder.send(sr),
+      sendAll: async (objs) =>
+        ++sends === 1
+          ? objs.map((o) => ({
+              sopInstanceUid: o.sopInstanceUid,
+              ok: false as const,
+              error: new DicomwebError(ErrorCode.PacsUnavailable, 'POST', 'http://pacs', undefined, 'timed out'),
+            }))
+          : folder.sendAll(objs),
+    };
+    // The gateway's recorder for the export (ledger row + audit event in one transaction).
+    const audit = new AuditRecorder(db.pool);
+    const d: DescribeStudyDeps = {
+      ...deps,
+      recorder: {
+        inferenceRun: deps.recorder.inferenceRun,
+        srExported: (ev) => audit.srExported(ev),
+        srExportFailed: (ev) => audit.srExportFailed(ev),
+      },
+      model: drifting,
+      listInstances: async () => rows,
+      destinations: new Map([['outbox', { destination: flaky, srProfile: 'report', pdfCompanion: false }]]),
+    };
+    const job = { id: await newJob(), studyInstanceUid: STUDY };
+    const first = await describeStudy(d, job).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((first as { code?: string }).code).toBe(ErrorCode.PacsUnavailable);
+    const staged = await deps.ledger.stagedForJob(job.id);
+    expect(staged).toHaveLength(1);
+    expect(staged[0]?.part10).toBeDefined();
+    const stagedSha = staged[0]?.part10Sha256;
+
+    const second = await describeStudy(d, job);
+    expect(calls).toBe(1);
+    expect(runs.filter((r) => r.outcome === 'success')).toHaveLength(1);
+    expect(sends).toBe(2);
+    const bytes = readFileSync(second.location);
+    expect(createHash('sha256').update(bytes).digest('hex')).toBe(stagedSha);
+    expect(findingTexts(readSr(bytes)).map((f) => f.text)).toEqual(['run 1']);
+    expect(second.described).toBe(1);
+    // Delivered: the outbox keeps the row, not the bytes.
+    expect((await deps.ledger.stagedForJob(job.id))[0]?.part10).toBeUndefined();
+    // The failed attempt is audited as a minor failure (4: retried), the resend as a success.
+    const { rows: events } = await db.pool.query<{ outcome: number; detail: { code?: string; delivery?: string } }>(
+      `SELECT outcome, detail FROM audit_events WHERE kind = 'sr-exported' AND (detail->>'jobId')::bigint = $1 ORDER BY id`,
+      [job.id],
+    );
+    expect(events.map((e) => [e.outcome, e.detail.code ?? e.detail.delivery])).toEqual([
+      [4, 'pacs-unavailable'],
+      [0, 'stored'],
+    ]);
+  });
+
   it('no described image fails the job with the first image’s error code', async () => {
     const sops = await storeSeries('2.25.81003', 3, []);
     const { deps } = harness(1);
@@ -173,7 +262,7 @@ describe('describeStudy from stored rows', () => {
     const rows = (await deps.listInstances(STUDY)).filter((r) => mine.has(r.sopInstanceUid));
     const err = await describeStudy(
       { ...deps, listInstances: async () => rows },
-      { id: 3, studyInstanceUid: STUDY },
+      { id: await newJob(), studyInstanceUid: STUDY },
     ).then(
       () => undefined,
       (e: unknown) => e,
@@ -221,7 +310,7 @@ describe('transcoding fallback', () => {
           return copy;
         },
       },
-      { id: 4, studyInstanceUid: head.StudyInstanceUID as string },
+      { id: await newJob(), studyInstanceUid: head.StudyInstanceUID as string },
     );
     expect(result).toMatchObject({ selected: 1, described: 1, skipped: [] });
     expect(asked).toEqual([`${head.StudyInstanceUID}/${head.SOPInstanceUID}/wado-rs`]);

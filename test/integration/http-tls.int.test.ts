@@ -9,7 +9,8 @@ import { backends, startTestGateway, type TestGateway } from '../support/gateway
 /**
  * Issue 12, Access: HTTPS on the gateway (config http.tls), TLS 1.2 at least, optional client
  * certificates. Certificates made with the openssl binary (a CA, a server certificate for
- * 127.0.0.1, a client certificate); a real TLS client (node:tls / node:https) on loopback.
+ * 127.0.0.1, a client certificate, and a rogue self-signed one); a real TLS client (node:tls /
+ * node:https) on loopback.
  */
 function makePki(dir: string): void {
   const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
@@ -66,6 +67,24 @@ function makePki(dir: string): void {
       `${name}.pem`,
     );
   }
+  // A client certificate with the same subject from a CA the gateway does not trust.
+  ssl(
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    '2',
+    '-subj',
+    '/CN=ward-scanner',
+    '-keyout',
+    'rogue.key',
+    '-out',
+    'rogue.pem',
+  );
 }
 
 describe.each(backends())('HTTPS on %s', (backend) => {
@@ -136,5 +155,12 @@ describe.each(backends())('HTTPS on %s', (backend) => {
       s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
     });
     expect(old).not.toMatch(/^connected/);
+  });
+
+  it('refuses a client certificate from a CA it does not trust (same subject, self-signed)', async () => {
+    const rogue = { cert: file('rogue.pem'), key: file('rogue.key') };
+    await expect(get('/health', rogue)).rejects.toThrow();
+    // The same request with the trusted client certificate gets through: the refusal is the certificate.
+    expect((await get('/health', { cert: file('client.pem'), key: file('client.key') })).status).toBe(200);
   });
 });

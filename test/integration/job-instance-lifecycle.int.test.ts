@@ -1,3 +1,4 @@
+import { UPSERT_STAGED } from '../../src/export/sr-export-ledger.js';
 import { isJobTransition, JOB_TRANSITIONS, JobState } from '../../src/jobs/types.js';
 import { backendName, type TestDatabase, testDatabase } from '../support/db.js';
 
@@ -112,6 +113,49 @@ describe(`job lifecycle in SQL (${backendName()})`, () => {
     expect(err?.message).toContain(`${from} -> ${to}`);
     expect(await jobState(id)).toBe(from);
   });
+
+  // Migration 0018: the outbox's copy of the draft (PHI) goes when its job ends for good.
+  it.each(['failed', 'cancelled'] as const)(
+    'a job that ends %s drops the draft bytes it staged; a retried one keeps them',
+    async (end) => {
+      const stage = async (jobId: number, sop: string) => {
+        const { rows } = await db.pool.query<{ study_instance_uid: string }>(
+          'SELECT study_instance_uid FROM jobs WHERE id = $1',
+          [jobId],
+        );
+        await db.pool.query(UPSERT_STAGED, [
+          sop,
+          rows[0]?.study_instance_uid,
+          jobId,
+          'outbox',
+          '1.2.840.10008.5.1.4.1.1.88.33',
+          uid(),
+          uid(),
+          'sr',
+          Buffer.from('DICM draft bytes'),
+          'ab'.repeat(32),
+          '{}',
+        ]);
+      };
+      const bytesOf = async (sop: string) =>
+        (
+          await db.pool.query<{ part10: Buffer | null }>('SELECT part10 FROM sr_exports WHERE sop_instance_uid = $1', [
+            sop,
+          ])
+        ).rows[0]?.part10 ?? null;
+      const ending = await jobIn(end === 'failed' ? 'running' : 'queued');
+      const retried = await jobIn('running');
+      const [a, b] = [uid(), uid()];
+      await stage(ending, a);
+      await stage(retried, b);
+      await setJobState(ending, end);
+      await setJobState(retried, 'queued');
+      expect(await bytesOf(a)).toBeNull();
+      expect((await bytesOf(b))?.toString()).toBe('DICM draft bytes');
+      const { rows } = await db.pool.query('SELECT 1 FROM sr_exports WHERE sop_instance_uid = $1', [a]);
+      expect(rows).toHaveLength(1); // the ledger row stays
+    },
+  );
 
   it('a job starts as queued: inserting it in any other state is refused', async () => {
     const err = await errorOf(

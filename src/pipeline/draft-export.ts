@@ -6,7 +6,7 @@ import type { SrProfile } from '../dicom/sr/draft-policy.js';
 import { buildDraftSr } from '../dicom/sr/draft-sr.js';
 import type { SourceAttributeNote } from '../dicom/sr/source-attributes.js';
 import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from '../errors.js';
-import type { OutgoingSr, SrDestination } from '../export/sr-destination.js';
+import type { OutgoingSr, SendResult, SentSr, SrDestination } from '../export/sr-destination.js';
 import { ExportedObjectKind, type ExportRecord, type SrExportLedger } from '../export/sr-export-ledger.js';
 import type { ModelIdentity } from '../inference/model-identity.js';
 import type { DescribedImages } from './describe-images.js';
@@ -35,6 +35,8 @@ export interface ExportRecorder {
     record: ExportRecord;
     location: string;
     sourceAttributes?: readonly SourceAttributeNote[];
+    /** A C-STORE warning status the SCP answered with (PS3.4 B.2.3: stored, but coerced or trimmed). */
+    dimseStatus?: number;
   }): Promise<void>;
   srExportFailed(ev: { record: ExportRecord; code: ErrorCode; message: string }): Promise<void>;
 }
@@ -105,21 +107,30 @@ export async function exportDraft(
   });
   const sr = prior ? build([prior]) : first;
 
+  const recordSent = async (
+    sent: SentSr,
+    record: ExportRecord,
+    sourceAttributes?: readonly SourceAttributeNote[],
+  ): Promise<string> => {
+    await deps.recorder.srExported({
+      record,
+      location: sent.location,
+      ...(sourceAttributes && sourceAttributes.length > 0 ? { sourceAttributes } : {}),
+      ...(sent.dimseStatus !== undefined ? { dimseStatus: sent.dimseStatus } : {}),
+    });
+    return sent.location;
+  };
+  const recordFailed = (record: ExportRecord, err: unknown): Promise<void> =>
+    deps.recorder.srExportFailed({ record, code: errorCodeOf(err), message: normalizeErrorString(err) });
   const exportOne = async (
     obj: OutgoingSr,
     record: ExportRecord,
     sourceAttributes?: readonly SourceAttributeNote[],
   ): Promise<string> => {
     try {
-      const { location } = await routed.destination.send(obj);
-      await deps.recorder.srExported({
-        record,
-        location,
-        ...(sourceAttributes && sourceAttributes.length > 0 ? { sourceAttributes } : {}),
-      });
-      return location;
+      return await recordSent(await routed.destination.send(obj), record, sourceAttributes);
     } catch (err) {
-      await deps.recorder.srExportFailed({ record, code: errorCodeOf(err), message: normalizeErrorString(err) });
+      await recordFailed(record, err);
       throw err;
     }
   };
@@ -129,19 +140,19 @@ export async function exportDraft(
     destination: destName,
     jobId: job.id,
   };
-  const location = await exportOne(
-    { studyInstanceUid: job.studyInstanceUid, sopInstanceUid: sr.sopInstanceUid, part10: sr.part10 },
-    {
-      ...base,
-      sopInstanceUid: sr.sopInstanceUid,
-      sopClassUid: sr.dataset.SOPClassUID as string,
-      seriesInstanceUid: sr.seriesInstanceUid,
-      objectKind: ExportedObjectKind.Sr,
-    },
-    sr.sourceAttributeNotes,
-  );
-  let pdfSopInstanceUid: string | undefined;
-  if (routed.pdfCompanion) {
+  const srObj: OutgoingSr = {
+    studyInstanceUid: job.studyInstanceUid,
+    sopInstanceUid: sr.sopInstanceUid,
+    part10: sr.part10,
+  };
+  const srRecord: ExportRecord = {
+    ...base,
+    sopInstanceUid: sr.sopInstanceUid,
+    sopClassUid: sr.dataset.SOPClassUID as string,
+    seriesInstanceUid: sr.seriesInstanceUid,
+    objectKind: ExportedObjectKind.Sr,
+  };
+  const buildPdf = async () => {
     if (!deps.pdfFonts) {
       throw new RadScribeError(
         ErrorCode.ConfigInvalid,
@@ -149,17 +160,48 @@ export async function exportDraft(
       );
     }
     const pdf = await buildEncapsulatedPdf({ sr, fonts: deps.pdfFonts });
-    await exportOne(
-      { studyInstanceUid: job.studyInstanceUid, sopInstanceUid: pdf.sopInstanceUid, part10: pdf.part10 },
-      {
+    return {
+      sopInstanceUid: pdf.sopInstanceUid,
+      obj: { studyInstanceUid: job.studyInstanceUid, sopInstanceUid: pdf.sopInstanceUid, part10: pdf.part10 },
+      record: {
         ...base,
         sopInstanceUid: pdf.sopInstanceUid,
         sopClassUid: pdf.dataset.SOPClassUID as string,
         seriesInstanceUid: pdf.seriesInstanceUid,
         objectKind: ExportedObjectKind.Pdf,
-      },
-    );
+      } satisfies ExportRecord,
+    };
+  };
+  let location: string;
+  let pdfSopInstanceUid: string | undefined;
+  if (routed.pdfCompanion && routed.destination.sendAll) {
+    // One transfer for both (a DIMSE association, issue 11), one answer and one ledger/audit row
+    // per object: the SR may be stored while the PDF is refused, and the record says so.
+    const pdf = await buildPdf();
+    const [srRes, pdfRes] = await routed.destination.sendAll([srObj, pdf.obj]);
+    const settle = async (
+      res: SendResult | undefined,
+      record: ExportRecord,
+      notes?: readonly SourceAttributeNote[],
+    ): Promise<{ location?: string; error?: unknown }> => {
+      if (res?.ok) return { location: await recordSent(res, record, notes) };
+      const error = res?.error ?? new RadScribeError(ErrorCode.Internal, 'destination gave no answer for an object');
+      await recordFailed(record, error);
+      return { error };
+    };
+    const a = await settle(srRes, srRecord, sr.sourceAttributeNotes);
+    const b = await settle(pdfRes, pdf.record);
+    if (a.error !== undefined) throw a.error;
+    if (b.error !== undefined) throw b.error;
+    location = a.location as string;
     pdfSopInstanceUid = pdf.sopInstanceUid;
+  } else {
+    location = await exportOne(srObj, srRecord, sr.sourceAttributeNotes);
+    if (routed.pdfCompanion) {
+      const pdf = await buildPdf();
+      await exportOne(pdf.obj, pdf.record);
+      pdfSopInstanceUid = pdf.sopInstanceUid;
+    }
   }
   log.info('draft SR exported', {
     srSopInstanceUid: sr.sopInstanceUid,

@@ -1,0 +1,221 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { buildEncapsulatedPdf } from '../../src/dicom/pdf/encapsulated-pdf.js';
+import { loadPdfFonts } from '../../src/dicom/pdf/fonts.js';
+import { buildDraftSr } from '../../src/dicom/sr/draft-sr.js';
+import { SopClass, TransferSyntax } from '../../src/dicom/uids.js';
+import { AssociationFailure, isDimseAssociationError } from '../../src/dimse/requestor.js';
+import { StoreOutcome, storeInstances } from '../../src/dimse/store-scu.js';
+import { ErrorCode } from '../../src/errors.js';
+import { DimseDestination } from '../../src/export/sr-destination.js';
+import { FIXED_NOW, paramsFor, sibling, sourceHeader } from '../unit/dicom/sr/sr-fixtures.js';
+
+/**
+ * [REQ-DIMSE-STORE-SCU] (issue 11) Our C-STORE SCU against DCMTK storescp, a real Storage SCP:
+ * the SR and its PDF companion on one association, received byte-identical in content (dcmdump);
+ * an SCP that accepts the SR only in Implicit VR LE gets it converted and refuses the PDF's SOP
+ * class (per-instance results); an SCP that cannot write answers 0xA700 (transient); a small
+ * maximum PDU length is honoured; a refused association, a closed port and a slow SCP are
+ * transient/permanent as PS3.4 B.2.3 and PS3.8 say.
+ */
+const run = promisify(execFile);
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+interface Scp {
+  readonly port: number;
+  readonly dir: string;
+  stop(): Promise<void>;
+}
+
+/** DCMTK storescp on a free port, writing to `dir`; resolves once it accepts TCP connections. */
+async function startStorescp(dir: string, args: readonly string[] = []): Promise<Scp> {
+  const port = await freePort();
+  const proc: ChildProcess = spawn('storescp', ['-aet', 'STORESCP', '-od', dir, ...args, String(port)], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  proc.stderr?.on('data', (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-2000);
+  });
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`storescp exited ${proc.exitCode}: ${stderr}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error(`storescp did not listen: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    port,
+    dir,
+    stop: async () => {
+      if (proc.exitCode === null) {
+        proc.kill('SIGTERM');
+        await exited;
+      }
+    },
+  };
+}
+
+async function dcmdump(file: string): Promise<string> {
+  return (await run('dcmdump', ['+P', '0002,0010', '+P', '0008,0018', '+P', '0040,a160', file])).stdout;
+}
+
+const ct = sourceHeader('CT_small.dcm');
+const FINDING = 'Kein Nachweis einer Fraktur. STORE-SCU-MARKER';
+const sr = buildDraftSr({ ...paramsFor([ct, sibling(ct, 1)], [FINDING]), profile: 'report' });
+const SR_CLASS = sr.dataset.SOPClassUID as string;
+
+let root: string;
+let pdf: Awaited<ReturnType<typeof buildEncapsulatedPdf>>;
+const scps: Scp[] = [];
+beforeAll(async () => {
+  root = mkdtempSync(path.join(tmpdir(), 'radscribe-storescu-'));
+  pdf = await buildEncapsulatedPdf({ sr, fonts: loadPdfFonts(), now: FIXED_NOW });
+});
+afterAll(async () => {
+  await Promise.all(scps.map((s) => s.stop()));
+  rmSync(root, { recursive: true, force: true });
+});
+
+async function scp(name: string, args: readonly string[] = []): Promise<Scp> {
+  const dir = path.join(root, name);
+  mkdirSync(dir, { recursive: true });
+  const s = await startStorescp(dir, args);
+  scps.push(s);
+  return s;
+}
+
+const target = (s: Scp) => ({ host: '127.0.0.1', port: s.port, calledAeTitle: 'STORESCP' });
+
+describe('C-STORE SCU against DCMTK storescp', () => {
+  it('sends the SR and its PDF companion on one association; storescp holds both, same UIDs and content', async () => {
+    // 4096 is storescp's smallest maximum PDU length: the PDF (tens of KiB) goes in many fragments.
+    const s = await scp('ok', ['--max-pdu', '4096']);
+    expect(pdf.part10.length).toBeGreaterThan(4 * 4096);
+    const results = await storeInstances(target(s), [sr.part10, pdf.part10], { callingAeTitle: 'RADSCRIBE' });
+    expect(results).toEqual([
+      expect.objectContaining({
+        sopInstanceUid: sr.sopInstanceUid,
+        outcome: StoreOutcome.Success,
+        status: 0,
+        transferSyntax: TransferSyntax.ExplicitVrLittleEndian,
+      }),
+      expect.objectContaining({
+        sopInstanceUid: pdf.sopInstanceUid,
+        sopClassUid: SopClass.EncapsulatedPdfStorage,
+        outcome: StoreOutcome.Success,
+        status: 0,
+      }),
+    ]);
+    const files = readdirSync(s.dir).sort();
+    expect(files).toHaveLength(2);
+    const dumps = await Promise.all(files.map((f) => dcmdump(path.join(s.dir, f))));
+    const srDump = dumps.find((d) => d.includes(sr.sopInstanceUid)) ?? '';
+    expect(srDump).toContain('LittleEndianExplicit');
+    expect(srDump).toContain(`[${sr.sopInstanceUid}]`);
+    expect(srDump).toContain(FINDING);
+    expect(dumps.some((d) => d.includes(`[${pdf.sopInstanceUid}]`))).toBe(true);
+    // The PDF's bytes arrived whole: dcmdump reads the file without complaint and the document length matches.
+    const pdfFile = path.join(s.dir, files.find((_, i) => dumps[i]?.includes(pdf.sopInstanceUid)) as string);
+    const { stdout } = await run('dcmdump', ['+P', '0042,0011', pdfFile]);
+    expect(stdout).toMatch(new RegExp(`# ${pdf.pdf.length + (pdf.pdf.length % 2)}, 1 EncapsulatedDocument`));
+  });
+
+  it('converts the SR to Implicit VR LE when only that is accepted; the PDF, whose SOP class is refused, fails alone', async () => {
+    const cfg = path.join(root, 'implicit-only.cfg');
+    writeFileSync(
+      cfg,
+      [
+        '[[TransferSyntaxes]]',
+        '[ImplicitOnly]',
+        `TransferSyntax1 = ${TransferSyntax.ImplicitVrLittleEndian}`,
+        '[[PresentationContexts]]',
+        '[SrOnly]',
+        `PresentationContext1 = ${SR_CLASS}\\ImplicitOnly`,
+        `PresentationContext2 = ${SopClass.Verification}\\ImplicitOnly`,
+        '[[Profiles]]',
+        '[Default]',
+        'PresentationContexts = SrOnly',
+        '',
+      ].join('\n'),
+    );
+    const s = await scp('implicit', ['-xf', cfg, 'Default']);
+    const results = await storeInstances(target(s), [sr.part10, pdf.part10], { callingAeTitle: 'RADSCRIBE' });
+    expect(results[0]).toMatchObject({
+      outcome: StoreOutcome.Success,
+      transferSyntax: TransferSyntax.ImplicitVrLittleEndian,
+    });
+    expect(results[1]).toMatchObject({ sopInstanceUid: pdf.sopInstanceUid, outcome: StoreOutcome.Permanent });
+    expect(results[1]?.reason).toMatch(/no presentation context accepted .*abstract-syntax-not-supported/);
+    const files = readdirSync(s.dir);
+    expect(files).toHaveLength(1);
+    const dump = await dcmdump(path.join(s.dir, files[0] as string));
+    expect(dump).toContain('LittleEndianImplicit');
+    expect(dump).toContain(`[${sr.sopInstanceUid}]`);
+    expect(dump).toContain(FINDING);
+  });
+
+  it('an SCP that cannot store answers 0xA700 Out of Resources: transient, pacs-unavailable', async () => {
+    const s = await scp('full');
+    rmSync(s.dir, { recursive: true });
+    const results = await storeInstances(target(s), [sr.part10], { callingAeTitle: 'RADSCRIBE' });
+    expect(results).toEqual([
+      expect.objectContaining({ outcome: StoreOutcome.Transient, status: 0xa700, reason: expect.stringMatching(/0xA700/) }),
+    ]);
+    const dest = new DimseDestination('pacs', { host: '127.0.0.1', port: s.port, calledAeTitle: 'STORESCP', callingAeTitle: 'RADSCRIBE' });
+    expect(dest.location).toBe(`dicom://STORESCP@127.0.0.1:${s.port}`);
+    await expect(
+      dest.send({ studyInstanceUid: ct.StudyInstanceUID as string, sopInstanceUid: sr.sopInstanceUid, part10: sr.part10 }),
+    ).rejects.toMatchObject({ code: ErrorCode.PacsUnavailable });
+  });
+
+  it('a refused association, a closed port and an SCP slower than the response timeout fail as typed errors', async () => {
+    const refusing = await scp('refuse', ['--refuse']);
+    const rejected = await storeInstances(target(refusing), [sr.part10], { callingAeTitle: 'RADSCRIBE' }).catch(
+      (e: unknown) => e,
+    );
+    expect(isDimseAssociationError(rejected, AssociationFailure.Rejected)).toBe(true);
+    expect((rejected as Error).message).toMatch(/association rejected \(result \d, source \d, reason \d\)/);
+
+    const closed = await freePort();
+    const refused = await storeInstances({ host: '127.0.0.1', port: closed, calledAeTitle: 'X' }, [sr.part10], {
+      callingAeTitle: 'RADSCRIBE',
+    }).catch((e: unknown) => e);
+    expect(isDimseAssociationError(refused, AssociationFailure.ConnectFailed)).toBe(true);
+    expect(refused).toMatchObject({ code: ErrorCode.PacsUnavailable });
+
+    const slow = await scp('slow', ['--sleep-during', '3']);
+    const t0 = Date.now();
+    const late = await storeInstances(target(slow), [sr.part10, pdf.part10], {
+      callingAeTitle: 'RADSCRIBE',
+      timeouts: { dimseMs: 700 },
+    });
+    expect(Date.now() - t0).toBeLessThan(2_500);
+    expect(late.map((r) => r.outcome)).toEqual([StoreOutcome.Transient, StoreOutcome.Transient]);
+    expect(late[0]?.reason).toMatch(/no DIMSE response within 700 ms/);
+    expect(late[1]?.reason).toMatch(/association lost/);
+  });
+});

@@ -183,12 +183,25 @@ describe('C-STORE SCU against DCMTK storescp', () => {
     rmSync(s.dir, { recursive: true });
     const results = await storeInstances(target(s), [sr.part10], { callingAeTitle: 'RADSCRIBE' });
     expect(results).toEqual([
-      expect.objectContaining({ outcome: StoreOutcome.Transient, status: 0xa700, reason: expect.stringMatching(/0xA700/) }),
+      expect.objectContaining({
+        outcome: StoreOutcome.Transient,
+        status: 0xa700,
+        reason: expect.stringMatching(/0xA700/),
+      }),
     ]);
-    const dest = new DimseDestination('pacs', { host: '127.0.0.1', port: s.port, calledAeTitle: 'STORESCP', callingAeTitle: 'RADSCRIBE' });
+    const dest = new DimseDestination('pacs', {
+      host: '127.0.0.1',
+      port: s.port,
+      calledAeTitle: 'STORESCP',
+      callingAeTitle: 'RADSCRIBE',
+    });
     expect(dest.location).toBe(`dicom://STORESCP@127.0.0.1:${s.port}`);
     await expect(
-      dest.send({ studyInstanceUid: ct.StudyInstanceUID as string, sopInstanceUid: sr.sopInstanceUid, part10: sr.part10 }),
+      dest.send({
+        studyInstanceUid: ct.StudyInstanceUID as string,
+        sopInstanceUid: sr.sopInstanceUid,
+        part10: sr.part10,
+      }),
     ).rejects.toMatchObject({ code: ErrorCode.PacsUnavailable });
   });
 

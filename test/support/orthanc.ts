@@ -57,6 +57,11 @@ export interface StartOrthancOptions {
    * `{ Url, Username?, Password?, HasDelete? }` or `[url]`, for tests that make Orthanc the client.
    */
   readonly dicomWebServers?: Readonly<Record<string, unknown>>;
+  /**
+   * More top-level Orthanc settings (Orthanc Book configuration.rst), merged last: e.g.
+   * `AcceptedTransferSyntaxes`, `DicomModalities`, `DicomAlwaysAllowStore` for a DIMSE peer test.
+   */
+  readonly extraConfig?: Readonly<Record<string, unknown>>;
 }
 
 export async function startOrthanc(options: StartOrthancOptions = {}): Promise<OrthancHandle> {
@@ -89,6 +94,7 @@ export async function startOrthanc(options: StartOrthancOptions = {}): Promise<O
       Ssl: false,
       ...(options.dicomWebServers ? { Servers: options.dicomWebServers } : {}),
     },
+    ...options.extraConfig,
   };
   const configPath = path.join(dir, 'orthanc.json');
   await writeFile(configPath, JSON.stringify(config, null, 2));

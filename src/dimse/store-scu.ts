@@ -1,4 +1,3 @@
-import dcmjs from 'dcmjs';
 import { TransferSyntax } from '../dicom/uids.js';
 import { DicomError, ErrorCode, RadScribeError } from '../errors.js';
 import { aeTitleProblem } from './ae-title.js';
@@ -223,35 +222,114 @@ export function splitPart10(part10: Uint8Array): StoreInstance {
   return { sopClassUid, sopInstanceUid, transferSyntaxUid, dataSet: b.subarray(off) };
 }
 
-/** Uncompressed syntaxes we convert between (dcmjs reads and writes both; PS3.5 §A.1, §A.2). */
-const CONVERTIBLE: ReadonlySet<string> = new Set([
-  TransferSyntax.ImplicitVrLittleEndian,
-  TransferSyntax.ExplicitVrLittleEndian,
-]);
+const UNDEFINED_LENGTH = 0xffffffff;
+const ITEM = 0xe000;
+const ITEM_DELIMITATION = 0xe00d;
+const SEQUENCE_DELIMITATION = 0xe0dd;
+
+function tagAndLength(group: number, element: number, length: number): Buffer {
+  const h = Buffer.alloc(8);
+  h.writeUInt16LE(group, 0);
+  h.writeUInt16LE(element, 2);
+  h.writeUInt32LE(length, 4);
+  return h;
+}
 
 /**
- * Re-encode a Part 10 file's data set in another uncompressed syntax with dcmjs: Explicit VR LE →
- * Implicit VR LE for an SCP that accepted only the default syntax (VRs then come from the data
- * dictionary on the receiving side, PS3.5 §A.1).
+ * Explicit VR LE → Implicit VR LE, element by element (PS3.5 §7.1.2 → §7.1.3): the same tags and
+ * value bytes (both little endian), each header rewritten to tag + 32-bit length, sequences and
+ * items walked (their defined lengths recomputed, since a long-VR header shrinks from 12 to 8
+ * bytes). Value bytes are never decoded, so text in any Specific Character Set passes unchanged —
+ * a dcmjs read/write round trip does not keep that: it reads UTF-8 text as single bytes and writes
+ * it back as UTF-8 (double encoding, seen against Orthanc). Group lengths (gggg,0000), retired in
+ * data sets (PS3.5 §7.2), are dropped: they would be wrong after the rewrite.
  */
-export function convertDataSet(part10: Uint8Array, toTransferSyntax: string): StoreInstance {
-  const src = splitPart10(part10);
-  if (src.transferSyntaxUid === toTransferSyntax) return src;
-  if (!CONVERTIBLE.has(src.transferSyntaxUid) || !CONVERTIBLE.has(toTransferSyntax))
+export function explicitToImplicit(dataSet: Buffer): Buffer {
+  const bad = (why: string): DicomError =>
+    new DicomError(ErrorCode.DicomInvalid, `C-STORE: cannot convert to Implicit VR LE: ${why}`);
+  const walk = (off: number, end: number, until?: number): { out: Buffer[]; off: number } => {
+    const out: Buffer[] = [];
+    while (off < end) {
+      if (off + 8 > end) throw bad('truncated element header');
+      const group = dataSet.readUInt16LE(off);
+      const element = dataSet.readUInt16LE(off + 2);
+      if (group === 0xfffe) {
+        const len = dataSet.readUInt32LE(off + 4);
+        if (element === until) return { out, off: off + 8 };
+        if (element !== ITEM) throw bad(`unexpected delimiter (FFFE,${element.toString(16).toUpperCase()})`);
+        if (len === UNDEFINED_LENGTH) {
+          const inner = walk(off + 8, end, ITEM_DELIMITATION);
+          out.push(
+            tagAndLength(0xfffe, ITEM, UNDEFINED_LENGTH),
+            ...inner.out,
+            tagAndLength(0xfffe, ITEM_DELIMITATION, 0),
+          );
+          off = inner.off;
+        } else {
+          if (off + 8 + len > end) throw bad('item overruns its sequence');
+          const inner = Buffer.concat(walk(off + 8, off + 8 + len).out);
+          out.push(tagAndLength(0xfffe, ITEM, inner.length), inner);
+          off += 8 + len;
+        }
+        continue;
+      }
+      const vr = dataSet.toString('latin1', off + 4, off + 6);
+      let len: number;
+      let valueAt: number;
+      if (LONG_VRS.has(vr)) {
+        if (off + 12 > end) throw bad('truncated element header');
+        len = dataSet.readUInt32LE(off + 8);
+        valueAt = off + 12;
+      } else {
+        len = dataSet.readUInt16LE(off + 6);
+        valueAt = off + 8;
+      }
+      if (vr === 'SQ') {
+        if (len === UNDEFINED_LENGTH) {
+          const inner = walk(valueAt, end, SEQUENCE_DELIMITATION);
+          out.push(
+            tagAndLength(group, element, UNDEFINED_LENGTH),
+            ...inner.out,
+            tagAndLength(0xfffe, SEQUENCE_DELIMITATION, 0),
+          );
+          off = inner.off;
+        } else {
+          if (valueAt + len > end) throw bad('sequence overruns its parent');
+          const inner = Buffer.concat(walk(valueAt, valueAt + len).out);
+          out.push(tagAndLength(group, element, inner.length), inner);
+          off = valueAt + len;
+        }
+        continue;
+      }
+      // Undefined length outside SQ: encapsulated pixel data or UN holding an SQ (PS3.5 §6.2.2);
+      // neither is in what we send (SR, Encapsulated PDF).
+      if (len === UNDEFINED_LENGTH) throw bad(`undefined length on a ${vr} element`);
+      if (valueAt + len > end) throw bad('element overruns its parent');
+      if (element !== 0x0000) out.push(tagAndLength(group, element, len), dataSet.subarray(valueAt, valueAt + len));
+      off = valueAt + len;
+    }
+    if (until !== undefined) throw bad('missing delimitation item');
+    return { out, off };
+  };
+  return Buffer.concat(walk(0, dataSet.length).out);
+}
+
+/**
+ * The instance's data set in `toTransferSyntax`: as it is, or Explicit VR LE rewritten to
+ * Implicit VR LE for an SCP that accepted only the default syntax (PS3.5 §10.1; VRs then come
+ * from the data dictionary on the receiving side, PS3.5 §A.1).
+ */
+export function convertDataSet(inst: StoreInstance, toTransferSyntax: string): StoreInstance {
+  if (inst.transferSyntaxUid === toTransferSyntax) return inst;
+  if (
+    inst.transferSyntaxUid !== TransferSyntax.ExplicitVrLittleEndian ||
+    toTransferSyntax !== TransferSyntax.ImplicitVrLittleEndian
+  )
     throw new DicomError(
       ErrorCode.DicomUnsupported,
-      `C-STORE: cannot convert ${src.transferSyntaxUid} to ${toTransferSyntax}`,
+      `C-STORE: cannot convert ${inst.transferSyntaxUid} to ${toTransferSyntax}`,
     );
-  const copy = new Uint8Array(part10).buffer;
-  const dict = dcmjs.data.DicomMessage.readFile(copy) as {
-    meta: Record<string, { vr: string; Value: unknown[] }>;
-    write(): ArrayBuffer;
-  };
-  dict.meta['00020010'] = { vr: 'UI', Value: [toTransferSyntax] };
-  const out = splitPart10(new Uint8Array(dict.write()));
-  if (out.transferSyntaxUid !== toTransferSyntax)
-    throw new DicomError(ErrorCode.Internal, 'C-STORE: transfer syntax conversion did not take');
-  return out;
+  return { ...inst, transferSyntaxUid: toTransferSyntax, dataSet: explicitToImplicit(inst.dataSet) };
 }
 
 /** The contexts to propose for `instances`: per SOP class, its instances' syntaxes, then Implicit VR LE. */
@@ -267,7 +345,8 @@ export function storePresentationContexts(instances: readonly StoreInstance[]): 
   for (const i of instances) {
     add(i.sopClassUid, i.transferSyntaxUid);
     // The fallback every SCP must accept (PS3.5 §10.1), when we can convert to it.
-    if (CONVERTIBLE.has(i.transferSyntaxUid)) add(i.sopClassUid, TransferSyntax.ImplicitVrLittleEndian);
+    if (i.transferSyntaxUid === TransferSyntax.ExplicitVrLittleEndian)
+      add(i.sopClassUid, TransferSyntax.ImplicitVrLittleEndian);
   }
   if (pairs.length > 128)
     throw new RadScribeError(ErrorCode.Internal, 'C-STORE: more than 128 presentation contexts needed');
@@ -283,7 +362,9 @@ function chooseContext(
   const forClass = [...accepted.values()].filter((c) => c.abstractSyntax === inst.sopClassUid);
   return (
     forClass.find((c) => c.transferSyntax === inst.transferSyntaxUid) ??
-    (CONVERTIBLE.has(inst.transferSyntaxUid) ? forClass.find((c) => CONVERTIBLE.has(c.transferSyntax)) : undefined)
+    (inst.transferSyntaxUid === TransferSyntax.ExplicitVrLittleEndian
+      ? forClass.find((c) => c.transferSyntax === TransferSyntax.ImplicitVrLittleEndian)
+      : undefined)
   );
 }
 
@@ -342,10 +423,7 @@ export async function storeInstances(
         results.push({ ...base, outcome: StoreOutcome.Permanent, reason: `no presentation context accepted (${why})` });
         continue;
       }
-      const send =
-        ctx.transferSyntax === inst.transferSyntaxUid
-          ? inst
-          : convertDataSet(part10s[n] as Uint8Array, ctx.transferSyntax);
+      const send = convertDataSet(inst, ctx.transferSyntax);
       const messageId = n + 1;
       try {
         const m = await assoc.request(

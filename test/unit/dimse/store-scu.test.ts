@@ -1,10 +1,12 @@
 import { loadConfig } from '../../../src/config.js';
 import { parsePart10 } from '../../../src/dicom/dataset.js';
 import { buildDraftSr } from '../../../src/dicom/sr/draft-sr.js';
+import { readSr } from '../../../src/dicom/sr/reader.js';
 import { SopClass, TransferSyntax } from '../../../src/dicom/uids.js';
 import { decodeCommandSet, encodeCStoreRq, parseRequest } from '../../../src/dimse/dimse-command.js';
 import { decodePdu, encodePdu, fragmentPData, PDV_HEADER_BYTES, PduType } from '../../../src/dimse/pdu.js';
 import { AssociationFailure, DimseAssociationError } from '../../../src/dimse/requestor.js';
+import { fileMetaInformation } from '../../../src/dimse/storage-scp.js';
 import {
   classifyStoreStatus,
   convertDataSet,
@@ -117,21 +119,34 @@ describe('C-STORE-RQ, contexts and Part 10 handling', () => {
     ]);
   });
 
-  it('splits the File Meta off, and converts Explicit → Implicit VR LE keeping every value', () => {
-    const inst = splitPart10(sr.part10);
+  it('splits the File Meta off, and converts Explicit → Implicit VR LE keeping every value, UTF-8 text included', () => {
+    const text = 'café Straße 日本語 😀 — end';
+    const utf = buildDraftSr({ ...paramsFor([sourceHeader('CT_small.dcm')], [text]), profile: 'air' });
+    const inst = splitPart10(utf.part10);
     expect(inst).toMatchObject({
-      sopInstanceUid: sr.sopInstanceUid,
+      sopInstanceUid: utf.sopInstanceUid,
       transferSyntaxUid: TransferSyntax.ExplicitVrLittleEndian,
     });
     // The data set starts with group 0008, not 0002.
     expect(inst.dataSet.readUInt16LE(0)).toBe(0x0008);
-    const implicit = convertDataSet(sr.part10, TransferSyntax.ImplicitVrLittleEndian);
+    const implicit = convertDataSet(inst, TransferSyntax.ImplicitVrLittleEndian);
     expect(implicit.transferSyntaxUid).toBe(TransferSyntax.ImplicitVrLittleEndian);
-    // Implicit VR: no VR letters after the first tag.
+    // Implicit VR: a 32-bit length right after the first tag, no VR letters.
     expect(implicit.dataSet.toString('latin1', 4, 6)).not.toMatch(/^[A-Z]{2}$/);
-    expect(implicit.dataSet.length).not.toBe(inst.dataSet.length);
+    // Read back as a Part 10 file in Implicit VR LE: the same data set, the same SR, text intact.
+    const back = new Uint8Array(
+      Buffer.concat([
+        fileMetaInformation(implicit.sopClassUid, implicit.sopInstanceUid, implicit.transferSyntaxUid, ''),
+        implicit.dataSet,
+      ]),
+    );
+    expect(parsePart10(back).transferSyntaxUid).toBe(TransferSyntax.ImplicitVrLittleEndian);
+    expect(parsePart10(back).dataset).toEqual(parsePart10(utf.part10).dataset);
+    expect(JSON.stringify(readSr(back))).toContain(text);
+    expect({ ...readSr(back), transferSyntaxUid: 'x' }).toEqual({ ...readSr(utf.part10), transferSyntaxUid: 'x' });
+    expect(() => convertDataSet(implicit, TransferSyntax.ExplicitVrLittleEndian)).toThrow(/cannot convert/);
     expect(() => splitPart10(new Uint8Array(200))).toThrow(/not a Part 10 file/);
-    expect(parsePart10(sr.part10).dataset.SOPInstanceUID).toBe(sr.sopInstanceUid);
+    expect(sr.sopInstanceUid).toBeTruthy();
   });
 
   it('association errors: a permanent rejection is pacs-rejected, everything else transient', () => {

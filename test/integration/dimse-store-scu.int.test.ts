@@ -84,7 +84,8 @@ async function dcmdump(file: string): Promise<string> {
 }
 
 const ct = sourceHeader('CT_small.dcm');
-const FINDING = 'Kein Nachweis einer Fraktur. STORE-SCU-MARKER';
+// Non-ASCII on purpose: the Implicit VR rewrite must pass UTF-8 text through byte for byte.
+const FINDING = 'Kein Nachweis einer Fraktur, Straße, 日本語. STORE-SCU-MARKER';
 const sr = buildDraftSr({ ...paramsFor([ct, sibling(ct, 1)], [FINDING]), profile: 'report' });
 const SR_CLASS = sr.dataset.SOPClassUID as string;
 

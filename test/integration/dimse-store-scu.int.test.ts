@@ -1,9 +1,11 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { verifyAuditChain } from '../../src/audit/audit-log.js';
+import { parsePart10 } from '../../src/dicom/dataset.js';
 import { buildEncapsulatedPdf } from '../../src/dicom/pdf/encapsulated-pdf.js';
 import { loadPdfFonts } from '../../src/dicom/pdf/fonts.js';
 import { buildDraftSr } from '../../src/dicom/sr/draft-sr.js';
@@ -12,6 +14,7 @@ import { AssociationFailure, isDimseAssociationError } from '../../src/dimse/req
 import { StoreOutcome, storeInstances } from '../../src/dimse/store-scu.js';
 import { ErrorCode } from '../../src/errors.js';
 import { DimseDestination } from '../../src/export/sr-destination.js';
+import { type Backend, backends, startTestGateway, type TestGateway, waitFor } from '../support/gateway.js';
 import { FIXED_NOW, paramsFor, sibling, sourceHeader } from '../unit/dicom/sr/sr-fixtures.js';
 
 /**
@@ -23,6 +26,8 @@ import { FIXED_NOW, paramsFor, sibling, sourceHeader } from '../unit/dicom/sr/sr
  * transient/permanent as PS3.4 B.2.3 and PS3.8 say.
  */
 const run = promisify(execFile);
+const SAMPLE = path.join(__dirname, '../fixtures/sample-study/RG3_J2KR.dcm');
+const sampleDs = parsePart10(readFileSync(SAMPLE)).dataset;
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -38,17 +43,24 @@ async function freePort(): Promise<number> {
 interface Scp {
   readonly port: number;
   readonly dir: string;
+  /** storescp's verbose log so far (its own account of associations and stores). */
+  log(): string;
   stop(): Promise<void>;
 }
 
 /** DCMTK storescp on a free port, writing to `dir`; resolves once it accepts TCP connections. */
 async function startStorescp(dir: string, args: readonly string[] = []): Promise<Scp> {
   const port = await freePort();
-  const proc: ChildProcess = spawn('storescp', ['-aet', 'STORESCP', '-od', dir, ...args, String(port)], {
-    stdio: ['ignore', 'ignore', 'pipe'],
+  const proc: ChildProcess = spawn('storescp', ['-v', '-aet', 'STORESCP', '-od', dir, ...args, String(port)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let log = '';
+  proc.stdout?.on('data', (d: Buffer) => {
+    log += d.toString();
   });
   let stderr = '';
   proc.stderr?.on('data', (d: Buffer) => {
+    log += d.toString();
     stderr = (stderr + d.toString()).slice(-2000);
   });
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
@@ -70,6 +82,7 @@ async function startStorescp(dir: string, args: readonly string[] = []): Promise
   return {
     port,
     dir,
+    log: () => log,
     stop: async () => {
       if (proc.exitCode === null) {
         proc.kill('SIGTERM');
@@ -113,7 +126,8 @@ const target = (s: Scp) => ({ host: '127.0.0.1', port: s.port, calledAeTitle: 'S
 
 describe('C-STORE SCU against DCMTK storescp', () => {
   it('sends the SR and its PDF companion on one association; storescp holds both, same UIDs and content', async () => {
-    // 4096 is storescp's smallest maximum PDU length: the PDF (tens of KiB) goes in many fragments.
+    // 4096 is storescp's smallest maximum PDU length, and it enforces it (a longer P-DATA-TF is
+    // "DUL Illegal PDU Length" and an A-ABORT): the PDF goes in many fragments, each within it.
     const s = await scp('ok', ['--max-pdu', '4096']);
     expect(pdf.part10.length).toBeGreaterThan(4 * 4096);
     const results = await storeInstances(target(s), [sr.part10, pdf.part10], { callingAeTitle: 'RADSCRIBE' });
@@ -133,6 +147,11 @@ describe('C-STORE SCU against DCMTK storescp', () => {
     ]);
     const files = readdirSync(s.dir).sort();
     expect(files).toHaveLength(2);
+    // storescp's own log: one association carried both, and was released ("Association
+    // Received" also counts the readiness probe's bare TCP connect).
+    expect(s.log().match(/Association Acknowledged/g)).toHaveLength(1);
+    expect(s.log().match(/Association Release/g)).toHaveLength(1);
+    expect(s.log().match(/Received Store Request/g)).toHaveLength(2);
     const dumps = await Promise.all(files.map((f) => dcmdump(path.join(s.dir, f))));
     const srDump = dumps.find((d) => d.includes(sr.sopInstanceUid)) ?? '';
     expect(srDump).toContain('LittleEndianExplicit');
@@ -231,5 +250,83 @@ describe('C-STORE SCU against DCMTK storescp', () => {
     expect(late.map((r) => r.outcome)).toEqual([StoreOutcome.Transient, StoreOutcome.Transient]);
     expect(late[0]?.reason).toMatch(/no DIMSE response within 700 ms/);
     expect(late[1]?.reason).toMatch(/association lost/);
+  });
+});
+
+describe('gateway export to a dimse destination (storescp that takes the SR but not the PDF)', () => {
+  let t: TestGateway;
+  let s: Scp;
+  beforeAll(async () => {
+    const cfg = path.join(root, 'sr-only.cfg');
+    writeFileSync(
+      cfg,
+      [
+        '[[TransferSyntaxes]]',
+        '[Uncompressed]',
+        `TransferSyntax1 = ${TransferSyntax.ExplicitVrLittleEndian}`,
+        `TransferSyntax2 = ${TransferSyntax.ImplicitVrLittleEndian}`,
+        '[[PresentationContexts]]',
+        '[SrOnly]',
+        `PresentationContext1 = ${SopClass.ComprehensiveSrStorage}\\Uncompressed`,
+        '[[Profiles]]',
+        '[Default]',
+        'PresentationContexts = SrOnly',
+        '',
+      ].join('\n'),
+    );
+    s = await scp('gateway', ['-xf', cfg, 'Default']);
+    t = await startTestGateway(backends()[0] as Backend, {
+      dimse: { listeners: [{ aeTitle: 'RADSCRIBE', port: 0, host: '127.0.0.1' }] },
+      destinations: [
+        {
+          name: 'legacy',
+          type: 'dimse',
+          host: '127.0.0.1',
+          port: s.port,
+          calledAeTitle: 'STORESCP',
+          callingAeTitle: 'RADSCRIBE_GW',
+          pdfCompanion: true,
+        },
+      ],
+      defaultDestination: 'legacy',
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('sends both on one association; the SR is exported, the refused PDF fails the job; one audit event each', async () => {
+    const port = t.gw.dimseListeners[0]?.port as number;
+    await run('storescu', ['-aet', 'MODALITY1', '-aec', 'RADSCRIBE', '-xv', '127.0.0.1', String(port), SAMPLE], {
+      timeout: 60_000,
+    });
+    const study = sampleDs.StudyInstanceUID as string;
+    const job = await waitFor(
+      'describe-study job',
+      async () => {
+        const r = await t.gw.db.pool.query<{ state: string; last_error: string | null }>(
+          'SELECT state, last_error FROM jobs WHERE study_instance_uid = $1 ORDER BY id DESC LIMIT 1',
+          [study],
+        );
+        const j = r.rows[0];
+        return j && (j.state === 'succeeded' || j.state === 'failed') ? j : undefined;
+      },
+      120_000,
+    );
+    // Refused SOP class: permanent, no retry.
+    expect(job.state).toBe('failed');
+    const location = `dicom://STORESCP@127.0.0.1:${s.port}`;
+    const audit = await t.gw.db.pool.query<{ detail: Record<string, unknown>; sop_instance_uids: string[] }>(
+      `SELECT detail, sop_instance_uids FROM audit_events WHERE kind = 'sr-exported' ORDER BY id`,
+    );
+    expect(audit.rows.map((r) => r.detail)).toEqual([
+      expect.objectContaining({ object: 'sr', location }),
+      expect.objectContaining({ object: 'pdf', code: ErrorCode.PacsRejected }),
+    ]);
+    const srUid = audit.rows[0]?.sop_instance_uids[0] as string;
+    const files = readdirSync(s.dir);
+    expect(files).toHaveLength(1);
+    expect(await dcmdump(path.join(s.dir, files[0] as string))).toContain(`[${srUid}]`);
+    expect((await verifyAuditChain(t.gw.db.pool)).ok).toBe(true);
   });
 });

@@ -1,5 +1,6 @@
 import { TransferSyntax } from '../dicom/uids.js';
-import { DicomError, ErrorCode, RadScribeError } from '../errors.js';
+import { DicomError, ErrorCode, normalizeErrorString, RadScribeError } from '../errors.js';
+import { childLogger, type Logger } from '../logger.js';
 import { aeTitleProblem } from './ae-title.js';
 import { CommandField, encodeCStoreRq, type Priority, parseResponse } from './dimse-command.js';
 import type { PresentationContextRq } from './pdu.js';
@@ -139,6 +140,8 @@ export interface StoreScuOptions {
   /** Our Maximum Length Received (PS3.8 D.1). */
   readonly maxPduLength?: number;
   readonly priority?: Priority;
+  /** Per-instance outcomes (UIDs, statuses, AE titles; never data set content). */
+  readonly logger?: Logger;
 }
 
 export const DEFAULT_STORE_SCU_TIMEOUTS: RequestorTimeouts = DEFAULT_REQUESTOR_TIMEOUTS;
@@ -394,6 +397,7 @@ export async function storeInstances(
     const why = aeTitleProblem(ae);
     if (why) throw new RadScribeError(ErrorCode.ConfigInvalid, `C-STORE: ${what} AE title: ${why}`);
   }
+  const log = opts.logger ?? childLogger('dimse-store-scu', { calledAeTitle: target.calledAeTitle });
   const instances = part10s.map((p) => splitPart10(p));
   const contexts = storePresentationContexts(instances);
   const assoc = await RequestorAssociation.open({
@@ -404,6 +408,13 @@ export async function storeInstances(
     presentationContexts: contexts,
     ...(opts.timeouts ? { timeouts: opts.timeouts } : {}),
     ...(opts.maxPduLength ? { maxPduLength: opts.maxPduLength } : {}),
+  }).catch((err: unknown) => {
+    log.warn('C-STORE association failed', {
+      failure: isDimseAssociationError(err) ? err.failure : 'other',
+      reason: normalizeErrorString(err),
+      instances: instances.length,
+    });
+    throw err;
   });
   const results: StoreInstanceResult[] = [];
   try {
@@ -423,7 +434,14 @@ export async function storeInstances(
         results.push({ ...base, outcome: StoreOutcome.Permanent, reason: `no presentation context accepted (${why})` });
         continue;
       }
-      const send = convertDataSet(inst, ctx.transferSyntax);
+      let send: StoreInstance;
+      try {
+        send = convertDataSet(inst, ctx.transferSyntax);
+      } catch (err: unknown) {
+        // A data set we cannot rewrite fails alone; the others still go.
+        results.push({ ...base, outcome: StoreOutcome.Permanent, reason: normalizeErrorString(err) });
+        continue;
+      }
       const messageId = n + 1;
       try {
         const m = await assoc.request(
@@ -481,6 +499,18 @@ export async function storeInstances(
       }
     }
   } finally {
+    for (const r of results) {
+      const fields = {
+        sopInstanceUid: r.sopInstanceUid,
+        sopClassUid: r.sopClassUid,
+        outcome: r.outcome,
+        ...(r.status !== undefined ? { status: formatStatus(r.status) } : {}),
+        ...(r.transferSyntax ? { transferSyntax: r.transferSyntax } : {}),
+        reason: r.reason,
+      };
+      if (isStored(r.outcome)) log.info('C-STORE instance stored', fields);
+      else log.warn('C-STORE instance not stored', fields);
+    }
     if (assoc.usable) {
       try {
         await assoc.release();

@@ -10,6 +10,7 @@ import { fileMetaInformation } from '../../../src/dimse/storage-scp.js';
 import {
   classifyStoreStatus,
   convertDataSet,
+  explicitToImplicit,
   formatStatus,
   isStored,
   StoreOutcome,
@@ -147,6 +148,58 @@ describe('C-STORE-RQ, contexts and Part 10 handling', () => {
     expect(() => convertDataSet(implicit, TransferSyntax.ExplicitVrLittleEndian)).toThrow(/cannot convert/);
     expect(() => splitPart10(new Uint8Array(200))).toThrow(/not a Part 10 file/);
     expect(sr.sopInstanceUid).toBeTruthy();
+  });
+
+  it('rewrites defined- and undefined-length sequences and items, recomputing defined lengths', () => {
+    const short = (g: number, e: number, vr: string, v: Buffer): Buffer => {
+      const h = Buffer.alloc(8);
+      h.writeUInt16LE(g, 0);
+      h.writeUInt16LE(e, 2);
+      h.write(vr, 4, 'latin1');
+      h.writeUInt16LE(v.length, 6);
+      return Buffer.concat([h, v]);
+    };
+    const long = (g: number, e: number, vr: string, v: Buffer, len = v.length): Buffer => {
+      const h = Buffer.alloc(12);
+      h.writeUInt16LE(g, 0);
+      h.writeUInt16LE(e, 2);
+      h.write(vr, 4, 'latin1');
+      h.writeUInt32LE(len, 8);
+      return Buffer.concat([h, v]);
+    };
+    const tag = (g: number, e: number, len: number): Buffer => {
+      const h = Buffer.alloc(8);
+      h.writeUInt16LE(g, 0);
+      h.writeUInt16LE(e, 2);
+      h.writeUInt32LE(len, 4);
+      return h;
+    };
+    const uid = (u: string) => Buffer.from(u.length % 2 ? `${u}\0` : u, 'latin1');
+    const text = Buffer.from('Straße ✓ ', 'utf8');
+    const innerItem = Buffer.concat([short(0x0008, 0x1150, 'UI', uid('1.2.3')), long(0x0040, 0xa160, 'UT', text)]);
+    const explicit = Buffer.concat([
+      short(0x0008, 0x0005, 'CS', Buffer.from('ISO_IR 192', 'latin1')),
+      short(0x0008, 0x0016, 'UI', uid('1.2.840.10008.5.1.4.1.1.88.33')),
+      short(0x0008, 0x0018, 'UI', uid('1.2.3.4')),
+      // Undefined-length sequence with an undefined-length item.
+      long(0x0008, 0x1115, 'SQ', Buffer.alloc(0), 0xffffffff),
+      tag(0xfffe, 0xe000, 0xffffffff),
+      innerItem,
+      tag(0xfffe, 0xe00d, 0),
+      tag(0xfffe, 0xe0dd, 0),
+      // Defined-length sequence with a defined-length item holding a long-VR element.
+      long(0x0040, 0xa730, 'SQ', Buffer.concat([tag(0xfffe, 0xe000, innerItem.length), innerItem])),
+    ]);
+    const implicit = explicitToImplicit(explicit);
+    // Every long-VR header lost 4 bytes: two UT (inside the two items) and the defined-length SQ.
+    expect(explicit.length - implicit.length).toBe(4 * 4);
+    const wrap = (ts: string, ds: Buffer) =>
+      new Uint8Array(Buffer.concat([fileMetaInformation('1.2.840.10008.5.1.4.1.1.88.33', '1.2.3.4', ts, ''), ds]));
+    const a = parsePart10(wrap(TransferSyntax.ExplicitVrLittleEndian, explicit)).dataset;
+    const b = parsePart10(wrap(TransferSyntax.ImplicitVrLittleEndian, implicit)).dataset;
+    expect(b).toEqual(a);
+    expect(JSON.stringify(b)).toContain('Straße ✓');
+    expect(() => explicitToImplicit(explicit.subarray(0, explicit.length - 3))).toThrow(/cannot convert/);
   });
 
   it('association errors: a permanent rejection is pacs-rejected, everything else transient', () => {

@@ -51,7 +51,9 @@ interface Scp {
 /** DCMTK storescp on a free port, writing to `dir`; resolves once it accepts TCP connections. */
 async function startStorescp(dir: string, args: readonly string[] = []): Promise<Scp> {
   const port = await freePort();
-  const proc: ChildProcess = spawn('storescp', ['-v', '-aet', 'STORESCP', '-od', dir, ...args, String(port)], {
+  // stdbuf: line-buffered output, so the log is there when a test reads it (a pipe is block-buffered).
+  const argv = ['-oL', '-eL', 'storescp', '-v', '-aet', 'STORESCP', '-od', dir, ...args, String(port)];
+  const proc: ChildProcess = spawn('stdbuf', argv, {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
@@ -149,6 +151,11 @@ describe('C-STORE SCU against DCMTK storescp', () => {
     expect(files).toHaveLength(2);
     // storescp's own log: one association carried both, and was released ("Association
     // Received" also counts the readiness probe's bare TCP connect).
+    await waitFor(
+      'storescp log of the release',
+      async () => (/Association Release/.test(s.log()) ? true : undefined),
+      5_000,
+    );
     expect(s.log().match(/Association Acknowledged/g)).toHaveLength(1);
     expect(s.log().match(/Association Release/g)).toHaveLength(1);
     expect(s.log().match(/Received Store Request/g)).toHaveLength(2);
@@ -239,6 +246,28 @@ describe('C-STORE SCU against DCMTK storescp', () => {
     }).catch((e: unknown) => e);
     expect(isDimseAssociationError(refused, AssociationFailure.ConnectFailed)).toBe(true);
     expect(refused).toMatchObject({ code: ErrorCode.PacsUnavailable });
+
+    // A service on the port that takes the connection and never answers (socat into /dev/null):
+    // ARTIM expires on the A-ASSOCIATE-RQ (PS3.8 §9.1.5), transient.
+    const silentPort = await freePort();
+    const silent = spawn('socat', ['-u', `TCP-LISTEN:${silentPort},bind=127.0.0.1,reuseaddr`, 'OPEN:/dev/null'], {
+      stdio: 'ignore',
+    });
+    try {
+      let mute: unknown;
+      for (let i = 0; i < 50; i++) {
+        mute = await storeInstances({ host: '127.0.0.1', port: silentPort, calledAeTitle: 'X' }, [sr.part10], {
+          callingAeTitle: 'RADSCRIBE',
+          timeouts: { artimMs: 400 },
+        }).catch((e: unknown) => e);
+        if (!isDimseAssociationError(mute, AssociationFailure.ConnectFailed)) break;
+        await new Promise((r) => setTimeout(r, 50)); // socat not listening yet
+      }
+      expect(isDimseAssociationError(mute, AssociationFailure.ArtimTimeout)).toBe(true);
+      expect(mute).toMatchObject({ code: ErrorCode.PacsUnavailable });
+    } finally {
+      silent.kill();
+    }
 
     const slow = await scp('slow', ['--sleep-during', '3']);
     const t0 = Date.now();

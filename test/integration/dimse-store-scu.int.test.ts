@@ -359,3 +359,66 @@ describe('gateway export to a dimse destination (storescp that takes the SR but 
     expect((await verifyAuditChain(t.gw.db.pool)).ok).toBe(true);
   });
 });
+
+describe('gateway export to a dimse destination that answers 0xA700 until space is freed', () => {
+  let t: TestGateway;
+  let s: Scp;
+  beforeAll(async () => {
+    s = await scp('full-then-free');
+    // storescp cannot write: every C-STORE is answered A700 Out of Resources.
+    rmSync(s.dir, { recursive: true });
+    t = await startTestGateway(backends()[0] as Backend, {
+      jobs: { pollIntervalMs: 100, backoffBaseMs: 500, backoffMaxMs: 1_000, maxAttempts: 10 },
+      dimse: { listeners: [{ aeTitle: 'RADSCRIBE', port: 0, host: '127.0.0.1' }] },
+      destinations: [{ name: 'legacy', type: 'dimse', host: '127.0.0.1', port: s.port, calledAeTitle: 'STORESCP' }],
+      defaultDestination: 'legacy',
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('A700 is transient: the job is retried with pacs-unavailable, and succeeds once the SCP can store', async () => {
+    const port = t.gw.dimseListeners[0]?.port as number;
+    await run('storescu', ['-aet', 'MODALITY1', '-aec', 'RADSCRIBE', '-xv', '127.0.0.1', String(port), SAMPLE], {
+      timeout: 60_000,
+    });
+    const study = sampleDs.StudyInstanceUID as string;
+    const jobRow = () =>
+      t.gw.db.pool
+        .query<{ state: string; attempts: number; error_code: string | null }>(
+          'SELECT state, attempts, error_code FROM jobs WHERE study_instance_uid = $1 ORDER BY id DESC LIMIT 1',
+          [study],
+        )
+        .then((r) => r.rows[0]);
+    const retried = await waitFor(
+      'a failed attempt',
+      async () => {
+        const j = await jobRow();
+        return j && j.error_code !== null ? j : undefined;
+      },
+      120_000,
+    );
+    expect(retried).toMatchObject({ error_code: ErrorCode.PacsUnavailable });
+    expect(retried.state).not.toBe('failed');
+    mkdirSync(s.dir, { recursive: true });
+    const done = await waitFor(
+      'the retry to succeed',
+      async () => {
+        const j = await jobRow();
+        return j && (j.state === 'succeeded' || j.state === 'failed') ? j : undefined;
+      },
+      60_000,
+    );
+    expect(done.state).toBe('succeeded');
+    expect(done.attempts).toBeGreaterThanOrEqual(2);
+    expect(readdirSync(s.dir)).toHaveLength(1);
+    const audit = await t.gw.db.pool.query<{ outcome: number; detail: Record<string, unknown> }>(
+      `SELECT outcome, detail FROM audit_events WHERE kind = 'sr-exported' ORDER BY id`,
+    );
+    // One failed attempt or more (A700), then the export.
+    expect(audit.rows.at(-1)).toMatchObject({ outcome: 0, detail: expect.objectContaining({ object: 'sr' }) });
+    expect(audit.rows.slice(0, -1).every((r) => r.detail.code === ErrorCode.PacsUnavailable)).toBe(true);
+    expect(audit.rows.length).toBeGreaterThanOrEqual(2);
+  });
+});

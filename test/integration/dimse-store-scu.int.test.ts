@@ -232,7 +232,7 @@ describe('C-STORE SCU against DCMTK storescp', () => {
     ).rejects.toMatchObject({ code: ErrorCode.PacsUnavailable });
   });
 
-  it('a refused association, a closed port and an SCP slower than the response timeout fail as typed errors', async () => {
+  it('a refused association, a closed port, a silent or unaccepting peer and a slow SCP fail as typed errors', async () => {
     const refusing = await scp('refuse', ['--refuse']);
     const rejected = await storeInstances(target(refusing), [sr.part10], { callingAeTitle: 'RADSCRIBE' }).catch(
       (e: unknown) => e,
@@ -267,6 +267,32 @@ describe('C-STORE SCU against DCMTK storescp', () => {
       expect(mute).toMatchObject({ code: ErrorCode.PacsUnavailable });
     } finally {
       silent.kill();
+    }
+
+    // A listener that never accepts, its accept queue full (backlog 0 and three connections
+    // waiting): the kernel drops our SYN, so the TCP connect itself times out.
+    const busyPort = await freePort();
+    const busy = spawn(
+      'python3',
+      ['-c', `import socket,time\ns=socket.socket(); s.bind(('127.0.0.1',${busyPort})); s.listen(0); time.sleep(30)`],
+      { stdio: 'ignore' },
+    );
+    const fillers: net.Socket[] = [];
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      for (let i = 0; i < 3; i++) fillers.push(net.connect(busyPort, '127.0.0.1').on('error', () => {}));
+      await new Promise((r) => setTimeout(r, 300));
+      const t1 = Date.now();
+      const hung = await storeInstances({ host: '127.0.0.1', port: busyPort, calledAeTitle: 'X' }, [sr.part10], {
+        callingAeTitle: 'RADSCRIBE',
+        timeouts: { connectMs: 400 },
+      }).catch((e: unknown) => e);
+      expect(isDimseAssociationError(hung, AssociationFailure.ConnectTimeout)).toBe(true);
+      expect(hung).toMatchObject({ code: ErrorCode.PacsUnavailable });
+      expect(Date.now() - t1).toBeLessThan(2_000);
+    } finally {
+      for (const f of fillers) f.destroy();
+      busy.kill();
     }
 
     const slow = await scp('slow', ['--sleep-during', '3']);

@@ -7,6 +7,7 @@ import type { DicomLimits } from './dicom/limits.js';
 import { SrProfile } from './dicom/sr/draft-policy.js';
 import { aeTitleProblem } from './dimse/ae-title.js';
 import type { DimseListenerConfig } from './dimse/storage-scp.js';
+import { DEFAULT_STORE_SCU_TIMEOUTS } from './dimse/store-scu.js';
 import { ConfigError } from './errors.js';
 import { DEFAULT_STOW_VERIFY, VerifyStored } from './export/sr-destination.js';
 import { ExecutionProvider } from './inference/vision-language-model.js';
@@ -27,7 +28,7 @@ import { PACKAGE_ROOT } from './runtime-paths.js';
 export { CONFIG_DEFAULTS, REMOTE_NODE_DEFAULTS } from './config/defaults.js';
 /** The execution providers the inference layer knows (one definition: src/inference). */
 
-export const DestinationType = { Folder: 'folder', StowRs: 'stow-rs' } as const;
+export const DestinationType = { Folder: 'folder', StowRs: 'stow-rs', Dimse: 'dimse' } as const;
 export type DestinationType = (typeof DestinationType)[keyof typeof DestinationType];
 
 export const RemoteAuthType = { None: 'none', Basic: 'basic', Bearer: 'bearer' } as const;
@@ -103,7 +104,24 @@ export type DestinationConfig =
        * (only after 0x0111, 409 or a Warning: for a PACS without WADO-RS). src/export/sr-destination.ts.
        */
       verifyStored: VerifyStored;
-    });
+    })
+  | (DestinationCommon & { type: 'dimse' } & DimseDestinationConfig);
+
+/** A C-STORE SCP that receives the drafts (issue 11; src/dimse/store-scu.ts). */
+export interface DimseDestinationConfig {
+  host: string;
+  port: number;
+  /** The PACS's AE title (PS3.5 AE). */
+  calledAeTitle: string;
+  /** Ours, as the PACS knows it. */
+  callingAeTitle: string;
+  /** TCP connect. */
+  connectTimeoutMs: number;
+  /** ARTIM (PS3.8 §9.1.5): A-ASSOCIATE-RQ → AC/RJ, A-RELEASE-RQ → RP. */
+  associationTimeoutMs: number;
+  /** C-STORE-RQ sent → C-STORE-RSP. */
+  responseTimeoutMs: number;
+}
 
 export interface RouteConfig {
   /** Shown in the job result and the export log, so an operator sees which rule sent a draft where. */
@@ -761,13 +779,56 @@ function validateDestination(v: Validator, d: unknown, p: string, nodes: Readonl
     else v.problem(`${p}.verifyStored`, `only used with type ${DestinationType.StowRs}`);
   }
   if (!verifyModes.includes(verifyStored)) v.problem(`${p}.verifyStored`, `must be one of ${verifyModes.join(', ')}`);
+  const dimse = dimseDestination(v, o, p, type === DestinationType.Dimse);
   if (type === DestinationType.Folder) return { ...common, type, path: folderPath };
   if (type === DestinationType.StowRs) {
     if (!nodes.has(node)) v.problem(`${p}.node`, `unknown remote node "${node}"`);
     return { ...common, type, node, verifyStored: verifyStored as VerifyStored };
   }
-  if (type !== '') v.problem(`${p}.type`, `must be ${DestinationType.Folder} or ${DestinationType.StowRs}`);
+  if (type === DestinationType.Dimse && dimse) return { ...common, type, ...dimse };
+  if (type !== '') v.problem(`${p}.type`, `must be one of ${Object.values(DestinationType).join(', ')}`);
   return { ...common, type: 'folder', path: '' };
+}
+
+/**
+ * The keys of a `dimse` destination; read whatever the type, so one on another type is named as
+ * misplaced. AE titles follow PS3.5 Table 6.2-1 (ae-title.ts); timeouts default to the SCU's.
+ */
+function dimseDestination(
+  v: Validator,
+  o: JsonObject,
+  p: string,
+  isDimse: boolean,
+): DimseDestinationConfig | undefined {
+  const keys = [
+    'host',
+    'port',
+    'calledAeTitle',
+    'callingAeTitle',
+    'connectTimeoutMs',
+    'associationTimeoutMs',
+    'responseTimeoutMs',
+  ];
+  if (!isDimse) {
+    for (const k of keys) if (v.has(o, k)) v.problem(`${p}.${k}`, `only used with type ${DestinationType.Dimse}`);
+    return undefined;
+  }
+  const ae = (k: string, dflt?: string): string => {
+    const t = dflt !== undefined && !v.has(o, k) ? dflt : v.str(o, k, p);
+    const why = t === '' ? undefined : aeTitleProblem(t);
+    if (why) v.problem(`${p}.${k}`, `not a valid AE title: ${why}`);
+    return t.trim();
+  };
+  const t = DEFAULT_STORE_SCU_TIMEOUTS;
+  return {
+    host: v.str(o, 'host', p),
+    port: v.int(o, 'port', p, 1, 65_535),
+    calledAeTitle: ae('calledAeTitle'),
+    callingAeTitle: ae('callingAeTitle', 'RADSCRIBE'),
+    connectTimeoutMs: v.int(o, 'connectTimeoutMs', p, 100, 3_600_000, t.connectMs),
+    associationTimeoutMs: v.int(o, 'associationTimeoutMs', p, 100, 3_600_000, t.artimMs),
+    responseTimeoutMs: v.int(o, 'responseTimeoutMs', p, 100, 3_600_000, t.dimseMs),
+  };
 }
 
 /**

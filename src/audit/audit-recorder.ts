@@ -107,6 +107,10 @@ export class AuditRecorder implements PipelineRecorder, RefusalRecorder {
           delivery: ev.delivery ?? 'stored',
           // Source attributes normalised or dropped in the SR: tag, keyword, action, reason (no values).
           ...(ev.sourceAttributes ? { sourceAttributes: ev.sourceAttributes } : {}),
+          // A C-STORE warning (PS3.4 B.2.3: B000 coercion, B006 elements discarded, B007): stored, noted.
+          ...(ev.dimseStatus !== undefined
+            ? { dimseStatus: `0x${ev.dimseStatus.toString(16).padStart(4, '0').toUpperCase()}` }
+            : {}),
         },
       });
     });

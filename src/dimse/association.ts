@@ -18,7 +18,9 @@ import {
   type AssociateRq,
   DICOM_APPLICATION_CONTEXT,
   encodePdu,
+  fragmentPData,
   isPduError,
+  PDV_HEADER_BYTES,
   type Pdu,
   PduReader,
   PduType,
@@ -407,16 +409,10 @@ export class Association {
   }
 
   #respond(contextId: number, r: Parameters<typeof encodeResponse>[0]): void {
+    // Fragmented to the peer's Maximum Length Received (PS3.8 D.1); 0 = no limit.
     const cmd = encodeResponse(r);
-    // Fragment to the peer's Maximum Length Received (PDV header 6 bytes); 0 = no limit.
-    const room = this.#peerMaxPdu > 0 ? Math.max(this.#peerMaxPdu - 6, 1) : cmd.length;
-    for (let off = 0; off < cmd.length; off += room) {
-      const fragment = cmd.subarray(off, off + room);
-      this.#send({
-        type: PduType.PData,
-        pdvs: [{ contextId, command: true, last: off + room >= cmd.length, fragment }],
-      });
-    }
+    for (const pdu of fragmentPData(contextId, true, cmd, this.#peerMaxPdu, cmd.length + PDV_HEADER_BYTES))
+      this.#send(pdu);
     if (r.status !== DimseStatus.Success)
       this.#log.info('DIMSE response', { status: `0x${r.status.toString(16).padStart(4, '0')}` });
   }

@@ -192,6 +192,8 @@ export interface DimseResponse {
   readonly status: number;
   readonly affectedSopClassUid?: string;
   readonly affectedSopInstanceUid?: string;
+  /** Error Comment (0000,0902), when the peer gave one (PS3.7 C.4). */
+  readonly errorComment?: string;
 }
 
 function str(c: CommandSet, tag: number): string | undefined {
@@ -254,6 +256,29 @@ export function encodeCEchoRq(messageId: number, sopClassUid: string): Buffer {
   );
 }
 
+/** C-STORE Priority (0000,0700), PS3.7 §9.1.1.1.8. */
+export const Priority = { Medium: 0x0000, High: 0x0001, Low: 0x0002 } as const;
+export type Priority = (typeof Priority)[keyof typeof Priority];
+
+/** Encode a C-STORE-RQ (PS3.7 Table 9.3-1), for the SCU; a data set always follows. */
+export function encodeCStoreRq(r: {
+  messageId: number;
+  affectedSopClassUid: string;
+  affectedSopInstanceUid: string;
+  priority?: Priority;
+}): Buffer {
+  return encodeCommandSet(
+    new Map<number, number | string>([
+      [CommandTag.AffectedSopClassUid, r.affectedSopClassUid],
+      [CommandTag.CommandField, CommandField.CStoreRq],
+      [CommandTag.MessageId, r.messageId],
+      [CommandTag.Priority, r.priority ?? Priority.Medium],
+      [CommandTag.CommandDataSetType, DATA_SET_PRESENT],
+      [CommandTag.AffectedSopInstanceUid, r.affectedSopInstanceUid],
+    ]),
+  );
+}
+
 /** Encode a response (C-ECHO-RSP PS3.7 Table 9.3-13, C-STORE-RSP Table 9.3-2). */
 export function encodeResponse(r: DimseResponse): Buffer {
   const m = new Map<number, number | string>([
@@ -271,11 +296,13 @@ export function encodeResponse(r: DimseResponse): Buffer {
 export function parseResponse(c: CommandSet): DimseResponse {
   const s = str(c, CommandTag.AffectedSopClassUid);
   const i = str(c, CommandTag.AffectedSopInstanceUid);
+  const comment = str(c, CommandTag.ErrorComment);
   return {
     commandField: commandFieldOf(c),
     messageIdBeingRespondedTo: num(c, CommandTag.MessageIdBeingRespondedTo) ?? -1,
     status: num(c, CommandTag.Status) ?? -1,
     ...(s ? { affectedSopClassUid: s } : {}),
     ...(i ? { affectedSopInstanceUid: i } : {}),
+    ...(comment ? { errorComment: comment } : {}),
   };
 }

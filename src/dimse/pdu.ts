@@ -530,3 +530,33 @@ export class PduReader {
     return out;
   }
 }
+
+/** Bytes of a PDV item's header inside a P-DATA-TF: item length (4), context ID (1), control header (1). */
+export const PDV_HEADER_BYTES = 6;
+
+/**
+ * Split one command or data set into P-DATA-TF PDUs of one PDV each, every PDU within the peer's
+ * Maximum Length Received (PS3.8 D.1: it bounds the PDU's variable field, i.e. PDV header plus
+ * fragment). `peerMaxPduLength` 0 means the peer set no limit (D.1); we then send fragments of
+ * `fallbackMaxPduLength`, so one huge data set is never one huge buffer on the wire. The last PDV
+ * has the last-fragment bit set (PS3.8 E.2). An empty value still yields one (empty, last) PDV.
+ */
+export function fragmentPData(
+  contextId: number,
+  command: boolean,
+  bytes: Buffer,
+  peerMaxPduLength: number,
+  fallbackMaxPduLength: number = DEFAULT_MAX_PDU_LENGTH,
+): PData[] {
+  const max = peerMaxPduLength > 0 ? peerMaxPduLength : fallbackMaxPduLength;
+  // A peer advertising less than a PDV header plus one byte is broken; send 1-byte fragments anyway.
+  const room = Math.max(max - PDV_HEADER_BYTES, 1);
+  const out: PData[] = [];
+  let off = 0;
+  do {
+    const fragment = bytes.subarray(off, off + room);
+    off += room;
+    out.push({ type: PduType.PData, pdvs: [{ contextId, command, last: off >= bytes.length, fragment }] });
+  } while (off < bytes.length);
+  return out;
+}

@@ -1,6 +1,8 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { parsePart10 } from '../dicom/dataset.js';
+import type { RequestorTimeouts } from '../dimse/requestor.js';
+import { isStored, type StoreInstanceResult, StoreOutcome, StoreStatus, storeInstances } from '../dimse/store-scu.js';
 import {
   DicomwebError,
   ErrorCode,
@@ -30,7 +32,14 @@ export type Delivery = (typeof Delivery)[keyof typeof Delivery];
 
 /** One instance's outcome of a {@link SrDestination.sendAll}. */
 export type InstanceSendResult =
-  | { readonly sopInstanceUid: string; readonly ok: true; readonly location: string; readonly delivery: Delivery }
+  | {
+      readonly sopInstanceUid: string;
+      readonly ok: true;
+      readonly location: string;
+      readonly delivery: Delivery;
+      /** A C-STORE SCP's warning or duplicate status (PS3.4 B.2.3), recorded with the export. */
+      readonly dimseStatus?: number;
+    }
   | { readonly sopInstanceUid: string; readonly ok: false; readonly error: RadScribeError };
 
 /**
@@ -391,5 +400,85 @@ export class StowRsDestination implements SrDestination {
         cmp.differences,
       );
     }
+  }
+}
+
+/** A C-STORE SCP (config `destinations[]` of type `dimse`). */
+export interface DimseDestinationOptions {
+  readonly host: string;
+  readonly port: number;
+  readonly calledAeTitle: string;
+  readonly callingAeTitle: string;
+  readonly timeouts?: Partial<RequestorTimeouts>;
+}
+
+/**
+ * Sends draft SRs (and their PDF companions, on the same association) to a PACS that speaks only
+ * DIMSE, by C-STORE (store-scu.ts). Per instance: success and warnings (B000/B006/B007) are sent,
+ * the warning status recorded; A7xx and a lost association are transient (pacs-unavailable, the job
+ * retries); every other status or a refused SOP class is permanent (pacs-rejected). DIMSE has no
+ * way to read the stored copy back, so a 0x0111 duplicate for this very UID is taken as delivered
+ * (recorded with its status, delivery `stored`, never "identical": nothing was compared).
+ */
+export class DimseDestination implements SrDestination {
+  /** `dicom://AET@host:port`: no credentials exist in DIMSE, so this is all there is to say. */
+  readonly location: string;
+  constructor(
+    readonly name: string,
+    private readonly opts: DimseDestinationOptions,
+  ) {
+    this.location = `dicom://${opts.calledAeTitle}@${opts.host}:${opts.port}`;
+  }
+
+  async send(sr: OutgoingSr): Promise<{ location: string }> {
+    const [r] = await this.sendAll([sr]);
+    if (!r) throw new RadScribeError(ErrorCode.Internal, 'C-STORE: no result for the SR');
+    if (!r.ok) throw r.error;
+    return { location: r.location };
+  }
+
+  async sendAll(objs: readonly OutgoingSr[]): Promise<InstanceSendResult[]> {
+    let results: StoreInstanceResult[];
+    try {
+      results = await storeInstances(
+        { host: this.opts.host, port: this.opts.port, calledAeTitle: this.opts.calledAeTitle },
+        objs.map((o) => o.part10),
+        { callingAeTitle: this.opts.callingAeTitle, ...(this.opts.timeouts ? { timeouts: this.opts.timeouts } : {}) },
+      );
+    } catch (err: unknown) {
+      // No association: the same error for every object (nothing was sent).
+      const error = asRadScribeError(err);
+      return objs.map((o) => ({ sopInstanceUid: o.sopInstanceUid, ok: false, error }));
+    }
+    return objs.map((o, i): InstanceSendResult => {
+      const r = results[i];
+      const uid = o.sopInstanceUid;
+      if (!r || r.sopInstanceUid !== uid)
+        return {
+          sopInstanceUid: uid,
+          ok: false,
+          error: new RadScribeError(ErrorCode.Internal, 'C-STORE: results out of order'),
+        };
+      if (isStored(r.outcome))
+        return {
+          sopInstanceUid: uid,
+          ok: true,
+          location: this.location,
+          delivery: Delivery.Stored,
+          ...(r.outcome === StoreOutcome.Warning && r.status !== undefined ? { dimseStatus: r.status } : {}),
+        };
+      // 0x0111 for this very UID: the SCP holds it already, from an earlier send whose answer was
+      // lost (the UID is derived from the draft's inputs; same reasoning as StowRsDestination).
+      if (r.status === StoreStatus.DuplicateSopInstance)
+        return { sopInstanceUid: uid, ok: true, location: this.location, delivery: Delivery.Stored, dimseStatus: r.status };
+      return {
+        sopInstanceUid: uid,
+        ok: false,
+        error: new RadScribeError(
+          r.outcome === StoreOutcome.Transient ? ErrorCode.PacsUnavailable : ErrorCode.PacsRejected,
+          `C-STORE to ${this.location}: ${r.reason}`,
+        ),
+      };
+    });
   }
 }

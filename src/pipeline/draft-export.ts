@@ -50,6 +50,8 @@ export interface ExportRecorder {
     /** How it arrived; default stored. "already present, identical" when the PACS had our copy. */
     delivery?: Delivery;
     sourceAttributes?: readonly SourceAttributeNote[];
+    /** A C-STORE warning status the SCP answered with (PS3.4 B.2.3: stored, but coerced or trimmed). */
+    dimseStatus?: number;
   }): Promise<void>;
   /** `differences`: for an export-conflict, where the PACS's copy differs (tag paths, no values). */
   srExportFailed(ev: {
@@ -256,6 +258,7 @@ async function deliver(
         ...(detail.sourceAttributes && detail.sourceAttributes.length > 0
           ? { sourceAttributes: detail.sourceAttributes }
           : {}),
+        ...(r.dimseStatus !== undefined ? { dimseStatus: r.dimseStatus } : {}),
       });
       outcome.set(o.record.sopInstanceUid, { location: r.location, delivery: r.delivery });
       if (r.delivery !== 'stored')

@@ -1,7 +1,12 @@
 import { dicomwebClientOptions } from '../config/options.js';
 import type { RadScribeConfig } from '../config.js';
 import { loadPdfFonts, type PdfFont } from '../dicom/pdf/fonts.js';
-import { FolderDestination, type SrDestination, StowRsDestination } from '../export/sr-destination.js';
+import {
+  DimseDestination,
+  FolderDestination,
+  type SrDestination,
+  StowRsDestination,
+} from '../export/sr-destination.js';
 import { DicomwebClient } from '../pacs/dicomweb-client.js';
 import type { RoutedDestination } from '../pipeline/draft-export.js';
 import { type Environment, resolveRemoteNodeAuth } from '../secrets.js';
@@ -26,6 +31,14 @@ export function remoteWiring(config: RadScribeConfig, env: Environment): RemoteW
   for (const d of config.destinations) {
     let destination: SrDestination | undefined;
     if (d.type === 'folder') destination = new FolderDestination(d.name, d.path);
+    else if (d.type === 'dimse')
+      destination = new DimseDestination(d.name, {
+        host: d.host,
+        port: d.port,
+        calledAeTitle: d.calledAeTitle,
+        callingAeTitle: d.callingAeTitle,
+        timeouts: { connectMs: d.connectTimeoutMs, artimMs: d.associationTimeoutMs, dimseMs: d.responseTimeoutMs },
+      });
     else {
       const node = config.remoteNodes.find((n) => n.name === d.node);
       const client = clients.get(d.node);

@@ -62,6 +62,11 @@ export interface StartOrthancOptions {
    * the stored copy when an instance with the same SOP Instance UID arrives again, true replaces it.
    */
   readonly overwriteInstances?: boolean;
+  /**
+   * More top-level Orthanc settings (Orthanc Book configuration.rst), merged last: e.g.
+   * `AcceptedTransferSyntaxes`, `DicomModalities`, `DicomAlwaysAllowStore` for a DIMSE peer test.
+   */
+  readonly extraConfig?: Readonly<Record<string, unknown>>;
 }
 
 export async function startOrthanc(options: StartOrthancOptions = {}): Promise<OrthancHandle> {
@@ -95,6 +100,7 @@ export async function startOrthanc(options: StartOrthancOptions = {}): Promise<O
       Ssl: false,
       ...(options.dicomWebServers ? { Servers: options.dicomWebServers } : {}),
     },
+    ...options.extraConfig,
   };
   const configPath = path.join(dir, 'orthanc.json');
   await writeFile(configPath, JSON.stringify(config, null, 2));

@@ -470,7 +470,13 @@ export class DimseDestination implements SrDestination {
       // 0x0111 for this very UID: the SCP holds it already, from an earlier send whose answer was
       // lost (the UID is derived from the draft's inputs; same reasoning as StowRsDestination).
       if (r.status === StoreStatus.DuplicateSopInstance)
-        return { sopInstanceUid: uid, ok: true, location: this.location, delivery: Delivery.Stored, dimseStatus: r.status };
+        return {
+          sopInstanceUid: uid,
+          ok: true,
+          location: this.location,
+          delivery: Delivery.Stored,
+          dimseStatus: r.status,
+        };
       return {
         sopInstanceUid: uid,
         ok: false,

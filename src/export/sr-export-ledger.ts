@@ -34,14 +34,18 @@ ON CONFLICT (sop_instance_uid, destination) DO UPDATE
       error_code = EXCLUDED.error_code, last_error = EXCLUDED.last_error`;
 
 /**
- * The latest SR of the same class sent for this study to this destination by a DIFFERENT model
- * (Device UID): the draft a re-run with a new model version replaces. Uses sr_exports_predecessor_idx.
+ * The latest SR of the same class sent for this study to this destination other than the draft about
+ * to be sent ($4): the draft it replaces (PS3.3 C.17.2.1 Predecessor Documents Sequence). That is the
+ * draft of a different model (Device UID) after a re-run with a new model version, or the draft of
+ * the study's previous version when instances arrived after a job had claimed it (migration 0016). A
+ * re-send of the same draft (same SOP Instance UID: same model, version and inputs) finds the same
+ * predecessor as its first send. Uses sr_exports_predecessor_idx.
  */
 export const SELECT_PREDECESSOR = `
 SELECT sop_instance_uid, sop_class_uid, series_instance_uid, study_instance_uid
   FROM sr_exports
  WHERE study_instance_uid = $1 AND destination = $2 AND sop_class_uid = $3 AND state = 'sent'
-   AND object_kind = 'sr' AND device_uid IS DISTINCT FROM $4
+   AND object_kind = 'sr' AND sop_instance_uid <> $4
  ORDER BY sent_at DESC
  LIMIT 1`;
 
@@ -53,14 +57,15 @@ export class SrExportLedger {
     studyInstanceUid: string;
     destination: string;
     sopClassUid: string;
-    deviceUid: string;
+    /** The draft about to be sent: never its own predecessor. */
+    sopInstanceUid: string;
   }): Promise<PredecessorDocument | undefined> {
     const { rows } = await this.q.query<{
       sop_instance_uid: string;
       sop_class_uid: string;
       series_instance_uid: string;
       study_instance_uid: string;
-    }>(SELECT_PREDECESSOR, [r.studyInstanceUid, r.destination, r.sopClassUid, r.deviceUid]);
+    }>(SELECT_PREDECESSOR, [r.studyInstanceUid, r.destination, r.sopClassUid, r.sopInstanceUid]);
     const row = rows[0];
     return row
       ? {

@@ -335,7 +335,8 @@ export class InstanceStore implements InstanceSink {
       }
       // After the file is in place: it locks the study row, so receipts of one study serialise only
       // for their commit, not for their file writes.
-      await recordInstanceReceived(client, id.studyInstanceUid);
+      // A study a describe job had already claimed opens its next version here (migration 0016).
+      const studyVersion = await recordInstanceReceived(client, id.studyInstanceUid);
       await recordAudit(client, {
         kind: 'instance-received',
         ...(ctx.actor ? { actor: ctx.actor } : {}),
@@ -355,6 +356,7 @@ export class InstanceStore implements InstanceSink {
       this.#log.info('instance stored', {
         sopInstanceUid: id.sopInstanceUid,
         studyInstanceUid: id.studyInstanceUid,
+        studyVersion,
         sha256,
       });
       return { status: 'stored', identity: id, storedPath: finalPath };

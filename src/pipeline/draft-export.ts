@@ -60,11 +60,14 @@ export interface DraftExportResult {
   readonly location: string;
   readonly pdfSopInstanceUid?: string;
   readonly predecessorSopInstanceUid?: string;
+  /** Version of the study's result the draft describes (migration 0016). */
+  readonly studyVersion: number;
 }
 
 export async function exportDraft(
   deps: DraftExportDeps,
-  job: { readonly id: number; readonly studyInstanceUid: string },
+  /** `studyVersion`: the version of the study's result the job describes (migration 0016); default 1. */
+  job: { readonly id: number; readonly studyInstanceUid: string; readonly studyVersion?: number },
   /** `studyModalities`: every modality among the study's instances, for the routes' `match.modality`. */
   draft: { readonly described: DescribedImages; readonly studyModalities: readonly string[] },
   log: Logger,
@@ -92,16 +95,18 @@ export async function exportDraft(
       algorithm,
       completionComplete: skipped.length === 0,
       profile: routed.srProfile,
+      ...(job.studyVersion === undefined ? {} : { studyVersion: job.studyVersion }),
       ...(predecessor ? { predecessor } : {}),
     });
-  // A draft by another model version for the same study and destination is this one's predecessor
-  // (PS3.3 C.17.2.1 Predecessor Documents Sequence): the reader sees which draft replaced which.
+  // The draft this one replaces for the same study and destination is its predecessor (PS3.3
+  // C.17.2.1 Predecessor Documents Sequence): one by another model version, or the previous version
+  // of the study's result. The reader sees which draft replaced which.
   const first = build();
   const prior = await deps.ledger.findPredecessor({
     studyInstanceUid: job.studyInstanceUid,
     destination: destName,
     sopClassUid: first.dataset.SOPClassUID as string,
-    deviceUid: algorithm.deviceUid,
+    sopInstanceUid: first.sopInstanceUid,
   });
   const sr = prior ? build([prior]) : first;
 
@@ -169,6 +174,7 @@ export async function exportDraft(
     described: findings.length,
     skipped: skipped.length,
     predecessor: prior?.sopInstanceUid,
+    studyVersion: sr.studyVersion,
     // Tags only (never values): which source attributes were normalised or dropped.
     ...(sr.sourceAttributeNotes.length > 0
       ? { sourceAttributes: sr.sourceAttributeNotes.map((n) => `${n.tag}:${n.action}:${n.reason}`) }
@@ -181,5 +187,6 @@ export async function exportDraft(
     location,
     ...(pdfSopInstanceUid ? { pdfSopInstanceUid } : {}),
     ...(prior ? { predecessorSopInstanceUid: prior.sopInstanceUid } : {}),
+    studyVersion: sr.studyVersion,
   };
 }

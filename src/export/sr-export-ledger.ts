@@ -49,6 +49,14 @@ SELECT sop_instance_uid, sop_class_uid, series_instance_uid, study_instance_uid
  ORDER BY sent_at DESC
  LIMIT 1`;
 
+/**
+ * Series of a study that hold our own exported objects (draft SR, PDF companion), sent or not: the
+ * QIDO-RS poller must not take them for late series of the study (they would come back as new
+ * instances and open a new version on every export).
+ */
+export const SELECT_EXPORTED_SERIES = `
+SELECT DISTINCT series_instance_uid FROM sr_exports WHERE study_instance_uid = $1 AND series_instance_uid IS NOT NULL`;
+
 /** The gateway's memory of what it exported where (table sr_exports). */
 export class SrExportLedger {
   constructor(private readonly q: Queryable) {}
@@ -75,6 +83,11 @@ export class SrExportLedger {
           studyInstanceUid: row.study_instance_uid,
         }
       : undefined;
+  }
+
+  async exportedSeriesOf(studyInstanceUid: string): Promise<Set<string>> {
+    const { rows } = await this.q.query<{ series_instance_uid: string }>(SELECT_EXPORTED_SERIES, [studyInstanceUid]);
+    return new Set(rows.map((r) => r.series_instance_uid));
   }
 
   async recordSent(r: ExportRecord, location: string): Promise<void> {

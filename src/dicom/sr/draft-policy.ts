@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { SrValidationError } from '../../errors.js';
 import { SopClass } from '../uids.js';
 import { type Code, Codes } from './coding.js';
 import { PreliminaryFlag, VerificationFlag } from './sr-document.js';
@@ -113,7 +114,7 @@ export function draftSopInstanceUid(
   version: number = FIRST_STUDY_VERSION,
 ): string {
   if (!Number.isInteger(version) || version < FIRST_STUDY_VERSION)
-    throw new RangeError(`study version must be an integer ≥ ${FIRST_STUDY_VERSION}`);
+    throw new SrValidationError(`draftSopInstanceUid: study version must be an integer ≥ ${FIRST_STUDY_VERSION}`);
   const sorted = [...new Set(inputSopInstanceUids)].sort();
   // The report profile keeps the label it had before profiles existed, so drafts already exported
   // re-send with the same UID; every other profile gets its own label and so its own UID.

@@ -16,7 +16,8 @@ import { dciodvfy, dcmdumpPaths, hasTool, MR_TEMPLATE_UIDS, mrInstance } from '.
  * NumberOfSeriesRelatedInstances), only that series is retrieved by WADO-RS, and a second draft SR
  * goes to the PACS whose Predecessor Documents Sequence (0040,A360) names the first (PS3.3 C.17.2.1).
  * The drafts go back to the same PACS the poller reads: they must not be taken for late series.
- * Polling on without changes produces nothing new. The model is the tiny random-weight test fixture.
+ * Polling on without changes produces nothing new; a late instance of a known series is retrieved
+ * alone and makes version 3. The model is the tiny random-weight test fixture.
  */
 const avail = orthancAvailable();
 const d = avail.ok ? describe : describe.skip;
@@ -33,8 +34,10 @@ d('QIDO-RS poller: late series of a retrieved study', () => {
   let dir: string;
   const study = uidOfLength(MR_TEMPLATE_UIDS.study.length);
   const series = [0, 1, 2].map(() => uidOfLength(MR_TEMPLATE_UIDS.series.length));
-  const sops = [0, 1, 2].map(() => uidOfLength(MR_TEMPLATE_UIDS.sop.length));
-  const instance = (i: number) => mrInstance(TEMPLATE, { study, series: series[i] as string, sop: sops[i] as string });
+  const sops = [0, 1, 2, 3].map(() => uidOfLength(MR_TEMPLATE_UIDS.sop.length));
+  /** Instance i: series i for 0..2; instance 3 is a late instance of the known series 0. */
+  const instance = (i: number) =>
+    mrInstance(TEMPLATE, { study, series: series[i % 3] as string, sop: sops[i] as string });
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'rs-late-'));
@@ -172,7 +175,7 @@ d('QIDO-RS poller: late series of a retrieved study', () => {
       [study, SR_SOP_CLASS, sr1Uid],
     ]);
     expect(sr2.predecessorDocuments[0]?.seriesInstanceUid).toBe(sr2.seriesInstanceUid);
-    expect(sr2.currentRequestedProcedureEvidence.map((e) => e.sopInstanceUid).sort()).toEqual([...sops].sort());
+    expect(sr2.currentRequestedProcedureEvidence.map((e) => e.sopInstanceUid).sort()).toEqual(sops.slice(0, 3).sort());
     if (hasTool('dcmdump')) {
       // DCMTK reads the same: (0040,a360) → (0008,1115) → (0008,1199) → (0008,1155) = the version-1 SR.
       const lines = dcmdumpPaths(file2, '0040,a360[0].0008,1115[0].0008,1199[0].0008,1155');
@@ -193,5 +196,20 @@ d('QIDO-RS poller: late series of a retrieved study', () => {
     expect(await succeededJobs(gw)).toHaveLength(2);
     expect(await studyRow(gw)).toEqual({ state: 'exported', version: 2, instance_count: 3 });
     expect(await srsInOrthanc(2)).toHaveLength(2);
+
+    // A late instance of a series already held: only that instance is asked for (instance-level
+    // QIDO-RS diff of the series), and version 3 names version 2.
+    expect((await pacs.storeInstances(undefined, [instance(3)])).failed).toEqual([]);
+    await srsInOrthanc(3);
+    const v3 = await waitFor('version-3 job', async () => {
+      const jobs = await succeededJobs(gw);
+      return jobs.length === 3 ? jobs : undefined;
+    });
+    expect(v3[2]?.result?.studyVersion).toBe(3);
+    expect(v3[2]?.result?.predecessorSopInstanceUid).toBe(r2?.srSopInstanceUid);
+    const third = (await retrieves(gw))[2];
+    expect(third).toMatchObject({ stored: 1, duplicate: 0, lateSeries: [series[0]] });
+    expect(third?.requests).toEqual(['instance * 200']);
+    expect(await studyRow(gw)).toEqual({ state: 'exported', version: 3, instance_count: 4 });
   });
 });

@@ -57,6 +57,19 @@ SELECT sop_instance_uid, sop_class_uid, series_instance_uid, study_instance_uid
 export const SELECT_EXPORTED_SERIES = `
 SELECT DISTINCT series_instance_uid FROM sr_exports WHERE study_instance_uid = $1 AND series_instance_uid IS NOT NULL`;
 
+/** Is this SOP Instance UID one of our own exported objects (to any destination, sent or not)? */
+export const SELECT_IS_OWN_EXPORT = 'SELECT 1 FROM sr_exports WHERE sop_instance_uid = $1 LIMIT 1';
+
+/**
+ * True when `sopInstanceUid` is a draft SR or PDF companion this gateway made: ingest stores it when it
+ * comes back (a PACS routing it to us) but does not take it for new input of the study (issue 11: it
+ * would open a new version, whose draft would come back again, without end).
+ */
+export async function isOwnExport(q: Queryable, sopInstanceUid: string): Promise<boolean> {
+  const { rowCount } = await q.query(SELECT_IS_OWN_EXPORT, [sopInstanceUid]);
+  return (rowCount ?? 0) > 0;
+}
+
 /** The gateway's memory of what it exported where (table sr_exports). */
 export class SrExportLedger {
   constructor(private readonly q: Queryable) {}

@@ -171,6 +171,14 @@ UPDATE studies SET state = 'receiving', last_received_at = now(), instance_count
 WHERE study_instance_uid = $1
 RETURNING version`;
 
+/**
+ * One of our own exported objects came back (export/sr-export-ledger.ts `isOwnExport`): it is counted,
+ * but it is no new input, so the study keeps its state, version and receipt time (and retention's
+ * updated_at). Returns the study's version.
+ */
+export const RECORD_OWN_EXPORT_RECEIVED = `
+UPDATE studies SET instance_count = instance_count + 1 WHERE study_instance_uid = $1 RETURNING version`;
+
 /** Move a study only from the expected states. $1 study, $2 new state, $3 from states. */
 export const TRANSITION_STUDY = `
 UPDATE studies SET state = $2, updated_at = now()
@@ -274,6 +282,12 @@ export async function recordInstanceReceived(q: Queryable, studyInstanceUid: str
     studyInstanceUid,
     [...VERSION_OPENING_STATES],
   ]);
+  return rows[0]?.version ?? 1;
+}
+
+/** Our own exported draft was stored back into its study: count it, change nothing else. */
+export async function recordOwnExportReceived(q: Queryable, studyInstanceUid: string): Promise<number> {
+  const { rows } = await q.query<{ version: number }>(RECORD_OWN_EXPORT_RECEIVED, [studyInstanceUid]);
   return rows[0]?.version ?? 1;
 }
 

@@ -14,7 +14,8 @@ import { dciodvfy, hasTool, MR_TEMPLATE_UIDS, mrInstance } from '../support/sr-v
  * the result (migration 0016), by STOW-RS and by DIMSE C-STORE alike: the stability window restarts,
  * the study is described again, and the new draft SR has its own SOP Instance UID, the same study,
  * and a Predecessor Documents Sequence (0040,A360) naming the previous draft (PS3.3 C.17.2.1). A
- * resend of an instance already held (same SOP Instance UID and bytes) starts nothing. The model is
+ * resend of an instance already held (same SOP Instance UID and bytes) starts nothing, and neither
+ * does our own draft coming back (it is stored, not taken for input). The model is
  * the tiny random-weight test fixture (its SR says "TEST FIXTURE – OUTPUT IS MEANINGLESS").
  */
 const run = promisify(execFile);
@@ -110,13 +111,20 @@ describe.each(backends())('versions of a study result on %s', (backend) => {
     expect(await studyRow()).toEqual({ state: 'exported', version: 1, instance_count: 1 });
     expect(await jobCount()).toBe(1);
 
+    // Our own draft coming back (a PACS routing it to us): stored, but no new input, so no new version.
+    const back = await stow([readFileSync(j1.result.location)]);
+    expect(back.httpStatus).toBe(200);
+    await new Promise((r) => setTimeout(r, 1_500));
+    expect(await studyRow()).toEqual({ state: 'exported', version: 1, instance_count: 2 });
+    expect(await jobCount()).toBe(1);
+
     // A second series of the study: version 2, described again, predecessor = the version-1 draft.
     const b1 = { study, series: seriesB, sop: sop() };
     expect((await stow([mrInstance(TEMPLATE, b1)])).httpStatus).toBe(200);
     const j2 = await jobAfter(j1.id);
     expect(j2.result.studyVersion).toBe(2);
     expect(j2.result.predecessorSopInstanceUid).toBe(sr1.sopInstanceUid);
-    expect(await studyRow()).toEqual({ state: 'exported', version: 2, instance_count: 2 });
+    expect(await studyRow()).toEqual({ state: 'exported', version: 2, instance_count: 3 });
     const sr2 = readSr(readFileSync(j2.result.location));
     expect(sr2.sopInstanceUid).not.toBe(sr1.sopInstanceUid);
     expect(sr2.studyInstanceUid).toBe(study);
@@ -151,13 +159,13 @@ describe.each(backends())('versions of a study result on %s', (backend) => {
     const sr3 = readSr(readFileSync(j3.result.location));
     expect(sr3.predecessorDocuments.map((p) => p.sopInstanceUid)).toEqual([sr2.sopInstanceUid]);
     expect(new Set([sr1.sopInstanceUid, sr2.sopInstanceUid, sr3.sopInstanceUid]).size).toBe(3);
-    expect(await studyRow()).toEqual({ state: 'exported', version: 3, instance_count: 3 });
+    expect(await studyRow()).toEqual({ state: 'exported', version: 3, instance_count: 4 });
     // The same C-STORE again: a duplicate (0000 or 0111 per the SCP), no new version.
     await run('storescu', ['-aet', 'MODALITY1', '-aec', 'RADSCRIBE', '127.0.0.1', String(port), file], {
       timeout: 60_000,
     }).catch(() => undefined);
     await new Promise((r) => setTimeout(r, 1_500));
-    expect(await studyRow()).toEqual({ state: 'exported', version: 3, instance_count: 3 });
+    expect(await studyRow()).toEqual({ state: 'exported', version: 3, instance_count: 4 });
     expect(await jobCount()).toBe(3);
     const exported = await t.gw.db.pool.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM sr_exports WHERE study_instance_uid = $1 AND object_kind = 'sr' AND state = 'sent'`,

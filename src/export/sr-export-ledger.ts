@@ -37,7 +37,7 @@ ON CONFLICT (sop_instance_uid, destination) DO UPDATE
  * The latest SR of the same class sent for this study to this destination other than the draft about
  * to be sent ($4): the draft it replaces (PS3.3 C.17.2.1 Predecessor Documents Sequence). That is the
  * draft of a different model (Device UID) after a re-run with a new model version, or the draft of
- * the study's previous version when instances arrived after a job had claimed it (migration 0016). A
+ * the study's previous version when instances arrived after a job had claimed it (migration 0017). A
  * re-send of the same draft (same SOP Instance UID: same model, version and inputs) finds the same
  * predecessor as its first send. Uses sr_exports_predecessor_idx.
  */

@@ -336,7 +336,7 @@ export class InstanceStore implements InstanceSink {
       }
       // After the file is in place: it locks the study row, so receipts of one study serialise only
       // for their commit, not for their file writes.
-      // A study a describe job had already claimed opens its next version here (migration 0016),
+      // A study a describe job had already claimed opens its next version here (migration 0017),
       // unless the instance is our own exported draft coming back: that is no new input.
       const ownExport = await isOwnExport(client, id.sopInstanceUid);
       const studyVersion = ownExport

@@ -116,7 +116,7 @@ export type StudyTransition = (typeof STUDY_TRANSITIONS)[number];
 /**
  * States in which a describe job has claimed the study, so the current version's input set is fixed:
  * a new instance arriving in one of them opens version N+1 (the `newVersion` rows above; migration
- * 0016 marks the same rows in `study_state_transitions.new_version` and its trigger refuses any other
+ * 0017 marks the same rows in `study_state_transitions.new_version` and its trigger refuses any other
  * change of `studies.version`). The version-N+1 draft names the version-N draft in its Predecessor
  * Documents Sequence (PS3.3 C.17.2.1) and has its own SOP Instance UID (draft-policy.ts). A new
  * instance of a study no job has claimed yet (receiving, stable, queued) joins the current version.
@@ -147,7 +147,7 @@ export interface Study {
   readonly lastReceivedAt: Date;
   readonly instanceCount: number;
   readonly updatedAt: Date;
-  /** Version of the result (migration 0016): 1, then +1 for each input set that arrived after a job claimed the study. */
+  /** Version of the result (migration 0017): 1, then +1 for each input set that arrived after a job claimed the study. */
   readonly version: number;
 }
 

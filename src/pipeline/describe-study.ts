@@ -25,7 +25,7 @@ export interface DescribeStudyDeps
   /** The study's instances as ingest stored them (instance repository `listForStudy`). */
   readonly listInstances: (studyInstanceUid: string) => Promise<readonly StoredInstance[]>;
   /**
-   * The version of the study's result (study-lifecycle.ts `getStudyVersion`, migration 0016), read
+   * The version of the study's result (study-lifecycle.ts `getStudyVersion`, migration 0017), read
    * before the instances so the draft never claims an older version than its input set. Absent: 1.
    */
   readonly studyVersion?: (studyInstanceUid: string) => Promise<number>;

@@ -60,13 +60,13 @@ export interface DraftExportResult {
   readonly location: string;
   readonly pdfSopInstanceUid?: string;
   readonly predecessorSopInstanceUid?: string;
-  /** Version of the study's result the draft describes (migration 0016). */
+  /** Version of the study's result the draft describes (migration 0017). */
   readonly studyVersion: number;
 }
 
 export async function exportDraft(
   deps: DraftExportDeps,
-  /** `studyVersion`: the version of the study's result the job describes (migration 0016); default 1. */
+  /** `studyVersion`: the version of the study's result the job describes (migration 0017); default 1. */
   job: { readonly id: number; readonly studyInstanceUid: string; readonly studyVersion?: number },
   /** `studyModalities`: every modality among the study's instances, for the routes' `match.modality`. */
   draft: { readonly described: DescribedImages; readonly studyModalities: readonly string[] },

@@ -43,7 +43,7 @@ beforeEach(async () => {
   await db.pool.query(`UPDATE jobs SET state = 'cancelled' WHERE state = 'queued'`);
   // …and settle every study a previous test left open, along legal transitions only (the trigger
   // refuses anything else): any → receiving → queued → failed.
-  // (A study a job had claimed opens its next version on the way back to receiving: migration 0016.)
+  // (A study a job had claimed opens its next version on the way back to receiving: migration 0017.)
   await db.pool.query(
     `UPDATE studies SET state = 'receiving',
        version = version + CASE WHEN state IN ('processing', 'described', 'expunged') THEN 1 ELSE 0 END

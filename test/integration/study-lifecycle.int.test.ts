@@ -156,7 +156,7 @@ describe(`study lifecycle in SQL (${backendName()})`, () => {
   });
 });
 
-// [REQ-STUDY-03] Versions of a study's result (issue 11, migration 0016): a new instance after a job
+// [REQ-STUDY-03] Versions of a study's result (issue 11, migration 0017): a new instance after a job
 // claimed the study opens version N+1; the trigger refuses every other change of the version.
 describe(`study versions in SQL (${backendName()})`, () => {
   it('the database marks exactly the newVersion rows of STUDY_TRANSITIONS', async () => {

@@ -11,7 +11,7 @@ import { dciodvfy, hasTool, MR_TEMPLATE_UIDS, mrInstance } from '../support/sr-v
 
 /**
  * [REQ-VER-01] (issue 11) Instances arriving after a study's draft went out start a new version of
- * the result (migration 0016), by STOW-RS and by DIMSE C-STORE alike: the stability window restarts,
+ * the result (migration 0017), by STOW-RS and by DIMSE C-STORE alike: the stability window restarts,
  * the study is described again, and the new draft SR has its own SOP Instance UID, the same study,
  * and a Predecessor Documents Sequence (0040,A360) naming the previous draft (PS3.3 C.17.2.1). A
  * resend of an instance already held (same SOP Instance UID and bytes) starts nothing, and neither

@@ -95,7 +95,7 @@ export function draftSeriesInstanceUid(studyInstanceUid: string, deviceUid: stri
   return deriveUid('series', studyInstanceUid, deviceUid);
 }
 
-/** Version of a study's result when none is given: the first input set (migration 0016). */
+/** Version of a study's result when none is given: the first input set (migration 0017). */
 export const FIRST_STUDY_VERSION = 1;
 
 /**

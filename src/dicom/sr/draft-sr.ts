@@ -100,7 +100,7 @@ export interface DraftSrParams {
   readonly predecessor?: readonly PredecessorDocument[];
   /**
    * Version of the study's result this draft describes (src/ingest/study-lifecycle.ts, migration
-   * 0016); default 1. Part of the SOP Instance UID and the Instance Number.
+   * 0017); default 1. Part of the SOP Instance UID and the Instance Number.
    */
   readonly studyVersion?: number;
 }

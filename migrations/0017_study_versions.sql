@@ -1,4 +1,4 @@
--- 0016_study_versions: versions of a study's result (issue 11, "instances arriving after completion
+-- 0017_study_versions: versions of a study's result (issue 11, "instances arriving after completion
 -- start a new version of the result that references its predecessor"). A study's version is the
 -- input set one describe job works on. Once a job has claimed the study (processing, described,
 -- exported, failed, expunged), that version's input set is fixed; a new instance arriving then opens

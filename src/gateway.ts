@@ -42,6 +42,7 @@ import type { Environment } from './secrets.js';
 import { auditAnchorService } from './services/audit-anchor-service.js';
 import { auditExportService } from './services/audit-export-service.js';
 import { describeStudyWorker } from './services/describe-study-worker.js';
+import { heldStudyView } from './services/held-study-view.js';
 import { HttpService } from './services/http-service.js';
 import { qidoPollerAuditHooks } from './services/qido-poller-audit.js';
 import { type RemoteWiring, remoteWiring } from './services/remote-wiring.js';
@@ -267,6 +268,7 @@ export class Gateway {
                 node: { name: n.name, client: remote.value.clients.get(n.name) as DicomwebClient, query: n.poll.query },
                 sink: ingest.value.sink,
                 tracker: new PgRemoteStudyTracker(pool),
+                held: heldStudyView(pool),
                 tmpDir: ingest.value.tmpDir,
                 ...qidoPollerOptions(n),
                 ...qidoPollerAuditHooks(pool, this.actor),

@@ -58,14 +58,18 @@ ON CONFLICT (sop_instance_uid, destination) DO UPDATE
       error_code = EXCLUDED.error_code, last_error = EXCLUDED.last_error`;
 
 /**
- * The latest SR of the same class sent for this study to this destination by a DIFFERENT model
- * (Device UID): the draft a re-run with a new model version replaces. Uses sr_exports_predecessor_idx.
+ * The latest SR of the same class sent for this study to this destination other than the draft about
+ * to be sent ($4): the draft it replaces (PS3.3 C.17.2.1 Predecessor Documents Sequence). That is the
+ * draft of a different model (Device UID) after a re-run with a new model version, or the draft of
+ * the study's previous version when instances arrived after a job had claimed it (migration 0019). A
+ * re-send of the same draft (same SOP Instance UID: same model, version and inputs) finds the same
+ * predecessor as its first send. Uses sr_exports_predecessor_idx.
  */
 export const SELECT_PREDECESSOR = `
 SELECT sop_instance_uid, sop_class_uid, series_instance_uid, study_instance_uid
   FROM sr_exports
  WHERE study_instance_uid = $1 AND destination = $2 AND sop_class_uid = $3 AND state = 'sent'
-   AND object_kind = 'sr' AND device_uid IS DISTINCT FROM $4
+   AND object_kind = 'sr' AND sop_instance_uid <> $4
  ORDER BY sent_at DESC
  LIMIT 1`;
 
@@ -81,6 +85,27 @@ export interface StagedExport {
   readonly staged: Record<string, unknown>;
 }
 
+/**
+ * Series of a study that hold our own exported objects (draft SR, PDF companion), sent or not: the
+ * QIDO-RS poller must not take them for late series of the study (they would come back as new
+ * instances and open a new version on every export).
+ */
+export const SELECT_EXPORTED_SERIES = `
+SELECT DISTINCT series_instance_uid FROM sr_exports WHERE study_instance_uid = $1 AND series_instance_uid IS NOT NULL`;
+
+/** Is this SOP Instance UID one of our own exported objects (to any destination, sent or not)? */
+export const SELECT_IS_OWN_EXPORT = 'SELECT 1 FROM sr_exports WHERE sop_instance_uid = $1 LIMIT 1';
+
+/**
+ * True when `sopInstanceUid` is a draft SR or PDF companion this gateway made: ingest stores it when it
+ * comes back (a PACS routing it to us) but does not take it for new input of the study (issue 11: it
+ * would open a new version, whose draft would come back again, without end).
+ */
+export async function isOwnExport(q: Queryable, sopInstanceUid: string): Promise<boolean> {
+  const { rowCount } = await q.query(SELECT_IS_OWN_EXPORT, [sopInstanceUid]);
+  return (rowCount ?? 0) > 0;
+}
+
 /** The gateway's memory of what it exported where (table sr_exports), and its outbox. */
 export class SrExportLedger {
   constructor(private readonly q: Queryable) {}
@@ -89,14 +114,15 @@ export class SrExportLedger {
     studyInstanceUid: string;
     destination: string;
     sopClassUid: string;
-    deviceUid: string;
+    /** The draft about to be sent: never its own predecessor. */
+    sopInstanceUid: string;
   }): Promise<PredecessorDocument | undefined> {
     const { rows } = await this.q.query<{
       sop_instance_uid: string;
       sop_class_uid: string;
       series_instance_uid: string;
       study_instance_uid: string;
-    }>(SELECT_PREDECESSOR, [r.studyInstanceUid, r.destination, r.sopClassUid, r.deviceUid]);
+    }>(SELECT_PREDECESSOR, [r.studyInstanceUid, r.destination, r.sopClassUid, r.sopInstanceUid]);
     const row = rows[0];
     return row
       ? {
@@ -162,6 +188,11 @@ export class SrExportLedger {
       location: row.file_path,
       staged: row.staged,
     }));
+  }
+
+  async exportedSeriesOf(studyInstanceUid: string): Promise<Set<string>> {
+    const { rows } = await this.q.query<{ series_instance_uid: string }>(SELECT_EXPORTED_SERIES, [studyInstanceUid]);
+    return new Set(rows.map((r) => r.series_instance_uid));
   }
 
   async recordSent(r: ExportRecord, location: string, delivery: Delivery = 'stored'): Promise<void> {

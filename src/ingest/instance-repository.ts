@@ -121,6 +121,14 @@ export const MARK_INSTANCES_DELETED = `
 UPDATE instances SET deleted_at = now()
 WHERE study_instance_uid = $1 AND sop_instance_uid = ANY($2::text[]) AND deleted_at IS NULL`;
 
+/**
+ * Every SOP Instance UID of a study ever stored here, by series, deleted rows included: the QIDO-RS
+ * poller asks which instances the PACS holds that we never received (late series, issue 11), and an
+ * instance retention removed was received (it must not be fetched again and open a new version).
+ */
+export const SELECT_HELD_SOP_INSTANCES = `
+SELECT series_instance_uid, sop_instance_uid FROM instances WHERE study_instance_uid = $1`;
+
 /** What a receipt writes: the header plus where and how the bytes arrived. */
 export interface NewInstance extends InstanceRecord {
   readonly remoteAddress: string | null;
@@ -361,5 +369,20 @@ export class InstanceRepository {
   async listForStudy(studyInstanceUid: string): Promise<StoredInstance[]> {
     const { rows } = await this.#q.query<InstanceRow>(SELECT_STUDY_INSTANCES, [studyInstanceUid]);
     return rows.map(toStoredInstance);
+  }
+
+  /** SOP Instance UIDs of a study ever stored (deleted ones too), by Series Instance UID. */
+  async heldInstancesBySeries(studyInstanceUid: string): Promise<Map<string, Set<string>>> {
+    const { rows } = await this.#q.query<{ series_instance_uid: string; sop_instance_uid: string }>(
+      SELECT_HELD_SOP_INSTANCES,
+      [studyInstanceUid],
+    );
+    const out = new Map<string, Set<string>>();
+    for (const r of rows) {
+      const set = out.get(r.series_instance_uid) ?? new Set<string>();
+      set.add(r.sop_instance_uid);
+      out.set(r.series_instance_uid, set);
+    }
+    return out;
   }
 }

@@ -7,12 +7,13 @@ import type { InstanceIdentity } from '../dicom/dataset.js';
 import { DEFAULT_MAX_HEADER_BYTES } from '../dicom/header-reader.js';
 import { DEFAULT_DICOM_LIMITS, DicomLimitError, type DicomLimits } from '../dicom/limits.js';
 import { DicomError, ErrorCode, errorCodeOf, normalizeErrorString } from '../errors.js';
+import { isOwnExport } from '../export/sr-export-ledger.js';
 import { childLogger, type Logger } from '../logger.js';
 import { type DiskCheck, type DiskGuard, StorageFullError } from './disk-guard.js';
 import { type InstanceDigest, insertInstance, instanceDigest, lockInstanceDigest } from './instance-repository.js';
 import { OutageRefusals } from './outage-refusals.js';
 import { type ReceivedHeader, readReceivedHeader } from './received-header.js';
-import { ensureStudy, recordInstanceReceived } from './study-lifecycle.js';
+import { ensureStudy, recordInstanceReceived, recordOwnExportReceived } from './study-lifecycle.js';
 import {
   FailureReason,
   type InstanceOutcome,
@@ -335,7 +336,12 @@ export class InstanceStore implements InstanceSink {
       }
       // After the file is in place: it locks the study row, so receipts of one study serialise only
       // for their commit, not for their file writes.
-      await recordInstanceReceived(client, id.studyInstanceUid);
+      // A study a describe job had already claimed opens its next version here (migration 0019),
+      // unless the instance is our own exported draft coming back: that is no new input.
+      const ownExport = await isOwnExport(client, id.sopInstanceUid);
+      const studyVersion = ownExport
+        ? await recordOwnExportReceived(client, id.studyInstanceUid)
+        : await recordInstanceReceived(client, id.studyInstanceUid);
       await recordAudit(client, {
         kind: 'instance-received',
         ...(ctx.actor ? { actor: ctx.actor } : {}),
@@ -355,6 +361,8 @@ export class InstanceStore implements InstanceSink {
       this.#log.info('instance stored', {
         sopInstanceUid: id.sopInstanceUid,
         studyInstanceUid: id.studyInstanceUid,
+        studyVersion,
+        ...(ownExport ? { ownExport } : {}),
         sha256,
       });
       return { status: 'stored', identity: id, storedPath: finalPath };

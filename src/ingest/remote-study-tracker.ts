@@ -41,6 +41,11 @@ export interface RetrieveGate {
   readonly attempt: number;
   /** True when a failed or given-up study was reopened: its instance count changed, or an operator reopened it. */
   readonly reopened: boolean;
+  /**
+   * NumberOfStudyRelatedInstances recorded when the study was last retrieved or checked (null: not
+   * reported). A retrieved study the PACS now lists with another count is checked for late series.
+   */
+  readonly knownInstanceCount: number | null;
 }
 
 /** Retry policy of one node: attempt n (1-based) failing waits min(maxMs, initialMs · factor^(n-1)). */
@@ -83,6 +88,11 @@ export interface RemoteStudyTracker {
   /** Record that a search listed the study and say whether to retrieve it now. */
   observe(node: string, studyUid: string, remoteInstanceCount: number | null): Promise<RetrieveGate>;
   markRetrieved(node: string, studyUid: string, remoteInstanceCount?: number | null): Promise<void>;
+  /**
+   * A retrieved study was compared with the PACS and nothing was missing (the count changed only by
+   * our own exported objects, say): remember the count, so the next poll does not compare again.
+   */
+  markChecked(node: string, studyUid: string, remoteInstanceCount: number | null): Promise<void>;
   /** Count a failed attempt; with a policy, schedule the next one or give up after the last. */
   markFailed(
     node: string,
@@ -117,7 +127,12 @@ ON CONFLICT (remote_node, study_instance_uid) DO UPDATE SET
   attempts = CASE WHEN ${CHANGED} THEN 0 ELSE remote_studies.attempts END,
   next_attempt_at = CASE WHEN ${CHANGED} THEN NULL ELSE remote_studies.next_attempt_at END
 RETURNING state, attempts, (next_attempt_at IS NULL OR next_attempt_at <= now()) AS due,
-  (state = 'seen' AND attempts = 0 AND error_code IS NOT NULL) AS reopened`;
+  (state = 'seen' AND attempts = 0 AND error_code IS NOT NULL) AS reopened, remote_instance_count`;
+
+/** A retrieved study lacks nothing the PACS lists: record the count the comparison was made at. */
+export const MARK_CHECKED = `
+UPDATE remote_studies SET remote_instance_count = $3, last_seen_at = now()
+WHERE remote_node = $1 AND study_instance_uid = $2 AND state = 'retrieved'`;
 
 export const MARK_RETRIEVED = `
 INSERT INTO remote_studies (remote_node, study_instance_uid, state, attempts, remote_instance_count)
@@ -213,6 +228,7 @@ export class PgRemoteStudyTracker implements RemoteStudyTracker {
       attempts: number;
       due: boolean;
       reopened: boolean;
+      remote_instance_count: number | null;
     }>(OBSERVE, [node, studyUid, remoteInstanceCount]);
     const r = rows[0];
     if (!r) throw new Error('remote_studies upsert returned no row');
@@ -228,7 +244,12 @@ export class PgRemoteStudyTracker implements RemoteStudyTracker {
       decision,
       attempt: decision === RetrieveDecision.Attempt ? r.attempts + 1 : r.attempts,
       reopened: r.reopened,
+      knownInstanceCount: r.remote_instance_count,
     };
+  }
+
+  async markChecked(node: string, studyUid: string, remoteInstanceCount: number | null): Promise<void> {
+    await this.#q.query(MARK_CHECKED, [node, studyUid, remoteInstanceCount]);
   }
 
   async markRetrieved(node: string, studyUid: string, remoteInstanceCount: number | null = null): Promise<void> {

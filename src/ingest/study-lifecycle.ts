@@ -85,7 +85,7 @@ export type StudyEvent = (typeof StudyEvent)[keyof typeof StudyEvent];
  * | failed     | queued     | job-queued (operator re-run) |
  * | exported   | expunged   | retention-expired (migration 0009) |
  * | failed     | expunged   | retention-expired (a rule with failedAfterDays) |
- * | any but receiving | receiving | instance-received |
+ * | any but receiving | receiving | instance-received (from processing, described, exported, failed, expunged: version N+1) |
  */
 export const STUDY_TRANSITIONS = [
   { from: 'receiving', to: 'stable', on: 'window-elapsed' },
@@ -98,20 +98,37 @@ export const STUDY_TRANSITIONS = [
   { from: 'processing', to: 'described', on: 'described' },
   { from: 'processing', to: 'queued', on: 'job-retrying' },
   { from: 'processing', to: 'failed', on: 'job-failed' },
-  { from: 'processing', to: 'receiving', on: 'instance-received' },
+  { from: 'processing', to: 'receiving', on: 'instance-received', newVersion: true },
   { from: 'described', to: 'exported', on: 'job-succeeded' },
   { from: 'described', to: 'queued', on: 'job-retrying' },
   { from: 'described', to: 'failed', on: 'job-failed' },
-  { from: 'described', to: 'receiving', on: 'instance-received' },
+  { from: 'described', to: 'receiving', on: 'instance-received', newVersion: true },
   { from: 'exported', to: 'queued', on: 'job-queued' },
-  { from: 'exported', to: 'receiving', on: 'instance-received' },
+  { from: 'exported', to: 'receiving', on: 'instance-received', newVersion: true },
   { from: 'failed', to: 'queued', on: 'job-queued' },
-  { from: 'failed', to: 'receiving', on: 'instance-received' },
+  { from: 'failed', to: 'receiving', on: 'instance-received', newVersion: true },
   { from: 'exported', to: 'expunged', on: 'retention-expired' },
   { from: 'failed', to: 'expunged', on: 'retention-expired' },
-  { from: 'expunged', to: 'receiving', on: 'instance-received' },
-] as const satisfies readonly { from: StudyState; to: StudyState; on: StudyEvent }[];
+  { from: 'expunged', to: 'receiving', on: 'instance-received', newVersion: true },
+] as const satisfies readonly { from: StudyState; to: StudyState; on: StudyEvent; newVersion?: true }[];
 export type StudyTransition = (typeof STUDY_TRANSITIONS)[number];
+
+/**
+ * States in which a describe job has claimed the study, so the current version's input set is fixed:
+ * a new instance arriving in one of them opens version N+1 (the `newVersion` rows above; migration
+ * 0019 marks the same rows in `study_state_transitions.new_version` and its trigger refuses any other
+ * change of `studies.version`). The version-N+1 draft names the version-N draft in its Predecessor
+ * Documents Sequence (PS3.3 C.17.2.1) and has its own SOP Instance UID (draft-policy.ts). A new
+ * instance of a study no job has claimed yet (receiving, stable, queued) joins the current version.
+ */
+export const VERSION_OPENING_STATES: readonly StudyState[] = STUDY_TRANSITIONS.filter(
+  (t) => 'newVersion' in t && t.newVersion,
+).map((t) => t.from);
+
+/** True when an instance received in state `from` opens a new version of the study's result. */
+export function opensNewVersion(from: StudyState): boolean {
+  return VERSION_OPENING_STATES.includes(from);
+}
 
 /** True when `from → to` is in the table (or no change at all). */
 export function isStudyTransition(from: StudyState, to: StudyState): boolean {
@@ -130,6 +147,8 @@ export interface Study {
   readonly lastReceivedAt: Date;
   readonly instanceCount: number;
   readonly updatedAt: Date;
+  /** Version of the result (migration 0019): 1, then +1 for each input set that arrived after a job claimed the study. */
+  readonly version: number;
 }
 
 // ---- SQL (STYLE rule 6: named text shared with the tests) ----
@@ -142,12 +161,23 @@ INSERT INTO studies (study_instance_uid) VALUES ($1) ON CONFLICT (study_instance
 
 /**
  * A new instance re-opens the study: back to 'receiving' from any state, so a completed study
- * (exported/failed) is described again once it is stable, and a queued job waits for that.
+ * (exported/failed) is described again once it is stable, and a queued job waits for that. Out of
+ * one of $2 (VERSION_OPENING_STATES) it opens the next version. Returns the study's version.
  */
 export const RECORD_INSTANCE_RECEIVED = `
 UPDATE studies SET state = 'receiving', last_received_at = now(), instance_count = instance_count + 1,
+                   version = CASE WHEN state = ANY($2::text[]) THEN version + 1 ELSE version END,
                    updated_at = now()
-WHERE study_instance_uid = $1`;
+WHERE study_instance_uid = $1
+RETURNING version`;
+
+/**
+ * One of our own exported objects came back (export/sr-export-ledger.ts `isOwnExport`): it is counted,
+ * but it is no new input, so the study keeps its state, version and receipt time (and retention's
+ * updated_at). Returns the study's version.
+ */
+export const RECORD_OWN_EXPORT_RECEIVED = `
+UPDATE studies SET instance_count = instance_count + 1 WHERE study_instance_uid = $1 RETURNING version`;
 
 /** Move a study only from the expected states. $1 study, $2 new state, $3 from states. */
 export const TRANSITION_STUDY = `
@@ -208,6 +238,7 @@ interface StudyRow {
   last_received_at: Date;
   instance_count: number;
   updated_at: Date;
+  version: number;
 }
 
 function toStudy(r: StudyRow): Study {
@@ -218,6 +249,7 @@ function toStudy(r: StudyRow): Study {
     lastReceivedAt: r.last_received_at,
     instanceCount: r.instance_count,
     updatedAt: r.updated_at,
+    version: r.version,
   };
 }
 
@@ -245,8 +277,18 @@ export async function ensureStudy(q: Queryable, studyInstanceUid: string): Promi
  * the study back to 'receiving'. Call last in the receipt transaction: it locks the study row, so
  * concurrent receipts of one study serialise only for their commit.
  */
-export async function recordInstanceReceived(q: Queryable, studyInstanceUid: string): Promise<void> {
-  await q.query(RECORD_INSTANCE_RECEIVED, [studyInstanceUid]);
+export async function recordInstanceReceived(q: Queryable, studyInstanceUid: string): Promise<number> {
+  const { rows } = await q.query<{ version: number }>(RECORD_INSTANCE_RECEIVED, [
+    studyInstanceUid,
+    [...VERSION_OPENING_STATES],
+  ]);
+  return rows[0]?.version ?? 1;
+}
+
+/** Our own exported draft was stored back into its study: count it, change nothing else. */
+export async function recordOwnExportReceived(q: Queryable, studyInstanceUid: string): Promise<number> {
+  const { rows } = await q.query<{ version: number }>(RECORD_OWN_EXPORT_RECEIVED, [studyInstanceUid]);
+  return rows[0]?.version ?? 1;
 }
 
 // ---- Stability (src/jobs/study-stability.ts) ----
@@ -335,6 +377,11 @@ export async function studyExpunged(q: Queryable, studyInstanceUid: string): Pro
 export async function getStudy(q: Queryable, studyInstanceUid: string): Promise<Study | null> {
   const { rows } = await q.query<StudyRow>(SELECT_STUDY, [studyInstanceUid]);
   return rows[0] ? toStudy(rows[0]) : null;
+}
+
+/** The study's current version (1 when the study is unknown, as a first receipt would make it). */
+export async function getStudyVersion(q: Queryable, studyInstanceUid: string): Promise<number> {
+  return (await getStudy(q, studyInstanceUid))?.version ?? 1;
 }
 
 export async function getStudyState(q: Queryable, studyInstanceUid: string): Promise<StudyState | null> {

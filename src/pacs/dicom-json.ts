@@ -28,6 +28,7 @@ export const Tag = {
   StudyInstanceUID: '0020000D',
   SeriesInstanceUID: '0020000E',
   NumberOfStudyRelatedInstances: '00201208',
+  NumberOfSeriesRelatedInstances: '00201209',
 } as const;
 export type Tag = (typeof Tag)[keyof typeof Tag];
 

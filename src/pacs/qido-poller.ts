@@ -8,11 +8,15 @@ import type { Logger } from '../logger.js';
 import { childLogger } from '../logger.js';
 import { getNumber, getString, Tag } from './dicom-json.js';
 import type { DicomwebClient } from './dicomweb-client.js';
-import { type RetrieveRequestRecord, retrieveStudyNegotiated } from './study-retrieval.js';
+import { type RetrieveRequestRecord, type RetrieveScope, retrieveStudyNegotiated } from './study-retrieval.js';
 
 /**
  * Pull ingest from one remote DICOMweb node: QIDO-RS search for recent studies (PS3.18 §10.6), then
- * WADO-RS retrieve of each study not yet retrieved (§10.4). A self-rescheduling async loop, not
+ * WADO-RS retrieve of each study not yet retrieved (§10.4). A study retrieved before that the PACS now
+ * lists with another NumberOfStudyRelatedInstances is compared series by series
+ * (NumberOfSeriesRelatedInstances, then the instance list of a series that has more) with what is
+ * held, and only the missing series or instances are retrieved (issue 11, late series); the study
+ * lifecycle then opens the study's next version (src/ingest/study-lifecycle.ts). A self-rescheduling async loop, not
  * node-cron (STYLE §2.1): the next poll is scheduled only after the previous one finished, so polls
  * never overlap, and errors back off exponentially.
  */
@@ -57,6 +61,19 @@ export interface RetrieveReport extends RetrieveCounts {
   readonly nextAttemptAt?: Date | null | undefined;
   /** True when the study had failed or been given up and was retried because it changed or was reopened. */
   readonly reopened: boolean;
+  /** Set when only late series / instances of a study retrieved before were asked for: those series. */
+  readonly lateSeries?: readonly string[] | undefined;
+}
+
+/**
+ * What the gateway holds of a study, for the late-series comparison (the instance repository and the
+ * export ledger; the poller owns no SQL).
+ */
+export interface HeldStudyView {
+  /** SOP Instance UIDs ever stored of the study (retention-deleted ones too), by Series Instance UID. */
+  heldInstancesBySeries(studyInstanceUid: string): Promise<ReadonlyMap<string, ReadonlySet<string>>>;
+  /** Series of the study that hold our own exported objects: never retrieved back (they are not late series). */
+  exportedSeriesOf(studyInstanceUid: string): Promise<ReadonlySet<string>>;
 }
 
 export interface BackoffOptions {
@@ -105,6 +122,11 @@ export interface QidoPollerOptions {
   readonly transferSyntax?: string | undefined;
   /** Failed retrieve attempts of one study before it is given up. */
   readonly maxRetrieveAttempts?: number | undefined;
+  /**
+   * What is held of each study: with it, retrieved studies whose instance count changed are checked
+   * for late series / instances; without it, a retrieved study is never looked at again.
+   */
+  readonly held?: HeldStudyView | undefined;
   /** Delay before the next retrieve attempt of a failed study; defaults to `backoff`. */
   readonly retrieveBackoff?: BackoffOptions | undefined;
   /** Audit hooks (the lead wires them to the audit table); their errors are logged, never fatal. */
@@ -130,6 +152,8 @@ export interface PollSummary {
   /** Listed but not attempted in this poll: failed and still backing off, or given up. */
   readonly studiesDeferred: number;
   readonly studiesGivenUp: number;
+  /** Studies retrieved before whose late series / instances this poll retrieved. */
+  readonly studiesUpdated: number;
   readonly instances: RetrieveCounts;
 }
 
@@ -263,12 +287,32 @@ export class QidoPoller {
     let studiesFailed = 0;
     let studiesDeferred = 0;
     let studiesGivenUp = 0;
+    let studiesUpdated = 0;
     const total = { stored: 0, duplicate: 0, failed: 0 };
     const maxAttempts = this.o.maxRetrieveAttempts;
     for (const { uid: studyUid, count } of studies) {
       const gate = await this.o.tracker.observe(node.name, studyUid, count);
-      if (gate.decision !== RetrieveDecision.Attempt) {
-        if (gate.decision !== RetrieveDecision.Retrieved) studiesDeferred++;
+      // Late series (issue 11): a retrieved study is compared with the PACS when its instance count
+      // changed since (or the PACS does not report one), and only what is missing is retrieved.
+      let only: RetrieveScope[] | undefined;
+      let expected = count;
+      if (gate.decision === RetrieveDecision.Retrieved) {
+        const held = this.o.held;
+        if (!held || (count !== null && gate.knownInstanceCount === count)) continue;
+        const missing = await this.missingOf(studyUid, held);
+        if (missing.scopes.length === 0) {
+          await this.o.tracker.markChecked(node.name, studyUid, count);
+          continue;
+        }
+        only = missing.scopes;
+        expected = missing.instances;
+        this.log.info('retrieved study has late series or instances; retrieving only those', {
+          studyInstanceUid: studyUid,
+          series: missing.scopes.map((m) => m.seriesInstanceUid),
+          listedInstances: missing.instances,
+        });
+      } else if (gate.decision !== RetrieveDecision.Attempt) {
+        studiesDeferred++;
         continue;
       }
       if (gate.reopened)
@@ -287,7 +331,8 @@ export class QidoPoller {
         studyInstanceUid: studyUid,
         configuredTransferSyntax: this.o.transferSyntax,
         tmpDir: this.o.tmpDir,
-        expectedInstances: count,
+        expectedInstances: expected,
+        ...(only ? { only } : {}),
         log: this.log,
         accept: (file) =>
           this.o.sink.accept(file, {
@@ -340,10 +385,19 @@ export class QidoPoller {
           },
         );
       } else {
-        studiesRetrieved++;
+        if (only) studiesUpdated++;
+        else studiesRetrieved++;
         await this.o.tracker.markRetrieved(node.name, studyUid, count);
-        report = { ...common, outcome: RetrieveOutcome.Retrieved, attempt: gate.attempt };
-        this.log.info('WADO-RS study retrieved', { studyInstanceUid: studyUid, ...counts });
+        report = {
+          ...common,
+          outcome: RetrieveOutcome.Retrieved,
+          attempt: only ? gate.attempt + 1 : gate.attempt,
+          ...(only ? { lateSeries: only.map((m) => m.seriesInstanceUid) } : {}),
+        };
+        this.log.info(only ? 'WADO-RS late series retrieved' : 'WADO-RS study retrieved', {
+          studyInstanceUid: studyUid,
+          ...counts,
+        });
       }
       await this.hook(() => this.o.onRetrieve?.(node.name, studyUid, report));
     }
@@ -353,8 +407,57 @@ export class QidoPoller {
       studiesFailed,
       studiesDeferred,
       studiesGivenUp,
+      studiesUpdated,
       instances: total,
     };
+  }
+
+  /**
+   * Series and instances the PACS lists for a retrieved study that were never stored here: a series
+   * we hold nothing of is retrieved whole; a series whose NumberOfSeriesRelatedInstances (0020,1209)
+   * exceeds what we hold (or is not reported) is listed instance by instance (QIDO-RS, PS3.18 §10.6)
+   * and only the unknown SOP Instance UIDs are asked for. Our own exported series are skipped: the
+   * draft we sent to this PACS is not new input. `instances` counts what the PACS lists as missing
+   * (for a series whose count is not reported: 0, so an empty answer is not taken for a failure).
+   */
+  private async missingOf(
+    studyUid: string,
+    held: HeldStudyView,
+  ): Promise<{ scopes: RetrieveScope[]; instances: number }> {
+    const client = this.o.node.client;
+    const [listed, have, own] = await Promise.all([
+      client.searchForSeries(
+        studyUid,
+        {},
+        { includefield: [Tag.SeriesInstanceUID, Tag.NumberOfSeriesRelatedInstances] },
+      ),
+      held.heldInstancesBySeries(studyUid),
+      held.exportedSeriesOf(studyUid),
+    ]);
+    const scopes: RetrieveScope[] = [];
+    let instances = 0;
+    for (const ds of listed) {
+      const seriesUid = getString(ds, Tag.SeriesInstanceUID);
+      if (!isValidUid(seriesUid) || own.has(seriesUid)) continue;
+      const n = getNumber(ds, Tag.NumberOfSeriesRelatedInstances);
+      const remote = n !== undefined && Number.isInteger(n) && n >= 0 ? n : null;
+      const mine = have.get(seriesUid);
+      if (!mine || mine.size === 0) {
+        if (remote === 0) continue;
+        scopes.push({ seriesInstanceUid: seriesUid });
+        instances += remote ?? 0;
+        continue;
+      }
+      if (remote !== null && remote <= mine.size) continue;
+      const sops = (await client.searchForInstances(studyUid, seriesUid, {}, { includefield: [Tag.SOPInstanceUID] }))
+        .map((d) => getString(d, Tag.SOPInstanceUID))
+        .filter((sop): sop is string => isValidUid(sop) && !mine.has(sop));
+      const unique = [...new Set(sops)];
+      if (unique.length === 0) continue;
+      scopes.push({ seriesInstanceUid: seriesUid, sopInstanceUids: unique });
+      instances += unique.length;
+    }
+    return { scopes, instances };
   }
 
   private async hook(fn: () => Promise<void> | void | undefined): Promise<void> {

@@ -28,7 +28,7 @@ import {
 
 /** One WADO-RS request made, for logs, audit detail and measurements. */
 export interface RetrieveRequestRecord {
-  readonly level: 'study' | 'instance' | 'transcode';
+  readonly level: 'study' | 'series' | 'instance' | 'transcode';
   readonly transferSyntax: string;
   /** HTTP status, or 0 when no response came (network error, timeout). */
   readonly status: number;
@@ -47,6 +47,15 @@ export interface StudyRetrieveResult {
   readonly failure?: { readonly code: ErrorCode; readonly message: string } | undefined;
 }
 
+/**
+ * Part of a study to retrieve (issue 11, late series): a whole series (WADO-RS series retrieve), or
+ * only the listed instances of it (WADO-RS instance retrieve each).
+ */
+export interface RetrieveScope {
+  readonly seriesInstanceUid: string;
+  readonly sopInstanceUids?: readonly string[] | undefined;
+}
+
 export interface StudyRetrieveOptions {
   readonly client: DicomwebClient;
   readonly studyInstanceUid: string;
@@ -55,7 +64,12 @@ export interface StudyRetrieveOptions {
   readonly tmpDir: string;
   /** The instance sink (never throws). */
   readonly accept: (file: ReceivedFile) => Promise<InstanceOutcome>;
-  /** NumberOfStudyRelatedInstances from QIDO, to notice an answer with no instances in it. */
+  /**
+   * Retrieve only these series / instances instead of the whole study (what a study already retrieved
+   * lacks; qido-poller.ts). Each still goes down the transfer syntax ladder.
+   */
+  readonly only?: readonly RetrieveScope[] | undefined;
+  /** NumberOfStudyRelatedInstances from QIDO (or the number of instances `only` asks for), to notice an answer with no instances in it. */
   readonly expectedInstances?: number | null | undefined;
   readonly log: Logger;
   /**
@@ -95,8 +109,8 @@ class StudyRetrieval {
   async run(): Promise<StudyRetrieveResult> {
     const ladder = transferSyntaxLadder(this.o.configuredTransferSyntax);
     try {
-      const served = await this.studyLevel(ladder);
-      if (!served) await this.instanceLevel(ladder);
+      if (this.o.only) await this.scoped(ladder, this.o.only);
+      else if (!(await this.wholeLevel(ladder, 'study'))) await this.instanceLevel(ladder, await this.listInstances());
       await this.transcodeDeferred();
       if (!this.failure && this.received === 0 && (this.o.expectedInstances ?? 0) > 0) {
         this.fail('pacs-rejected', `WADO-RS answered no instance; QIDO-RS lists ${this.o.expectedInstances}`);
@@ -118,20 +132,44 @@ class StudyRetrieval {
     };
   }
 
-  /** Whole-study requests down the ladder; false when every rung was refused before any part. */
-  private async studyLevel(ladder: readonly TransferSyntaxRequest[]): Promise<boolean> {
+  /** Only the given series / instances (a study retrieved before that gained some since). */
+  private async scoped(ladder: readonly TransferSyntaxRequest[], only: readonly RetrieveScope[]): Promise<void> {
+    for (const scope of only) {
+      if (scope.sopInstanceUids) {
+        await this.instanceLevel(
+          ladder,
+          scope.sopInstanceUids.map((sop) => ({ series: scope.seriesInstanceUid, sop })),
+        );
+      } else if (!(await this.wholeLevel(ladder, 'series', scope.seriesInstanceUid))) {
+        await this.instanceLevel(ladder, await this.listInstances(scope.seriesInstanceUid));
+      }
+    }
+  }
+
+  /**
+   * Whole-study (or whole-series) requests down the ladder; false when every rung was refused before
+   * any part.
+   */
+  private async wholeLevel(
+    ladder: readonly TransferSyntaxRequest[],
+    level: 'study' | 'series',
+    seriesInstanceUid?: string,
+  ): Promise<boolean> {
     const { client, studyInstanceUid } = this.o;
     for (const ts of ladder) {
       const before = this.received;
       try {
-        await client.retrieveStudy(studyInstanceUid, this.retrieveOptions(ts));
-        this.record('study', ts, 200);
+        if (level === 'series' && seriesInstanceUid)
+          await client.retrieveSeries(studyInstanceUid, seriesInstanceUid, this.retrieveOptions(ts));
+        else await client.retrieveStudy(studyInstanceUid, this.retrieveOptions(ts));
+        this.record(level, ts, 200);
         return true;
       } catch (err: unknown) {
-        this.record('study', ts, statusOf(err));
+        this.record(level, ts, statusOf(err));
         if (this.received === before && isNegotiationRefusal(err)) {
-          this.o.log.info('WADO-RS study refused in this transfer syntax; trying the next', {
+          this.o.log.info(`WADO-RS ${level} refused in this transfer syntax; trying the next`, {
             studyInstanceUid,
+            ...(seriesInstanceUid ? { seriesInstanceUid } : {}),
             transferSyntax: describeRequest(ts),
             status: statusOf(err),
           });
@@ -143,20 +181,29 @@ class StudyRetrieval {
     return false;
   }
 
-  /** Instance by instance, each down the ladder; an instance refused on every rung is listed as failed. */
-  private async instanceLevel(ladder: readonly TransferSyntaxRequest[]): Promise<void> {
-    const { client, studyInstanceUid } = this.o;
-    const listed = await client.searchForInstances(
-      studyInstanceUid,
-      undefined,
+  /** The study's (or one series') instances as QIDO-RS lists them (PS3.18 §10.6). */
+  private async listInstances(seriesInstanceUid?: string): Promise<{ series: string; sop: string }[]> {
+    const listed = await this.o.client.searchForInstances(
+      this.o.studyInstanceUid,
+      seriesInstanceUid,
       {},
-      {
-        includefield: [Tag.SeriesInstanceUID, Tag.SOPInstanceUID],
-      },
+      { includefield: [Tag.SeriesInstanceUID, Tag.SOPInstanceUID] },
     );
+    return listed.map((ds) => ({
+      series: getString(ds, Tag.SeriesInstanceUID) ?? seriesInstanceUid ?? '',
+      sop: getString(ds, Tag.SOPInstanceUID) ?? '',
+    }));
+  }
+
+  /** Instance by instance, each down the ladder; an instance refused on every rung is listed as failed. */
+  private async instanceLevel(
+    ladder: readonly TransferSyntaxRequest[],
+    listed: readonly { series: string; sop: string }[],
+  ): Promise<void> {
+    const { client, studyInstanceUid } = this.o;
     const maxInRow = this.o.maxConsecutiveInstanceFailures ?? DEFAULT_MAX_CONSECUTIVE_INSTANCE_FAILURES;
     let inRow = 0;
-    for (const ds of listed) {
+    for (const { series, sop } of listed) {
       if (inRow >= maxInRow) {
         this.o.log.warn('WADO-RS instances refused in a row; not asking for the rest of the study', {
           studyInstanceUid,
@@ -165,8 +212,6 @@ class StudyRetrieval {
         });
         break;
       }
-      const series = getString(ds, Tag.SeriesInstanceUID);
-      const sop = getString(ds, Tag.SOPInstanceUID);
       if (!isValidUid(series) || !isValidUid(sop)) continue;
       let lastError: unknown;
       let served = false;

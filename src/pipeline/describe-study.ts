@@ -33,6 +33,11 @@ export interface DescribeStudyDeps
   readonly ledger: Pick<SrExportLedger, 'findPredecessor' | 'stage' | 'stagedForJob'>;
   /** The study's instances as ingest stored them (instance repository `listForStudy`). */
   readonly listInstances: (studyInstanceUid: string) => Promise<readonly StoredInstance[]>;
+  /**
+   * The version of the study's result (study-lifecycle.ts `getStudyVersion`, migration 0019), read
+   * before the instances so the draft never claims an older version than its input set. Absent: 1.
+   */
+  readonly studyVersion?: (studyInstanceUid: string) => Promise<number>;
   readonly recorder: PipelineRecorder;
   readonly logger?: Logger;
 }
@@ -59,13 +64,19 @@ export async function describeStudy(
     await progress?.described();
     return resendStagedDraft(deps, staged, log);
   }
+  const studyVersion = await deps.studyVersion?.(job.studyInstanceUid);
   const instances = await deps.listInstances(job.studyInstanceUid);
   const described = await describeImages(deps, { studyInstanceUid: job.studyInstanceUid, instances }, { log, signal });
   // The study lifecycle's 'described' step (the worker records it with the job's lease held).
   await progress?.described();
   // Routes match on the modalities of all the study's instances, images or not.
   const studyModalities = [...new Set(instances.map((i) => i.modality).filter((m): m is string => !!m))];
-  const exported = await exportDraft({ ...deps, identity: deps.model.info }, job, { described, studyModalities }, log);
+  const exported = await exportDraft(
+    { ...deps, identity: deps.model.info },
+    { ...job, ...(studyVersion === undefined ? {} : { studyVersion }) },
+    { described, studyModalities },
+    log,
+  );
   return {
     ...exported,
     selected: described.selected,

@@ -85,11 +85,14 @@ export interface DraftExportResult {
   readonly location: string;
   readonly pdfSopInstanceUid?: string;
   readonly predecessorSopInstanceUid?: string;
+  /** Version of the study's result the draft describes (migration 0019). */
+  readonly studyVersion: number;
 }
 
 export async function exportDraft(
   deps: DraftExportDeps,
-  job: { readonly id: number; readonly studyInstanceUid: string },
+  /** `studyVersion`: the version of the study's result the job describes (migration 0019); default 1. */
+  job: { readonly id: number; readonly studyInstanceUid: string; readonly studyVersion?: number },
   /** `studyModalities`: every modality among the study's instances, for the routes' `match.modality`. */
   draft: { readonly described: DescribedImages; readonly studyModalities: readonly string[] },
   log: Logger,
@@ -117,16 +120,18 @@ export async function exportDraft(
       algorithm,
       completionComplete: skipped.length === 0,
       profile: routed.srProfile,
+      ...(job.studyVersion === undefined ? {} : { studyVersion: job.studyVersion }),
       ...(predecessor ? { predecessor } : {}),
     });
-  // A draft by another model version for the same study and destination is this one's predecessor
-  // (PS3.3 C.17.2.1 Predecessor Documents Sequence): the reader sees which draft replaced which.
+  // The draft this one replaces for the same study and destination is its predecessor (PS3.3
+  // C.17.2.1 Predecessor Documents Sequence): one by another model version, or the previous version
+  // of the study's result. The reader sees which draft replaced which.
   const first = build();
   const prior = await deps.ledger.findPredecessor({
     studyInstanceUid: job.studyInstanceUid,
     destination: destName,
     sopClassUid: first.dataset.SOPClassUID as string,
-    deviceUid: algorithm.deviceUid,
+    sopInstanceUid: first.sopInstanceUid,
   });
   const sr = prior ? build([prior]) : first;
 
@@ -143,6 +148,7 @@ export async function exportDraft(
     skipped,
     ...(prior ? { predecessorSopInstanceUid: prior.sopInstanceUid } : {}),
     ...(sr.sourceAttributeNotes.length > 0 ? { sourceAttributes: sr.sourceAttributeNotes } : {}),
+    studyVersion: sr.studyVersion,
   };
   const objects: (StagedObject & { part10: Uint8Array })[] = [
     {
@@ -191,6 +197,7 @@ export async function exportDraft(
     skipped: skipped.length,
     predecessor: prior?.sopInstanceUid,
     delivery: result.delivery,
+    studyVersion: sr.studyVersion,
     // Tags only (never values): which source attributes were normalised or dropped.
     ...(sr.sourceAttributeNotes.length > 0
       ? { sourceAttributes: sr.sourceAttributeNotes.map((n) => `${n.tag}:${n.action}:${n.reason}`) }
@@ -207,6 +214,8 @@ export interface StagedDraftDetail {
   readonly skipped: readonly SkippedImage[];
   readonly predecessorSopInstanceUid?: string;
   readonly sourceAttributes?: readonly SourceAttributeNote[];
+  /** The version of the study's result this draft describes (migration 0019). */
+  readonly studyVersion?: number;
 }
 
 interface StagedObject {
@@ -288,6 +297,8 @@ async function deliver(
     delivery: sent.delivery,
     ...(pdfObj ? { pdfSopInstanceUid: pdfObj.record.sopInstanceUid } : {}),
     ...(srDetail.predecessorSopInstanceUid ? { predecessorSopInstanceUid: srDetail.predecessorSopInstanceUid } : {}),
+    // Drafts staged before study versions (migration 0019) describe version 1.
+    studyVersion: srDetail.studyVersion ?? 1,
   };
 }
 

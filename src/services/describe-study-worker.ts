@@ -7,6 +7,7 @@ import { SrExportLedger } from '../export/sr-export-ledger.js';
 import type { InferenceClient } from '../inference/inference-client.js';
 import { InstanceQuarantine } from '../ingest/instance-quarantine.js';
 import { InstanceRepository } from '../ingest/instance-repository.js';
+import { getStudyVersion } from '../ingest/study-lifecycle.js';
 import { JobQueue } from '../jobs/job-queue.js';
 import { JobWorker } from '../jobs/worker.js';
 import type { DraftModel } from '../pipeline/describe-images.js';
@@ -58,6 +59,7 @@ export function describeStudyWorker(
       describeStudy(
         {
           listInstances: (uid) => instances.listForStudy(uid),
+          studyVersion: (uid) => getStudyVersion(db.pool, uid),
           model: draftModel,
           images,
           selection: config.selection,

@@ -60,6 +60,8 @@ export function qidoPollerAuditHooks(
           ...(r.failedInstances.length > 0 ? { failedInstances: [...r.failedInstances] } : {}),
           ...(r.transcodedInstances.length > 0 ? { transcodedInstances: [...r.transcodedInstances] } : {}),
           ...(r.reopened ? { reopened: true } : {}),
+          // Only these series of a study retrieved before (late series, issue 11).
+          ...(r.lateSeries ? { lateSeries: [...r.lateSeries] } : {}),
           ...(r.nextAttemptAt ? { nextAttemptAt: r.nextAttemptAt.toISOString() } : {}),
           requests: r.requests
             .slice(0, MAX_REQUESTS_IN_DETAIL)

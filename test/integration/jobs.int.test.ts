@@ -43,7 +43,12 @@ beforeEach(async () => {
   await db.pool.query(`UPDATE jobs SET state = 'cancelled' WHERE state = 'queued'`);
   // …and settle every study a previous test left open, along legal transitions only (the trigger
   // refuses anything else): any → receiving → queued → failed.
-  await db.pool.query(`UPDATE studies SET state = 'receiving' WHERE state NOT IN ('receiving', 'exported', 'failed')`);
+  // (A study a job had claimed opens its next version on the way back to receiving: migration 0019.)
+  await db.pool.query(
+    `UPDATE studies SET state = 'receiving',
+       version = version + CASE WHEN state IN ('processing', 'described', 'expunged') THEN 1 ELSE 0 END
+     WHERE state NOT IN ('receiving', 'exported', 'failed')`,
+  );
   await db.pool.query(`UPDATE studies SET state = 'queued' WHERE state = 'receiving'`);
   await db.pool.query(`UPDATE studies SET state = 'failed' WHERE state = 'queued'`);
 });

@@ -33,6 +33,7 @@ describe(`PgRemoteStudyTracker retry cap (${backendName()})`, () => {
       decision: RetrieveDecision.Attempt,
       attempt: 1,
       reopened: false,
+      knownInstanceCount: null,
     });
     const t0 = Date.now();
     const f1 = await t.markFailed(
@@ -82,10 +83,23 @@ describe(`PgRemoteStudyTracker retry cap (${backendName()})`, () => {
       decision: RetrieveDecision.Attempt,
       attempt: 1,
       reopened: true,
+      // The count of the last failed attempt, until this attempt records its own.
+      knownInstanceCount: 4,
     });
     await t.markRetrieved('n', '1.2.10', 5);
     expect(await t.get('n', '1.2.10')).toMatchObject({ state: 'retrieved', errorCode: null, failedInstances: [] });
-    expect((await t.observe('n', '1.2.10', 6)).decision).toBe(RetrieveDecision.Retrieved);
+    // Issue 11: a retrieved study reports the count it was retrieved at, so the poller sees the PACS gained instances.
+    expect(await t.observe('n', '1.2.10', 6)).toMatchObject({
+      decision: RetrieveDecision.Retrieved,
+      knownInstanceCount: 5,
+    });
+    // Compared and found nothing missing (our own draft, say): the new count is remembered, the state kept.
+    await t.markChecked('n', '1.2.10', 6);
+    expect(await t.observe('n', '1.2.10', 6)).toMatchObject({
+      decision: RetrieveDecision.Retrieved,
+      knownInstanceCount: 6,
+    });
+    expect(await t.get('n', '1.2.10')).toMatchObject({ state: 'retrieved', remoteInstanceCount: 6 });
   });
 
   it('an operator reopen retries a given-up study at the next poll', async () => {

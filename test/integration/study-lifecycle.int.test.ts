@@ -2,7 +2,16 @@ import { cpSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { migrate } from '../../src/db/migrate.js';
-import { getStudyState, isStudyTransition, STUDY_TRANSITIONS, StudyState } from '../../src/ingest/study-lifecycle.js';
+import {
+  getStudy,
+  getStudyState,
+  isStudyTransition,
+  opensNewVersion,
+  recordInstanceReceived,
+  STUDY_TRANSITIONS,
+  StudyState,
+  VERSION_OPENING_STATES,
+} from '../../src/ingest/study-lifecycle.js';
 import { MIGRATIONS_DIR } from '../../src/runtime-paths.js';
 import { backendName, type TestDatabase, testDatabase } from '../support/db.js';
 
@@ -40,11 +49,29 @@ async function studyIn(state: StudyState): Promise<string> {
   return s;
 }
 
+/** Change the state as a writer following the table would: a new-version transition also bumps the version. */
 async function setState(s: string, state: string): Promise<unknown> {
-  return db.pool.query('UPDATE studies SET state = $2 WHERE study_instance_uid = $1', [s, state]).then(
-    () => undefined,
-    (e: unknown) => e,
-  );
+  return db.pool
+    .query(
+      `UPDATE studies SET state = $2,
+         version = CASE WHEN state = ANY($3::text[]) AND $2 = 'receiving' THEN version + 1 ELSE version END
+       WHERE study_instance_uid = $1`,
+      [s, state, [...VERSION_OPENING_STATES]],
+    )
+    .then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+}
+
+/** A plain UPDATE of the state and version, as a writer ignoring the version rule would. */
+async function setRaw(s: string, state: string, version: number): Promise<{ code?: string; constraint?: string }> {
+  return db.pool
+    .query('UPDATE studies SET state = $2, version = $3 WHERE study_instance_uid = $1', [s, state, version])
+    .then(
+      () => ({}),
+      (e: unknown) => e as { code?: string; constraint?: string },
+    );
 }
 
 beforeAll(async () => {
@@ -126,6 +153,62 @@ describe(`study lifecycle in SQL (${backendName()})`, () => {
     const s = await studyIn(StudyState.Exported);
     const err = (await setState(s, 'done')) as { code?: string; constraint?: string };
     expect(err?.code).toBe('23514');
+  });
+});
+
+// [REQ-STUDY-03] Versions of a study's result (issue 11, migration 0019): a new instance after a job
+// claimed the study opens version N+1; the trigger refuses every other change of the version.
+describe(`study versions in SQL (${backendName()})`, () => {
+  it('the database marks exactly the newVersion rows of STUDY_TRANSITIONS', async () => {
+    const { rows } = await db.pool.query<{ from_state: string; to_state: string }>(
+      'SELECT from_state, to_state FROM study_state_transitions WHERE new_version ORDER BY 1, 2',
+    );
+    expect(rows.map((r) => `${r.from_state} -> ${r.to_state}`)).toEqual(
+      STUDY_TRANSITIONS.filter((t) => 'newVersion' in t)
+        .map((t) => `${t.from} -> ${t.to}`)
+        .sort(),
+    );
+    expect([...VERSION_OPENING_STATES].sort()).toEqual(['described', 'exported', 'expunged', 'failed', 'processing']);
+  });
+
+  it.each(STATES.filter((x) => x !== StudyState.Receiving))(
+    'a receipt in state %s keeps or bumps the version as the table says',
+    async (from) => {
+      const s = await studyIn(from);
+      expect((await getStudy(db.pool, s))?.version).toBe(1);
+      const v = await recordInstanceReceived(db.pool, s);
+      expect(v).toBe(opensNewVersion(from) ? 2 : 1);
+      const after = await getStudy(db.pool, s);
+      expect(after?.state).toBe(StudyState.Receiving);
+      expect(after?.version).toBe(v);
+      // A further instance of the now receiving study joins that version.
+      expect(await recordInstanceReceived(db.pool, s)).toBe(v);
+    },
+  );
+
+  it('refuses a new-version transition without the +1, a +2, a version change on another transition, and a decrease', async () => {
+    const e = await studyIn(StudyState.Exported);
+    for (const bad of [1, 3]) {
+      const err = await setRaw(e, 'receiving', bad);
+      expect(err.code).toBe('23514');
+      expect(err.constraint).toBe('studies_version_transition');
+    }
+    expect(await getStudy(db.pool, e)).toMatchObject({ state: 'exported', version: 1 });
+    const q = await studyIn(StudyState.Queued);
+    const err = await setRaw(q, 'receiving', 2);
+    expect(err.constraint).toBe('studies_version_transition');
+    expect(await setRaw(e, 'receiving', 2)).toEqual({});
+    const down = await setRaw(e, 'receiving', 1);
+    expect(down.constraint).toBe('studies_version_transition');
+    expect(await getStudy(db.pool, e)).toMatchObject({ state: 'receiving', version: 2 });
+  });
+
+  it('a study starts at version 1', async () => {
+    const err = (await db.pool
+      .query('INSERT INTO studies (study_instance_uid, version) VALUES ($1, 2)', [uid()])
+      .catch((e: unknown) => e)) as { code?: string; constraint?: string };
+    expect(err.code).toBe('23514');
+    expect(err.constraint).toBe('studies_version_transition');
   });
 });
 

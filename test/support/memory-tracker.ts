@@ -49,7 +49,17 @@ export class MemoryStudyTracker implements RemoteStudyTracker {
           : row.status === 'failed' && row.nextAttemptAt !== null && row.nextAttemptAt > Date.now()
             ? RetrieveDecision.Backoff
             : RetrieveDecision.Attempt;
-    return { decision, attempt: decision === RetrieveDecision.Attempt ? row.attempts + 1 : row.attempts, reopened };
+    return {
+      decision,
+      attempt: decision === RetrieveDecision.Attempt ? row.attempts + 1 : row.attempts,
+      reopened,
+      knownInstanceCount: row.count,
+    };
+  }
+  async markChecked(node: string, studyInstanceUid: string, count: number | null): Promise<void> {
+    this.calls.push(`checked ${studyInstanceUid}`);
+    const row = this.state.get(this.key(node, studyInstanceUid));
+    if (row?.status === 'retrieved') row.count = count;
   }
   async markRetrieved(node: string, studyInstanceUid: string, count: number | null = null): Promise<void> {
     this.calls.push(`retrieved ${studyInstanceUid}`);

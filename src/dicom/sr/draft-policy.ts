@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { SrValidationError } from '../../errors.js';
 import { SopClass } from '../uids.js';
 import { type Code, Codes } from './coding.js';
 import { PreliminaryFlag, VerificationFlag } from './sr-document.js';
@@ -94,21 +95,38 @@ export function draftSeriesInstanceUid(studyInstanceUid: string, deviceUid: stri
   return deriveUid('series', studyInstanceUid, deviceUid);
 }
 
+/** Version of a study's result when none is given: the first input set (migration 0019). */
+export const FIRST_STUDY_VERSION = 1;
+
 /**
- * SOP Instance UID of the draft: (study, Device UID, sorted set of input SOP Instance UIDs), so a retry
- * re-sends the same instance and PACS de-duplicate it (dicom-sr-and-audit.md §4 "Idempotent export").
+ * SOP Instance UID of the draft: (study, Device UID, version of the study's result, sorted set of input
+ * SOP Instance UIDs), so a retry of the same version re-sends the same instance and PACS de-duplicate
+ * it (dicom-sr-and-audit.md §4 "Idempotent export"), while a later version (instances that arrived
+ * after a job had claimed the study, src/ingest/study-lifecycle.ts) is a new document with a UID of
+ * its own even when the selection picked the same images: an SR is never modified in place, a new
+ * one names it in the Predecessor Documents Sequence (PS3.3 C.17.2.1).
  */
 export function draftSopInstanceUid(
   studyInstanceUid: string,
   deviceUid: string,
   inputSopInstanceUids: Iterable<string>,
   profile: SrProfile = SrProfile.Report,
+  version: number = FIRST_STUDY_VERSION,
 ): string {
+  if (!Number.isInteger(version) || version < FIRST_STUDY_VERSION)
+    throw new SrValidationError(`draftSopInstanceUid: study version must be an integer ≥ ${FIRST_STUDY_VERSION}`);
   const sorted = [...new Set(inputSopInstanceUids)].sort();
   // The report profile keeps the label it had before profiles existed, so drafts already exported
   // re-send with the same UID; every other profile gets its own label and so its own UID.
   const label = profile === SrProfile.Report ? 'sr-instance' : `sr-instance:${profile}`;
-  return deriveUid(label, studyInstanceUid, deviceUid, ...sorted);
+  // Version 1 derives as it did before versions existed, for the same reason.
+  const versioned = version === FIRST_STUDY_VERSION ? [] : [`version:${version}`];
+  return deriveUid(label, studyInstanceUid, deviceUid, ...versioned, ...sorted);
+}
+
+/** Instance Number (0020,0013) of the version-`version` draft in the draft series: 1, 2, … */
+export function draftInstanceNumber(version: number = FIRST_STUDY_VERSION): number {
+  return DRAFT_SR_INSTANCE_NUMBER + version - FIRST_STUDY_VERSION;
 }
 
 /** Tracking UID of a TID 1500 measurement group: stable per (SR, finding position), so a re-send carries the same UIDs. */

@@ -4,16 +4,17 @@ import { type Code, code, IMAGING_PROCEDURE, ImagingProcedureByModality } from '
 import { type ContainerContentItem, sanitizeUnlimitedText } from './content-items.js';
 import {
   DRAFT_PRELIMINARY_FLAG,
-  DRAFT_SR_INSTANCE_NUMBER,
   DRAFT_SR_SERIES_NUMBER,
   DRAFT_VERIFICATION_FLAG,
   draftCompletionDescription,
   draftDisclaimer,
+  draftInstanceNumber,
   draftPurposeOfReference,
   draftSeriesDescription,
   draftSeriesInstanceUid,
   draftSopInstanceUid,
   draftTrackingUid,
+  FIRST_STUDY_VERSION,
   isSrProfile,
   SR_PROFILE_SOP_CLASS,
   SR_PROFILES,
@@ -92,8 +93,16 @@ export interface DraftSrParams {
   readonly now?: Date;
   /** Output profile; default `report`. */
   readonly profile?: SrProfile;
-  /** Earlier drafts this one replaces (a re-run with a new model version): Predecessor Documents Sequence. */
+  /**
+   * Earlier drafts this one replaces (a re-run with a new model version, or the previous version of
+   * the study's result): Predecessor Documents Sequence (0040,A360).
+   */
   readonly predecessor?: readonly PredecessorDocument[];
+  /**
+   * Version of the study's result this draft describes (src/ingest/study-lifecycle.ts, migration
+   * 0019); default 1. Part of the SOP Instance UID and the Instance Number.
+   */
+  readonly studyVersion?: number;
 }
 
 /** A finding as written (text after sanitizeUnlimitedText), for companions such as the PDF. */
@@ -111,6 +120,8 @@ export interface DraftSr {
   readonly seriesInstanceUid: string;
   readonly studyInstanceUid: string;
   readonly profile: SrProfile;
+  /** Version of the study's result (1 unless given). */
+  readonly studyVersion: number;
   /** Findings as written into the content tree, in input order. */
   readonly findings: readonly WrittenFinding[];
   /** The disclaimer text item's value. */
@@ -180,6 +191,9 @@ export function buildDraftSr(params: DraftSrParams): DraftSr {
     throw new SrValidationError(`${OP}: profile must be one of ${[...SR_PROFILES].join(', ')}`);
   }
   const predecessors = checkPredecessors(OP, 'predecessor', params.predecessor);
+  const studyVersion = params.studyVersion ?? FIRST_STUDY_VERSION;
+  if (!Number.isInteger(studyVersion) || studyVersion < FIRST_STUDY_VERSION)
+    throw new SrValidationError(`${OP}: studyVersion must be an integer ≥ ${FIRST_STUDY_VERSION}`);
   const evidence = collectEvidence(OP, sources);
   const { instances, studyInstanceUid } = evidence;
 
@@ -216,7 +230,10 @@ export function buildDraftSr(params: DraftSrParams): DraftSr {
   });
 
   const seriesInstanceUid = draftSeriesInstanceUid(studyInstanceUid, deviceUid);
-  const sopInstanceUid = draftSopInstanceUid(studyInstanceUid, deviceUid, instances.keys(), profile);
+  const sopInstanceUid = draftSopInstanceUid(studyInstanceUid, deviceUid, instances.keys(), profile, studyVersion);
+  // A draft never names itself as its predecessor (PS3.3 C.17.2.1: an earlier document).
+  if (predecessors.some((p) => p.sopInstanceUid === sopInstanceUid))
+    throw new SrValidationError(`${OP}: predecessor must not be the draft itself`);
   const fixture = algorithm.fixture === true;
   const parameters = algorithm.parameters === undefined ? undefined : sanitizeUnlimitedText(algorithm.parameters);
   const disclaimer = draftDisclaimer(fixture);
@@ -282,7 +299,7 @@ export function buildDraftSr(params: DraftSrParams): DraftSr {
     seriesInstanceUid,
     seriesNumber: DRAFT_SR_SERIES_NUMBER,
     seriesDescription: draftSeriesDescription(fixture),
-    instanceNumber: DRAFT_SR_INSTANCE_NUMBER,
+    instanceNumber: draftInstanceNumber(studyVersion),
     evidence,
     // General Equipment and Contributing Equipment: the device that made the content is the model (IHE AIR).
     equipment: {
@@ -309,6 +326,7 @@ export function buildDraftSr(params: DraftSrParams): DraftSr {
     seriesInstanceUid,
     studyInstanceUid,
     profile,
+    studyVersion,
     findings: imageFindings.map((f) => ({
       sopClassUid: f.sopClassUid,
       sopInstanceUid: f.sopInstanceUid,

@@ -54,7 +54,7 @@ import { spread, storeInstances, uidOfLength, withUids } from './support/stow-lo
  * (`unshare --net`, loopback up, as test/run-tests.sh does) and skips Orthanc's parts where none can
  * be had.
  *
- * Options: --count K (default 40), --rounds R (5), --concurrency C (4 STOW-RS clients), --batch B
+ * Options: --count K (default 60), --rounds R (5), --concurrency C (4 STOW-RS clients), --batch B
  * (5 instances per STOW-RS request), --size-mb S (1024; 0 skips part 4), --db pglite|postgresql.
  */
 
@@ -64,6 +64,12 @@ const BIN = path.join(PACKAGE_ROOT, 'bin', 'radscribe');
 const GATEWAY_AE = 'RADSCRIBE';
 const PEER_AE = 'STORESCP';
 const SCU_AE = 'BENCHSCU';
+/**
+ * DCMTK 3.6.7 leaves Nagle's algorithm on unless TCP_NODELAY=1 is in its environment (dul): then each
+ * C-STORE waits for a delayed ACK (~40 ms here, either receiver). RadScribe's sockets set no-delay
+ * (src/dimse/association.ts), so the DCMTK tools get it too: otherwise the stall is what is measured.
+ */
+const DCMTK_ENV = { ...process.env, TCP_NODELAY: '1' };
 
 interface Options {
   count: number;
@@ -90,7 +96,7 @@ function options(): Options {
   if (db !== 'pglite' && db !== 'postgresql') throw new Error('--db must be pglite or postgresql');
   if (db === 'postgresql' && !process.env.DATABASE_URL) throw new Error('--db postgresql needs DATABASE_URL');
   return {
-    count: Math.max(2, Math.round(num('count', 40))),
+    count: Math.max(2, Math.round(num('count', 60))),
     rounds: Math.max(1, Math.round(num('rounds', 5))),
     concurrency: Math.max(1, Math.round(num('concurrency', 4))),
     batch: Math.max(1, Math.round(num('batch', 5))),
@@ -329,7 +335,7 @@ async function startStorescp(dir: string): Promise<StorescpChild> {
   // Defaults otherwise: prefer Explicit VR Little Endian, write the file format with the received
   // transfer syntax, one file per instance named after its SOP Instance UID; no fsync (there is no
   // option for one in storescp 3.6.7).
-  const child = spawn('storescp', ['-aet', PEER_AE, '-od', dir, String(port)], { stdio: 'ignore' });
+  const child = spawn('storescp', ['-aet', PEER_AE, '-od', dir, String(port)], { stdio: 'ignore', env: DCMTK_ENV });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const deadline = Date.now() + 15_000;
   for (;;) {
@@ -355,6 +361,7 @@ async function storescu(aec: string, port: number, dir: string): Promise<number>
   // -R: only the presentation contexts the files need, as a modality does.
   await execFileP('storescu', ['-aet', SCU_AE, '-aec', aec, '-xe', '-R', '+sd', '127.0.0.1', String(port), dir], {
     timeout: 600_000,
+    env: DCMTK_ENV,
   });
   return performance.now() - t;
 }

@@ -24,7 +24,7 @@ import { parsePart10 } from '../src/dicom/dataset.js';
 import { DicomwebClient } from '../src/pacs/dicomweb-client.js';
 import { parseMediaType, wadoAcceptHeader } from '../src/pacs/media-type.js';
 import { parseMultipart } from '../src/pacs/multipart.js';
-import { spoolToTempFile } from '../src/pacs/temp-spool.js';
+import { discardHashing, spoolToTempFile } from '../src/pacs/temp-spool.js';
 import { FIXTURES_DIR, PACKAGE_ROOT } from '../src/runtime-paths.js';
 import { type OrthancHandle, orthancAvailable, startOrthanc } from '../test/support/orthanc.js';
 import { spread, storeInstances, uidOfLength, withUids } from './support/stow-load.js';
@@ -54,7 +54,7 @@ import { spread, storeInstances, uidOfLength, withUids } from './support/stow-lo
  * (`unshare --net`, loopback up, as test/run-tests.sh does) and skips Orthanc's parts where none can
  * be had.
  *
- * Options: --count K (default 60), --rounds R (5), --concurrency C (4 STOW-RS clients), --batch B
+ * Options: --count K (default 60), --rounds R (7), --concurrency C (4 STOW-RS clients), --batch B
  * (5 instances per STOW-RS request), --size-mb S (1024; 0 skips part 4), --db pglite|postgresql.
  */
 
@@ -97,7 +97,7 @@ function options(): Options {
   if (db === 'postgresql' && !process.env.DATABASE_URL) throw new Error('--db postgresql needs DATABASE_URL');
   return {
     count: Math.max(2, Math.round(num('count', 60))),
-    rounds: Math.max(1, Math.round(num('rounds', 5))),
+    rounds: Math.max(1, Math.round(num('rounds', 7))),
     concurrency: Math.max(1, Math.round(num('concurrency', 4))),
     batch: Math.max(1, Math.round(num('batch', 5))),
     sizeMb: num('size-mb', 1024),
@@ -559,7 +559,8 @@ export async function run(): Promise<void> {
     notes.push(
       'C-STORE: RadScribe answers each C-STORE-RSP after the file is fsynced and renamed (directory fsynced) and its ' +
         'row and audit event are committed; storescp 3.6.7 has no fsync option and writes into the page cache, so a ' +
-        'second row adds `sync FILE…` (fsync of every received file, one process) to its time.',
+        'second row adds `sync FILE…` (fsync of every received file, one process) to its time. storescu and ' +
+        'storescp run with TCP_NODELAY=1 (DCMTK keeps Nagle on otherwise; RadScribe sets no-delay).',
     );
 
     // 2. STOW-RS ingest.
@@ -622,16 +623,32 @@ export async function run(): Promise<void> {
       const studies = [factory.study(o.count), factory.study(2 * o.count)];
       for (const s of studies) await stow(pacs.baseUrl, pacsAuth, s, o.batch, o.concurrency);
       const accept = wadoAcceptHeader({ transferSyntax: '*' });
-      const wado = { ours: [] as number[], peer: [] as number[] };
+      const wado = { ours: [] as number[], parse: [] as number[], peer: [] as number[] };
+      const sides = ['ours', 'parse', 'peer'];
       for (let r = 0; r < o.rounds; r++) {
-        const t = { ours: [0, 0], peer: [0, 0] };
+        const t = { ours: [0, 0], parse: [0, 0], peer: [0, 0] };
         for (const i of [0, 1]) {
           const set = studies[i] as Instance[];
           const study = set[0]?.study as string;
           const dir = path.join(root, `wado-${r}-${i}`);
           mkdirSync(dir);
-          for (const side of r % 2 === 0 ? ['ours', 'peer'] : ['peer', 'ours']) {
-            if (side === 'ours') {
+          // Three sides, who goes first rotating.
+          for (const side of [...sides.slice(r % 3), ...sides.slice(0, r % 3)]) {
+            if (side === 'parse') {
+              // Diagnostic: the client's multipart parsing alone, each part hashed and dropped.
+              const hashes = new Set<string>();
+              const t0 = performance.now();
+              await pacsClient.retrieveStudy(study, {
+                transferSyntax: '*',
+                onInstance: async (body) => {
+                  hashes.add((await discardHashing(body)).sha256);
+                },
+              });
+              t.parse[i] = performance.now() - t0;
+              verify('WADO-RS by DicomwebClient (discard)', set, 'sha256', (x) =>
+                hashes.has(x.sha256) ? x.sha256 : undefined,
+              );
+            } else if (side === 'ours') {
               const got = new Map<string, string>();
               const t0 = performance.now();
               await pacsClient.retrieveStudy(study, {
@@ -681,11 +698,19 @@ export async function run(): Promise<void> {
           rmSync(dir, { recursive: true, force: true });
         }
         wado.ours.push(((t.ours[1] as number) - (t.ours[0] as number)) / o.count);
+        wado.parse.push(((t.parse[1] as number) - (t.parse[0] as number)) / o.count);
         wado.peer.push(((t.peer[1] as number) - (t.peer[0] as number)) / o.count);
       }
       rows.push({
         path: 'WADO-RS retrieve (from Orthanc)',
         ours: wado.ours,
+        peerName: 'curl -o (same URL, Accept)',
+        peer: wado.peer,
+        goal: 0.9,
+      });
+      rows.push({
+        path: 'WADO-RS, diagnostic: client parsing only (parts hashed, not written)',
+        ours: wado.parse,
         peerName: 'curl -o (same URL, Accept)',
         peer: wado.peer,
         goal: 0.9,

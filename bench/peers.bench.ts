@@ -54,8 +54,10 @@ import { spread, storeInstances, uidOfLength, withUids } from './support/stow-lo
  * (`unshare --net`, loopback up, as test/run-tests.sh does) and skips Orthanc's parts where none can
  * be had.
  *
- * Options: --count K (default 100), --rounds R (7), --concurrency C (4 STOW-RS clients), --batch B
- * (5 instances per STOW-RS request), --size-mb S (1024; 0 skips part 4), --db pglite|postgresql.
+ * Options: --count K (default 60), --rounds R (5), --concurrency C (4 STOW-RS clients), --batch B
+ * (5 instances per STOW-RS request), --size-mb S (1024; 0 skips part 4), --db pglite|postgresql (the
+ * gateway's database; default postgresql where DATABASE_URL is set), --rss-db same|both (part 4 on
+ * --db's backend only, or on PostgreSQL and PGlite: twice the time).
  */
 
 const execFileP = promisify(execFile);
@@ -78,6 +80,7 @@ interface Options {
   batch: number;
   sizeMb: number;
   db: 'pglite' | 'postgresql';
+  rssBothBackends: boolean;
 }
 
 function options(): Options {
@@ -96,12 +99,13 @@ function options(): Options {
   if (db !== 'pglite' && db !== 'postgresql') throw new Error('--db must be pglite or postgresql');
   if (db === 'postgresql' && !process.env.DATABASE_URL) throw new Error('--db postgresql needs DATABASE_URL');
   return {
-    count: Math.max(2, Math.round(num('count', 100))),
-    rounds: Math.max(1, Math.round(num('rounds', 7))),
+    count: Math.max(2, Math.round(num('count', 60))),
+    rounds: Math.max(1, Math.round(num('rounds', 5))),
     concurrency: Math.max(1, Math.round(num('concurrency', 4))),
     batch: Math.max(1, Math.round(num('batch', 5))),
     sizeMb: num('size-mb', 1024),
     db,
+    rssBothBackends: val('rss-db') === 'both',
   };
 }
 
@@ -760,8 +764,9 @@ export async function run(): Promise<void> {
         );
         log('|---|---|---|---|---|---|');
         const mb = (b: number) => `${(b / 1024 ** 2).toFixed(0)} MiB`;
-        // Both database backends where there is a server: the embedded one lives in the gateway's memory.
-        const backends: Options['db'][] = o.db === 'postgresql' ? ['postgresql', 'pglite'] : ['pglite'];
+        // --rss-db both: also the embedded PGlite, which lives in the gateway's memory.
+        const backends: Options['db'][] =
+          o.rssBothBackends && o.db === 'postgresql' ? ['postgresql', 'pglite'] : [o.db];
         for (const [db, via] of backends.flatMap((b) =>
           (['STOW-RS', 'C-STORE'] as const).map((v) => [b, v] as const),
         )) {

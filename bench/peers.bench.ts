@@ -54,10 +54,11 @@ import { spread, storeInstances, uidOfLength, withUids } from './support/stow-lo
  * (`unshare --net`, loopback up, as test/run-tests.sh does) and skips Orthanc's parts where none can
  * be had.
  *
- * Options: --count K (default 60), --rounds R (5), --concurrency C (4 STOW-RS clients), --batch B
- * (5 instances per STOW-RS request), --size-mb S (1024; 0 skips part 4), --db pglite|postgresql (the
- * gateway's database; default postgresql where DATABASE_URL is set), --rss-db same|both (part 4 on
- * --db's backend only, or on PostgreSQL and PGlite: twice the time).
+ * Options: --count K (default 60), --wado-count W (4K: WADO-RS studies of W and 2W instances),
+ * --rounds R (5), --concurrency C (4 STOW-RS clients), --batch B (5 instances per STOW-RS request),
+ * --size-mb S (1024; 0 skips part 4), --db pglite|postgresql (the gateway's database; default
+ * postgresql where DATABASE_URL is set), --rss-db same|both (part 4 on --db's backend only, or on
+ * PostgreSQL and PGlite: twice the time).
  */
 
 const execFileP = promisify(execFile);
@@ -81,6 +82,7 @@ interface Options {
   sizeMb: number;
   db: 'pglite' | 'postgresql';
   rssBothBackends: boolean;
+  wadoCount: number;
 }
 
 function options(): Options {
@@ -98,14 +100,16 @@ function options(): Options {
   const db = val('db') ?? (process.env.DATABASE_URL ? 'postgresql' : 'pglite');
   if (db !== 'pglite' && db !== 'postgresql') throw new Error('--db must be pglite or postgresql');
   if (db === 'postgresql' && !process.env.DATABASE_URL) throw new Error('--db postgresql needs DATABASE_URL');
+  const count = Math.max(2, Math.round(num('count', 60)));
   return {
-    count: Math.max(2, Math.round(num('count', 60))),
+    count,
     rounds: Math.max(1, Math.round(num('rounds', 5))),
     concurrency: Math.max(1, Math.round(num('concurrency', 4))),
     batch: Math.max(1, Math.round(num('batch', 5))),
     sizeMb: num('size-mb', 1024),
     db,
     rssBothBackends: val('rss-db') === 'both',
+    wadoCount: Math.max(2, Math.round(num('wado-count', 4 * count))),
   };
 }
 
@@ -497,7 +501,7 @@ export async function run(): Promise<void> {
   log(
     `template ${path.relative(PACKAGE_ROOT, TEMPLATE_FILE)} (${kb} KiB, CT 512×512, Explicit VR LE); K = ${o.count}, ` +
       `${o.rounds} rounds of K and 2K instances per side, marginal cost (t(2K) − t(K)) / K; ` +
-      `STOW-RS ${o.concurrency} clients × ${o.batch} instances per request`,
+      `STOW-RS ${o.concurrency} clients × ${o.batch} instances per request; WADO-RS studies of ${o.wadoCount} and ${2 * o.wadoCount}`,
   );
   if (!orthanc.ok) {
     const why =
@@ -628,7 +632,9 @@ export async function run(): Promise<void> {
       );
 
       // 3. WADO-RS retrieval from Orthanc: two studies of K and 2K instances, loaded once.
-      const studies = [factory.study(o.count), factory.study(2 * o.count)];
+      // Retrieval is cheap per instance: bigger studies keep curl's start-up jitter below the signal.
+      const wk = o.wadoCount;
+      const studies = [factory.study(wk), factory.study(2 * wk)];
       for (const s of studies) await stow(pacs.baseUrl, pacsAuth, s, o.batch, o.concurrency);
       const accept = wadoAcceptHeader({ transferSyntax: '*' });
       const wado = { ours: [] as number[], parse: [] as number[], peer: [] as number[] };
@@ -705,9 +711,9 @@ export async function run(): Promise<void> {
           }
           rmSync(dir, { recursive: true, force: true });
         }
-        wado.ours.push(((t.ours[1] as number) - (t.ours[0] as number)) / o.count);
-        wado.parse.push(((t.parse[1] as number) - (t.parse[0] as number)) / o.count);
-        wado.peer.push(((t.peer[1] as number) - (t.peer[0] as number)) / o.count);
+        wado.ours.push(((t.ours[1] as number) - (t.ours[0] as number)) / wk);
+        wado.parse.push(((t.parse[1] as number) - (t.parse[0] as number)) / wk);
+        wado.peer.push(((t.peer[1] as number) - (t.peer[0] as number)) / wk);
       }
       rows.push({
         path: 'WADO-RS retrieve (from Orthanc)',

@@ -64,6 +64,11 @@ export const ErrorCode = {
    * one UID (PS3.5 §9.1). Permanent: resending cannot fix it, an operator must decide which is right.
    */
   ExportConflict: 'export-conflict',
+  /**
+   * The resource's current state does not allow the request (an operator forcing a study that
+   * already has a describe job, or one retention removed): HTTP 409 (RFC 9110 §15.5.10). Permanent.
+   */
+  StateConflict: 'state-conflict',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -224,6 +229,7 @@ export function toHttpStatus(code: ErrorCode): number {
       return 413;
     case ErrorCode.StudyMismatch:
     case ErrorCode.ExportConflict:
+    case ErrorCode.StateConflict:
       return 409;
     case ErrorCode.MediaTypeUnsupported:
     case ErrorCode.DicomUnsupported:

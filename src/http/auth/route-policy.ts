@@ -34,6 +34,12 @@ export const ROUTE_POLICY: readonly RoutePolicy[] = [
   { method: 'GET', path: '/api/audit', roles: [Role.Auditor], purpose: 'audit trail listing' },
   { method: 'GET', path: '/api/audit/events', roles: [Role.Auditor], purpose: 'audit query and CSV export' },
   { method: 'GET', path: '/api/jobs', roles: [Role.Operator, Role.Admin], purpose: 'job queue listing' },
+  {
+    method: 'POST',
+    path: '/api/studies/:study/complete',
+    roles: [Role.Operator, Role.Admin],
+    purpose: 'force a study complete (queue its describe job now)',
+  },
   { method: 'GET', path: '/api/tokens', roles: [Role.Admin], purpose: 'list API tokens' },
   { method: 'POST', path: '/api/tokens', roles: [Role.Admin], purpose: 'create an API token' },
   { method: 'DELETE', path: '/api/tokens/:id', roles: [Role.Admin], purpose: 'revoke an API token' },

@@ -29,8 +29,8 @@ INSERT INTO instances (sop_instance_uid, study_instance_uid, series_instance_uid
                        modality, file_path, file_sha256, size_bytes, received_via, remote_address, actor,
                        instance_number, series_number, number_of_frames, pixel_rows, pixel_columns,
                        photometric_interpretation, body_part_examined, series_description,
-                       specific_character_set, has_pixel_data)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
+                       specific_character_set, has_pixel_data, called_ae_title)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
 ON CONFLICT (sop_instance_uid) DO UPDATE SET
   study_instance_uid = EXCLUDED.study_instance_uid, series_instance_uid = EXCLUDED.series_instance_uid,
   sop_class_uid = EXCLUDED.sop_class_uid, transfer_syntax_uid = EXCLUDED.transfer_syntax_uid,
@@ -41,7 +41,7 @@ ON CONFLICT (sop_instance_uid) DO UPDATE SET
   pixel_columns = EXCLUDED.pixel_columns, photometric_interpretation = EXCLUDED.photometric_interpretation,
   body_part_examined = EXCLUDED.body_part_examined, series_description = EXCLUDED.series_description,
   specific_character_set = EXCLUDED.specific_character_set, has_pixel_data = EXCLUDED.has_pixel_data,
-  header_read = true, received_at = now(), deleted_at = NULL
+  called_ae_title = EXCLUDED.called_ae_title, header_read = true, received_at = now(), deleted_at = NULL
 WHERE instances.deleted_at IS NOT NULL
 RETURNING sop_instance_uid`;
 
@@ -55,7 +55,7 @@ SELECT sop_instance_uid, study_instance_uid, series_instance_uid, sop_class_uid,
        file_path, file_sha256, size_bytes, received_via, received_at, actor,
        instance_number, series_number, number_of_frames, pixel_rows, pixel_columns,
        photometric_interpretation, body_part_examined, series_description, specific_character_set, has_pixel_data,
-       decode_started_at
+       decode_started_at, called_ae_title
 FROM instances WHERE study_instance_uid = $1 AND quarantined_at IS NULL AND deleted_at IS NULL
 ORDER BY series_instance_uid, instance_number NULLS LAST, received_at, sop_instance_uid`;
 
@@ -165,6 +165,7 @@ interface InstanceRow {
   specific_character_set: string | null;
   has_pixel_data: boolean;
   decode_started_at?: Date | null;
+  called_ae_title?: string | null;
 }
 
 function toStoredInstance(r: InstanceRow): StoredInstance {
@@ -192,6 +193,7 @@ function toStoredInstance(r: InstanceRow): StoredInstance {
     specificCharacterSet: r.specific_character_set,
     hasPixelData: r.has_pixel_data,
     decodeStartedAt: r.decode_started_at ?? null,
+    calledAeTitle: r.called_ae_title ?? null,
   };
 }
 
@@ -224,6 +226,7 @@ export async function insertInstance(q: Queryable, i: NewInstance): Promise<bool
     i.seriesDescription,
     i.specificCharacterSet,
     i.hasPixelData,
+    i.calledAeTitle ?? null,
   ]);
   return (res.rowCount ?? 0) > 0;
 }

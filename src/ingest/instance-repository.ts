@@ -129,6 +129,68 @@ WHERE study_instance_uid = $1 AND sop_instance_uid = ANY($2::text[]) AND deleted
 export const SELECT_HELD_SOP_INSTANCES = `
 SELECT series_instance_uid, sop_instance_uid FROM instances WHERE study_instance_uid = $1`;
 
+/**
+ * Instances of a study (optionally one series, one instance) for a WADO-RS retrieve (PS3.18 §10.4),
+ * deleted and quarantined rows included so the retrieve can tell "gone" (410) from "never held"
+ * (404). $1 study, $2 series or NULL, $3 SOP Instance UID or NULL. Order as the pipeline reads them.
+ */
+export const SELECT_RETRIEVABLE_INSTANCES = `
+SELECT sop_instance_uid, series_instance_uid, sop_class_uid, transfer_syntax_uid, file_path, file_sha256, size_bytes,
+       called_ae_title, deleted_at IS NOT NULL AS deleted, quarantined_at IS NOT NULL AS quarantined
+FROM instances
+WHERE study_instance_uid = $1 AND ($2::text IS NULL OR series_instance_uid = $2) AND ($3::text IS NULL OR sop_instance_uid = $3)
+ORDER BY series_instance_uid, instance_number NULLS LAST, received_at, sop_instance_uid`;
+
+/** One instance as a WADO-RS retrieve sees it. */
+export interface RetrievableInstance {
+  readonly sopInstanceUid: string;
+  readonly seriesInstanceUid: string;
+  readonly sopClassUid: string;
+  readonly transferSyntaxUid: string;
+  readonly filePath: string;
+  readonly fileSha256: string;
+  readonly sizeBytes: number;
+  readonly calledAeTitle: string | null;
+  /** Retention removed its file (migration 0009). */
+  readonly deleted: boolean;
+  /** Set aside for good (migration 0008): never served. */
+  readonly quarantined: boolean;
+}
+
+export async function listRetrievableInstances(
+  q: Queryable,
+  where: { readonly studyInstanceUid: string; readonly seriesInstanceUid?: string; readonly sopInstanceUid?: string },
+): Promise<RetrievableInstance[]> {
+  const { rows } = await q.query<{
+    sop_instance_uid: string;
+    series_instance_uid: string;
+    sop_class_uid: string;
+    transfer_syntax_uid: string;
+    file_path: string;
+    file_sha256: string;
+    size_bytes: string | number;
+    called_ae_title: string | null;
+    deleted: boolean;
+    quarantined: boolean;
+  }>(SELECT_RETRIEVABLE_INSTANCES, [
+    where.studyInstanceUid,
+    where.seriesInstanceUid ?? null,
+    where.sopInstanceUid ?? null,
+  ]);
+  return rows.map((r) => ({
+    sopInstanceUid: r.sop_instance_uid,
+    seriesInstanceUid: r.series_instance_uid,
+    sopClassUid: r.sop_class_uid,
+    transferSyntaxUid: r.transfer_syntax_uid,
+    filePath: r.file_path,
+    fileSha256: r.file_sha256,
+    sizeBytes: Number(r.size_bytes),
+    calledAeTitle: r.called_ae_title,
+    deleted: r.deleted,
+    quarantined: r.quarantined,
+  }));
+}
+
 /** What a receipt writes: the header plus where and how the bytes arrived. */
 export interface NewInstance extends InstanceRecord {
   readonly remoteAddress: string | null;

@@ -124,6 +124,8 @@ export class AccessControl {
     // Scopes narrow a role to path prefixes (e.g. an ingest token for /dicomweb/studies/1.2.3 only).
     if (p.scopes.length > 0 && !p.scopes.some((s) => path === s || path.startsWith(s.endsWith('/') ? s : `${s}/`)))
       return 'scope';
+    // A role the route allows only narrowed (route-policy.ts `scopedOnly`): an unscoped token is refused.
+    if (p.scopes.length === 0 && policy.scopedOnly?.includes(p.role)) return 'scope';
     return undefined;
   }
 

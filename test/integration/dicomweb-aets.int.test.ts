@@ -118,7 +118,7 @@ describe.each(backends())('DICOMweb per-AE paths and WADO-RS on %s', (backend) =
       sop_instance_uids: string[] | null;
       detail: Record<string, unknown>;
     }>(
-      `SELECT outcome, actor, event_id, action, study_instance_uid, sop_instance_uids, detail
+      `SELECT outcome, actor, event_id, action_code AS action, study_instance_uid, sop_instance_uids, detail
        FROM audit_events WHERE id > $1 AND kind = $2 ORDER BY id`,
       [mark, kind],
     );
@@ -267,6 +267,9 @@ describe.each(backends())('DICOMweb per-AE paths and WADO-RS on %s', (backend) =
 
   it('an unknown or invalid AE title: 404 / 400, audited as a refusal; nothing stored', async () => {
     const m = await mark();
+    const count = async () =>
+      (await t.gw.db.pool.query<{ n: number }>('SELECT count(*)::int AS n FROM instances')).rows[0]?.n;
+    const before = await count();
     const body = readFileSync(CT);
     const post = (aet: string) =>
       fetch(`${t.gw.baseUrl}/dicomweb/aets/${aet}/studies`, {
@@ -283,6 +286,7 @@ describe.each(backends())('DICOMweb per-AE paths and WADO-RS on %s', (backend) =
     expect(await unknown.json()).toEqual({ code: 'not-found', message: 'no such local AE title on this gateway' });
     const invalid = await post('A'.repeat(17));
     expect(invalid.status).toBe(400);
+    expect(await count()).toBe(before);
     const refused = await auditSince(m, 'instance-refused');
     expect(refused.map((e) => [e.outcome, e.detail.via, e.detail.errorCode, e.detail.httpStatus])).toEqual([
       [8, 'stow-rs', 'not-found', 404],

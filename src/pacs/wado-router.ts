@@ -110,7 +110,7 @@ export function createWadoRouter(deps: WadoRouterDeps): express.Router {
     }
   }
 
-  const retrieve =
+  const retrieveInstances =
     (level: RetrieveTarget['level']) =>
     async (req: Request, res: Response): Promise<void> => {
       let target: Partial<RetrieveTarget> = { level };
@@ -208,9 +208,9 @@ export function createWadoRouter(deps: WadoRouterDeps): express.Router {
   }
 
   for (const base of ['', '/aets/:aet']) {
-    router.get(`${base}/studies/:study`, retrieve('study'));
-    router.get(`${base}/studies/:study/series/:series`, retrieve('series'));
-    router.get(`${base}/studies/:study/series/:series/instances/:instance`, retrieve('instance'));
+    router.get(`${base}/studies/:study`, retrieveInstances('study'));
+    router.get(`${base}/studies/:study/series/:series`, retrieveInstances('series'));
+    router.get(`${base}/studies/:study/series/:series/instances/:instance`, retrieveInstances('instance'));
   }
   // Errors go to the app's one error handler (app.ts `errorHandler`, STYLE rule 3).
   return router;

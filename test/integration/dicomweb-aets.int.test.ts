@@ -309,7 +309,11 @@ describe.each(backends())('DICOMweb per-AE paths and WADO-RS on %s', (backend) =
     expect(await status(`/dicomweb${inst}`, t.auth('admin'))).toBe(403);
     expect(await status(`/dicomweb${inst}`, t.auth('auditor'))).toBe(403);
     // An ingest token without scopes may store anywhere but read nothing back.
-    expect(await status(`/dicomweb${inst}`, t.auth('ingest'))).toBe(403);
+    const unscoped = await fetch(`${t.gw.baseUrl}/dicomweb${inst}`, { headers: t.auth('ingest') });
+    expect(unscoped.status).toBe(403);
+    expect(((await unscoped.json()) as { message: string }).message).toBe(
+      'role ingest may WADO-RS retrieve an instance only with a token scoped to paths',
+    );
     // The CT_AI sender reads under its AE path only.
     expect(await status(`/dicomweb/aets/CT_AI${inst}`, bearer(ctAi))).toBe(200);
     expect(await status(`/dicomweb${inst}`, bearer(ctAi))).toBe(403);

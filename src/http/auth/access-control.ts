@@ -113,7 +113,11 @@ export class AccessControl {
         detail: { reason: why, role: principal.role, method: req.method, route, allowed: [...policy.roles] },
       });
       throw new AccessRefusedError(
-        why === 'role' ? `role ${principal.role} may not ${policy.purpose}` : 'path is outside the token scopes',
+        why === 'role'
+          ? `role ${principal.role} may not ${policy.purpose}`
+          : principal.scopes.length === 0
+            ? `role ${principal.role} may ${policy.purpose} only with a token scoped to paths`
+            : 'path is outside the token scopes',
       );
     }
     return principal;

@@ -34,6 +34,16 @@ export const ErrorCode = {
   SrInvalid: 'sr-invalid',
   /** Resource not found (HTTP 404). */
   NotFound: 'not-found',
+  /**
+   * The resource was held and is gone for good (HTTP 410, RFC 9110 §15.5.11): instances retention
+   * removed, asked for by WADO-RS. Permanent.
+   */
+  Gone: 'gone',
+  /**
+   * No representation the request's Accept allows (HTTP 406, PS3.18 §8.7.3.5): a WADO-RS retrieve
+   * in a transfer syntax RadScribe does not hold the instance in (it does not transcode). Permanent.
+   */
+  NotAcceptable: 'not-acceptable',
   /** Anything we did not classify: a bug. */
   Internal: 'internal',
   /** A request body over the configured size (HTTP 413, PS3.18 Table 10.5.3-1). Permanent. */
@@ -223,6 +233,10 @@ export function toHttpStatus(code: ErrorCode): number {
       return 403;
     case ErrorCode.NotFound:
       return 404;
+    case ErrorCode.NotAcceptable:
+      return 406;
+    case ErrorCode.Gone:
+      return 410;
     case ErrorCode.RateLimited:
       return 429;
     case ErrorCode.PayloadTooLarge:

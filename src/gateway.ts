@@ -37,6 +37,7 @@ import type { DicomwebClient } from './pacs/dicomweb-client.js';
 import { QidoPoller } from './pacs/qido-poller.js';
 import { createStowRouter } from './pacs/stow-router.js';
 import { removeStaleSpoolFiles } from './pacs/temp-spool.js';
+import { createWadoRouter } from './pacs/wado-router.js';
 import { ImagePrepClient } from './pipeline/image-prep-client.js';
 import type { Environment } from './secrets.js';
 import { auditAnchorService } from './services/audit-anchor-service.js';
@@ -184,14 +185,20 @@ export class Gateway {
           authFailures,
           ...(config.http.oidc.issuer ? { jwt: oidcVerifier(config.http.oidc) } : {}),
         });
+        // The DIMSE listeners' AE titles are also DICOMweb services at /dicomweb/aets/{AET} (issue 11).
+        const localAeTitles = config.dimse.listeners.map((l) => l.aeTitle);
         return createApp({
-          dicomweb: createStowRouter({
-            sink,
-            tmpDir,
-            refusals: new AuditRecorder(db.pool),
-            limits: stowLimits(config),
-            ...(config.http.publicBaseUrl ? { retrieveUrlBase: config.http.publicBaseUrl } : {}),
-          }),
+          dicomweb: [
+            createStowRouter({
+              sink,
+              tmpDir,
+              refusals: new AuditRecorder(db.pool),
+              limits: stowLimits(config),
+              localAeTitles,
+              ...(config.http.publicBaseUrl ? { retrieveUrlBase: config.http.publicBaseUrl } : {}),
+            }),
+            createWadoRouter({ pool: db.pool, localAeTitles }),
+          ],
           api: [
             createAuditRouter({ pool: db.pool, requester: auditRequester }),
             createJobsRouter({ pool: db.pool }),

@@ -151,6 +151,8 @@ export class Gateway {
         tmpDir,
         guard,
         sink: new InstanceStore({ pool, storageDir, guard, limits: dicomLimitsOf(config) }),
+        // Recorded with application-start (issue 15: "sweep … at start, and audit what was swept").
+        sweptSpoolFiles: stale,
       };
     });
     // Recorded on close only if application-start was: a failed start is not a stop (PS3.15 A.5.3.1).
@@ -292,7 +294,13 @@ export class Gateway {
       await recordAudit(database.value.pool, {
         kind: AuditEventKind.ApplicationStart,
         actor: this.actor,
-        detail: { model: id.name, modelVersion: id.version, provider: id.provider },
+        detail: {
+          model: id.name,
+          modelVersion: id.version,
+          provider: id.provider,
+          // Upload spool files of an earlier run that died mid-request: never acknowledged, removed.
+          ...(ingest.value.sweptSpoolFiles > 0 ? { sweptSpoolFiles: ingest.value.sweptSpoolFiles } : {}),
+        },
       });
       applicationStarted = true;
     });

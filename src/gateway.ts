@@ -28,6 +28,7 @@ import type { ModelIdentity } from './inference/model-identity.js';
 import { DiskGuard } from './ingest/disk-guard.js';
 import { backfillInstanceHeaders } from './ingest/header-backfill.js';
 import { InstanceStore } from './ingest/instance-store.js';
+import { sweepOrphanInstanceFiles } from './ingest/orphan-sweep.js';
 import { PgRemoteStudyTracker } from './ingest/remote-study-tracker.js';
 import { createJobsRouter } from './jobs/jobs-router.js';
 import type { JobWorker } from './jobs/worker.js';
@@ -146,6 +147,11 @@ export class Gateway {
       await backfillInstanceHeaders(pool);
       const storageDir = path.join(config.dataDir, 'instances');
       mkdirSync(storageDir, { recursive: true });
+      const orphans = await sweepOrphanInstanceFiles(pool, storageDir);
+      if (orphans.removed.length > 0)
+        this.log.warn('removed instance files without a row, left by a crashed run', {
+          sopInstanceUids: orphans.removed,
+        });
       const guard = new DiskGuard({ dir: storageDir, ...diskGuardOptions(config) });
       return {
         tmpDir,
@@ -153,6 +159,7 @@ export class Gateway {
         sink: new InstanceStore({ pool, storageDir, guard, limits: dicomLimitsOf(config) }),
         // Recorded with application-start (issue 15: "sweep … at start, and audit what was swept").
         sweptSpoolFiles: stale,
+        sweptOrphanInstances: orphans.removed,
       };
     });
     // Recorded on close only if application-start was: a failed start is not a stop (PS3.15 A.5.3.1).
@@ -300,6 +307,10 @@ export class Gateway {
           provider: id.provider,
           // Upload spool files of an earlier run that died mid-request: never acknowledged, removed.
           ...(ingest.value.sweptSpoolFiles > 0 ? { sweptSpoolFiles: ingest.value.sweptSpoolFiles } : {}),
+          // Instance files a crashed run renamed into place whose row never committed (orphan-sweep.ts).
+          ...(ingest.value.sweptOrphanInstances.length > 0
+            ? { sweptOrphanInstances: ingest.value.sweptOrphanInstances }
+            : {}),
         },
       });
       applicationStarted = true;

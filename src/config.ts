@@ -6,6 +6,12 @@ import { closestKey, didYouMean } from './config/suggest.js';
 import type { DicomLimits } from './dicom/limits.js';
 import { SrProfile } from './dicom/sr/draft-policy.js';
 import { aeTitleProblem } from './dimse/ae-title.js';
+import {
+  DEFAULT_TLS_MIN_VERSION,
+  type DicomTlsClientConfig,
+  type DicomTlsListenerConfig,
+  TlsMinVersion,
+} from './dimse/dicom-tls.js';
 import type { DimseListenerConfig } from './dimse/storage-scp.js';
 import { DEFAULT_STORE_SCU_TIMEOUTS } from './dimse/store-scu.js';
 import { ConfigError } from './errors.js';
@@ -121,6 +127,8 @@ export interface DimseDestinationConfig {
   associationTimeoutMs: number;
   /** C-STORE-RQ sent → C-STORE-RSP. */
   responseTimeoutMs: number;
+  /** DICOM TLS (PS3.15 B.1/B.9, src/dimse/dicom-tls.ts); absent = plain TCP. */
+  tls?: DicomTlsClientConfig;
 }
 
 export interface RouteConfig {
@@ -720,11 +728,54 @@ function validateDimseListener(v: Validator, l: unknown, p: string): DimseListen
       if (w) v.problem(`${p}.allowedCallingAeTitles[${i}]`, `not a valid AE title: ${w}`);
     });
   }
+  const tls = v.has(o, 'tls') ? validateDimseListenerTls(v, v.obj(o, 'tls', p), `${p}.tls`) : undefined;
   return {
     aeTitle: aeTitle.trim(),
     port,
     host,
     ...(allowed ? { allowedCallingAeTitles: allowed.map((t) => t.trim()) } : {}),
+    ...(tls ? { tls } : {}),
+  };
+}
+
+function tlsMinVersion(v: Validator, o: JsonObject, p: string): TlsMinVersion {
+  const versions: readonly string[] = Object.values(TlsMinVersion);
+  const s = v.has(o, 'minVersion') ? v.str(o, 'minVersion', p) : DEFAULT_TLS_MIN_VERSION;
+  // BCP 195 (RFC 8996): nothing below TLS 1.2.
+  if (!versions.includes(s)) v.problem(`${p}.minVersion`, `must be one of ${versions.join(', ')}`);
+  return s as TlsMinVersion;
+}
+
+/**
+ * `dimse.listeners[].tls` (PS3.15 B.1/B.9): certificate and key are required; so is the CA bundle
+ * when client certificates are required, the default (B.1 authenticates both ends).
+ */
+function validateDimseListenerTls(v: Validator, o: JsonObject, p: string): DicomTlsListenerConfig {
+  const requireClientCert = v.bool(o, 'requireClientCert', p, true);
+  const caFile = v.str(o, 'caFile', p, true);
+  if (requireClientCert && caFile === '') v.problem(`${p}.caFile`, 'is required when requireClientCert is true');
+  return {
+    certFile: v.str(o, 'certFile', p),
+    keyFile: v.str(o, 'keyFile', p),
+    caFile,
+    requireClientCert,
+    minVersion: tlsMinVersion(v, o, p),
+  };
+}
+
+/** `destinations[].tls` of a dimse destination: CA required; certificate and key go together. */
+function validateDimseClientTls(v: Validator, o: JsonObject, p: string): DicomTlsClientConfig {
+  const certFile = v.str(o, 'certFile', p, true);
+  const keyFile = v.str(o, 'keyFile', p, true);
+  if (certFile !== '' && keyFile === '') v.problem(`${p}.keyFile`, 'is required when certFile is set');
+  if (keyFile !== '' && certFile === '') v.problem(`${p}.certFile`, 'is required when keyFile is set');
+  const serverName = v.str(o, 'serverName', p, true);
+  return {
+    caFile: v.str(o, 'caFile', p),
+    ...(certFile ? { certFile } : {}),
+    ...(keyFile ? { keyFile } : {}),
+    ...(serverName ? { serverName } : {}),
+    minVersion: tlsMinVersion(v, o, p),
   };
 }
 
@@ -824,6 +875,7 @@ function dimseDestination(
     'connectTimeoutMs',
     'associationTimeoutMs',
     'responseTimeoutMs',
+    'tls',
   ];
   if (!isDimse) {
     for (const k of keys) if (v.has(o, k)) v.problem(`${p}.${k}`, `only used with type ${DestinationType.Dimse}`);
@@ -836,6 +888,7 @@ function dimseDestination(
     return t.trim();
   };
   const t = DEFAULT_STORE_SCU_TIMEOUTS;
+  const tls = v.has(o, 'tls') ? validateDimseClientTls(v, v.obj(o, 'tls', p), `${p}.tls`) : undefined;
   return {
     host: v.str(o, 'host', p),
     port: v.int(o, 'port', p, 1, 65_535),
@@ -844,6 +897,7 @@ function dimseDestination(
     connectTimeoutMs: v.int(o, 'connectTimeoutMs', p, 100, 3_600_000, t.connectMs),
     associationTimeoutMs: v.int(o, 'associationTimeoutMs', p, 100, 3_600_000, t.artimMs),
     responseTimeoutMs: v.int(o, 'responseTimeoutMs', p, 100, 3_600_000, t.dimseMs),
+    ...(tls ? { tls } : {}),
   };
 }
 
@@ -991,7 +1045,37 @@ function resolvePaths(cfg: RadScribeConfig, base: string): RadScribeConfig {
     ...cfg,
     dataDir: abs(cfg.dataDir),
     model: { ...cfg.model, bundle: abs(cfg.model.bundle) },
-    destinations: cfg.destinations.map((d) => (d.type === 'folder' ? { ...d, path: abs(d.path) } : d)),
+    destinations: cfg.destinations.map((d) =>
+      d.type === 'folder'
+        ? { ...d, path: abs(d.path) }
+        : d.type === 'dimse' && d.tls
+          ? {
+              ...d,
+              tls: {
+                ...d.tls,
+                caFile: abs(d.tls.caFile),
+                ...(d.tls.certFile ? { certFile: abs(d.tls.certFile) } : {}),
+                ...(d.tls.keyFile ? { keyFile: abs(d.tls.keyFile) } : {}),
+              },
+            }
+          : d,
+    ),
+    dimse: {
+      ...cfg.dimse,
+      listeners: cfg.dimse.listeners.map((l) =>
+        l.tls
+          ? {
+              ...l,
+              tls: {
+                ...l.tls,
+                certFile: abs(l.tls.certFile),
+                keyFile: abs(l.tls.keyFile),
+                caFile: l.tls.caFile && abs(l.tls.caFile),
+              },
+            }
+          : l,
+      ),
+    },
     audit: {
       anchor: {
         ...cfg.audit.anchor,

@@ -1,5 +1,6 @@
 import { SopClass, TransferSyntax } from '../dicom/uids.js';
 import { aeTitleProblem } from './ae-title.js';
+import type { DicomTlsClientConfig } from './dicom-tls.js';
 import { CommandField, encodeCEchoRq, parseResponse } from './dimse-command.js';
 import { AssociationFailure, isDimseAssociationError, RequestorAssociation } from './requestor.js';
 
@@ -43,7 +44,7 @@ export function parseEchoTarget(s: string): EchoTarget {
 
 export async function echo(
   target: EchoTarget,
-  opts: { callingAeTitle?: string; timeoutMs?: number } = {},
+  opts: { callingAeTitle?: string; timeoutMs?: number; tls?: DicomTlsClientConfig } = {},
 ): Promise<EchoResult> {
   const calling = opts.callingAeTitle ?? 'RADSCRIBE';
   const timeoutMs = opts.timeoutMs ?? 10_000;
@@ -71,6 +72,7 @@ export async function echo(
         { id: 1, abstractSyntax: SopClass.Verification, transferSyntaxes: [TransferSyntax.ImplicitVrLittleEndian] },
       ],
       timeouts: { connectMs: timeoutMs, artimMs: timeoutMs, dimseMs: timeoutMs },
+      ...(opts.tls ? { tls: opts.tls } : {}),
     });
     associateAt = performance.now();
     if (!assoc.accepted.has(1)) {
@@ -99,6 +101,8 @@ export async function echo(
         return result(false, `timeout after ${timeoutMs} ms`);
       case AssociationFailure.ProtocolError:
         return result(false, `malformed answer: ${err.message}`);
+      case AssociationFailure.TlsRefused:
+        return result(false, `TLS refused: ${err.message}`);
       default:
         return result(false, err.message);
     }

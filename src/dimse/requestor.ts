@@ -1,6 +1,8 @@
 import net from 'node:net';
+import tls from 'node:tls';
 import { RADSCRIBE_IMPLEMENTATION_CLASS_UID, RADSCRIBE_IMPLEMENTATION_VERSION_NAME } from '../dicom/sr/sr-document.js';
 import { ErrorCode, RadScribeError } from '../errors.js';
+import { type DicomTlsClientConfig, dicomTlsClientOptions, isTlsRefusal } from './dicom-tls.js';
 import {
   type CommandSet,
   DimseCommandError,
@@ -51,6 +53,11 @@ export const AssociationFailure = {
   ResponseTimeout: 'response-timeout',
   /** The peer sent something we cannot read (malformed PDU, unexpected PDU, unreadable command). */
   ProtocolError: 'protocol-error',
+  /**
+   * DICOM TLS refused (PS3.15 B.1): the SCP's certificate does not chain to our CA or does not
+   * carry its name, or the SCP refused ours (a TLS alert), or no common version/suite.
+   */
+  TlsRefused: 'tls-refused',
 } as const;
 export type AssociationFailure = (typeof AssociationFailure)[keyof typeof AssociationFailure];
 
@@ -64,14 +71,16 @@ export class DimseAssociationError extends RadScribeError {
     options?: { cause?: unknown },
   ) {
     // A permanent rejection (PS3.8 Table 9-21 result 1: unknown AE title, no common application
-    // context) will not change on retry; everything else (transient RJ, timeouts, aborts, closed
-    // connections) may: the job retries with backoff.
+    // context) will not change on retry, nor will a TLS refusal (a certificate that does not verify
+    // is configuration trouble on one side or the other, not a network hiccup: retrying would only
+    // repeat the refusal and, on the SCP, its security alert); everything else (transient RJ,
+    // timeouts, aborts, closed connections) may: the job retries with backoff.
     super(
-      failure === AssociationFailure.Rejected && rejection?.result === RejectResult.Permanent
+      (failure === AssociationFailure.Rejected && rejection?.result === RejectResult.Permanent) ||
+        failure === AssociationFailure.ProtocolError ||
+        failure === AssociationFailure.TlsRefused
         ? ErrorCode.PacsRejected
-        : failure === AssociationFailure.ProtocolError
-          ? ErrorCode.PacsRejected
-          : ErrorCode.PacsUnavailable,
+        : ErrorCode.PacsUnavailable,
       message,
       options,
     );
@@ -102,6 +111,8 @@ export interface RequestorOptions {
   readonly timeouts?: Partial<RequestorTimeouts>;
   /** Our Maximum Length Received (PS3.8 D.1), advertised and enforced on what we read. */
   readonly maxPduLength?: number;
+  /** DICOM TLS (PS3.15 B.1/B.9, dicom-tls.ts) instead of plain TCP. */
+  readonly tls?: DicomTlsClientConfig;
 }
 
 /** A presentation context the acceptor accepted, with the transfer syntax it chose. */
@@ -153,7 +164,11 @@ export class RequestorAssociation {
    */
   static async open(opts: RequestorOptions): Promise<RequestorAssociation> {
     const timeouts = { ...DEFAULT_REQUESTOR_TIMEOUTS, ...opts.timeouts };
-    const socket = net.connect({ host: opts.host, port: opts.port });
+    // Certificate files are read before connecting: an unreadable one is config-invalid, not a
+    // network failure.
+    const socket = opts.tls
+      ? tls.connect({ host: opts.host, port: opts.port, ...dicomTlsClientOptions(opts.tls, opts.host, 'tls') })
+      : net.connect({ host: opts.host, port: opts.port });
     socket.setNoDelay(true);
     const a = new RequestorAssociation(socket, opts, timeouts);
     await a.#connect(opts);
@@ -186,7 +201,8 @@ export class RequestorAssociation {
 
   #connect(opts: RequestorOptions): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      let phase: 'connect' | 'associate' = 'connect';
+      // connect: TCP; tls: handshake (DICOM TLS only); associate: A-ASSOCIATE-RQ sent.
+      let phase: 'connect' | 'tls' | 'associate' = 'connect';
       const fail = (e: DimseAssociationError): void => {
         clearTimeout(timer);
         this.#fail(e);
@@ -208,12 +224,23 @@ export class RequestorAssociation {
       };
       this.#onNegotiationFailure = fail;
       this.#socket.on('error', (err) => {
-        const e = new DimseAssociationError(
-          phase === 'connect' ? AssociationFailure.ConnectFailed : AssociationFailure.Closed,
-          `network error: ${err.message}`,
-          undefined,
-          { cause: err },
-        );
+        // With TLS 1.3 the client's handshake completes before the server has checked our
+        // certificate: its refusal (an alert) arrives after the A-ASSOCIATE-RQ went out, so any TLS
+        // refusal before the AC counts.
+        const e =
+          opts.tls && phase !== 'connect' && !this.#ac && isTlsRefusal(err)
+            ? new DimseAssociationError(
+                AssociationFailure.TlsRefused,
+                `DICOM TLS with ${opts.host}:${opts.port} refused: ${(err as NodeJS.ErrnoException).code ?? ''} ${err.message}`.trim(),
+                undefined,
+                { cause: err },
+              )
+            : new DimseAssociationError(
+                phase === 'connect' ? AssociationFailure.ConnectFailed : AssociationFailure.Closed,
+                `network error: ${err.message}`,
+                undefined,
+                { cause: err },
+              );
         if (phase === 'connect' || !this.#ac) fail(e);
         else this.#fail(e);
       });
@@ -223,20 +250,8 @@ export class RequestorAssociation {
         else this.#fail(e);
       });
       this.#socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-      this.#socket.once('connect', () => {
+      const associate = (): void => {
         phase = 'associate';
-        clearTimeout(timer);
-        // ARTIM runs from the A-ASSOCIATE-RQ until the AC/RJ (PS3.8 §9.2, AE-2).
-        timer = setTimeout(
-          () =>
-            fail(
-              new DimseAssociationError(
-                AssociationFailure.ArtimTimeout,
-                `no A-ASSOCIATE-AC within ${this.#timeouts.artimMs} ms (ARTIM)`,
-              ),
-            ),
-          this.#timeouts.artimMs,
-        );
         this.#socket.write(
           encodePdu({
             type: PduType.AssociateRq,
@@ -252,6 +267,24 @@ export class RequestorAssociation {
             },
           }),
         );
+      };
+      this.#socket.once('connect', () => {
+        phase = opts.tls ? 'tls' : 'associate';
+        clearTimeout(timer);
+        // ARTIM runs from the A-ASSOCIATE-RQ until the AC/RJ (PS3.8 §9.2, AE-2); with TLS it also
+        // covers the handshake before it (PS3.8 §9.1.1: the transport connection is the TLS one).
+        timer = setTimeout(
+          () =>
+            fail(
+              new DimseAssociationError(
+                AssociationFailure.ArtimTimeout,
+                `no A-ASSOCIATE-AC within ${this.#timeouts.artimMs} ms (ARTIM)`,
+              ),
+            ),
+          this.#timeouts.artimMs,
+        );
+        if (opts.tls) this.#socket.once('secureConnect', associate);
+        else associate();
       });
     });
   }

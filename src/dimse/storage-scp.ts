@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { type FileHandle, open, rm } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
+import tls from 'node:tls';
 import type pg from 'pg';
 import { AuditEventKind, EventOutcome } from '../audit/audit-codes.js';
 import { recordAudit } from '../audit/audit-log.js';
@@ -29,6 +30,7 @@ import {
   DEFAULT_ASSOCIATION_TIMEOUTS,
   DEFAULT_MAX_ASSOCIATIONS,
 } from './association.js';
+import { type DicomTlsListenerConfig, dicomTlsServerOptions } from './dicom-tls.js';
 import { type CStoreRq, DimseStatus } from './dimse-command.js';
 import {
   type AssociateRq,
@@ -57,6 +59,8 @@ export interface DimseListenerConfig {
   readonly host: string;
   /** Calling AE titles allowed to associate; absent = any. */
   readonly allowedCallingAeTitles?: readonly string[];
+  /** DICOM TLS (PS3.15 B.1/B.9, dicom-tls.ts) instead of plain TCP; absent = plain TCP. */
+  readonly tls?: DicomTlsListenerConfig;
 }
 
 export interface StorageScpOptions {
@@ -138,14 +142,61 @@ export function chooseTransferSyntax(
 export class StorageScp {
   readonly #opts: StorageScpOptions;
   readonly #log: Logger;
-  readonly #server: net.Server;
+  readonly #server: net.Server | tls.Server;
   readonly #associations = new Set<Association>();
   #closing: Promise<void> | undefined;
 
   constructor(opts: StorageScpOptions) {
     this.#opts = opts;
     this.#log = opts.logger ?? childLogger(`dimse:${opts.listener.aeTitle}`);
-    this.#server = net.createServer((socket) => this.#onConnection(socket));
+    const tlsCfg = opts.listener.tls;
+    if (tlsCfg) {
+      // The Upper Layer runs unchanged over the TLS socket (PS3.8 §9.1.1); a TLSSocket is a Socket.
+      // A connection that never completes the handshake is dropped after ARTIM, as one that never
+      // sends its A-ASSOCIATE-RQ would be.
+      const server = tls.createServer(
+        {
+          ...dicomTlsServerOptions(tlsCfg, `dimse.listeners[${opts.listener.aeTitle}].tls`),
+          handshakeTimeout: opts.timeouts?.artimMs ?? DEFAULT_ASSOCIATION_TIMEOUTS.artimMs,
+        },
+        (socket) => this.#onConnection(socket),
+      );
+      server.on('tlsClientError', (err, socket) => void this.#onHandshakeFailure(err, socket));
+      this.#server = server;
+    } else this.#server = net.createServer((socket) => this.#onConnection(socket));
+  }
+
+  /** Whether this listener speaks DICOM TLS. */
+  get tls(): boolean {
+    return this.#opts.listener.tls !== undefined;
+  }
+
+  /**
+   * A TLS handshake that failed: no certificate, one from a CA we do not trust, a plain DICOM
+   * connection on the TLS port, no common version or cipher suite. Nothing reached the Upper Layer.
+   * Logged (address and OpenSSL reason only; no AE title is known yet) and audited as a Security
+   * Alert, Node Authentication (PS3.15 A.5.3.11), the same kind as a refused association.
+   */
+  async #onHandshakeFailure(err: Error, socket: tls.TLSSocket): Promise<void> {
+    const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
+    const remoteAddress = socket.remoteAddress ?? '';
+    socket.destroy();
+    this.#log.warn('DICOM TLS handshake refused', { remoteAddress, code, reason: err.message });
+    try {
+      await recordAudit(this.#opts.pool, {
+        kind: AuditEventKind.AssociationRejected,
+        outcome: EventOutcome.MinorFailure,
+        ...(remoteAddress ? { actor: remoteAddress, source: remoteAddress } : {}),
+        detail: {
+          localAeTitle: this.#opts.listener.aeTitle,
+          transport: 'tls',
+          tlsError: code,
+          reasonText: `TLS handshake failed: ${err.message}`,
+        },
+      });
+    } catch (auditErr: unknown) {
+      this.#log.warn('could not audit refused TLS handshake', { error: normalizeErrorString(auditErr) });
+    }
   }
 
   /** Listens on the configured host and port (0 = any free port; see `port`). */
@@ -158,7 +209,11 @@ export class StorageScp {
         resolve();
       });
     });
-    this.#log.info('DIMSE listener started', { aeTitle: this.#opts.listener.aeTitle, port: this.port });
+    this.#log.info('DIMSE listener started', {
+      aeTitle: this.#opts.listener.aeTitle,
+      port: this.port,
+      transport: this.tls ? 'tls' : 'tcp',
+    });
   }
 
   get port(): number {

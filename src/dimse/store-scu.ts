@@ -3,6 +3,7 @@ import { TransferSyntax } from '../dicom/uids.js';
 import { DicomError, ErrorCode, normalizeErrorString, RadScribeError } from '../errors.js';
 import { childLogger, type Logger } from '../logger.js';
 import { aeTitleProblem } from './ae-title.js';
+import type { DicomTlsClientConfig } from './dicom-tls.js';
 import { CommandField, encodeCStoreRq, type Priority, parseResponse } from './dimse-command.js';
 import type { PresentationContextRq } from './pdu.js';
 import { PresentationContextResult } from './pdu.js';
@@ -137,6 +138,8 @@ export interface StoreTarget {
 
 export interface StoreScuOptions {
   readonly callingAeTitle: string;
+  /** DICOM TLS to the SCP (PS3.15 B.1/B.9); absent = plain TCP. */
+  readonly tls?: DicomTlsClientConfig;
   readonly timeouts?: Partial<RequestorTimeouts>;
   /** Our Maximum Length Received (PS3.8 D.1). */
   readonly maxPduLength?: number;
@@ -392,6 +395,7 @@ export async function storeInstances(
     presentationContexts: contexts,
     ...(opts.timeouts ? { timeouts: opts.timeouts } : {}),
     ...(opts.maxPduLength ? { maxPduLength: opts.maxPduLength } : {}),
+    ...(opts.tls ? { tls: opts.tls } : {}),
   }).catch((err: unknown) => {
     log.warn('C-STORE association failed', {
       failure: isDimseAssociationError(err) ? err.failure : 'other',

@@ -1,6 +1,7 @@
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import { parsePart10 } from '../dicom/dataset.js';
+import type { DicomTlsClientConfig } from '../dimse/dicom-tls.js';
 import type { RequestorTimeouts } from '../dimse/requestor.js';
 import { isStored, type StoreInstanceResult, StoreOutcome, StoreStatus, storeInstances } from '../dimse/store-scu.js';
 import {
@@ -410,6 +411,8 @@ export interface DimseDestinationOptions {
   readonly calledAeTitle: string;
   readonly callingAeTitle: string;
   readonly timeouts?: Partial<RequestorTimeouts>;
+  /** DICOM TLS (PS3.15 B.1/B.9): verify the SCP's certificate, present ours. */
+  readonly tls?: DicomTlsClientConfig;
 }
 
 /**
@@ -421,13 +424,13 @@ export interface DimseDestinationOptions {
  * (recorded with its status, delivery `stored`, never "identical": nothing was compared).
  */
 export class DimseDestination implements SrDestination {
-  /** `dicom://AET@host:port`: no credentials exist in DIMSE, so this is all there is to say. */
+  /** `dicom://AET@host:port` (`dicoms://` over TLS): no credentials exist in DIMSE, so this is all there is to say. */
   readonly location: string;
   constructor(
     readonly name: string,
     private readonly opts: DimseDestinationOptions,
   ) {
-    this.location = `dicom://${opts.calledAeTitle}@${opts.host}:${opts.port}`;
+    this.location = `${opts.tls ? 'dicoms' : 'dicom'}://${opts.calledAeTitle}@${opts.host}:${opts.port}`;
   }
 
   async send(sr: OutgoingSr): Promise<{ location: string }> {
@@ -443,7 +446,11 @@ export class DimseDestination implements SrDestination {
       results = await storeInstances(
         { host: this.opts.host, port: this.opts.port, calledAeTitle: this.opts.calledAeTitle },
         objs.map((o) => o.part10),
-        { callingAeTitle: this.opts.callingAeTitle, ...(this.opts.timeouts ? { timeouts: this.opts.timeouts } : {}) },
+        {
+          callingAeTitle: this.opts.callingAeTitle,
+          ...(this.opts.timeouts ? { timeouts: this.opts.timeouts } : {}),
+          ...(this.opts.tls ? { tls: this.opts.tls } : {}),
+        },
       );
     } catch (err: unknown) {
       // No association: the same error for every object (nothing was sent).

@@ -38,6 +38,7 @@ export function remoteWiring(config: RadScribeConfig, env: Environment): RemoteW
         calledAeTitle: d.calledAeTitle,
         callingAeTitle: d.callingAeTitle,
         timeouts: { connectMs: d.connectTimeoutMs, artimMs: d.associationTimeoutMs, dimseMs: d.responseTimeoutMs },
+        ...(d.tls ? { tls: d.tls } : {}),
       });
     else {
       const node = config.remoteNodes.find((n) => n.name === d.node);

@@ -154,14 +154,32 @@ export class StorageScp {
       // The Upper Layer runs unchanged over the TLS socket (PS3.8 §9.1.1); a TLSSocket is a Socket.
       // A connection that never completes the handshake is dropped after ARTIM, as one that never
       // sends its A-ASSOCIATE-RQ would be.
+      // Client certificates are checked here rather than by node:tls (rejectUnauthorized), which
+      // drops an unverified peer after the handshake without an error event: we need the reason
+      // for the log and the audit.
       const server = tls.createServer(
         {
           ...dicomTlsServerOptions(tlsCfg, `dimse.listeners[${opts.listener.aeTitle}].tls`),
+          rejectUnauthorized: false,
           handshakeTimeout: opts.timeouts?.artimMs ?? DEFAULT_ASSOCIATION_TIMEOUTS.artimMs,
         },
-        (socket) => this.#onConnection(socket),
+        (socket) => {
+          if (tlsCfg.requireClientCert && !socket.authorized) {
+            const reason = socket.authorizationError;
+            const code = typeof reason === 'string' ? reason : (reason?.message ?? 'NO_PEER_CERTIFICATE');
+            void this.#onHandshakeFailure(code, `client certificate refused: ${code}`, socket);
+            return;
+          }
+          this.#onConnection(socket);
+        },
       );
-      server.on('tlsClientError', (err, socket) => void this.#onHandshakeFailure(err, socket));
+      // Reading the TCP socket's address caches it there, for #onHandshakeFailure.
+      server.prependListener('connection', (raw: net.Socket) => void raw.remoteAddress);
+      server.on(
+        'tlsClientError',
+        (err: NodeJS.ErrnoException, socket) =>
+          void this.#onHandshakeFailure(err.code ?? 'unknown', err.message, socket),
+      );
       this.#server = server;
     } else this.#server = net.createServer((socket) => this.#onConnection(socket));
   }
@@ -177,11 +195,14 @@ export class StorageScp {
    * Logged (address and OpenSSL reason only; no AE title is known yet) and audited as a Security
    * Alert, Node Authentication (PS3.15 A.5.3.11), the same kind as a refused association.
    */
-  async #onHandshakeFailure(err: Error, socket: tls.TLSSocket): Promise<void> {
-    const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
-    const remoteAddress = socket.remoteAddress ?? '';
+  async #onHandshakeFailure(code: string, message: string, socket: tls.TLSSocket): Promise<void> {
+    // After a refused certificate the TLS socket is already torn down and no longer knows its peer;
+    // the TCP socket under it (node:tls `_parent`, not in its typings) kept the address read on
+    // connection.
+    const remoteAddress =
+      socket.remoteAddress ?? (socket as tls.TLSSocket & { _parent?: net.Socket })._parent?.remoteAddress ?? '';
     socket.destroy();
-    this.#log.warn('DICOM TLS handshake refused', { remoteAddress, code, reason: err.message });
+    this.#log.warn('DICOM TLS handshake refused', { remoteAddress, code, reason: message });
     try {
       await recordAudit(this.#opts.pool, {
         kind: AuditEventKind.AssociationRejected,
@@ -191,7 +212,7 @@ export class StorageScp {
           localAeTitle: this.#opts.listener.aeTitle,
           transport: 'tls',
           tlsError: code,
-          reasonText: `TLS handshake failed: ${err.message}`,
+          reasonText: `TLS handshake failed: ${message}`,
         },
       });
     } catch (auditErr: unknown) {

@@ -1,0 +1,340 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { promisify } from 'node:util';
+import { verifyAuditChain } from '../../src/audit/audit-log.js';
+import { AuditRecorder } from '../../src/audit/audit-recorder.js';
+import { parsePart10 } from '../../src/dicom/dataset.js';
+import { buildDraftSr } from '../../src/dicom/sr/draft-sr.js';
+import { DICOM_TLS12_CIPHERS } from '../../src/dimse/dicom-tls.js';
+import { echo } from '../../src/dimse/echo-scu.js';
+import { AssociationFailure, isDimseAssociationError } from '../../src/dimse/requestor.js';
+import { StorageScp } from '../../src/dimse/storage-scp.js';
+import { ErrorCode, RadScribeError } from '../../src/errors.js';
+import { DimseDestination } from '../../src/export/sr-destination.js';
+import { InstanceStore } from '../../src/ingest/instance-store.js';
+import { backendName, type TestDatabase, testDatabase } from '../support/db.js';
+import { makeDicomPki } from '../support/pki.js';
+import { paramsFor, sibling, sourceHeader } from '../unit/dicom/sr/sr-fixtures.js';
+
+/**
+ * [REQ-DIMSE-TLS] (issue 11) DICOM TLS (PS3.15 B.1/B.9 BCP 195 profile) with real peers: DCMTK
+ * echoscu/storescu (`+tls`, default Non-downgrading BCP 195 profile) against a RadScribe TLS
+ * listener, and RadScribe's C-STORE SCU (dimse destination) and echo against DCMTK storescp `+tls`.
+ * Certificates from two CAs (test/support/pki.ts): one both ends trust and a rogue one whose
+ * certificates carry the same names. A wrong certificate on either side is refused at the
+ * handshake: nothing reaches the Upper Layer, nothing is stored, the SCP audits a Security Alert.
+ */
+jest.setTimeout(120_000);
+
+const run = promisify(execFile);
+const CORPUS = path.join(__dirname, '..', 'fixtures', 'corpus');
+const AET = 'RADSCRIBE';
+const GOOD_FILE = path.join(CORPUS, 'charset/chrFren.dcm');
+const ROGUE_FILE = path.join(CORPUS, 'compressed/CTImage_implicit_le.dcm');
+const PLAIN_FILE = path.join(CORPUS, 'compressed/CT1_JLSN.dcm');
+const sopOf = (f: string): string => parsePart10(readFileSync(f)).dataset.SOPInstanceUID as string;
+
+let db: TestDatabase;
+let work: string;
+let pki: string;
+let scp: StorageScp;
+const children: ChildProcess[] = [];
+const pem = (f: string): string => path.join(pki, f);
+
+async function dcmtk(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
+  try {
+    const { stdout, stderr } = await run(cmd, args, { timeout: 60_000 });
+    return { code: 0, out: stdout + stderr };
+  } catch (err: unknown) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : -1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` };
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function poll<T>(what: string, f: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const instanceRows = async (sop: string) =>
+  (
+    await db.pool.query<{ received_via: string; actor: string }>(
+      'SELECT received_via, actor FROM instances WHERE sop_instance_uid = $1',
+      [sop],
+    )
+  ).rows;
+
+const tlsRejections = async () =>
+  (
+    await db.pool.query<{ id: string; source: string; detail: { transport?: string; tlsError?: string } }>(
+      `SELECT id, source, detail FROM audit_events WHERE kind = 'association-rejected' ORDER BY id`,
+    )
+  ).rows.filter((r) => r.detail.transport === 'tls');
+
+/** DCMTK storescp with TLS on a free port; resolves once it accepts TCP connections. */
+async function storescpTls(dir: string, key: string, cert: string): Promise<number> {
+  const port = await freePort();
+  const proc = spawn(
+    'storescp',
+    ['-aet', 'STORESCP', '-od', dir, '+tls', pem(key), pem(cert), '-pw', '+cf', pem('ca.pem'), String(port)],
+    { stdio: 'ignore' },
+  );
+  children.push(proc);
+  await poll('storescp to listen', async () => {
+    if (proc.exitCode !== null) throw new Error(`storescp exited ${proc.exitCode}`);
+    return new Promise<true | undefined>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(undefined));
+    });
+  });
+  return port;
+}
+
+beforeAll(async () => {
+  db = await testDatabase();
+  work = mkdtempSync(path.join(tmpdir(), 'radscribe-dimse-tls-'));
+  pki = path.join(work, 'pki');
+  mkdirSync(pki);
+  makeDicomPki(pki);
+  const tmpDir = path.join(work, 'tmp');
+  mkdirSync(tmpDir);
+  scp = new StorageScp({
+    listener: {
+      aeTitle: AET,
+      port: 0,
+      host: '127.0.0.1',
+      allowedCallingAeTitles: ['STORESCU', 'ECHOSCU', 'RADSCRIBE'],
+      tls: {
+        certFile: pem('server.pem'),
+        keyFile: pem('server.key'),
+        caFile: pem('ca.pem'),
+        requireClientCert: true,
+        minVersion: 'TLSv1.2',
+      },
+    },
+    sink: new InstanceStore({ pool: db.pool, storageDir: path.join(work, 'instances') }),
+    tmpDir,
+    pool: db.pool,
+    refusals: new AuditRecorder(db.pool),
+    timeouts: { artimMs: 3_000, idleMs: 5_000 },
+  });
+  await scp.start();
+});
+afterAll(async () => {
+  await scp?.close();
+  for (const c of children) c.kill();
+  await db?.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+const dcmtkTls = (key: string, cert: string, ca = 'ca.pem') => ['+tls', pem(key), pem(cert), '-pw', '+cf', pem(ca)];
+
+describe(`DICOM TLS listener against DCMTK (${backendName()})`, () => {
+  it('echoscu and storescu over TLS with a certificate from the trusted CA: echo answered, instance stored', async () => {
+    expect(scp.tls).toBe(true);
+    const e = await dcmtk('echoscu', [
+      ...dcmtkTls('client.key', 'client.pem'),
+      '-aet',
+      'ECHOSCU',
+      '-aec',
+      AET,
+      '127.0.0.1',
+      String(scp.port),
+    ]);
+    expect(e).toMatchObject({ code: 0 });
+    const s = await dcmtk('storescu', [
+      ...dcmtkTls('client.key', 'client.pem'),
+      '-aet',
+      'STORESCU',
+      '-aec',
+      AET,
+      '127.0.0.1',
+      String(scp.port),
+      GOOD_FILE,
+    ]);
+    expect(s.out).not.toMatch(/E:/);
+    expect(s.code).toBe(0);
+    expect(await instanceRows(sopOf(GOOD_FILE))).toEqual([{ received_via: 'c-store', actor: 'STORESCU' }]);
+    expect(await tlsRejections()).toEqual([]);
+  });
+
+  it('TLS with a wrong certificate is refused: a client certificate from another CA gets no association, nothing stored, audited', async () => {
+    const s = await dcmtk('storescu', [
+      ...dcmtkTls('rogue-client.key', 'rogue-client.pem'),
+      '-aet',
+      'STORESCU',
+      '-aec',
+      AET,
+      '127.0.0.1',
+      String(scp.port),
+      ROGUE_FILE,
+    ]);
+    // DCMTK sees only the connection go: "Peer aborted Association (or never connected)".
+    expect(s.code).not.toBe(0);
+    expect(await instanceRows(sopOf(ROGUE_FILE))).toEqual([]);
+    const audited = await poll('TLS refusal audit', async () => {
+      const rows = await tlsRejections();
+      return rows.length >= 1 ? rows : undefined;
+    });
+    expect(audited[0]).toMatchObject({ source: '127.0.0.1', detail: { transport: 'tls' } });
+    // OpenSSL's reason for a chain it cannot verify: the client certificate's issuer is unknown.
+    expect(audited[0]?.detail.tlsError).toMatch(/^UNABLE_TO_(VERIFY_LEAF_SIGNATURE|GET_ISSUER_CERT)/);
+    expect((await verifyAuditChain(db.pool)).ok).toBe(true);
+  });
+
+  it('a client without any certificate is refused (requireClientCert), and so is one that does not trust our CA', async () => {
+    const before = (await tlsRejections()).length;
+    // Our own SCU with the CA but no certificate of its own.
+    const noCert = await echo(
+      { host: '127.0.0.1', port: scp.port, calledAeTitle: AET },
+      { tls: { caFile: pem('ca.pem') }, timeoutMs: 5_000 },
+    );
+    expect(noCert.ok).toBe(false);
+    await poll('second TLS refusal audit', async () => ((await tlsRejections()).length > before ? true : undefined));
+    // storescu that trusts only the rogue CA refuses our server certificate itself.
+    const s = await dcmtk('storescu', [
+      ...dcmtkTls('client.key', 'client.pem', 'rogue-ca.pem'),
+      '-aet',
+      'STORESCU',
+      '-aec',
+      AET,
+      '127.0.0.1',
+      String(scp.port),
+      ROGUE_FILE,
+    ]);
+    expect(s.code).not.toBe(0);
+    expect(await instanceRows(sopOf(ROGUE_FILE))).toEqual([]);
+  });
+
+  it('a plain (non-TLS) DICOM connection to the TLS port is refused and audited; nothing stored', async () => {
+    const before = (await tlsRejections()).length;
+    const s = await dcmtk('storescu', ['-aet', 'STORESCU', '-aec', AET, '127.0.0.1', String(scp.port), PLAIN_FILE]);
+    expect(s.code).not.toBe(0);
+    expect(await instanceRows(sopOf(PLAIN_FILE))).toEqual([]);
+    await poll('plain-connection audit', async () => ((await tlsRejections()).length > before ? true : undefined));
+  });
+
+  it('offers BCP 195 only: TLS 1.1 and a CBC suite are refused at the handshake', async () => {
+    const attempt = (o: tls.ConnectionOptions): Promise<string> =>
+      new Promise((resolve) => {
+        const s = tls.connect({
+          host: '127.0.0.1',
+          port: scp.port,
+          ca: readFileSync(pem('ca.pem')),
+          cert: readFileSync(pem('client.pem')),
+          key: readFileSync(pem('client.key')),
+          ...o,
+        });
+        s.once('secureConnect', () => {
+          resolve(`${s.getProtocol()} ${s.getCipher().name}`);
+          s.destroy();
+        });
+        s.once('error', (e: NodeJS.ErrnoException) => resolve(`error ${e.code}`));
+      });
+    expect(await attempt({ maxVersion: 'TLSv1.2' })).toMatch(/^TLSv1\.2 ECDHE-ECDSA-AES256-GCM-SHA384$/);
+    expect(await attempt({})).toMatch(/^TLSv1\.3 TLS_AES_256_GCM_SHA384$/);
+    expect(await attempt({ minVersion: 'TLSv1', maxVersion: 'TLSv1.1' })).toMatch(/^error /);
+    expect(await attempt({ maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-SHA256' })).toMatch(/^error /);
+    expect(DICOM_TLS12_CIPHERS.every((c) => /^ECDHE-(ECDSA|RSA)-(AES(128|256)-GCM|CHACHA20)/.test(c))).toBe(true);
+  });
+});
+
+describe('RadScribe SCU over TLS against DCMTK storescp +tls', () => {
+  const ct = sourceHeader('CT_small.dcm');
+  const sr = buildDraftSr({ ...paramsFor([ct, sibling(ct, 1)], ['TLS-MARKER']), profile: 'report' });
+  const outgoing = { studyInstanceUid: sr.studyInstanceUid, sopInstanceUid: sr.sopInstanceUid, part10: sr.part10 };
+  const clientTls = { caFile: '', certFile: '', keyFile: '' };
+  beforeAll(() => {
+    clientTls.caFile = pem('ca.pem');
+    clientTls.certFile = pem('client.pem');
+    clientTls.keyFile = pem('client.key');
+  });
+
+  it('dimse destination with tls: the SR is stored by storescp; radscribe echo over TLS succeeds', async () => {
+    const dir = path.join(work, 'storescp-good');
+    mkdirSync(dir);
+    const port = await storescpTls(dir, 'server.key', 'server.pem');
+    const ok = await echo(
+      { host: '127.0.0.1', port, calledAeTitle: 'STORESCP' },
+      { tls: clientTls, timeoutMs: 10_000 },
+    );
+    expect(ok).toMatchObject({ ok: true, outcome: 'success', status: 0 });
+    const dest = new DimseDestination('pacs-tls', {
+      host: '127.0.0.1',
+      port,
+      calledAeTitle: 'STORESCP',
+      callingAeTitle: 'RADSCRIBE',
+      tls: { ...clientTls, serverName: 'pacs.test' },
+    });
+    expect(dest.location).toBe(`dicoms://STORESCP@127.0.0.1:${port}`);
+    await expect(dest.send(outgoing)).resolves.toEqual({ location: dest.location });
+    // storescp names files <modality prefix>.<SOP Instance UID> (SRc: Comprehensive SR).
+    expect(readdirSync(dir)).toEqual([`SRc.${sr.sopInstanceUid}`]);
+  });
+
+  it('TLS with a wrong certificate is refused: a server certificate from another CA is a permanent (pacs-rejected) TLS refusal', async () => {
+    const dir = path.join(work, 'storescp-rogue');
+    mkdirSync(dir);
+    const port = await storescpTls(dir, 'rogue-server.key', 'rogue-server.pem');
+    const dest = new DimseDestination('pacs-rogue', {
+      host: '127.0.0.1',
+      port,
+      calledAeTitle: 'STORESCP',
+      callingAeTitle: 'RADSCRIBE',
+      tls: clientTls,
+    });
+    const [r] = await dest.sendAll([outgoing]);
+    expect(r?.ok).toBe(false);
+    const error = (r as { error: RadScribeError }).error;
+    expect(error).toBeInstanceOf(RadScribeError);
+    expect(error.code).toBe(ErrorCode.PacsRejected);
+    expect(isDimseAssociationError(error, AssociationFailure.TlsRefused)).toBe(true);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it('a server name that the certificate does not carry is refused; so is our SCU presenting a rogue client certificate', async () => {
+    const dir = path.join(work, 'storescp-name');
+    mkdirSync(dir);
+    const port = await storescpTls(dir, 'server.key', 'server.pem');
+    const wrongName = await echo(
+      { host: '127.0.0.1', port, calledAeTitle: 'STORESCP' },
+      { tls: { ...clientTls, serverName: 'other.test' }, timeoutMs: 10_000 },
+    );
+    expect(wrongName.ok).toBe(false);
+    expect(wrongName.outcome).toMatch(/^TLS refused: .*ERR_TLS_CERT_ALTNAME_INVALID/);
+    const dest = new DimseDestination('pacs', {
+      host: '127.0.0.1',
+      port,
+      calledAeTitle: 'STORESCP',
+      callingAeTitle: 'RADSCRIBE',
+      tls: { caFile: pem('ca.pem'), certFile: pem('rogue-client.pem'), keyFile: pem('rogue-client.key') },
+    });
+    const [r] = await dest.sendAll([outgoing]);
+    expect(r?.ok).toBe(false);
+    expect((r as { error: RadScribeError }).error.code).toBe(ErrorCode.PacsRejected);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+});

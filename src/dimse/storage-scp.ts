@@ -165,8 +165,14 @@ export class StorageScp {
         },
         (socket) => {
           if (tlsCfg.requireClientCert && !socket.authorized) {
+            // node:tls reports a missing certificate as UNABLE_TO_GET_ISSUER_CERT; say what happened.
             const reason = socket.authorizationError;
-            const code = typeof reason === 'string' ? reason : (reason?.message ?? 'NO_PEER_CERTIFICATE');
+            const presented = Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
+            const code = !presented
+              ? 'NO_PEER_CERTIFICATE'
+              : typeof reason === 'string'
+                ? reason
+                : (reason?.message ?? 'UNKNOWN');
             void this.#onHandshakeFailure(code, `client certificate refused: ${code}`, socket);
             return;
           }

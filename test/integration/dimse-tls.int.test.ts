@@ -213,7 +213,9 @@ describe(`DICOM TLS listener against DCMTK (${backendName()})`, () => {
       { tls: { caFile: pem('ca.pem') }, timeoutMs: 5_000 },
     );
     expect(noCert.ok).toBe(false);
-    await poll('second TLS refusal audit', async () => ((await tlsRejections()).length > before ? true : undefined));
+    const noCertAudit = await poll('second TLS refusal audit', async () => (await tlsRejections())[before]);
+    expect(noCertAudit.detail.tlsError).toBe('NO_PEER_CERTIFICATE');
+
     // storescu that trusts only the rogue CA refuses our server certificate itself.
     const s = await dcmtk('storescu', [
       ...dcmtkTls('client.key', 'client.pem', 'rogue-ca.pem'),

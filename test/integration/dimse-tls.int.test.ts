@@ -17,6 +17,7 @@ import { ErrorCode, RadScribeError } from '../../src/errors.js';
 import { DimseDestination } from '../../src/export/sr-destination.js';
 import { InstanceStore } from '../../src/ingest/instance-store.js';
 import { backendName, type TestDatabase, testDatabase } from '../support/db.js';
+import { type Backend, backends, startTestGateway, type TestGateway, waitFor } from '../support/gateway.js';
 import { makeDicomPki } from '../support/pki.js';
 import { paramsFor, sibling, sourceHeader } from '../unit/dicom/sr/sr-fixtures.js';
 
@@ -338,5 +339,107 @@ describe('RadScribe SCU over TLS against DCMTK storescp +tls', () => {
     expect(r?.ok).toBe(false);
     expect((r as { error: RadScribeError }).error.code).toBe(ErrorCode.PacsRejected);
     expect(readdirSync(dir)).toEqual([]);
+  });
+});
+
+describe('gateway from config: TLS listener in, TLS dimse destination out, radscribe echo over TLS', () => {
+  const SAMPLE = path.join(__dirname, '../fixtures/sample-study/RG3_J2KR.dcm');
+  const BIN = path.join(__dirname, '../../bin/radscribe');
+  let t: TestGateway;
+  let outDir: string;
+  let outPort: number;
+  beforeAll(async () => {
+    outDir = path.join(work, 'storescp-gateway');
+    mkdirSync(outDir);
+    outPort = await storescpTls(outDir, 'server.key', 'server.pem');
+    t = await startTestGateway(backends()[0] as Backend, {
+      dimse: {
+        listeners: [
+          {
+            aeTitle: 'RADSCRIBE',
+            port: 0,
+            host: '127.0.0.1',
+            tls: { certFile: pem('server.pem'), keyFile: pem('server.key'), caFile: pem('ca.pem') },
+          },
+        ],
+      },
+      destinations: [
+        {
+          name: 'pacs-tls',
+          type: 'dimse',
+          host: '127.0.0.1',
+          port: outPort,
+          calledAeTitle: 'STORESCP',
+          tls: { caFile: pem('ca.pem'), certFile: pem('client.pem'), keyFile: pem('client.key') },
+        },
+      ],
+      defaultDestination: 'pacs-tls',
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await t?.close();
+  });
+
+  it('storescu +tls in → described → SR exported over TLS to storescp; radscribe echo --tls-ca works, a wrong CA fails', async () => {
+    const port = t.gw.dimseListeners[0]?.port as number;
+    const s = await dcmtk('storescu', [
+      ...dcmtkTls('client.key', 'client.pem'),
+      '-aet',
+      'MODALITY1',
+      '-aec',
+      'RADSCRIBE',
+      '-xv',
+      '127.0.0.1',
+      String(port),
+      SAMPLE,
+    ]);
+    expect(s.code).toBe(0);
+    const study = parsePart10(readFileSync(SAMPLE)).dataset.StudyInstanceUID as string;
+    const job = await waitFor(
+      'describe-study job',
+      async () => {
+        const r = await t.gw.db.pool.query<{ state: string; last_error: string | null }>(
+          'SELECT state, last_error FROM jobs WHERE study_instance_uid = $1 ORDER BY id DESC LIMIT 1',
+          [study],
+        );
+        const j = r.rows[0];
+        return j && (j.state === 'succeeded' || j.state === 'failed') ? j : undefined;
+      },
+      120_000,
+    );
+    expect(job).toMatchObject({ state: 'succeeded' });
+    const audit = await t.gw.db.pool.query<{ detail: { location?: string }; sop_instance_uids: string[] }>(
+      `SELECT detail, sop_instance_uids FROM audit_events WHERE kind = 'sr-exported' ORDER BY id`,
+    );
+    expect(audit.rows.map((r) => r.detail.location)).toEqual([`dicoms://STORESCP@127.0.0.1:${outPort}`]);
+    expect(readdirSync(outDir)).toEqual([`SRc.${audit.rows[0]?.sop_instance_uids[0]}`]);
+
+    // Asynchronous: the gateway answering the echo runs in this very process.
+    const cli = async (extra: string[]): Promise<{ status: number; stdout: string }> => {
+      try {
+        const r = await run(BIN, ['echo', `127.0.0.1:${port}:RADSCRIBE`, '--aet', 'ECHOSCU', '--json', ...extra], {
+          timeout: 60_000,
+        });
+        return { status: 0, stdout: r.stdout };
+      } catch (err: unknown) {
+        const e = err as { code?: number; stdout?: string };
+        return { status: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '' };
+      }
+    };
+    const ok = await cli(['--tls-ca', pem('ca.pem'), '--tls-cert', pem('client.pem'), '--tls-key', pem('client.key')]);
+    expect(ok.status).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ target: { tls: true }, ok: true, outcome: 'success' });
+    const wrongCa = await cli([
+      '--tls-ca',
+      pem('rogue-ca.pem'),
+      '--tls-cert',
+      pem('client.pem'),
+      '--tls-key',
+      pem('client.key'),
+    ]);
+    expect(wrongCa.status).toBe(1);
+    expect(JSON.parse(wrongCa.stdout)).toMatchObject({ ok: false, outcome: expect.stringMatching(/^TLS refused: /) });
+    const halfPair = await cli(['--tls-ca', pem('ca.pem'), '--tls-cert', pem('client.pem')]);
+    expect(halfPair.status).toBe(2);
   });
 });

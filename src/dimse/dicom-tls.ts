@@ -5,18 +5,19 @@ import tls from 'node:tls';
 import { ErrorCode, RadScribeError } from '../errors.js';
 
 /**
- * DICOM over TLS (PS3.15 Annex B.1 "The Basic TLS Secure Transport Connection Profile" as amended
- * by B.9 "BCP 195 TLS Profile"; PS3.8 §9.1.1 leaves the transport to PS3.15): the Upper Layer runs
- * unchanged on a TLS connection, both ends authenticated by X.509 certificates. BCP 195 (RFC 9325,
- * RFC 8996) fixes what "secure" means here:
+ * DICOM over TLS (PS3.15 Annex B Secure Transport Connection Profiles; PS3.8 §9.1.1 leaves the
+ * transport to PS3.15): the Upper Layer runs unchanged on a TLS connection, both ends
+ * authenticated by X.509 certificates (B.1). The policy is that of the BCP 195 profiles (B.9 BCP
+ * 195, B.10 Non-Downgrading, B.11 Extended, and B.12 "BCP 195 RFC 8996, 9325", which newer
+ * editions keep when retiring the others), i.e. RFC 9325 and RFC 8996:
  *  - TLS 1.2 at least (RFC 8996 deprecates 1.0 and 1.1); 1.3 when both ends have it.
  *  - Only AEAD cipher suites with forward secrecy (RFC 9325 §4.2): ECDHE key exchange with
  *    AES-GCM or ChaCha20-Poly1305. No CBC, no static RSA key exchange, no DHE (finite-field groups
  *    are negotiated badly by old peers, RFC 9325 §4.2.1), no NULL or export suites.
  *  - No TLS compression (RFC 9325 §3.3, CRIME) and no renegotiation (TLS 1.2 renegotiation is
  *    what RFC 5746 patched; nothing in DICOM needs it, and TLS 1.3 has none).
- * DCMTK's default "Non-downgrading BCP 195" profile (`+py`) offers a superset of this list, so it
- * interoperates out of the box.
+ * DCMTK's B.9, B.10 (its default) and B.11 profiles (`+px`, `+py`, `+pz`) each share suites with
+ * this list (test/integration/dimse-tls.int.test.ts).
  */
 
 /**
@@ -48,10 +49,7 @@ export type TlsMinVersion = (typeof TlsMinVersion)[keyof typeof TlsMinVersion];
 
 export const DEFAULT_TLS_MIN_VERSION: TlsMinVersion = TlsMinVersion.Tls12;
 
-/**
- * OpenSSL options: no compression, no renegotiation (RFC 9325 §3.3, §3.5), and a fresh ECDHE key
- * per handshake (OpenSSL does that by default for ECDHE; the option keeps it explicit for DHE too).
- */
+/** OpenSSL options: no compression (RFC 9325 §3.3), no renegotiation (RFC 9325 §3.5). */
 const SECURE_OPTIONS = constants.SSL_OP_NO_COMPRESSION | constants.SSL_OP_NO_RENEGOTIATION;
 
 /** The TLS settings of one `dimse.listeners[]` item (config key `tls`). */

@@ -182,6 +182,26 @@ describe(`DICOM TLS listener against DCMTK (${backendName()})`, () => {
     expect(await tlsRejections()).toEqual([]);
   });
 
+  // PS3.15 B.9 (BCP 195), B.10 (Non-downgrading BCP 195, DCMTK's default) and B.11 (Extended
+  // BCP 195): each profile's suite list meets ours.
+  it.each([
+    ['+px', 'BCP 195'],
+    ['+py', 'Non-downgrading BCP 195'],
+    ['+pz', 'Extended BCP 195'],
+  ])('echoscu %s (%s profile) is answered', async (profile) => {
+    const e = await dcmtk('echoscu', [
+      ...dcmtkTls('client.key', 'client.pem'),
+      profile,
+      '-aet',
+      'ECHOSCU',
+      '-aec',
+      AET,
+      '127.0.0.1',
+      String(scp.port),
+    ]);
+    expect(e).toMatchObject({ code: 0 });
+  });
+
   it('TLS with a wrong certificate is refused: a client certificate from another CA gets no association, nothing stored, audited', async () => {
     const s = await dcmtk('storescu', [
       ...dcmtkTls('rogue-client.key', 'rogue-client.pem'),

@@ -202,12 +202,18 @@ export class StorageScp {
    * Alert, Node Authentication (PS3.15 A.5.3.11), the same kind as a refused association.
    */
   async #onHandshakeFailure(code: string, message: string, socket: tls.TLSSocket): Promise<void> {
-    // After a refused certificate the TLS socket is already torn down and no longer knows its peer;
+    // After a failed handshake the TLS socket is already torn down and no longer knows its peer;
     // the TCP socket under it (node:tls `_parent`, not in its typings) kept the address read on
-    // connection.
-    const remoteAddress =
-      socket.remoteAddress ?? (socket as tls.TLSSocket & { _parent?: net.Socket })._parent?.remoteAddress ?? '';
+    // connection, and counts the bytes that came (the TLS socket counts only decrypted ones).
+    const tcp = (socket as tls.TLSSocket & { _parent?: net.Socket })._parent;
+    const remoteAddress = socket.remoteAddress ?? tcp?.remoteAddress ?? '';
     socket.destroy();
+    if (tcp?.bytesRead === 0) {
+      // Connected and went without a byte (a load balancer's or monitor's TCP check, a port
+      // scan): no handshake was attempted, nothing to alert on; auditing each would flood the trail.
+      this.#log.debug('connection closed before any TLS handshake', { remoteAddress, code });
+      return;
+    }
     this.#log.warn('DICOM TLS handshake refused', { remoteAddress, code, reason: message });
     try {
       await recordAudit(this.#opts.pool, {

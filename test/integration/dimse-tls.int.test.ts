@@ -252,12 +252,22 @@ describe(`DICOM TLS listener against DCMTK (${backendName()})`, () => {
     expect(await instanceRows(sopOf(ROGUE_FILE))).toEqual([]);
   });
 
-  it('a plain (non-TLS) DICOM connection to the TLS port is refused and audited; nothing stored', async () => {
+  it('a plain (non-TLS) DICOM connection to the TLS port is refused and audited; nothing stored; a bare TCP check is not audited', async () => {
     const before = (await tlsRejections()).length;
+    // A monitor's TCP connect-and-close sends no byte: no handshake was attempted, no alert.
+    await new Promise<void>((resolve) => {
+      const probe = net.connect(scp.port, '127.0.0.1', () => probe.end());
+      probe.on('error', () => undefined);
+      probe.on('close', () => resolve());
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await tlsRejections()).length).toBe(before);
     const s = await dcmtk('storescu', ['-aet', 'STORESCU', '-aec', AET, '127.0.0.1', String(scp.port), PLAIN_FILE]);
     expect(s.code).not.toBe(0);
     expect(await instanceRows(sopOf(PLAIN_FILE))).toEqual([]);
-    await poll('plain-connection audit', async () => ((await tlsRejections()).length > before ? true : undefined));
+    const plain = await poll('plain-connection audit', async () => (await tlsRejections())[before]);
+    // storescu's A-ASSOCIATE-RQ read as a TLS record: not a handshake.
+    expect(plain.detail.tlsError).toMatch(/^ERR_SSL_/);
   });
 
   it('offers BCP 195 only: TLS 1.1 and a CBC suite are refused at the handshake', async () => {
@@ -279,8 +289,13 @@ describe(`DICOM TLS listener against DCMTK (${backendName()})`, () => {
       });
     expect(await attempt({ maxVersion: 'TLSv1.2' })).toMatch(/^TLSv1\.2 ECDHE-ECDSA-AES256-GCM-SHA384$/);
     expect(await attempt({})).toMatch(/^TLSv1\.3 TLS_AES_256_GCM_SHA384$/);
-    expect(await attempt({ minVersion: 'TLSv1', maxVersion: 'TLSv1.1' })).toMatch(/^error /);
-    expect(await attempt({ maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-SHA256' })).toMatch(/^error /);
+    // The server's alerts, not the client refusing itself (SECLEVEL=0 lets this client offer 1.1).
+    expect(await attempt({ minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT@SECLEVEL=0' })).toBe(
+      'error ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION',
+    );
+    expect(await attempt({ maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-AES128-SHA256' })).toBe(
+      'error ERR_SSL_SSL/TLS_ALERT_HANDSHAKE_FAILURE',
+    );
     expect(DICOM_TLS12_CIPHERS.every((c) => /^ECDHE-(ECDSA|RSA)-(AES(128|256)-GCM|CHACHA20)/.test(c))).toBe(true);
   });
 });

@@ -237,7 +237,9 @@ describe(`DICOM TLS listener against DCMTK (${backendName()})`, () => {
     const noCertAudit = await poll('second TLS refusal audit', async () => (await tlsRejections())[before]);
     expect(noCertAudit.detail.tlsError).toBe('NO_PEER_CERTIFICATE');
 
-    // storescu that trusts only the rogue CA refuses our server certificate itself.
+    // storescu that trusts only the rogue CA refuses our server certificate itself; its alert
+    // (unknown CA) fails the handshake on our side too, and is audited.
+    const beforeAlert = (await tlsRejections()).length;
     const s = await dcmtk('storescu', [
       ...dcmtkTls('client.key', 'client.pem', 'rogue-ca.pem'),
       '-aet',
@@ -250,6 +252,8 @@ describe(`DICOM TLS listener against DCMTK (${backendName()})`, () => {
     ]);
     expect(s.code).not.toBe(0);
     expect(await instanceRows(sopOf(ROGUE_FILE))).toEqual([]);
+    const alert = await poll('peer alert audit', async () => (await tlsRejections())[beforeAlert]);
+    expect(alert.detail.tlsError).toMatch(/^ERR_SSL_.*ALERT/);
   });
 
   it('a plain (non-TLS) DICOM connection to the TLS port is refused and audited; nothing stored; a bare TCP check is not audited', async () => {

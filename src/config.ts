@@ -7,6 +7,7 @@ import type { DicomLimits } from './dicom/limits.js';
 import { SrProfile } from './dicom/sr/draft-policy.js';
 import { aeTitleProblem } from './dimse/ae-title.js';
 import {
+  DEFAULT_REQUIRE_CLIENT_CERT,
   DEFAULT_TLS_MIN_VERSION,
   type DicomTlsClientConfig,
   type DicomTlsListenerConfig,
@@ -751,7 +752,7 @@ function tlsMinVersion(v: Validator, o: JsonObject, p: string): TlsMinVersion {
  * when client certificates are required, the default (B.1 authenticates both ends).
  */
 function validateDimseListenerTls(v: Validator, o: JsonObject, p: string): DicomTlsListenerConfig {
-  const requireClientCert = v.bool(o, 'requireClientCert', p, true);
+  const requireClientCert = v.bool(o, 'requireClientCert', p, DEFAULT_REQUIRE_CLIENT_CERT);
   const caFile = v.str(o, 'caFile', p, true);
   if (requireClientCert && caFile === '') v.problem(`${p}.caFile`, 'is required when requireClientCert is true');
   return {

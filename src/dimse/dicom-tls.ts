@@ -49,6 +49,9 @@ export type TlsMinVersion = (typeof TlsMinVersion)[keyof typeof TlsMinVersion];
 
 export const DEFAULT_TLS_MIN_VERSION: TlsMinVersion = TlsMinVersion.Tls12;
 
+/** PS3.15 B.1 authenticates both ends: a listener refuses a client without a valid certificate. */
+export const DEFAULT_REQUIRE_CLIENT_CERT = true;
+
 /** OpenSSL options: no compression (RFC 9325 §3.3), no renegotiation (RFC 9325 §3.5). */
 const SECURE_OPTIONS = constants.SSL_OP_NO_COMPRESSION | constants.SSL_OP_NO_RENEGOTIATION;
 

@@ -1,86 +1,24 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import https from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { backends, startTestGateway, type TestGateway } from '../support/gateway.js';
+import { makeDicomPki } from '../support/pki.js';
 
 /**
  * Issue 12, Access: HTTPS on the gateway (config http.tls), TLS 1.2 at least, optional client
- * certificates. Certificates made with the openssl binary (a CA, a server certificate for
- * 127.0.0.1, a client certificate, and a rogue self-signed one); a real TLS client (node:tls /
- * node:https) on loopback.
+ * certificates. Certificates made with the openssl binary (test/support/pki.ts: a CA, a server
+ * certificate for 127.0.0.1, a client certificate, and ones from a rogue CA); a real TLS client
+ * (node:tls / node:https) on loopback.
  */
-function makePki(dir: string): void {
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  // A self-signed P-256 certificate (a CA, or a client nobody trusts).
-  const selfSigned = (cn: string, name: string) =>
-    ssl(
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-days',
-      '2',
-      '-subj',
-      `/CN=${cn}`,
-      '-keyout',
-      `${name}.key`,
-      '-out',
-      `${name}.pem`,
-    );
-  selfSigned('RadScribe test CA', 'ca');
-  writeFileSync(path.join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\n');
-  for (const [name, cn] of [
-    ['server', '127.0.0.1'],
-    ['client', 'ward-scanner'],
-  ] as const) {
-    ssl(
-      'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-subj',
-      `/CN=${cn}`,
-      '-keyout',
-      `${name}.key`,
-      '-out',
-      `${name}.csr`,
-    );
-    ssl(
-      'x509',
-      '-req',
-      '-in',
-      `${name}.csr`,
-      '-CA',
-      'ca.pem',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-days',
-      '2',
-      ...(name === 'server' ? ['-extfile', 'server.ext'] : []),
-      '-out',
-      `${name}.pem`,
-    );
-  }
-  // A client certificate with the same subject from a CA the gateway does not trust.
-  selfSigned('ward-scanner', 'rogue');
-}
-
 describe.each(backends())('HTTPS on %s', (backend) => {
   let dir: string;
   let t: TestGateway;
   const file = (f: string) => readFileSync(path.join(dir, f));
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'rs-tls-'));
-    makePki(dir);
+    makeDicomPki(dir);
     t = await startTestGateway(backend, {
       http: {
         host: '127.0.0.1',
@@ -144,8 +82,8 @@ describe.each(backends())('HTTPS on %s', (backend) => {
     expect(old).not.toMatch(/^connected/);
   });
 
-  it('refuses a client certificate from a CA it does not trust (same subject, self-signed)', async () => {
-    const rogue = { cert: file('rogue.pem'), key: file('rogue.key') };
+  it('refuses a client certificate from a CA it does not trust (same subject, another CA)', async () => {
+    const rogue = { cert: file('rogue-client.pem'), key: file('rogue-client.key') };
     await expect(get('/health', rogue)).rejects.toThrow();
     // The same request with the trusted client certificate gets through: the refusal is the certificate.
     expect((await get('/health', { cert: file('client.pem'), key: file('client.key') })).status).toBe(200);

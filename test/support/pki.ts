@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 /**
- * A small PKI made with the openssl binary, for DICOM TLS tests (PS3.15 B.1: both ends carry
+ * A small PKI made with the openssl binary, for the DICOM TLS and HTTPS tests (PS3.15 B.1: both ends carry
  * certificates). In `dir`:
  *  - ca.pem/ca.key: the hospital CA both ends trust;
  *  - server.pem/.key: an SCP certificate for 127.0.0.1 and pacs.test (subjectAltName), from ca;

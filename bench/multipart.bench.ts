@@ -31,7 +31,12 @@ function options(): { parts: number; sizeKb: number; chunkKb: number; rounds: nu
     if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a number > 0`);
     return n;
   };
-  return { parts: num('parts', 200), sizeKb: num('size-kb', 519), chunkKb: num('chunk-kb', 64), rounds: num('rounds', 5) };
+  return {
+    parts: num('parts', 200),
+    sizeKb: num('size-kb', 519),
+    chunkKb: num('chunk-kb', 64),
+    rounds: num('rounds', 5),
+  };
 }
 
 const BOUNDARY = 'bench-boundary-0123456789abcdef';

@@ -18,7 +18,8 @@ import { discardHashing, spoolToTempFile } from '../src/pacs/temp-spool.js';
  *     study retrieval does);
  *  4. over HTTP: DicomwebClient.retrieveStudy from a Node server in a child process (loopback),
  *     parts spooled, against the child serving the same body to a plain fetch that drops it.
- * Figures are ms per part (median of `--rounds`) and MB/s of part data. No peer to compare with: the
+ * Figures are ms per part (median of `--rounds`), MB/s of part data, and this process's CPU time
+ * per part (user + system; steadier than wall time on a shared machine; the server child not counted). No peer to compare with: the
  * peers benchmark holds the curl comparison; this one says where the client's time goes.
  * Options: --parts N (200), --size-kb S (519), --chunk-kb C (64), --rounds R (5).
  */
@@ -167,15 +168,22 @@ export async function run(): Promise<void> {
     );
     for (const [name, fn] of cases) {
       const ts: number[] = [];
+      const cpu: number[] = [];
       for (let r = 0; r < o.rounds; r++) {
+        const c0 = process.cpuUsage();
         const t0 = performance.now();
         const n = await fn();
         ts.push(performance.now() - t0);
+        const c = process.cpuUsage(c0);
+        cpu.push((c.user + c.system) / 1000);
         if (n !== o.parts) throw new Error(`${name}: ${n} parts, not ${o.parts}`);
       }
       const ms = median(ts) / o.parts;
       const mbs = size / 1e6 / (ms / 1000);
-      process.stdout.write(`${name.padEnd(48)} ${ms.toFixed(3)} ms/part  ${mbs.toFixed(0)} MB/s\n`);
+      const cpuMs = median(cpu) / o.parts;
+      process.stdout.write(
+        `${name.padEnd(48)} ${ms.toFixed(3)} ms/part  ${mbs.toFixed(0).padStart(5)} MB/s  CPU ${cpuMs.toFixed(3)} ms/part\n`,
+      );
     }
   } finally {
     child.kill();

@@ -218,12 +218,25 @@ function delimiterPrefixAtEnd(buf: Buffer, delimiter: Buffer): number {
 }
 
 /**
+ * Chunks the parser may hand a part's consumer ahead of its reads: enough that the parser and the
+ * consumer (hash, file writes) work on different chunks instead of taking turns on each, few enough
+ * that a stalled consumer holds the source at a few socket reads (each chunk is a slice of one).
+ */
+const PART_BODY_BUFFERED_CHUNKS = 4;
+
+/**
  * A part's body as handed to the caller: a plain Readable fed by the parser (no Transform in
- * between). `push` returning false parks the parser until the consumer asks for more (`_read`) or
- * goes away (`_destroy`): that is the back-pressure that stops the parser pulling from the source.
+ * between). It is in object mode only so that every read hands out one chunk as the source cut it:
+ * a byte-mode read() joins all buffered chunks into a new buffer (a copy of every body byte). The
+ * chunks are Buffers, as from any byte stream. `push` returning false parks the parser until the
+ * consumer asks for more (`_read`) or goes away (`_destroy`): that is the back-pressure that stops
+ * the parser pulling from the source.
  */
 class PartBody extends Readable {
   private wake: (() => void) | undefined;
+  constructor() {
+    super({ objectMode: true, highWaterMark: PART_BODY_BUFFERED_CHUNKS });
+  }
   override _read(): void {
     this.resolveWait();
   }
@@ -381,8 +394,11 @@ async function readHeaders(
       win.consume(2);
       return {};
     }
-    const end = win.buf.indexOf(CRLFCRLF);
-    const delim = win.buf.indexOf(delimiter);
+    // Both searches stop at the cap (a blank line past it refuses the part anyway) and the
+    // delimiter search at the blank line: the body in the window is the pump's to scan, once.
+    const end = win.buf.subarray(0, maxHeaderBytes + CRLFCRLF.length).indexOf(CRLFCRLF);
+    const reach = end >= 0 ? end + delimiter.length : maxHeaderBytes + delimiter.length;
+    const delim = win.buf.subarray(0, reach).indexOf(delimiter);
     const stop = delim >= 0 && (end < 0 || delim <= end) ? delim : end;
     if (stop >= 0 || win.buf.length > maxHeaderBytes) {
       if (stop < 0 || stop > maxHeaderBytes) {

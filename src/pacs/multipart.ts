@@ -236,6 +236,11 @@ class PartBody extends Readable {
   private wake: (() => void) | undefined;
   constructor() {
     super({ objectMode: true, highWaterMark: PART_BODY_BUFFERED_CHUNKS });
+    // The parser runs ahead of the consumer (a few chunks) and may fail the body (part too large,
+    // source cut off) before the consumer has attached anything, e.g. while it opens its spool
+    // file. The error is kept in the stream's errored state, which every reader sees (async
+    // iterator, pipeline, finished); it must not also be an uncaught 'error' event of the process.
+    this.on('error', () => undefined);
   }
   override _read(): void {
     this.resolveWait();
@@ -328,8 +333,7 @@ export async function* parseMultipart(
       // Errors surface through the body stream and, below, through the generator.
       pump.catch(() => undefined);
       if (head instanceof MultipartError) {
-        // The part is refused alone; its body error (if any) must not end the stream.
-        body.on('error', () => undefined);
+        // The part is refused alone (PartBody never raises an uncaught 'error' for its body).
         yield { index: index++, headers: {}, body, headerFailure: head };
       } else {
         yield { index: index++, headers: head, body };

@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { parseMultipart } from '../../../src/pacs/multipart.js';
+import { MultipartFailure, parseMultipart } from '../../../src/pacs/multipart.js';
 import { spoolToTempFile } from '../../../src/pacs/temp-spool.js';
 
 /**
@@ -101,6 +101,25 @@ describe('multipart part bodies without copies', () => {
     // lands in headers or on a delimiter prefix), not the body.
     expect(shared + copied).toBe(parts.reduce((n, p) => n + p.length, 0));
     expect(copied).toBeLessThan(0.05 * (shared + copied));
+  });
+});
+
+describe('the parser runs ahead of a late consumer', () => {
+  test('a part over maxPartBytes failed before anyone listens: no uncaught error, the reader sees it', async () => {
+    const raw = body([randomBytes(200_000), Buffer.from('next')]);
+    const seen: string[] = [];
+    for await (const p of parseMultipart(sliced(raw, 16_384), B, { maxPartBytes: 50_000 })) {
+      // The consumer attaches late (opening its spool file): the parser has failed the body by then.
+      await new Promise((r) => setTimeout(r, 20));
+      try {
+        const chunks: Buffer[] = [];
+        for await (const c of p.body) chunks.push(c as Buffer);
+        seen.push(Buffer.concat(chunks).toString('latin1'));
+      } catch (err: unknown) {
+        seen.push((err as { failure?: string }).failure ?? 'other');
+      }
+    }
+    expect(seen).toEqual([MultipartFailure.PartTooLarge, 'next']);
   });
 });
 

@@ -6,10 +6,11 @@ import type { ReceivedFile } from '../ingest/types.js';
 
 /**
  * Bytes of a part collected before a write is started while none is in flight, and the most held
- * (in the source's own chunks, never copied) while one is: a 519 KiB instance costs open, two or
- * three writev(2) and close, and a slow disk stops the reader (back-pressure) at 1 MiB per part.
+ * (in the source's own chunks, never copied) while one is: a 519 KiB instance costs open, three or
+ * four writev(2) and close, the last write after the body ends is small (it is what the next part
+ * waits for), and a slow disk stops the reader (back-pressure) at 1 MiB per part.
  */
-export const DEFAULT_SPOOL_WRITE_BYTES = 256 * 1024;
+export const DEFAULT_SPOOL_WRITE_BYTES = 128 * 1024;
 export const DEFAULT_SPOOL_MAX_PENDING_BYTES = 1024 * 1024;
 
 /** writev all of `bufs` at the file position, going on after a short write. */
@@ -36,7 +37,11 @@ export async function spoolToTempFile(body: Readable, tmpDir: string, prefix: st
   const filePath = path.join(tmpDir, `${prefix}-${randomUUID()}.part`);
   const hash = createHash('sha256');
   let sizeBytes = 0;
-  let fh: FileHandle | undefined;
+  // 'wx': never overwrite; flags keep a hostile name from following a symlink (random name anyway).
+  // The open runs while the first chunks arrive (hashed and held) rather than before them; its
+  // failure is taken by the first write or at the end.
+  const opening = open(filePath, 'wx', 0o600);
+  opening.catch(() => undefined);
   let writing: Promise<void> | undefined;
   let writeError: unknown;
   let pending: Buffer[] = [];
@@ -48,7 +53,7 @@ export async function spoolToTempFile(body: Readable, tmpDir: string, prefix: st
     const prev = writing;
     const p: Promise<void> = (async () => {
       await prev;
-      await writeAll(fh as FileHandle, bufs);
+      await writeAll(await opening, bufs);
     })().then(
       () => {
         if (writing === p) writing = undefined;
@@ -61,8 +66,6 @@ export async function spoolToTempFile(body: Readable, tmpDir: string, prefix: st
     writing = p;
   };
   try {
-    // 'wx': never overwrite; flags keep a hostile name from following a symlink (random name anyway).
-    fh = await open(filePath, 'wx', 0o600);
     for await (const c of body) {
       const chunk = c as Buffer;
       hash.update(chunk);
@@ -76,14 +79,16 @@ export async function spoolToTempFile(body: Readable, tmpDir: string, prefix: st
     if (pending.length > 0) start();
     await writing;
     if (writeError !== undefined) throw writeError;
-    await fh.close();
-    fh = undefined;
+    await (await opening).close();
   } catch (err: unknown) {
-    // No write may still be running when the file goes (it would recreate nothing, but close first).
+    // No write may still be running when the file goes; a file we did not create is not ours to remove.
     await writing;
-    await fh?.close().catch(() => undefined);
+    const fh = await opening.catch(() => undefined);
     if (!body.destroyed) body.destroy();
-    await rm(filePath, { force: true });
+    if (fh) {
+      await fh.close().catch(() => undefined);
+      await rm(filePath, { force: true });
+    }
     throw err;
   }
   return { path: filePath, sizeBytes, sha256: hash.digest('hex') };

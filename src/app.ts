@@ -21,7 +21,8 @@ import { childLogger } from './logger.js';
  * chosen for thrown errors (STYLE rule 3).
  */
 export interface AppDeps {
-  readonly dicomweb: Router;
+  /** DICOMweb routers mounted under /dicomweb, in order (STOW-RS, WADO-RS). */
+  readonly dicomweb: Router | readonly Router[];
   readonly health: () => Promise<{ ok: boolean; body: Record<string, unknown> }>;
   /** Routers mounted under /api, in order. */
   readonly api?: readonly Router[];
@@ -71,7 +72,7 @@ export function createApp(deps: AppDeps): express.Express {
     }
   });
   // Multipart STOW bodies are streamed by the DICOMweb router; no body parser is installed globally.
-  app.use('/dicomweb', deps.dicomweb);
+  for (const r of [deps.dicomweb].flat()) app.use('/dicomweb', r);
   for (const r of deps.api ?? []) app.use('/api', r);
   app.get('/health', async (_req, res, next) => {
     try {

@@ -126,7 +126,11 @@ export interface DimseDestinationConfig {
 export interface RouteConfig {
   /** Shown in the job result and the export log, so an operator sees which rule sent a draft where. */
   name: string;
-  match: { modality?: string[] };
+  /**
+   * All given criteria must hold; within one, any value. `calledAeTitle`: the local AE the study's
+   * instances were sent to (C-STORE Called AE, or STOW-RS to /dicomweb/aets/{AET}/studies).
+   */
+  match: { modality?: string[]; calledAeTitle?: string[] };
   destination: string;
 }
 
@@ -477,7 +481,19 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
     const destination = v.str(ro, 'destination', p);
     if (!destNames.has(destination)) v.problem(`${p}.destination`, `unknown destination "${destination}"`);
     const modality = v.has(match, 'modality') ? v.strArr(match, 'modality', `${p}.match`) : undefined;
-    return { name, match: modality ? { modality } : {}, destination };
+    const calledAeTitle = v.has(match, 'calledAeTitle') ? v.strArr(match, 'calledAeTitle', `${p}.match`) : undefined;
+    for (const [j, t] of (calledAeTitle ?? []).entries()) {
+      const why = aeTitleProblem(t);
+      if (why) v.problem(`${p}.match.calledAeTitle[${j}]`, `not a valid AE title: ${why}`);
+    }
+    return {
+      name,
+      match: {
+        ...(modality ? { modality } : {}),
+        ...(calledAeTitle ? { calledAeTitle: calledAeTitle.map((t) => t.trim()) } : {}),
+      },
+      destination,
+    };
   });
   v.unique(
     routes.map((r) => r.name),

@@ -34,6 +34,16 @@ export const ErrorCode = {
   SrInvalid: 'sr-invalid',
   /** Resource not found (HTTP 404). */
   NotFound: 'not-found',
+  /**
+   * The resource was held and is gone for good (HTTP 410, RFC 9110 §15.5.11): instances retention
+   * removed, asked for by WADO-RS. Permanent.
+   */
+  Gone: 'gone',
+  /**
+   * No representation the request's Accept allows (HTTP 406, PS3.18 §8.7.3.5): a WADO-RS retrieve
+   * in a transfer syntax RadScribe does not hold the instance in (it does not transcode). Permanent.
+   */
+  NotAcceptable: 'not-acceptable',
   /** Anything we did not classify: a bug. */
   Internal: 'internal',
   /** A request body over the configured size (HTTP 413, PS3.18 Table 10.5.3-1). Permanent. */
@@ -64,6 +74,11 @@ export const ErrorCode = {
    * one UID (PS3.5 §9.1). Permanent: resending cannot fix it, an operator must decide which is right.
    */
   ExportConflict: 'export-conflict',
+  /**
+   * The resource's current state does not allow the request (an operator forcing a study that
+   * already has a describe job, or one retention removed): HTTP 409 (RFC 9110 §15.5.10). Permanent.
+   */
+  StateConflict: 'state-conflict',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -218,12 +233,17 @@ export function toHttpStatus(code: ErrorCode): number {
       return 403;
     case ErrorCode.NotFound:
       return 404;
+    case ErrorCode.NotAcceptable:
+      return 406;
+    case ErrorCode.Gone:
+      return 410;
     case ErrorCode.RateLimited:
       return 429;
     case ErrorCode.PayloadTooLarge:
       return 413;
     case ErrorCode.StudyMismatch:
     case ErrorCode.ExportConflict:
+    case ErrorCode.StateConflict:
       return 409;
     case ErrorCode.MediaTypeUnsupported:
     case ErrorCode.DicomUnsupported:

@@ -28,6 +28,7 @@ import type { ModelIdentity } from './inference/model-identity.js';
 import { DiskGuard } from './ingest/disk-guard.js';
 import { backfillInstanceHeaders } from './ingest/header-backfill.js';
 import { InstanceStore } from './ingest/instance-store.js';
+import { sweepOrphanInstanceFiles } from './ingest/orphan-sweep.js';
 import { PgRemoteStudyTracker } from './ingest/remote-study-tracker.js';
 import { createJobsRouter } from './jobs/jobs-router.js';
 import type { JobWorker } from './jobs/worker.js';
@@ -37,6 +38,7 @@ import type { DicomwebClient } from './pacs/dicomweb-client.js';
 import { QidoPoller } from './pacs/qido-poller.js';
 import { createStowRouter } from './pacs/stow-router.js';
 import { removeStaleSpoolFiles } from './pacs/temp-spool.js';
+import { createWadoRouter } from './pacs/wado-router.js';
 import { ImagePrepClient } from './pipeline/image-prep-client.js';
 import type { Environment } from './secrets.js';
 import { auditAnchorService } from './services/audit-anchor-service.js';
@@ -145,11 +147,19 @@ export class Gateway {
       await backfillInstanceHeaders(pool);
       const storageDir = path.join(config.dataDir, 'instances');
       mkdirSync(storageDir, { recursive: true });
+      const orphans = await sweepOrphanInstanceFiles(pool, storageDir);
+      if (orphans.removed.length > 0)
+        this.log.warn('removed instance files without a row, left by a crashed run', {
+          sopInstanceUids: orphans.removed,
+        });
       const guard = new DiskGuard({ dir: storageDir, ...diskGuardOptions(config) });
       return {
         tmpDir,
         guard,
         sink: new InstanceStore({ pool, storageDir, guard, limits: dicomLimitsOf(config) }),
+        // Recorded with application-start (issue 15: "sweep … at start, and audit what was swept").
+        sweptSpoolFiles: stale,
+        sweptOrphanInstances: orphans.removed,
       };
     });
     // Recorded on close only if application-start was: a failed start is not a stop (PS3.15 A.5.3.1).
@@ -184,14 +194,20 @@ export class Gateway {
           authFailures,
           ...(config.http.oidc.issuer ? { jwt: oidcVerifier(config.http.oidc) } : {}),
         });
+        // The DIMSE listeners' AE titles are also DICOMweb services at /dicomweb/aets/{AET} (issue 11).
+        const localAeTitles = config.dimse.listeners.map((l) => l.aeTitle);
         return createApp({
-          dicomweb: createStowRouter({
-            sink,
-            tmpDir,
-            refusals: new AuditRecorder(db.pool),
-            limits: stowLimits(config),
-            ...(config.http.publicBaseUrl ? { retrieveUrlBase: config.http.publicBaseUrl } : {}),
-          }),
+          dicomweb: [
+            createStowRouter({
+              sink,
+              tmpDir,
+              refusals: new AuditRecorder(db.pool),
+              limits: stowLimits(config),
+              localAeTitles,
+              ...(config.http.publicBaseUrl ? { retrieveUrlBase: config.http.publicBaseUrl } : {}),
+            }),
+            createWadoRouter({ pool: db.pool, localAeTitles }),
+          ],
           api: [
             createAuditRouter({ pool: db.pool, requester: auditRequester }),
             createJobsRouter({ pool: db.pool }),
@@ -285,7 +301,17 @@ export class Gateway {
       await recordAudit(database.value.pool, {
         kind: AuditEventKind.ApplicationStart,
         actor: this.actor,
-        detail: { model: id.name, modelVersion: id.version, provider: id.provider },
+        detail: {
+          model: id.name,
+          modelVersion: id.version,
+          provider: id.provider,
+          // Upload spool files of an earlier run that died mid-request: never acknowledged, removed.
+          ...(ingest.value.sweptSpoolFiles > 0 ? { sweptSpoolFiles: ingest.value.sweptSpoolFiles } : {}),
+          // Instance files a crashed run renamed into place whose row never committed (orphan-sweep.ts).
+          ...(ingest.value.sweptOrphanInstances.length > 0
+            ? { sweptOrphanInstances: ingest.value.sweptOrphanInstances }
+            : {}),
+        },
       });
       applicationStarted = true;
     });

@@ -95,6 +95,8 @@ export const AuditEventKind = {
   AccessRefused: 'access-refused',
   /** Security settings changed: an API token created or revoked, a role granted. */
   SecurityConfiguration: 'security-configuration',
+  /** A caller fetched instances RadScribe holds with WADO-RS (PS3.18 §10.4); outcome 0. */
+  InstancesRetrieved: 'instances-retrieved',
 } as const;
 export type AuditEventKind = (typeof AuditEventKind)[keyof typeof AuditEventKind];
 
@@ -134,6 +136,9 @@ export interface AuditEventDefinition {
  *   refused credential carries outcome 4.
  * - access-refused → 110113 Security Alert with 110132 Use of Restricted Function, action E.
  * - security-configuration → 110113 Security Alert with 110129 Security Configuration, action E.
+ * - instances-retrieved → 110104 R: a WADO-RS retrieve moves instances from RadScribe to another
+ *   application (A.5.3.5 DICOM Instances Transferred is the message for a transfer between AEs;
+ *   A.5.3.2 Instances Accessed is for use without a transfer); action R, the source reads its copy.
  */
 export const AUDIT_EVENTS: Readonly<Record<AuditEventKind, AuditEventDefinition>> = {
   'instance-received': { eventId: AuditEventId.DicomInstancesTransferred, action: EventActionCode.Create },
@@ -185,6 +190,7 @@ export const AUDIT_EVENTS: Readonly<Record<AuditEventKind, AuditEventDefinition>
     eventTypeCode: AuditEventTypeCode.SecurityConfiguration,
     action: EventActionCode.Execute,
   },
+  'instances-retrieved': { eventId: AuditEventId.DicomInstancesTransferred, action: EventActionCode.Read },
 };
 
 /** Event type for a config change: 110128 for network/AE changes, else 110131 (PS3.15 A.5.3.11). */

@@ -68,6 +68,7 @@ export class AuditRecorder implements PipelineRecorder, RefusalRecorder {
       detail: {
         via: r.via,
         errorCode: r.code,
+        ...(r.calledAeTitle ? { calledAeTitle: r.calledAeTitle } : {}),
         ...(r.failureReason !== undefined ? { failureReason: r.failureReason } : {}),
         ...(r.httpStatus !== undefined ? { httpStatus: r.httpStatus } : {}),
         ...(r.part !== undefined ? { part: r.part } : {}),

@@ -8,6 +8,7 @@ import { remoteCommand } from './remote.js';
 import { renderCommand } from './render.js';
 import { retentionCommand } from './retention.js';
 import { srCommand } from './sr.js';
+import { studiesCommand } from './studies.js';
 import { tilesCommand } from './tiles.js';
 import { tokenCommand } from './token.js';
 
@@ -22,6 +23,7 @@ export const COMMANDS: readonly CliCommand[] = [
   auditCommand,
   tokenCommand,
   remoteCommand,
+  studiesCommand,
   echoCommand,
   retentionCommand,
   srCommand,

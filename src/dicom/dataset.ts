@@ -176,7 +176,8 @@ function isVrChar(b: number | undefined): boolean {
   return b !== undefined && b >= 0x41 && b <= 0x5a;
 }
 
-const LONG_VRS: ReadonlySet<string> = new Set([
+/** VRs with a 4-byte length in Explicit VR (PS3.5 §7.1.2, Table 7.1-1). */
+export const LONG_VRS: ReadonlySet<string> = new Set([
   'OB',
   'OD',
   'OF',

@@ -274,6 +274,8 @@ export class StorageScp {
       via: ReceivedVia.CStore,
       ...(info.remoteAddress ? { remoteAddress: info.remoteAddress } : {}),
       actor: info.callingAeTitle,
+      // The listener's own title (the association was accepted because the Called AE matched it).
+      calledAeTitle: this.#opts.listener.aeTitle,
       expectedSopClassUid: rq.affectedSopClassUid,
       expectedSopInstanceUid: rq.affectedSopInstanceUid,
     };
@@ -309,6 +311,7 @@ export class StorageScp {
           sizeBytes,
           ...(info.remoteAddress ? { remoteAddress: info.remoteAddress } : {}),
           actor: info.callingAeTitle,
+          calledAeTitle: this.#opts.listener.aeTitle,
         });
       },
       logger: this.#log,

@@ -1,3 +1,4 @@
+import { LONG_VRS } from '../dicom/dataset.js';
 import { TransferSyntax } from '../dicom/uids.js';
 import { DicomError, ErrorCode, normalizeErrorString, RadScribeError } from '../errors.js';
 import { childLogger, type Logger } from '../logger.js';
@@ -167,23 +168,6 @@ export interface StoreInstance {
   /** The data set, in `transferSyntaxUid`, without preamble and File Meta Information. */
   readonly dataSet: Buffer;
 }
-
-/** VRs with a 4-byte length in Explicit VR (PS3.5 §7.1.2, Table 7.1-1). */
-const LONG_VRS: ReadonlySet<string> = new Set([
-  'OB',
-  'OD',
-  'OF',
-  'OL',
-  'OV',
-  'OW',
-  'SQ',
-  'SV',
-  'UC',
-  'UN',
-  'UR',
-  'UT',
-  'UV',
-]);
 
 /**
  * Split a Part 10 file (PS3.10 §7.1: preamble, "DICM", group 0002 in Explicit VR LE led by its

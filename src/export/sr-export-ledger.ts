@@ -107,6 +107,20 @@ export async function isOwnExport(q: Queryable, sopInstanceUid: string): Promise
 }
 
 /** The gateway's memory of what it exported where (table sr_exports), and its outbox. */
+/** $1–$8 of the ledger's upserts: the object and where it goes (same order in every statement). */
+function recordParams(r: ExportRecord): unknown[] {
+  return [
+    r.sopInstanceUid,
+    r.studyInstanceUid,
+    r.jobId,
+    r.destination,
+    r.sopClassUid,
+    r.seriesInstanceUid,
+    r.deviceUid,
+    r.objectKind,
+  ];
+}
+
 export class SrExportLedger {
   constructor(private readonly q: Queryable) {}
 
@@ -141,14 +155,7 @@ export class SrExportLedger {
     for (const o of objects) {
       const r = o.record;
       await this.q.query(UPSERT_STAGED, [
-        r.sopInstanceUid,
-        r.studyInstanceUid,
-        r.jobId,
-        r.destination,
-        r.sopClassUid,
-        r.seriesInstanceUid,
-        r.deviceUid,
-        r.objectKind,
+        ...recordParams(r),
         Buffer.from(o.part10.buffer, o.part10.byteOffset, o.part10.byteLength),
         o.sha256,
         JSON.stringify(o.staged),
@@ -211,17 +218,6 @@ export class SrExportLedger {
   }
 
   async recordFailed(r: ExportRecord, code: ErrorCode, message: string): Promise<void> {
-    await this.q.query(UPSERT_FAILED, [
-      r.sopInstanceUid,
-      r.studyInstanceUid,
-      r.jobId,
-      r.destination,
-      r.sopClassUid,
-      r.seriesInstanceUid,
-      r.deviceUid,
-      r.objectKind,
-      code,
-      message,
-    ]);
+    await this.q.query(UPSERT_FAILED, [...recordParams(r), code, message]);
   }
 }

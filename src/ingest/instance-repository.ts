@@ -29,8 +29,8 @@ INSERT INTO instances (sop_instance_uid, study_instance_uid, series_instance_uid
                        modality, file_path, file_sha256, size_bytes, received_via, remote_address, actor,
                        instance_number, series_number, number_of_frames, pixel_rows, pixel_columns,
                        photometric_interpretation, body_part_examined, series_description,
-                       specific_character_set, has_pixel_data)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
+                       specific_character_set, has_pixel_data, called_ae_title)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
 ON CONFLICT (sop_instance_uid) DO UPDATE SET
   study_instance_uid = EXCLUDED.study_instance_uid, series_instance_uid = EXCLUDED.series_instance_uid,
   sop_class_uid = EXCLUDED.sop_class_uid, transfer_syntax_uid = EXCLUDED.transfer_syntax_uid,
@@ -41,7 +41,7 @@ ON CONFLICT (sop_instance_uid) DO UPDATE SET
   pixel_columns = EXCLUDED.pixel_columns, photometric_interpretation = EXCLUDED.photometric_interpretation,
   body_part_examined = EXCLUDED.body_part_examined, series_description = EXCLUDED.series_description,
   specific_character_set = EXCLUDED.specific_character_set, has_pixel_data = EXCLUDED.has_pixel_data,
-  header_read = true, received_at = now(), deleted_at = NULL
+  called_ae_title = EXCLUDED.called_ae_title, header_read = true, received_at = now(), deleted_at = NULL
 WHERE instances.deleted_at IS NOT NULL
 RETURNING sop_instance_uid`;
 
@@ -55,7 +55,7 @@ SELECT sop_instance_uid, study_instance_uid, series_instance_uid, sop_class_uid,
        file_path, file_sha256, size_bytes, received_via, received_at, actor,
        instance_number, series_number, number_of_frames, pixel_rows, pixel_columns,
        photometric_interpretation, body_part_examined, series_description, specific_character_set, has_pixel_data,
-       decode_started_at
+       decode_started_at, called_ae_title
 FROM instances WHERE study_instance_uid = $1 AND quarantined_at IS NULL AND deleted_at IS NULL
 ORDER BY series_instance_uid, instance_number NULLS LAST, received_at, sop_instance_uid`;
 
@@ -129,6 +129,68 @@ WHERE study_instance_uid = $1 AND sop_instance_uid = ANY($2::text[]) AND deleted
 export const SELECT_HELD_SOP_INSTANCES = `
 SELECT series_instance_uid, sop_instance_uid FROM instances WHERE study_instance_uid = $1`;
 
+/**
+ * Instances of a study (optionally one series, one instance) for a WADO-RS retrieve (PS3.18 §10.4),
+ * deleted and quarantined rows included so the retrieve can tell "gone" (410) from "never held"
+ * (404). $1 study, $2 series or NULL, $3 SOP Instance UID or NULL. Order as the pipeline reads them.
+ */
+export const SELECT_RETRIEVABLE_INSTANCES = `
+SELECT sop_instance_uid, series_instance_uid, sop_class_uid, transfer_syntax_uid, file_path, file_sha256, size_bytes,
+       called_ae_title, deleted_at IS NOT NULL AS deleted, quarantined_at IS NOT NULL AS quarantined
+FROM instances
+WHERE study_instance_uid = $1 AND ($2::text IS NULL OR series_instance_uid = $2) AND ($3::text IS NULL OR sop_instance_uid = $3)
+ORDER BY series_instance_uid, instance_number NULLS LAST, received_at, sop_instance_uid`;
+
+/** One instance as a WADO-RS retrieve sees it. */
+export interface RetrievableInstance {
+  readonly sopInstanceUid: string;
+  readonly seriesInstanceUid: string;
+  readonly sopClassUid: string;
+  readonly transferSyntaxUid: string;
+  readonly filePath: string;
+  readonly fileSha256: string;
+  readonly sizeBytes: number;
+  readonly calledAeTitle: string | null;
+  /** Retention removed its file (migration 0009). */
+  readonly deleted: boolean;
+  /** Set aside for good (migration 0008): never served. */
+  readonly quarantined: boolean;
+}
+
+export async function listRetrievableInstances(
+  q: Queryable,
+  where: { readonly studyInstanceUid: string; readonly seriesInstanceUid?: string; readonly sopInstanceUid?: string },
+): Promise<RetrievableInstance[]> {
+  const { rows } = await q.query<{
+    sop_instance_uid: string;
+    series_instance_uid: string;
+    sop_class_uid: string;
+    transfer_syntax_uid: string;
+    file_path: string;
+    file_sha256: string;
+    size_bytes: string | number;
+    called_ae_title: string | null;
+    deleted: boolean;
+    quarantined: boolean;
+  }>(SELECT_RETRIEVABLE_INSTANCES, [
+    where.studyInstanceUid,
+    where.seriesInstanceUid ?? null,
+    where.sopInstanceUid ?? null,
+  ]);
+  return rows.map((r) => ({
+    sopInstanceUid: r.sop_instance_uid,
+    seriesInstanceUid: r.series_instance_uid,
+    sopClassUid: r.sop_class_uid,
+    transferSyntaxUid: r.transfer_syntax_uid,
+    filePath: r.file_path,
+    fileSha256: r.file_sha256,
+    sizeBytes: Number(r.size_bytes),
+    calledAeTitle: r.called_ae_title,
+    deleted: r.deleted,
+    quarantined: r.quarantined,
+  }));
+}
+
 /** What a receipt writes: the header plus where and how the bytes arrived. */
 export interface NewInstance extends InstanceRecord {
   readonly remoteAddress: string | null;
@@ -165,6 +227,7 @@ interface InstanceRow {
   specific_character_set: string | null;
   has_pixel_data: boolean;
   decode_started_at?: Date | null;
+  called_ae_title?: string | null;
 }
 
 function toStoredInstance(r: InstanceRow): StoredInstance {
@@ -192,6 +255,7 @@ function toStoredInstance(r: InstanceRow): StoredInstance {
     specificCharacterSet: r.specific_character_set,
     hasPixelData: r.has_pixel_data,
     decodeStartedAt: r.decode_started_at ?? null,
+    calledAeTitle: r.called_ae_title ?? null,
   };
 }
 
@@ -224,6 +288,7 @@ export async function insertInstance(q: Queryable, i: NewInstance): Promise<bool
     i.seriesDescription,
     i.specificCharacterSet,
     i.hasPixelData,
+    i.calledAeTitle ?? null,
   ]);
   return (res.rowCount ?? 0) > 0;
 }

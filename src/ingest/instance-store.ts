@@ -315,6 +315,7 @@ export class InstanceStore implements InstanceSink {
         receivedVia: ctx.via,
         remoteAddress: ctx.remoteAddress ?? null,
         actor: ctx.actor ?? null,
+        calledAeTitle: ctx.calledAeTitle ?? null,
       });
       if (!inserted) {
         // A concurrent receipt of the same SOP instance committed first (we waited on its row lock).
@@ -350,6 +351,7 @@ export class InstanceStore implements InstanceSink {
         sopInstanceUids: [id.sopInstanceUid],
         detail: {
           via: ctx.via,
+          ...(ctx.calledAeTitle ? { calledAeTitle: ctx.calledAeTitle } : {}),
           seriesInstanceUid: id.seriesInstanceUid,
           sopClassUid: id.sopClassUid,
           transferSyntaxUid: id.transferSyntaxUid,
@@ -480,7 +482,7 @@ export class InstanceStore implements InstanceSink {
         ...(ctx.remoteAddress ? { source: ctx.remoteAddress } : {}),
         ...(ctx.expectedStudyInstanceUid ? { studyInstanceUid: ctx.expectedStudyInstanceUid } : {}),
         ...(sopInstanceUid ? { sopInstanceUids: [sopInstanceUid] } : {}),
-        detail: { via: ctx.via, ...detail },
+        detail: { via: ctx.via, ...(ctx.calledAeTitle ? { calledAeTitle: ctx.calledAeTitle } : {}), ...detail },
       });
     } catch (err: unknown) {
       this.#log.warn('could not audit refused instance', { error: normalizeErrorString(err) });

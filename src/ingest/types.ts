@@ -68,6 +68,11 @@ export interface InstanceRecord extends InstanceHeader {
   readonly receivedVia: ReceivedVia;
   /** Who sent it: HTTP user, calling AE title, or the remote node it was retrieved from. */
   readonly actor: string | null;
+  /**
+   * The local AE it was sent to (migration 0020): the Called AE Title of the C-STORE association
+   * or the {AET} of a STOW-RS to /dicomweb/aets/{AET}/studies; null when it reached no local AE.
+   */
+  readonly calledAeTitle?: string | null;
 }
 
 /** One row of `instances`: the one definition of a stored instance (issue 8). */
@@ -112,6 +117,12 @@ export interface ReceiptContext {
   readonly remoteAddress?: string;
   /** Who sent it: HTTP user, calling AE title, or configured remote node name. */
   readonly actor?: string;
+  /**
+   * The local AE the instance was sent to: the listener's AE title for C-STORE, the {AET} of
+   * /dicomweb/aets/{AET}/studies for STOW-RS. Recorded on the row and the audit event, and
+   * matched by routing rules (config routes[].match.calledAeTitle).
+   */
+  readonly calledAeTitle?: string;
   /** Study Instance UID from the STOW-RS request URI, if any (PS3.18 §10.5). */
   readonly expectedStudyInstanceUid?: string;
   /**
@@ -188,6 +199,8 @@ export interface InstanceRefusal {
   readonly sizeBytes?: number;
   readonly remoteAddress?: string;
   readonly actor?: string;
+  /** The local AE the request was addressed to (STOW-RS per-AE path, C-STORE listener). */
+  readonly calledAeTitle?: string;
   readonly studyInstanceUid?: string;
 }
 

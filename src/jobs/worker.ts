@@ -16,10 +16,14 @@ import type { Job, JobHandler, JobProgress } from './types.js';
 
 export const DEFAULT_POLL_INTERVAL_MS = 1_000;
 /**
- * Long enough for one describe-study on a slow GPU between renewals; renewed every leaseMs/3.
- * (config `jobs.leaseMs`; config/default.yaml has always shipped 10 minutes.)
+ * How long a job stays claimed without a renewal (config `jobs.leaseMs`). The worker renews it
+ * every leaseMs/3 while the job runs, however long the job takes (the model runs in its own
+ * process, so the event loop that renews is free), so the lease only has to outlast a stalled
+ * renewal or a short database outage. Short, so that a job of a host that died is taken over by
+ * another gateway within a minute (issue 15: "keep the lease short with a heartbeat for long
+ * jobs"); this host's own dead workers' jobs are reclaimed at its start at once.
  */
-export const DEFAULT_LEASE_MS = 10 * 60_000;
+export const DEFAULT_LEASE_MS = 60_000;
 /** One GPU, one model: one study at a time. */
 export const DEFAULT_CONCURRENCY = 1;
 /** Quiet period after the last instance before a study counts as complete. */

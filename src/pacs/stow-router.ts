@@ -15,6 +15,7 @@ import type { Logger } from '../logger.js';
 import { childLogger } from '../logger.js';
 import type { DicomJsonDataset } from './dicom-json.js';
 import { sqAttr, Tag, uiAttr, urAttr, usAttr } from './dicom-json.js';
+import { aePath, resolveLocalAe } from './local-ae.js';
 import type { MediaType } from './media-type.js';
 import { MediaTypes, parseMediaType } from './media-type.js';
 import {
@@ -65,6 +66,12 @@ export interface StowRouterDeps {
    * read, requests refused whole. Refusals by the sink are audited by the sink.
    */
   readonly refusals?: RefusalRecorder;
+  /**
+   * Local AE titles served at /aets/{AET}/studies (the DIMSE listeners' titles, issue 11): a STOW-RS
+   * there records {AET} as the instance's called AE, like a C-STORE to that AE. Empty: every {AET}
+   * is unknown (404).
+   */
+  readonly localAeTitles?: readonly string[];
 }
 
 /**
@@ -196,23 +203,33 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
 
   async function storeInstances(req: Request, res: Response): Promise<void> {
     const studyParam = typeof req.params.study === 'string' ? req.params.study : undefined;
+    const aetParam = typeof req.params.aet === 'string' ? req.params.aet : undefined;
+    let calledAeTitle: string | undefined;
     const ctx = {
       via: ReceivedVia.StowRs,
       remoteAddress: req.socket.remoteAddress,
       actor: actorOf(req, res),
       expectedStudyInstanceUid: studyParam,
+      calledAeTitle,
     };
     const refuse = async (r: Omit<InstanceRefusal, 'via' | 'remoteAddress' | 'actor'>): Promise<void> => {
       await deps.refusals?.instanceRefused({
         via: ctx.via,
         ...(ctx.remoteAddress ? { remoteAddress: ctx.remoteAddress } : {}),
         ...(ctx.actor ? { actor: ctx.actor } : {}),
+        ...(ctx.calledAeTitle ? { calledAeTitle: ctx.calledAeTitle } : {}),
         ...(studyParam && isValidUid(studyParam) ? { studyInstanceUid: studyParam } : {}),
         ...r,
       });
     };
     let boundary: string;
     try {
+      // A per-AE path names a local AE (the DIMSE listeners' titles): unknown is 404, refused and
+      // audited like every other whole-request refusal, before a byte of the body is read.
+      if (aetParam !== undefined) {
+        calledAeTitle = resolveLocalAe(aetParam, deps.localAeTitles ?? []);
+        ctx.calledAeTitle = calledAeTitle;
+      }
       if (studyParam !== undefined && !isValidUid(studyParam)) {
         throw new RadScribeError(ErrorCode.RequestInvalid, 'study in the request URI is not a valid UID');
       }
@@ -381,11 +398,14 @@ export function createStowRouter(deps: StowRouterDeps): express.Router {
     res
       .status(status)
       .type(MediaTypes.DicomJson)
-      .send(JSON.stringify(stowResponse(results, baseOf(req), studyParam)));
+      .send(JSON.stringify(stowResponse(results, `${baseOf(req)}${aePath(calledAeTitle)}`, studyParam)));
   }
 
   router.post('/studies', storeInstances);
   router.post('/studies/:study', storeInstances);
+  // Per-AE STOW-RS (issue 11): the route a study takes can be chosen by URL, as by Called AE in DIMSE.
+  router.post('/aets/:aet/studies', storeInstances);
+  router.post('/aets/:aet/studies/:study', storeInstances);
 
   // Errors go to the app's one error handler (app.ts `errorHandler`, STYLE rule 3).
   return router;

@@ -71,10 +71,12 @@ export async function describeStudy(
   await progress?.described();
   // Routes match on the modalities of all the study's instances, images or not.
   const studyModalities = [...new Set(instances.map((i) => i.modality).filter((m): m is string => !!m))];
+  // ... and on the local AEs they were sent to (C-STORE Called AE, STOW-RS per-AE path).
+  const studyCalledAeTitles = [...new Set(instances.map((i) => i.calledAeTitle).filter((a): a is string => !!a))];
   const exported = await exportDraft(
     { ...deps, identity: deps.model.info },
     { ...job, ...(studyVersion === undefined ? {} : { studyVersion }) },
-    { described, studyModalities },
+    { described, studyModalities, studyCalledAeTitles },
     log,
   );
   return {

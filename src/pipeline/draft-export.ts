@@ -94,13 +94,23 @@ export async function exportDraft(
   /** `studyVersion`: the version of the study's result the job describes (migration 0019); default 1. */
   job: { readonly id: number; readonly studyInstanceUid: string; readonly studyVersion?: number },
   /** `studyModalities`: every modality among the study's instances, for the routes' `match.modality`. */
-  draft: { readonly described: DescribedImages; readonly studyModalities: readonly string[] },
+  draft: {
+    readonly described: DescribedImages;
+    readonly studyModalities: readonly string[];
+    /** The local AEs the study's instances were sent to, for the routes' `match.calledAeTitle`. */
+    readonly studyCalledAeTitles?: readonly string[];
+  },
   log: Logger,
 ): Promise<DraftExportResult> {
   const { findings, sources, skipped } = draft.described;
   // The matching route's name goes to the log and the job result: an operator sees which rule
   // sent a draft where (config `routes[].name`).
-  const { destination: destName, route } = routeStudy(deps.routes, deps.defaultDestination, draft.studyModalities);
+  const { destination: destName, route } = routeStudy(
+    deps.routes,
+    deps.defaultDestination,
+    draft.studyModalities,
+    draft.studyCalledAeTitles,
+  );
   const routed = deps.destinations.get(destName);
   if (!routed) throw new RadScribeError(ErrorCode.ConfigInvalid, `destination "${destName}" is not configured`);
 

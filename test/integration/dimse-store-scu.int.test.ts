@@ -247,34 +247,36 @@ describe('C-STORE SCU against DCMTK storescp', () => {
     expect(isDimseAssociationError(refused, AssociationFailure.ConnectFailed)).toBe(true);
     expect(refused).toMatchObject({ code: ErrorCode.PacsUnavailable });
 
-    // A service on the port that takes the connection and never answers (socat into /dev/null):
-    // ARTIM expires on the A-ASSOCIATE-RQ (PS3.8 §9.1.5), transient.
-    const silentPort = await freePort();
-    const silent = spawn('socat', ['-u', `TCP-LISTEN:${silentPort},bind=127.0.0.1,reuseaddr`, 'OPEN:/dev/null'], {
-      stdio: 'ignore',
+    // A service on the port that takes the connection and never answers (reads and drops
+    // everything): ARTIM expires on the A-ASSOCIATE-RQ (PS3.8 §9.1.5), transient.
+    const silent = net.createServer((sock) => {
+      sock.on('data', () => undefined);
+      sock.on('error', () => undefined);
     });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const silentPort = (silent.address() as net.AddressInfo).port;
     try {
-      let mute: unknown;
-      for (let i = 0; i < 50; i++) {
-        mute = await storeInstances({ host: '127.0.0.1', port: silentPort, calledAeTitle: 'X' }, [sr.part10], {
-          callingAeTitle: 'RADSCRIBE',
-          timeouts: { artimMs: 400 },
-        }).catch((e: unknown) => e);
-        if (!isDimseAssociationError(mute, AssociationFailure.ConnectFailed)) break;
-        await new Promise((r) => setTimeout(r, 50)); // socat not listening yet
-      }
+      const mute = await storeInstances({ host: '127.0.0.1', port: silentPort, calledAeTitle: 'X' }, [sr.part10], {
+        callingAeTitle: 'RADSCRIBE',
+        timeouts: { artimMs: 400 },
+      }).catch((e: unknown) => e);
       expect(isDimseAssociationError(mute, AssociationFailure.ArtimTimeout)).toBe(true);
       expect(mute).toMatchObject({ code: ErrorCode.PacsUnavailable });
     } finally {
-      silent.kill();
+      silent.close();
     }
 
-    // A listener that never accepts, its accept queue full (backlog 0 and three connections
+    // A listener that never accepts, its accept queue full (backlog 1 and three connections
     // waiting): the kernel drops our SYN, so the TCP connect itself times out.
     const busyPort = await freePort();
+    // A process that listens and then blocks its only thread, so it never accepts.
     const busy = spawn(
-      'python3',
-      ['-c', `import socket,time\ns=socket.socket(); s.bind(('127.0.0.1',${busyPort})); s.listen(0); time.sleep(30)`],
+      process.execPath,
+      [
+        '-e',
+        `require('net').createServer().listen({ port: ${busyPort}, host: '127.0.0.1', backlog: 1 }, () =>
+           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 30000))`,
+      ],
       { stdio: 'ignore' },
     );
     const fillers: net.Socket[] = [];

@@ -14,23 +14,26 @@ import { backends, startTestGateway, type TestGateway } from '../support/gateway
  */
 function makePki(dir: string): void {
   const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  ssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=RadScribe test CA',
-    '-keyout',
-    'ca.key',
-    '-out',
-    'ca.pem',
-  );
+  // A self-signed P-256 certificate (a CA, or a client nobody trusts).
+  const selfSigned = (cn: string, name: string) =>
+    ssl(
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:P-256',
+      '-nodes',
+      '-days',
+      '2',
+      '-subj',
+      `/CN=${cn}`,
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.pem`,
+    );
+  selfSigned('RadScribe test CA', 'ca');
   writeFileSync(path.join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1\n');
   for (const [name, cn] of [
     ['server', '127.0.0.1'],
@@ -68,23 +71,7 @@ function makePki(dir: string): void {
     );
   }
   // A client certificate with the same subject from a CA the gateway does not trust.
-  ssl(
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-days',
-    '2',
-    '-subj',
-    '/CN=ward-scanner',
-    '-keyout',
-    'rogue.key',
-    '-out',
-    'rogue.pem',
-  );
+  selfSigned('ward-scanner', 'rogue');
 }
 
 describe.each(backends())('HTTPS on %s', (backend) => {

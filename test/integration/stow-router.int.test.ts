@@ -258,3 +258,50 @@ describe('STOW-RS router (PS3.18 §10.5) on real express', () => {
     expect((await post([part(ODD)])).status).toBe(200);
   });
 });
+
+describe('STOW-RS per local AE (/aets/{AET}/studies, issue 11)', () => {
+  test('the called AE reaches the sink; Retrieve URLs name the per-AE WADO-RS service under retrieveUrlBase', async () => {
+    const aeServer = await startTestServer((app) => {
+      app.use(
+        '/dicomweb',
+        createStowRouter({
+          sink,
+          tmpDir,
+          localAeTitles: ['CT_AI'],
+          retrieveUrlBase: 'https://gw.example/dicomweb/',
+        }),
+      );
+      app.use(errorHandler());
+    });
+    try {
+      const boundary = newBoundary();
+      const res = await fetch(`${aeServer.url}/dicomweb/aets/CT_AI/studies/${STUDY_A}`, {
+        method: 'POST',
+        headers: { 'content-type': multipartRelatedContentType(boundary) },
+        body: multipartBody([part(RLE)], boundary) as unknown as BodyInit,
+        duplex: 'half',
+      } as RequestInit);
+      expect(res.status).toBe(200);
+      const body = JSON.parse(await res.text()) as DicomJsonDataset;
+      expect(getString(body, Tag.RetrieveURL)).toBe(`https://gw.example/dicomweb/aets/CT_AI/studies/${STUDY_A}`);
+      const ref = getSequence(body, Tag.ReferencedSOPSequence)[0] as DicomJsonDataset;
+      expect(getString(ref, Tag.RetrieveURL)).toMatch(
+        new RegExp(
+          `^https://gw\\.example/dicomweb/aets/CT_AI/studies/${STUDY_A.replace(/\./g, '\\.')}/series/[0-9.]+/instances/[0-9.]+$`,
+        ),
+      );
+      expect(sink.received.map((r) => r.ctx.calledAeTitle)).toEqual(['CT_AI']);
+      // A title the gateway does not have: 404 before the body is read; nothing reaches the sink.
+      const unknown = await fetch(`${aeServer.url}/dicomweb/aets/MR_AI/studies`, {
+        method: 'POST',
+        headers: { 'content-type': multipartRelatedContentType(boundary) },
+        body: multipartBody([part(ODD)], boundary) as unknown as BodyInit,
+        duplex: 'half',
+      } as RequestInit);
+      expect(unknown.status).toBe(404);
+      expect(sink.received).toHaveLength(1);
+    } finally {
+      await aeServer.close();
+    }
+  });
+});

@@ -403,6 +403,9 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
             '  - name: pacs-stow',
             '    type: stow-rs',
             '    node: pacs',
+            // This PACS is a bare STOW-RS receiver without WADO-RS: the stored copy cannot be read
+            // back, so it is compared only when the PACS says it already had it (sr-destination.ts).
+            '    verifyStored: on-duplicate',
             'defaultDestination: pacs-stow',
           ]
         : [

@@ -610,6 +610,26 @@ describe('every key reaches its consumer', () => {
     expect(routeStudy([], 'outbox', ['CT'])).toEqual({ destination: 'outbox', route: null });
   });
 
+  it('routes[].match.calledAeTitle: the local AE the study was sent to, and-ed with modality', () => {
+    const routes = [
+      { name: 'ct-ai-ct', match: { modality: ['CT'], calledAeTitle: ['CT_AI'] }, destination: 'ct-ai' },
+      { name: 'any-ct-ai', match: { calledAeTitle: ['CT_AI', 'CT_AI2'] }, destination: 'ct-ai-other' },
+    ];
+    expect(routeStudy(routes, 'outbox', ['CT'], ['CT_AI'])).toEqual({ destination: 'ct-ai', route: 'ct-ai-ct' });
+    expect(routeStudy(routes, 'outbox', ['MR'], ['CT_AI2 '])).toEqual({
+      destination: 'ct-ai-other',
+      route: 'any-ct-ai',
+    });
+    // Case-sensitive (PS3.5 AE VR); no called AE (STOW-RS to /dicomweb/studies): the default.
+    expect(routeStudy(routes, 'outbox', ['CT'], ['ct_ai'])).toEqual({ destination: 'outbox', route: null });
+    expect(routeStudy(routes, 'outbox', ['CT'])).toEqual({ destination: 'outbox', route: null });
+    expect(
+      problemsOf({
+        overrides: { routes: [{ name: 'r', match: { calledAeTitle: ['A'.repeat(17)] }, destination: 'outbox' }] },
+      }),
+    ).toEqual(['routes[0].match.calledAeTitle[0]: not a valid AE title: must be at most 16 characters']);
+  });
+
   describe('in the jobs table', () => {
     let db: TestDatabase;
     beforeAll(async () => {

@@ -29,6 +29,8 @@ describe('errors', () => {
     // [issue 11] Other content under our SR's UID at the PACS: resending cannot fix it.
     expect(RETRYABLE_CODES.has(ErrorCode.ExportConflict)).toBe(false);
     expect(toHttpStatus(ErrorCode.ExportConflict)).toBe(409);
+    expect(RETRYABLE_CODES.has(ErrorCode.StateConflict)).toBe(false);
+    expect(toHttpStatus(ErrorCode.StateConflict)).toBe(409);
   });
   it('ConfigError reports every problem', () => {
     const e = new ConfigError(['a.b: bad', 'c: missing']);

@@ -113,7 +113,11 @@ export class AccessControl {
         detail: { reason: why, role: principal.role, method: req.method, route, allowed: [...policy.roles] },
       });
       throw new AccessRefusedError(
-        why === 'role' ? `role ${principal.role} may not ${policy.purpose}` : 'path is outside the token scopes',
+        why === 'role'
+          ? `role ${principal.role} may not ${policy.purpose}`
+          : principal.scopes.length === 0
+            ? `role ${principal.role} may ${policy.purpose} only with a token scoped to paths`
+            : 'path is outside the token scopes',
       );
     }
     return principal;
@@ -124,6 +128,8 @@ export class AccessControl {
     // Scopes narrow a role to path prefixes (e.g. an ingest token for /dicomweb/studies/1.2.3 only).
     if (p.scopes.length > 0 && !p.scopes.some((s) => path === s || path.startsWith(s.endsWith('/') ? s : `${s}/`)))
       return 'scope';
+    // A role the route allows only narrowed (route-policy.ts `scopedOnly`): an unscoped token is refused.
+    if (p.scopes.length === 0 && policy.scopedOnly?.includes(p.role)) return 'scope';
     return undefined;
   }
 

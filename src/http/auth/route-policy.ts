@@ -17,6 +17,11 @@ export interface RoutePolicy {
   readonly path: string;
   /** Roles allowed; empty = public (no credentials asked). */
   readonly roles: readonly Role[];
+  /**
+   * Roles among `roles` allowed only with a token narrowed by scopes (path prefixes): an ingest
+   * token may read back what it may write, e.g. scope /dicomweb/aets/CT_AI, never everything.
+   */
+  readonly scopedOnly?: readonly Role[];
   /** What the route does, for the README matrix and the audit detail. */
   readonly purpose: string;
 }
@@ -31,13 +36,52 @@ export const ROUTE_POLICY: readonly RoutePolicy[] = [
     roles: [Role.Ingest],
     purpose: 'STOW-RS store instances of one study',
   },
+  {
+    method: 'POST',
+    path: '/dicomweb/aets/:aet/studies',
+    roles: [Role.Ingest],
+    purpose: 'STOW-RS store instances to one local AE',
+  },
+  {
+    method: 'POST',
+    path: '/dicomweb/aets/:aet/studies/:study',
+    roles: [Role.Ingest],
+    purpose: 'STOW-RS store instances of one study to one local AE',
+  },
+  ...retrieveRoutes('/dicomweb'),
+  ...retrieveRoutes('/dicomweb/aets/:aet'),
   { method: 'GET', path: '/api/audit', roles: [Role.Auditor], purpose: 'audit trail listing' },
   { method: 'GET', path: '/api/audit/events', roles: [Role.Auditor], purpose: 'audit query and CSV export' },
   { method: 'GET', path: '/api/jobs', roles: [Role.Operator, Role.Admin], purpose: 'job queue listing' },
+  {
+    method: 'POST',
+    path: '/api/studies/:study/complete',
+    roles: [Role.Operator, Role.Admin],
+    purpose: 'force a study complete (queue its describe job now)',
+  },
   { method: 'GET', path: '/api/tokens', roles: [Role.Admin], purpose: 'list API tokens' },
   { method: 'POST', path: '/api/tokens', roles: [Role.Admin], purpose: 'create an API token' },
   { method: 'DELETE', path: '/api/tokens/:id', roles: [Role.Admin], purpose: 'revoke an API token' },
 ];
+
+/**
+ * WADO-RS retrieve of what RadScribe holds (PS3.18 §10.4): operators (who look after the studies in
+ * the pipeline), and ingest tokens only when scoped, so a sender reads back what it may write and
+ * nothing else. Not admin: token management and data access stay separate duties (an admin who
+ * needs the data issues an operator token, which is audited as security-configuration).
+ */
+function retrieveRoutes(base: string): RoutePolicy[] {
+  const roles = [Role.Operator, Role.Ingest];
+  const scopedOnly = [Role.Ingest];
+  return [
+    { path: `${base}/studies/:study`, purpose: 'WADO-RS retrieve a study' },
+    { path: `${base}/studies/:study/series/:series`, purpose: 'WADO-RS retrieve a series' },
+    {
+      path: `${base}/studies/:study/series/:series/instances/:instance`,
+      purpose: 'WADO-RS retrieve an instance',
+    },
+  ].map((r) => ({ method: HttpMethod.Get, roles, scopedOnly, ...r }));
+}
 
 function matches(pattern: string, path: string): boolean {
   const p = pattern.split('/');

@@ -638,9 +638,17 @@ export async function run(): Promise<void> {
       for (const s of studies) await stow(pacs.baseUrl, pacsAuth, s, o.batch, o.concurrency);
       const accept = wadoAcceptHeader({ transferSyntax: '*' });
       const wado = { ours: [] as number[], parse: [] as number[], peer: [] as number[] };
+      // This process's CPU time (user + system) on the two client sides: steadier than wall time
+      // on a shared machine, and what the client itself costs (Orthanc and curl run elsewhere).
+      const wadoCpu = { ours: [] as number[], parse: [] as number[] };
+      const cpuMs = (since: NodeJS.CpuUsage): number => {
+        const c = process.cpuUsage(since);
+        return (c.user + c.system) / 1000;
+      };
       const sides = ['ours', 'parse', 'peer'];
       for (let r = 0; r < o.rounds; r++) {
         const t = { ours: [0, 0], parse: [0, 0], peer: [0, 0] };
+        const cpu = { ours: [0, 0], parse: [0, 0] };
         for (const i of [0, 1]) {
           const set = studies[i] as Instance[];
           const study = set[0]?.study as string;
@@ -651,6 +659,7 @@ export async function run(): Promise<void> {
             if (side === 'parse') {
               // Diagnostic: the client's multipart parsing alone, each part hashed and dropped.
               const hashes = new Set<string>();
+              const c0 = process.cpuUsage();
               const t0 = performance.now();
               await pacsClient.retrieveStudy(study, {
                 transferSyntax: '*',
@@ -659,11 +668,13 @@ export async function run(): Promise<void> {
                 },
               });
               t.parse[i] = performance.now() - t0;
+              cpu.parse[i] = cpuMs(c0);
               verify('WADO-RS by DicomwebClient (discard)', set, 'sha256', (x) =>
                 hashes.has(x.sha256) ? x.sha256 : undefined,
               );
             } else if (side === 'ours') {
               const got = new Map<string, string>();
+              const c0 = process.cpuUsage();
               const t0 = performance.now();
               await pacsClient.retrieveStudy(study, {
                 transferSyntax: '*',
@@ -673,6 +684,7 @@ export async function run(): Promise<void> {
                 },
               });
               t.ours[i] = performance.now() - t0;
+              cpu.ours[i] = cpuMs(c0);
               const hashes = new Set(got.values());
               verify('WADO-RS by DicomwebClient', set, 'sha256', (x) => (hashes.has(x.sha256) ? x.sha256 : undefined));
               if (got.size !== set.length) throw new Error(`DicomwebClient got ${got.size} parts, not ${set.length}`);
@@ -714,6 +726,8 @@ export async function run(): Promise<void> {
         wado.ours.push(((t.ours[1] as number) - (t.ours[0] as number)) / wk);
         wado.parse.push(((t.parse[1] as number) - (t.parse[0] as number)) / wk);
         wado.peer.push(((t.peer[1] as number) - (t.peer[0] as number)) / wk);
+        wadoCpu.ours.push(((cpu.ours[1] as number) - (cpu.ours[0] as number)) / wk);
+        wadoCpu.parse.push(((cpu.parse[1] as number) - (cpu.parse[0] as number)) / wk);
       }
       rows.push({
         path: 'WADO-RS retrieve (from Orthanc)',
@@ -733,6 +747,11 @@ export async function run(): Promise<void> {
         'WADO-RS: DicomwebClient.retrieveStudy (transfer-syntax=*) parses the multipart body and streams each part ' +
           'into its own temporary file with SHA-256 (spoolToTempFile, as study retrieval does); curl writes the ' +
           'whole body to one file; parts are checked afterwards, untimed. Neither fsyncs.',
+      );
+      notes.push(
+        `WADO-RS client CPU (this process, user + system), marginal ms/instance median (min–max): retrieve ${spreadText(
+          wadoCpu.ours,
+        )}, parsing only ${spreadText(wadoCpu.parse)}.`,
       );
     }
 

@@ -296,7 +296,10 @@ export class DicomwebClient {
     const accept = wadoAcceptHeader(options.transferSyntax ? { transferSyntax: options.transferSyntax } : {});
     // identity: the parts are already compressed where it pays (the transfer syntax); a gzipped
     // multipart body only costs both sides CPU and hides the part boundaries from the idle timer.
-    const { res, done, touch } = await this.request(method, 'GET', url, { accept, 'accept-encoding': 'identity' });
+    const { res, done, touch, abort } = await this.request(method, 'GET', url, {
+      accept,
+      'accept-encoding': 'identity',
+    });
     const fail = (code: ErrorCode, msg: string, cause?: unknown): DicomwebError =>
       new DicomwebError(
         code,
@@ -318,25 +321,38 @@ export class DicomwebClient {
       done();
       throw fail(ErrorCode.PacsRejected, 'response is not multipart/related with a boundary');
     }
-    const source = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
-    // A failure of the response body itself (socket reset, our idle timer) is the PACS's, whatever
-    // code reads the part when it happens (the parser or the caller's handler).
+    // The response's web stream is read directly (no Readable in between): the parser takes its
+    // chunks as they come. A failure of the response body itself (socket reset, our idle timer) is
+    // the PACS's, whatever code reads the part when it happens (the parser or the caller's handler).
+    const web = res.body as unknown as AsyncIterable<Uint8Array>;
     let bodyError: unknown;
-    source.once('error', (e) => {
-      bodyError ??= e;
-    });
+    const source = (async function* () {
+      try {
+        for await (const chunk of web) {
+          touch();
+          yield chunk;
+        }
+      } catch (e: unknown) {
+        bodyError ??= e;
+        throw e;
+      }
+    })();
     let count = 0;
     try {
-      for await (const part of parseMultipart(tapped(source, touch), boundary)) {
+      for await (const part of parseMultipart(source, boundary)) {
         count++;
         await options.onInstance(part.body, part.headers);
       }
       return count;
     } catch (err: unknown) {
-      source.destroy();
+      // The parser leaves its source as is: abort the exchange so the connection stops reading
+      // (a read still pending ends with the abort), then close the generator.
+      const failedBody = bodyError; // before our own abort fails the body too
+      abort();
+      void source.return(undefined).catch(() => undefined);
       if (err instanceof DicomwebError) throw err;
-      if (bodyError !== undefined)
-        throw fail(ErrorCode.PacsUnavailable, `response body failed: ${causeText(bodyError)}`, bodyError);
+      if (failedBody !== undefined)
+        throw fail(ErrorCode.PacsUnavailable, `response body failed: ${causeText(failedBody)}`, failedBody);
       // A body cut short by the network or our idle timer is transient; a handler error is the caller's.
       const e = (err as { code?: string; failure?: string } | null) ?? {};
       if (e.failure === 'truncated') throw fail(ErrorCode.PacsUnavailable, 'response ended early', err);
@@ -359,7 +375,7 @@ export class DicomwebClient {
     body?: Readable,
     extraOk: readonly number[] = [],
     timeoutMs: number = this.timeoutMs,
-  ): Promise<{ res: Response; done: () => void; touch: () => void }> {
+  ): Promise<{ res: Response; done: () => void; touch: () => void; abort: () => void }> {
     const controller = new AbortController();
     let timer: NodeJS.Timeout | undefined;
     const touch = (): void => {
@@ -367,6 +383,10 @@ export class DicomwebClient {
       timer = setTimeout(() => controller.abort(new Error(`no data for ${timeoutMs} ms`)), timeoutMs);
     };
     const done = (): void => clearTimeout(timer);
+    const abort = (): void => {
+      done();
+      controller.abort(new Error('response no longer read'));
+    };
     touch();
     const h: Record<string, string> = { ...headers };
     if (this.authHeader) h.authorization = this.authHeader;
@@ -388,7 +408,7 @@ export class DicomwebClient {
         cause: err,
       });
     }
-    if (res.ok || extraOk.includes(res.status)) return { res, done, touch };
+    if (res.ok || extraOk.includes(res.status)) return { res, done, touch, abort };
     done();
     await res.body?.cancel().catch(() => undefined);
     const code = res.status >= 500 || res.status === 429 ? ErrorCode.PacsUnavailable : ErrorCode.PacsRejected;

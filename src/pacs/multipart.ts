@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { PassThrough, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { ErrorCode, RadScribeError } from '../errors.js';
 
 /**
@@ -120,11 +120,24 @@ const CRLFCRLF = Buffer.from('\r\n\r\n');
 /** Transport padding is LWSP (RFC 2046 §5.1.1); a line longer than this is not a boundary line. */
 const MAX_PADDING = 1024;
 
-/** Pulls chunks from a source into one growing buffer; counts bytes against the total cap. */
+/**
+ * Bytes copied from a new chunk onto a non-empty window. The window is the unconsumed tail of the
+ * previous chunk (a possible delimiter start, a header block in progress); stitching only a slice
+ * of the new chunk onto it keeps every socket read zero-copy once the tail is gone, and the rest of
+ * the chunk is handed out as the next window without being copied.
+ */
+const STITCH_BYTES = 4096;
+
+/**
+ * The source as a window of unconsumed bytes. Chunks are taken as they are (no copy) whenever the
+ * window is empty, which is the case in a part body after each emit; counts bytes against the total cap.
+ */
 class ByteWindow {
   buf: Buffer;
   total = 0;
   ended = false;
+  /** The part of the last chunk not yet stitched onto `buf`. */
+  private rest: Buffer | undefined;
   private readonly it: AsyncIterator<Uint8Array | string>;
   constructor(
     source: AsyncIterable<Uint8Array | string>,
@@ -134,34 +147,124 @@ class ByteWindow {
     this.it = source[Symbol.asyncIterator]();
     this.buf = initial;
   }
-  /** Append the next chunk; false at end of stream. */
+  /** Append more bytes (at least one) to the window; false at end of stream. */
   async more(): Promise<boolean> {
-    if (this.ended) return false;
-    let r: IteratorResult<Uint8Array | string>;
-    try {
-      r = await this.it.next();
-    } catch (err: unknown) {
-      this.ended = true;
-      throw new MultipartError(MultipartFailure.Truncated, 'source stream failed', { cause: err });
+    let chunk = this.rest;
+    this.rest = undefined;
+    if (chunk === undefined) {
+      chunk = await this.pull();
+      if (chunk === undefined) return false;
     }
-    if (r.done) {
-      this.ended = true;
-      return false;
+    if (this.buf.length === 0) this.buf = chunk;
+    else if (chunk.length <= STITCH_BYTES) this.buf = Buffer.concat([this.buf, chunk]);
+    else {
+      this.buf = Buffer.concat([this.buf, chunk.subarray(0, STITCH_BYTES)]);
+      this.rest = chunk.subarray(STITCH_BYTES);
     }
-    const chunk =
-      typeof r.value === 'string'
-        ? Buffer.from(r.value)
-        : Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
-    this.total += chunk.length;
-    if (this.total > this.maxTotal) {
-      this.ended = true;
-      throw new MultipartError(MultipartFailure.TotalTooLarge, `stream exceeds ${this.maxTotal} bytes`);
-    }
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
     return true;
+  }
+  private async pull(): Promise<Buffer | undefined> {
+    for (;;) {
+      if (this.ended) return undefined;
+      let r: IteratorResult<Uint8Array | string>;
+      try {
+        r = await this.it.next();
+      } catch (err: unknown) {
+        this.ended = true;
+        throw new MultipartError(MultipartFailure.Truncated, 'source stream failed', { cause: err });
+      }
+      if (r.done) {
+        this.ended = true;
+        return undefined;
+      }
+      const chunk =
+        typeof r.value === 'string'
+          ? Buffer.from(r.value)
+          : Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
+      this.total += chunk.length;
+      if (this.total > this.maxTotal) {
+        this.ended = true;
+        throw new MultipartError(MultipartFailure.TotalTooLarge, `stream exceeds ${this.maxTotal} bytes`);
+      }
+      if (chunk.length > 0) return chunk;
+    }
   }
   consume(n: number): void {
     this.buf = this.buf.subarray(n);
+  }
+  /** Forget what is in the window and in the unstitched rest (the epilogue). */
+  clear(): void {
+    this.buf = EMPTY;
+    this.rest = undefined;
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * Length of the longest proper suffix of `buf` that is a prefix of `delimiter`: the bytes that must
+ * stay in the window because the next chunk may complete a delimiter with them. Every delimiter
+ * starts with CR, so only the CRs among the last `delimiter.length - 1` bytes are candidates; in
+ * pixel data that is almost always none, and the whole chunk goes out as it came.
+ */
+function delimiterPrefixAtEnd(buf: Buffer, delimiter: Buffer): number {
+  let i = buf.indexOf(0x0d, Math.max(0, buf.length - (delimiter.length - 1)));
+  while (i >= 0) {
+    const n = buf.length - i;
+    if (buf.compare(delimiter, 0, n, i) === 0) return n;
+    i = buf.indexOf(0x0d, i + 1);
+  }
+  return 0;
+}
+
+/**
+ * Chunks the parser may hand a part's consumer ahead of its reads: enough that the parser and the
+ * consumer (hash, file writes) work on different chunks instead of taking turns on each, few enough
+ * that a stalled consumer holds the source at a few socket reads (each chunk is a slice of one).
+ */
+const PART_BODY_BUFFERED_CHUNKS = 4;
+
+/**
+ * A part's body as handed to the caller: a plain Readable fed by the parser (no Transform in
+ * between). It is in object mode only so that every read hands out one chunk as the source cut it:
+ * a byte-mode read() joins all buffered chunks into a new buffer (a copy of every body byte). The
+ * chunks are Buffers, as from any byte stream. `push` returning false parks the parser until the
+ * consumer asks for more (`_read`) or goes away (`_destroy`): that is the back-pressure that stops
+ * the parser pulling from the source.
+ */
+class PartBody extends Readable {
+  private wake: (() => void) | undefined;
+  constructor() {
+    super({ objectMode: true, highWaterMark: PART_BODY_BUFFERED_CHUNKS });
+    // The parser runs ahead of the consumer (a few chunks) and may fail the body (part too large,
+    // source cut off) before the consumer has attached anything, e.g. while it opens its spool
+    // file. The error is kept in the stream's errored state, which every reader sees (async
+    // iterator, pipeline, finished); it must not also be an uncaught 'error' event of the process.
+    this.on('error', () => undefined);
+  }
+  override _read(): void {
+    this.resolveWait();
+  }
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    this.resolveWait();
+    cb(err);
+  }
+  /** Hand out `chunk`; resolves when the consumer can take more (or is gone). */
+  async offer(chunk: Buffer): Promise<void> {
+    if (this.destroyed || chunk.length === 0) return;
+    if (this.push(chunk)) return;
+    if (this.destroyed) return;
+    await new Promise<void>((resolve) => {
+      this.wake = resolve;
+    });
+  }
+  finish(): void {
+    if (!this.destroyed) this.push(null);
+  }
+  private resolveWait(): void {
+    const w = this.wake;
+    this.wake = undefined;
+    w?.();
   }
 }
 
@@ -183,21 +286,6 @@ function parseHeaderBlock(block: string): Record<string, string> {
   return headers;
 }
 
-/** Write with backpressure; a destroyed consumer turns the rest of the part into a discard. */
-async function push(body: PassThrough, chunk: Buffer): Promise<void> {
-  if (body.destroyed || chunk.length === 0) return;
-  if (body.write(chunk)) return;
-  await new Promise<void>((resolve) => {
-    const done = (): void => {
-      body.off('drain', done);
-      body.off('close', done);
-      resolve();
-    };
-    body.on('drain', done);
-    body.on('close', done);
-  });
-}
-
 /**
  * Parse a multipart stream. Yields each part with its body as a stream; the generator resumes only
  * after the caller asks for the next part, and by then the previous body has been fully delivered
@@ -217,7 +305,7 @@ export async function* parseMultipart(
   const delimiter = Buffer.from(`\r\n--${boundary}`);
   // A virtual CRLF in front lets "--boundary" at offset 0 and "preamble CRLF --boundary" match alike.
   const win = new ByteWindow(source, lim.maxTotalBytes, Buffer.from(CRLF));
-  let current: PassThrough | undefined;
+  let current: PartBody | undefined;
   try {
     // Preamble: discard up to the first delimiter, keeping a tail that could start one.
     for (;;) {
@@ -239,14 +327,13 @@ export async function* parseMultipart(
       win.consume(tail.length);
       if (tail.kind === 'close') break;
       const head = await readHeaders(win, lim.maxHeaderBytes, delimiter);
-      const body = new PassThrough();
+      const body = new PartBody();
       current = body;
       const pump = pumpBody(win, body, delimiter, lim.maxPartBytes);
       // Errors surface through the body stream and, below, through the generator.
       pump.catch(() => undefined);
       if (head instanceof MultipartError) {
-        // The part is refused alone; its body error (if any) must not end the stream.
-        body.on('error', () => undefined);
+        // The part is refused alone (PartBody never raises an uncaught 'error' for its body).
         yield { index: index++, headers: {}, body, headerFailure: head };
       } else {
         yield { index: index++, headers: head, body };
@@ -257,9 +344,9 @@ export async function* parseMultipart(
     }
     // Epilogue (RFC 2046: to be ignored). Drain it so the peer is not reset while we answer; an
     // epilogue past the total cap is left unread (the parts before it are complete and valid).
-    win.buf = Buffer.alloc(0);
+    win.clear();
     try {
-      while (await win.more()) win.buf = Buffer.alloc(0);
+      while (await win.more()) win.clear();
     } catch (err: unknown) {
       if (!isMultipartError(err, MultipartFailure.TotalTooLarge)) throw err;
     }
@@ -311,8 +398,11 @@ async function readHeaders(
       win.consume(2);
       return {};
     }
-    const end = win.buf.indexOf(CRLFCRLF);
-    const delim = win.buf.indexOf(delimiter);
+    // Both searches stop at the cap (a blank line past it refuses the part anyway) and the
+    // delimiter search at the blank line: the body in the window is the pump's to scan, once.
+    const end = win.buf.subarray(0, maxHeaderBytes + CRLFCRLF.length).indexOf(CRLFCRLF);
+    const reach = end >= 0 ? end + delimiter.length : maxHeaderBytes + delimiter.length;
+    const delim = win.buf.subarray(0, reach).indexOf(delimiter);
     const stop = delim >= 0 && (end < 0 || delim <= end) ? delim : end;
     if (stop >= 0 || win.buf.length > maxHeaderBytes) {
       if (stop < 0 || stop > maxHeaderBytes) {
@@ -334,7 +424,7 @@ async function readHeaders(
 }
 
 /** Move body bytes to `body` up to the next delimiter; leaves the window just after the dash-boundary. */
-async function pumpBody(win: ByteWindow, body: PassThrough, delimiter: Buffer, maxPartBytes: number): Promise<void> {
+async function pumpBody(win: ByteWindow, body: PartBody, delimiter: Buffer, maxPartBytes: number): Promise<void> {
   let size = 0;
   let overflow = false;
   const emit = async (chunk: Buffer): Promise<void> => {
@@ -345,7 +435,7 @@ async function pumpBody(win: ByteWindow, body: PassThrough, delimiter: Buffer, m
       body.destroy(new MultipartError(MultipartFailure.PartTooLarge, `part exceeds ${maxPartBytes} bytes`));
       return;
     }
-    await push(body, chunk);
+    await body.offer(chunk);
   };
   try {
     let from = 0;
@@ -359,7 +449,7 @@ async function pumpBody(win: ByteWindow, body: PassThrough, delimiter: Buffer, m
         const tail = await peekBoundaryTail(win);
         if (tail.kind !== 'not-boundary') {
           await emit(save.subarray(0, at));
-          if (!overflow && !body.destroyed) body.end();
+          if (!overflow) body.finish();
           return;
         }
         // Not a boundary: emit through the delimiter bytes and keep scanning.
@@ -367,7 +457,8 @@ async function pumpBody(win: ByteWindow, body: PassThrough, delimiter: Buffer, m
         from = 0;
         continue;
       }
-      const safe = Math.max(0, win.buf.length - (delimiter.length - 1));
+      // All but a tail that could begin a delimiter: zero-copy, usually the whole window.
+      const safe = win.buf.length - delimiterPrefixAtEnd(win.buf, delimiter);
       if (safe > 0) {
         const chunk = win.buf.subarray(0, safe);
         win.consume(safe);

@@ -1,34 +1,94 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { readdir, rm } from 'node:fs/promises';
+import { type FileHandle, open, readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { ReceivedFile } from '../ingest/types.js';
+
+/**
+ * Bytes of a part collected before a write is started while none is in flight, and the most held
+ * (in the source's own chunks, never copied) while one is: a 519 KiB instance costs open, three or
+ * four writev(2) and close, the last write after the body ends is small (it is what the next part
+ * waits for), and a slow disk stops the reader (back-pressure) at 1 MiB per part.
+ */
+export const DEFAULT_SPOOL_WRITE_BYTES = 128 * 1024;
+export const DEFAULT_SPOOL_MAX_PENDING_BYTES = 1024 * 1024;
+
+/** writev all of `bufs` at the file position, going on after a short write. */
+async function writeAll(fh: FileHandle, bufs: Buffer[]): Promise<void> {
+  let rest = bufs;
+  while (rest.length > 0) {
+    const { bytesWritten } = await fh.writev(rest);
+    let n = bytesWritten;
+    let i = 0;
+    while (i < rest.length && n >= (rest[i] as Buffer).length) n -= (rest[i++] as Buffer).length;
+    rest = rest.slice(i);
+    if (n > 0 && rest.length > 0) rest[0] = (rest[0] as Buffer).subarray(n);
+  }
+}
 
 /**
  * Stream one received instance into a temporary file, hashing as it goes, so that neither STOW-RS
  * nor WADO-RS retrieval ever holds an instance in memory. The caller owns the file afterwards and
  * hands it to `InstanceSink.accept` (which moves or deletes it); on any error the partial file is
- * removed here, so an aborted upload leaves nothing behind.
+ * removed here, so an aborted upload leaves nothing behind. The body's chunks are hashed and
+ * written as they are (gathered writes, one in flight while the next chunks arrive), no copy.
  */
 export async function spoolToTempFile(body: Readable, tmpDir: string, prefix: string): Promise<ReceivedFile> {
   const filePath = path.join(tmpDir, `${prefix}-${randomUUID()}.part`);
   const hash = createHash('sha256');
   let sizeBytes = 0;
-  const tap = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
+  // 'wx': never overwrite; flags keep a hostile name from following a symlink (random name anyway).
+  // The open runs while the first chunks arrive (hashed and held) rather than before them; its
+  // failure is taken by the first write or at the end.
+  const opening = open(filePath, 'wx', 0o600);
+  opening.catch(() => undefined);
+  let writing: Promise<void> | undefined;
+  let writeError: unknown;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  const start = (): void => {
+    const bufs = pending;
+    pending = [];
+    pendingBytes = 0;
+    const prev = writing;
+    const p: Promise<void> = (async () => {
+      await prev;
+      await writeAll(await opening, bufs);
+    })().then(
+      () => {
+        if (writing === p) writing = undefined;
+      },
+      (err: unknown) => {
+        writeError ??= err;
+        if (writing === p) writing = undefined;
+      },
+    );
+    writing = p;
+  };
+  try {
+    for await (const c of body) {
+      const chunk = c as Buffer;
       hash.update(chunk);
       sizeBytes += chunk.length;
-      cb(null, chunk);
-    },
-  });
-  try {
-    // 'wx': never overwrite; flags keep a hostile name from following a symlink (random name anyway).
-    await pipeline(body, tap, createWriteStream(filePath, { flags: 'wx', mode: 0o600 }));
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      if (writing !== undefined && pendingBytes >= DEFAULT_SPOOL_MAX_PENDING_BYTES) await writing;
+      if (writeError !== undefined) throw writeError;
+      if (writing === undefined && pendingBytes >= DEFAULT_SPOOL_WRITE_BYTES) start();
+    }
+    if (pending.length > 0) start();
+    await writing;
+    if (writeError !== undefined) throw writeError;
+    await (await opening).close();
   } catch (err: unknown) {
-    await rm(filePath, { force: true });
+    // No write may still be running when the file goes; a file we did not create is not ours to remove.
+    await writing;
+    const fh = await opening.catch(() => undefined);
+    if (!body.destroyed) body.destroy();
+    if (fh) {
+      await fh.close().catch(() => undefined);
+      await rm(filePath, { force: true });
+    }
     throw err;
   }
   return { path: filePath, sizeBytes, sha256: hash.digest('hex') };

@@ -89,9 +89,14 @@ d('gateway with Orthanc as the PACS', () => {
       expect(sr.preliminaryFlag).toBe('PRELIMINARY');
       expect(sr.verificationFlag).toBe('UNVERIFIED');
       expect(sr.currentRequestedProcedureEvidence.map((e) => e.sopInstanceUid)).toEqual([src.SOPInstanceUID]);
-      const kinds = (await t.gw.db.pool.query<{ kind: string }>(`SELECT DISTINCT kind FROM audit_events`)).rows.map(
-        (r) => r.kind,
-      );
+      // sr-exported is written once the gateway has read Orthanc's answer: it may trail the SR.
+      const gw = t.gw;
+      const kinds = await waitFor('the export audited', async () => {
+        const k = (await gw.db.pool.query<{ kind: string }>(`SELECT DISTINCT kind FROM audit_events`)).rows.map(
+          (r) => r.kind,
+        );
+        return k.includes('sr-exported') ? k : undefined;
+      });
       expect(kinds).toEqual(
         expect.arrayContaining(['remote-query', 'remote-retrieve', 'instance-received', 'sr-exported']),
       );

@@ -199,7 +199,11 @@ describe.each(backends())('DICOMweb per-AE paths and WADO-RS on %s', (backend) =
     const series = await retrieve(`${base}/studies/${ct.study}/series/${ct.series}`, bearer(ctAi));
     expect(series.parts.map((p) => sha(p.bytes))).toEqual([sha(CT)]);
 
-    const retrieved = await auditSince(auditMark, 'instances-retrieved');
+    // Each retrieve is audited once its last byte went out, so the event may trail the response.
+    const retrieved = await waitFor('four instances-retrieved events', async () => {
+      const r = await auditSince(auditMark, 'instances-retrieved');
+      return r.length >= 4 ? r : undefined;
+    });
     expect(retrieved).toHaveLength(4);
     expect(retrieved[0]).toMatchObject({
       outcome: 0,

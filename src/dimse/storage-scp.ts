@@ -418,8 +418,16 @@ interface SpoolingReceiverOptions {
 }
 
 /**
+ * Fragments of one data set being written to its spool file at once (bytes): below this, a fragment's
+ * write is queued and the association reads the next PDU while the thread pool writes (issue 14: one
+ * awaited write per fragment stalled the socket for each), above it the association waits.
+ */
+export const DEFAULT_SPOOL_WRITE_BEHIND_BYTES = 4 * 1024 * 1024;
+
+/**
  * Streams one data set into `<tmpDir>/c-store-<uuid>.part` (PS3.10 file: preamble, meta, data set as
- * received, in the accepted transfer syntax). Memory: one fragment at a time.
+ * received, in the accepted transfer syntax). Writes are queued in order; memory: the fragments not
+ * yet written, at most DEFAULT_SPOOL_WRITE_BEHIND_BYTES plus one fragment.
  */
 class SpoolingReceiver implements DataSetReceiver {
   readonly #path: string;
@@ -429,6 +437,14 @@ class SpoolingReceiver implements DataSetReceiver {
   #dataBytes = 0;
   #discarding: boolean;
   #done = false;
+  /** Fragments received and not yet written, in order; written together by one writev. */
+  #queued: Buffer[] = [];
+  #queuedBytes = 0;
+  /** The write in progress; settles once nothing is queued (or a write failed). */
+  #writes: Promise<void> = Promise.resolve();
+  #writing = false;
+  #writeError: unknown;
+  #metaHashed = false;
 
   constructor(private readonly o: SpoolingReceiverOptions) {
     this.#path = path.join(o.tmpDir, `c-store-${randomUUID()}.part`);
@@ -450,8 +466,37 @@ class SpoolingReceiver implements DataSetReceiver {
       const { bytesWritten } = await fh.write(b, off, b.length - off);
       off += bytesWritten;
     }
-    this.#hash.update(b);
     this.#size += b.length;
+  }
+
+  /** Everything queued, in as few writev calls as the queue fills up meanwhile (issue 14). */
+  async #drainQueue(): Promise<void> {
+    try {
+      while (this.#queued.length > 0 && this.#writeError === undefined && !this.#discarding) {
+        const batch = this.#queued;
+        this.#queued = [];
+        const fh = await this.#file();
+        const bytes = batch.reduce((n, b) => n + b.length, 0);
+        const { bytesWritten } = await fh.writev(batch);
+        this.#size += bytesWritten;
+        // A short write (not seen on regular files): the rest one buffer at a time.
+        if (bytesWritten < bytes) {
+          let skip = bytesWritten;
+          for (const b of batch) {
+            if (skip >= b.length) skip -= b.length;
+            else {
+              await this.#append(fh, b.subarray(skip));
+              skip = 0;
+            }
+          }
+        }
+        this.#queuedBytes -= bytes;
+      }
+    } catch (err: unknown) {
+      this.#writeError = err;
+    } finally {
+      this.#writing = false;
+    }
   }
 
   async write(fragment: Buffer): Promise<void> {
@@ -462,24 +507,47 @@ class SpoolingReceiver implements DataSetReceiver {
       await this.#dropFile();
       return;
     }
-    try {
-      await this.#append(await this.#file(), fragment);
-    } catch (err: unknown) {
-      // Disk full or unwritable spool: the rest is read and dropped, the answer is 0xA700.
-      this.o.logger.warn('could not spool C-STORE data set', { error: normalizeErrorString(err) });
-      this.#discarding = true;
-      await this.#dropFile();
+    if (this.#writeError !== undefined) {
+      await this.#spoolFailed();
+      return;
     }
+    // Hashed here, in order, as the file will hold it: the meta first (written with the file's opening).
+    this.#hashMeta();
+    this.#hash.update(fragment);
+    // The fragment is a view of the socket's chunk, which nothing reuses: it is kept until written.
+    this.#queued.push(fragment);
+    this.#queuedBytes += fragment.length;
+    if (!this.#writing) {
+      this.#writing = true;
+      this.#writes = this.#drainQueue();
+    }
+    if (this.#queuedBytes > DEFAULT_SPOOL_WRITE_BEHIND_BYTES) await this.#writes;
+  }
+
+  #hashMeta(): void {
+    if (this.#metaHashed) return;
+    this.#metaHashed = true;
+    this.#hash.update(this.o.meta);
+  }
+
+  /** Disk full or unwritable spool: the rest is read and dropped, the answer is 0xA700. */
+  async #spoolFailed(): Promise<void> {
+    this.o.logger.warn('could not spool C-STORE data set', { error: normalizeErrorString(this.#writeError) });
+    this.#discarding = true;
+    await this.#dropFile();
   }
 
   async end(): Promise<number> {
     this.#done = true;
+    await this.#writes;
+    if (this.#writeError !== undefined && !this.#discarding) await this.#spoolFailed();
     if (this.#discarding) {
       await this.#dropFile();
       if (this.#dataBytes > this.o.maxBytes) await this.o.tooLarge(this.#hash.digest('hex'), this.#dataBytes);
       return DimseStatus.OutOfResources;
     }
     try {
+      this.#hashMeta();
       const fh = await this.#file();
       await fh.close();
       this.#fh = undefined;
@@ -498,6 +566,7 @@ class SpoolingReceiver implements DataSetReceiver {
   }
 
   async #dropFile(): Promise<void> {
+    await this.#writes;
     const fh = this.#fh;
     this.#fh = undefined;
     if (fh) await (await fh.catch(() => undefined))?.close().catch(() => undefined);

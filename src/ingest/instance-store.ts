@@ -7,13 +7,12 @@ import type { InstanceIdentity } from '../dicom/dataset.js';
 import { DEFAULT_MAX_HEADER_BYTES } from '../dicom/header-reader.js';
 import { DEFAULT_DICOM_LIMITS, DicomLimitError, type DicomLimits } from '../dicom/limits.js';
 import { DicomError, ErrorCode, errorCodeOf, normalizeErrorString } from '../errors.js';
-import { isOwnExport } from '../export/sr-export-ledger.js';
 import { childLogger, type Logger } from '../logger.js';
 import { type DiskCheck, type DiskGuard, StorageFullError } from './disk-guard.js';
-import { type InstanceDigest, insertInstance, instanceDigest, lockInstanceDigest } from './instance-repository.js';
+import { type InstanceDigest, insertInstance, lockInstanceDigest } from './instance-repository.js';
 import { OutageRefusals } from './outage-refusals.js';
 import { type ReceivedHeader, readReceivedHeader } from './received-header.js';
-import { ensureStudy, recordInstanceReceived, recordOwnExportReceived } from './study-lifecycle.js';
+import { ensureStudy, recordReceipt } from './study-lifecycle.js';
 import {
   FailureReason,
   type InstanceOutcome,
@@ -130,6 +129,22 @@ class StoreFailure extends Error {
   }
 }
 
+/** The instance file could not be made durable in place: out of resources when the disk is full. */
+function writeFailure(err: unknown, ids: { sopClassUid: string; sopInstanceUid: string }): StoreFailure {
+  const c = errorCodeOf(err);
+  const code = c === ErrorCode.OutOfResources || c === ErrorCode.StorageFull ? c : ErrorCode.Internal;
+  return new StoreFailure(failed(reasonFor(code), code, `write instance file: ${normalizeErrorString(err)}`, ids));
+}
+
+/**
+ * A promise started now and awaited later: marked handled at once, so that a path that returns early
+ * without awaiting it (a refusal, a duplicate) leaves no unhandled rejection; awaiting it still throws.
+ */
+function settled<T>(p: Promise<T>): Promise<T> {
+  p.catch(() => undefined);
+  return p;
+}
+
 export class InstanceStore implements InstanceSink {
   readonly #pool: pg.Pool;
   readonly #storageDir: string;
@@ -205,6 +220,12 @@ export class InstanceStore implements InstanceSink {
     // the file size, so a truncated instance fails now (0xC000 Cannot Understand, PS3.4 B.2.3) and a
     // 2 GB instance costs the memory of its header (issue 8). The file is read once, here: the hash
     // is the front end's, computed while the bytes streamed in (ReceivedFile.sha256).
+    //
+    // The spool file's fsync starts now, on the thread pool, while the header is read and the row
+    // written (issue 14: it was a third of the time to answer); the rename waits for it, so nothing
+    // is renamed into place, committed or acknowledged before its bytes are durable. A refusal
+    // removes the file whatever the fsync is doing (its error is then of no interest).
+    const synced = settled(fsyncPath(file.path, 'r+'));
     let received: ReceivedHeader;
     try {
       received = await readReceivedHeader(file.path, { maxHeaderBytes: this.#maxHeaderBytes, limits: this.#limits });
@@ -270,6 +291,8 @@ export class InstanceStore implements InstanceSink {
     }
 
     const finalPath = this.pathFor(id);
+    // Free space (a statfs) is measured while the row is written; only a new instance waits for it.
+    const room = settled(this.#guard?.check(0) ?? Promise.resolve(undefined));
     let client: pg.PoolClient;
     try {
       client = await this.#pool.connect();
@@ -287,23 +310,12 @@ export class InstanceStore implements InstanceSink {
     // row lock is still held (before ROLLBACK), an early duplicate answer rolls back instead of
     // committing, and a COMMIT whose outcome is unknown keeps the file (the rule above).
     try {
+      // Round trips (issue 14): BEGIN, study row, instance row, study receipt, audit event, COMMIT.
+      // The instance row is written first and the existing row looked at only when there is one:
+      // ON CONFLICT DO UPDATE locks the conflicting row even where its WHERE is false (PostgreSQL
+      // INSERT, "ON CONFLICT Clause"), so an identical resend is classified under the same row lock
+      // the former SELECT … FOR UPDATE took.
       await client.query('BEGIN');
-      const existing = await lockInstanceDigest(client, id.sopInstanceUid);
-      if (existing) {
-        // Under the row lock, so no one else writes the path while a missing file is put back.
-        if (existing.fileSha256 === sha256) await this.#restoreMissingFile(file.path, existing.filePath, id);
-        await client.query('ROLLBACK');
-        return this.#classifyExisting(existing, sha256, id);
-      }
-      // Only a new instance needs room (an identical resend is answered from the stored copy). Its
-      // bytes are already on this file system (the spool file) and the rename needs no more, so the
-      // check asks only that the limit still holds with them: if not, 0xA700, and accept() removes
-      // the spool file.
-      const check = await this.#guard?.check(0);
-      if (check && !check.ok) {
-        await client.query('ROLLBACK');
-        return failed(FailureReason.OutOfResources, ErrorCode.StorageFull, new StorageFullError(check).message, ids);
-      }
       await ensureStudy(client, id.studyInstanceUid);
       const inserted = await insertInstance(client, {
         ...received.header,
@@ -318,31 +330,44 @@ export class InstanceStore implements InstanceSink {
         calledAeTitle: ctx.calledAeTitle ?? null,
       });
       if (!inserted) {
-        // A concurrent receipt of the same SOP instance committed first (we waited on its row lock).
+        // A live row exists (an earlier receipt, or a concurrent one that committed while we waited
+        // on its lock): we now hold its lock.
+        const existing = await lockInstanceDigest(client, id.sopInstanceUid);
+        if (!existing) throw new Error('instance row vanished during concurrent receipt');
+        // Under the row lock, so no one else writes the path while a missing file is put back.
+        if (existing.fileSha256 === sha256) {
+          await synced.catch(() => undefined);
+          await this.#restoreMissingFile(file.path, existing.filePath, id);
+        }
         await client.query('ROLLBACK');
-        const row = await instanceDigest(client, id.sopInstanceUid);
-        if (!row) throw new Error('instance row vanished during concurrent receipt');
-        return this.#classifyExisting(row, sha256, id);
+        return this.#classifyExisting(existing, sha256, id);
+      }
+      // Only a new instance needs room (an identical resend is answered from the stored copy). Its
+      // bytes are already on this file system (the spool file) and the rename needs no more, so the
+      // check asks only that the limit still holds with them: if not, 0xA700, and accept() removes
+      // the spool file.
+      const check = await room;
+      if (check && !check.ok) {
+        await client.query('ROLLBACK');
+        return failed(FailureReason.OutOfResources, ErrorCode.StorageFull, new StorageFullError(check).message, ids);
       }
       // We hold the new row's lock, so no one else writes this path until we commit or roll back.
+      let dirSynced: Promise<void>;
       try {
-        await fsyncPath(file.path, 'r+');
+        await synced;
         await renameInto(file.path, finalPath);
         renamed = true;
-        await fsyncPath(path.dirname(finalPath), 'r');
+        // The directory's fsync (POSIX: the rename is durable only then) runs while the study and
+        // the audit event are written; COMMIT waits for it.
+        dirSynced = settled(fsyncPath(path.dirname(finalPath), 'r'));
       } catch (err: unknown) {
-        const c = errorCodeOf(err);
-        const code = c === ErrorCode.OutOfResources || c === ErrorCode.StorageFull ? c : ErrorCode.Internal;
-        throw new StoreFailure(failed(reasonFor(code), code, `write instance file: ${normalizeErrorString(err)}`, ids));
+        throw writeFailure(err, ids);
       }
       // After the file is in place: it locks the study row, so receipts of one study serialise only
       // for their commit, not for their file writes.
       // A study a describe job had already claimed opens its next version here (migration 0019),
       // unless the instance is our own exported draft coming back: that is no new input.
-      const ownExport = await isOwnExport(client, id.sopInstanceUid);
-      const studyVersion = ownExport
-        ? await recordOwnExportReceived(client, id.studyInstanceUid)
-        : await recordInstanceReceived(client, id.studyInstanceUid);
+      const { version: studyVersion, ownExport } = await recordReceipt(client, id.studyInstanceUid, id.sopInstanceUid);
       await recordAudit(client, {
         kind: 'instance-received',
         ...(ctx.actor ? { actor: ctx.actor } : {}),
@@ -359,6 +384,11 @@ export class InstanceStore implements InstanceSink {
           sizeBytes: received.sizeBytes,
         },
       });
+      try {
+        await dirSynced;
+      } catch (err: unknown) {
+        throw writeFailure(err, ids);
+      }
       await client.query('COMMIT');
       this.#log.info('instance stored', {
         sopInstanceUid: id.sopInstanceUid,

@@ -179,6 +179,25 @@ RETURNING version`;
 export const RECORD_OWN_EXPORT_RECEIVED = `
 UPDATE studies SET instance_count = instance_count + 1 WHERE study_instance_uid = $1 RETURNING version`;
 
+/**
+ * RECORD_INSTANCE_RECEIVED or RECORD_OWN_EXPORT_RECEIVED, chosen in the database: whether $2 (the SOP
+ * Instance UID) is one of our own exported objects (export/sr-export-ledger.ts SELECT_IS_OWN_EXPORT)
+ * is asked in the same statement, so the receipt transaction makes one round trip for it instead of
+ * two (issue 14). The same column changes as the two statements above, case by case. $3 the
+ * VERSION_OPENING_STATES. Returns the study's version and whether the instance was our own export.
+ */
+export const RECORD_RECEIPT = `
+WITH own AS (SELECT EXISTS (SELECT 1 FROM sr_exports WHERE sop_instance_uid = $2) AS own_export)
+UPDATE studies SET
+  state = CASE WHEN own.own_export THEN state ELSE 'receiving' END,
+  last_received_at = CASE WHEN own.own_export THEN last_received_at ELSE now() END,
+  instance_count = instance_count + 1,
+  version = CASE WHEN NOT own.own_export AND state = ANY($3::text[]) THEN version + 1 ELSE version END,
+  updated_at = CASE WHEN own.own_export THEN updated_at ELSE now() END
+FROM own
+WHERE study_instance_uid = $1
+RETURNING version, own.own_export`;
+
 /** Move a study only from the expected states. $1 study, $2 new state, $3 from states. */
 export const TRANSITION_STUDY = `
 UPDATE studies SET state = $2, updated_at = now()
@@ -289,6 +308,24 @@ export async function recordInstanceReceived(q: Queryable, studyInstanceUid: str
 export async function recordOwnExportReceived(q: Queryable, studyInstanceUid: string): Promise<number> {
   const { rows } = await q.query<{ version: number }>(RECORD_OWN_EXPORT_RECEIVED, [studyInstanceUid]);
   return rows[0]?.version ?? 1;
+}
+
+/**
+ * An instance was stored: recordInstanceReceived, or recordOwnExportReceived when it is one of our
+ * own exported objects, in one statement (RECORD_RECEIPT). Call last in the receipt transaction, as
+ * recordInstanceReceived: it locks the study row.
+ */
+export async function recordReceipt(
+  q: Queryable,
+  studyInstanceUid: string,
+  sopInstanceUid: string,
+): Promise<{ version: number; ownExport: boolean }> {
+  const { rows } = await q.query<{ version: number; own_export: boolean }>(RECORD_RECEIPT, [
+    studyInstanceUid,
+    sopInstanceUid,
+    [...VERSION_OPENING_STATES],
+  ]);
+  return { version: rows[0]?.version ?? 1, ownExport: rows[0]?.own_export ?? false };
 }
 
 // ---- Stability (src/jobs/study-stability.ts) ----

@@ -96,6 +96,13 @@ export interface ReadHeaderOptions {
    * DicomLimitError(element-length-exceeds-data) at once, without reading towards it.
    */
   readonly totalBytes?: number;
+  /**
+   * Top-level data elements (tags as group << 16 | element) handed to dcmjs; the others are walked
+   * and bounded like every element but not decoded, and are absent from `instance`. For a caller that
+   * needs a few attributes (ingest, issue 14: dcmjs decoding every element of a CT header was most of
+   * the time to read it). Ignored for a deflated data set. Default: every element.
+   */
+  readonly keepTopLevel?: ReadonlySet<number>;
 }
 
 const UNDEFINED_LENGTH = 0xffffffff;
@@ -294,6 +301,8 @@ interface WalkResult {
       })
     | undefined;
   readonly specificCharacterSet: string | null;
+  /** Every top-level element before `headerEnd`: its tag (group << 16 | element) and first byte. */
+  readonly topLevel: readonly { readonly tag: number; readonly at: number }[];
 }
 
 interface WalkBounds {
@@ -318,6 +327,7 @@ async function walkDataSet(src: Source, start: number, top: Encoding, bounds: Wa
   let charset: string | null = null;
   let depth = 0;
   let elements = 0;
+  const topLevel: { tag: number; at: number }[] = [];
   const cap = (n: number, what: string): void => {
     if (totalBytes !== undefined && n > totalBytes) {
       throw new DicomLimitError(
@@ -367,7 +377,7 @@ async function walkDataSet(src: Source, start: number, top: Encoding, bounds: Wa
         /* pull */
       }
       if (src.data.length === pos && stack.length === 0)
-        return { headerEnd: pos, pixelData: undefined, specificCharacterSet: charset };
+        return { headerEnd: pos, pixelData: undefined, specificCharacterSet: charset, topLevel };
       if (src.data.length < pos + 4)
         throw new DicomHeaderError(HeaderFailure.Truncated, 'input ends inside an element tag');
     }
@@ -451,9 +461,11 @@ async function walkDataSet(src: Source, start: number, top: Encoding, bounds: Wa
           valueAt: pos + headerLen,
         },
         specificCharacterSet: charset,
+        topLevel,
       };
     }
 
+    if (stack.length === 0) topLevel.push({ tag: ((group << 16) | element) >>> 0, at: pos });
     counted();
     if (len === UNDEFINED_LENGTH) {
       // SQ, UN (Implicit VR LE inside, PS3.5 §6.2.2) or a nested encapsulated value: items until a delimiter.
@@ -577,11 +589,34 @@ export async function readPart10Header(
         ? { explicit: false, littleEndian: true }
         : { explicit: true, littleEndian: ts !== TransferSyntax.ExplicitVrBigEndian };
     const walk = await walkDataSet(src, meta.end, enc, { max, capBase: 0, limits, totalBytes });
-    return finish(src.data.copy(0, walk.headerEnd), ts, walk, walk.headerEnd - meta.end, meta.end, true);
+    const prefix = options.keepTopLevel
+      ? selectTopLevel(src.data.bytes, meta.end, walk, options.keepTopLevel)
+      : src.data.copy(0, walk.headerEnd);
+    return finish(prefix, ts, walk, walk.headerEnd - meta.end, meta.end, true);
   } finally {
     await inner?.return?.();
     await it.return?.();
   }
+}
+
+/** The preamble and meta, then only the kept top-level elements, in their order: what dcmjs reads. */
+function selectTopLevel(bytes: Uint8Array, metaEnd: number, walk: WalkResult, keep: ReadonlySet<number>): Uint8Array {
+  const ranges: [number, number][] = [];
+  let size = metaEnd;
+  walk.topLevel.forEach((e, i) => {
+    if (!keep.has(e.tag)) return;
+    const end = walk.topLevel[i + 1]?.at ?? walk.headerEnd;
+    ranges.push([e.at, end]);
+    size += end - e.at;
+  });
+  const out = new Uint8Array(size);
+  out.set(bytes.subarray(0, metaEnd), 0);
+  let o = metaEnd;
+  for (const [a, b] of ranges) {
+    out.set(bytes.subarray(a, b), o);
+    o += b - a;
+  }
+  return out;
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

@@ -27,6 +27,32 @@ export interface ReceivedHeader {
   readonly sizeBytes: number;
 }
 
+/**
+ * The top-level attributes ingest reads (PS3.3 C.12.1 SOP Common, C.7.2.1 General Study, C.7.3.1
+ * General Series, C.7.6.1 General Image, C.7.6.3 Image Pixel, C.7.6.6 Multi-frame; C.7.4.1 for
+ * Body Part Examined), as group << 16 | element. Only these are decoded by dcmjs (issue 14: a CT
+ * header holds hundreds of elements, and decoding them all was most of the cost of a receipt's
+ * header read); every element is still walked and bounded by the header reader.
+ */
+export const INGEST_HEADER_TAGS: ReadonlySet<number> = new Set([
+  0x00080005, // Specific Character Set: the text below is decoded under it
+  0x00080016, // SOP Class UID
+  0x00080018, // SOP Instance UID
+  0x00080060, // Modality
+  0x0008103e, // Series Description
+  0x00180015, // Body Part Examined
+  0x0020000d, // Study Instance UID
+  0x0020000e, // Series Instance UID
+  0x00200011, // Series Number
+  0x00200013, // Instance Number
+  0x00280002, // Samples per Pixel
+  0x00280004, // Photometric Interpretation
+  0x00280008, // Number of Frames
+  0x00280010, // Rows
+  0x00280011, // Columns
+  0x00280100, // Bits Allocated
+]);
+
 /** Read chunk for the header stream: a typical header fits in one. */
 const HEADER_READ_CHUNK_BYTES = 64 * 1024;
 
@@ -221,6 +247,7 @@ export async function readReceivedHeader(
       ...(options.maxHeaderBytes !== undefined ? { maxHeaderBytes: options.maxHeaderBytes } : {}),
       limits,
       totalBytes: size,
+      keepTopLevel: INGEST_HEADER_TAGS,
     });
     const identity = instanceIdentity(h.instance);
     if (h.transferSyntaxUid === TransferSyntax.DeflatedExplicitVrLittleEndian) await checkDeflated(fh, h, limits);

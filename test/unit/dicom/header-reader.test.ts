@@ -9,7 +9,9 @@ import {
   type Part10Header,
   readPart10Header,
 } from '../../../src/dicom/header-reader.js';
+import { TransferSyntax } from '../../../src/dicom/uids.js';
 import { DicomError, ErrorCode } from '../../../src/errors.js';
+import { INGEST_HEADER_TAGS } from '../../../src/ingest/received-header.js';
 import { FIXTURES_DIR } from '../../../src/runtime-paths.js';
 
 /**
@@ -480,5 +482,46 @@ describe('truncated input and the size cap', () => {
     await expect(readPart10Header(chunked(Buffer.alloc(300, 1), 1, 50))).rejects.toMatchObject({
       failure: HeaderFailure.NotPart10,
     });
+  });
+});
+
+describe('keepTopLevel: only the attributes a caller needs are decoded (issue 14)', () => {
+  const KEYWORDS = [
+    'SpecificCharacterSet',
+    'SOPClassUID',
+    'SOPInstanceUID',
+    'Modality',
+    'SeriesDescription',
+    'BodyPartExamined',
+    'StudyInstanceUID',
+    'SeriesInstanceUID',
+    'SeriesNumber',
+    'InstanceNumber',
+    'SamplesPerPixel',
+    'PhotometricInterpretation',
+    'NumberOfFrames',
+    'Rows',
+    'Columns',
+    'BitsAllocated',
+  ];
+  const pick = (d: NaturalDataset): Record<string, unknown> =>
+    Object.fromEntries(KEYWORDS.filter((k) => k in d).map((k) => [k, d[k]]));
+
+  it.each(FILES)('%s', async (_name, file) => {
+    const buf = new Uint8Array(readFileSync(file));
+    const whole = await readPart10Header(chunked(buf, 4, 70_000)).catch(() => undefined);
+    if (!whole) return;
+    const kept = await readPart10Header(chunked(buf, 5, 300), { keepTopLevel: INGEST_HEADER_TAGS });
+    // The same values for the kept attributes, nothing else decoded, the same walk results.
+    expect(pick(kept.instance.dataset)).toEqual(pick(whole.instance.dataset));
+    // A deflated data set is decoded whole (the option is ignored there).
+    const others = Object.keys(kept.instance.dataset).filter((k) => k !== '_vrMap' && !KEYWORDS.includes(k));
+    if (kept.transferSyntaxUid === TransferSyntax.DeflatedExplicitVrLittleEndian)
+      expect(kept.instance.dataset).toEqual(whole.instance.dataset);
+    else expect(others).toEqual([]);
+    expect(kept.instance.meta).toEqual(whole.instance.meta);
+    expect(kept.pixelData).toEqual(whole.pixelData);
+    expect(kept.specificCharacterSet).toBe(whole.specificCharacterSet);
+    expect(kept.headerBytes).toBe(whole.headerBytes);
   });
 });

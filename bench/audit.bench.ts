@@ -4,7 +4,7 @@ import { AUDIT_EVENTS, AuditEventKind } from '../src/audit/audit-codes.js';
 import { recordAudit } from '../src/audit/audit-log.js';
 import { verifyAuditChain } from '../src/audit/audit-verify.js';
 import { migrate } from '../src/db/migrate.js';
-import { startPrivatePostgres } from './support/private-postgres.js';
+import { onBenchPostgres } from './support/private-postgres.js';
 
 /**
  * Audit trail throughput (issue 12 "Benchmarks"): appends through the hash chains (32 lanes since
@@ -144,15 +144,6 @@ async function benchOn(name: string, url: string): Promise<void> {
   }
 }
 
-export async function run(): Promise<void> {
-  if (process.env.DATABASE_URL) {
-    await benchOn('PostgreSQL (DATABASE_URL)', process.env.DATABASE_URL);
-    return;
-  }
-  const server = await startPrivatePostgres();
-  try {
-    await benchOn('PostgreSQL (private cluster)', server.url);
-  } finally {
-    await server.destroy();
-  }
+export function run(): Promise<void> {
+  return onBenchPostgres(benchOn);
 }

@@ -3,7 +3,7 @@ import pg from 'pg';
 import { buildAuditQuery } from '../src/audit/audit-query.js';
 import { migrate } from '../src/db/migrate.js';
 import { insertTrailRows, type PlanNode, planNodes, TYPICAL_QUERIES } from './support/audit-trail-load.js';
-import { startPrivatePostgres } from './support/private-postgres.js';
+import { onBenchPostgres } from './support/private-postgres.js';
 
 /**
  * Compliance queries at 10 million audit events (issue 12 "Benchmarks": "p95 of the typical
@@ -88,15 +88,6 @@ async function benchOn(name: string, url: string): Promise<void> {
   }
 }
 
-export async function run(): Promise<void> {
-  if (process.env.DATABASE_URL) {
-    await benchOn('PostgreSQL (DATABASE_URL)', process.env.DATABASE_URL);
-    return;
-  }
-  const server = await startPrivatePostgres();
-  try {
-    await benchOn('PostgreSQL (private cluster)', server.url);
-  } finally {
-    await server.destroy();
-  }
+export function run(): Promise<void> {
+  return onBenchPostgres(benchOn);
 }

@@ -13,7 +13,6 @@ import {
   statfsSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -27,6 +26,7 @@ import { parseMultipart } from '../src/pacs/multipart.js';
 import { discardHashing, spoolToTempFile } from '../src/pacs/temp-spool.js';
 import { FIXTURES_DIR, PACKAGE_ROOT } from '../src/runtime-paths.js';
 import { type OrthancHandle, orthancAvailable, startOrthanc } from '../test/support/orthanc.js';
+import { freePort } from './support/free-port.js';
 import { spread, storeInstances, uidOfLength, withUids } from './support/stow-load.js';
 
 /**
@@ -185,17 +185,6 @@ function writeSet(root: string, name: string, set: readonly Instance[]): string 
 }
 
 // ---- processes ----
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 
 /** VmHWM and VmRSS of a process in bytes (proc(5)). */
 function memoryOf(pid: number): { peak: number; rss: number } {

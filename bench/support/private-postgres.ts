@@ -1,9 +1,9 @@
 import { execFile } from 'node:child_process';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from './free-port.js';
 
 /**
  * A PostgreSQL cluster of our own for fault tests (issue 9): initdb into a temporary directory, its
@@ -38,18 +38,6 @@ export function postgresBinDir(): string | undefined {
     .filter((v) => existsSync(path.join(root, v, 'bin', 'initdb')))
     .sort((a, b) => Number(b) - Number(a));
   return versions[0] ? path.join(root, versions[0], 'bin') : undefined;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 export async function startPrivatePostgres(): Promise<PrivatePostgres> {
@@ -98,4 +86,21 @@ export async function startPrivatePostgres(): Promise<PrivatePostgres> {
       rmSync(root, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Runs a database benchmark on DATABASE_URL when set (it makes its own schema there), else on a
+ * private cluster started for it and destroyed after; `fn` gets a name for the report and the URL.
+ */
+export async function onBenchPostgres(fn: (name: string, url: string) => Promise<void>): Promise<void> {
+  if (process.env.DATABASE_URL) {
+    await fn('PostgreSQL (DATABASE_URL)', process.env.DATABASE_URL);
+    return;
+  }
+  const server = await startPrivatePostgres();
+  try {
+    await fn('PostgreSQL (private cluster)', server.url);
+  } finally {
+    await server.destroy();
+  }
 }

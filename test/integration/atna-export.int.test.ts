@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { freePort } from '../../bench/support/free-port.js';
 import { AuditExporter } from '../../src/audit/atna/audit-exporter.js';
 import { SyslogTlsConnection } from '../../src/audit/atna/syslog-tls.js';
 import { AuditEventKind, EventOutcome } from '../../src/audit/audit-codes.js';
@@ -54,17 +55,6 @@ function makePki(dir: string): void {
     '-extfile',
     'ext.cnf',
   ]);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function canConnect(port: number): Promise<boolean> {

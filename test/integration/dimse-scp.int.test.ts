@@ -14,6 +14,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from '../../bench/support/free-port.js';
 import { AuditRecorder } from '../../src/audit/audit-recorder.js';
 import { CommandField, CommandTag, encodeCommandSet } from '../../src/dimse/dimse-command.js';
 import { echo, parseEchoTarget } from '../../src/dimse/echo-scu.js';
@@ -39,16 +40,6 @@ let deflated: string;
 let refDir: string;
 let refPort: number;
 let refScp: ChildProcess | undefined;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 /** Offset of the data set in a PS3.10 file: after preamble, "DICM" and group 0002 (its group length). */
 function dataSetOf(file: Buffer): Buffer {

@@ -4,6 +4,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from '../../bench/support/free-port.js';
 import { verifyAuditChain } from '../../src/audit/audit-log.js';
 import { parsePart10 } from '../../src/dicom/dataset.js';
 import { buildEncapsulatedPdf } from '../../src/dicom/pdf/encapsulated-pdf.js';
@@ -28,17 +29,6 @@ import { FIXED_NOW, paramsFor, sibling, sourceHeader } from '../unit/dicom/sr/sr
 const run = promisify(execFile);
 const SAMPLE = path.join(__dirname, '../fixtures/sample-study/RG3_J2KR.dcm');
 const sampleDs = parsePart10(readFileSync(SAMPLE)).dataset;
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Scp {
   readonly port: number;

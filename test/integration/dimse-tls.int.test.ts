@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { promisify } from 'node:util';
+import { freePort } from '../../bench/support/free-port.js';
 import { verifyAuditChain } from '../../src/audit/audit-log.js';
 import { AuditRecorder } from '../../src/audit/audit-recorder.js';
 import { parsePart10 } from '../../src/dicom/dataset.js';
@@ -54,16 +55,6 @@ async function dcmtk(cmd: string, args: string[]): Promise<{ code: number; out: 
     const e = err as { code?: number; stdout?: string; stderr?: string };
     return { code: typeof e.code === 'number' ? e.code : -1, out: `${e.stdout ?? ''}${e.stderr ?? ''}` };
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = net.createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 async function poll<T>(what: string, f: () => Promise<T | undefined>, ms = 10_000): Promise<T> {

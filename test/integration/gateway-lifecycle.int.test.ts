@@ -2,6 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { freePort } from '../../bench/support/free-port.js';
 import { main } from '../../src/cli.js';
 import { migrate } from '../../src/db/migrate.js';
 import { openDatabase } from '../../src/db/pool.js';
@@ -52,14 +53,6 @@ function connect(port: number): Promise<string> {
     });
     s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
   });
-}
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as net.AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 async function countAudit(setup: TestGatewaySetup): Promise<Record<string, number>> {

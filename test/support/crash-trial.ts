@@ -1,11 +1,11 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import dcmjs from 'dcmjs';
 import pg from 'pg';
+import { freePort } from '../../bench/support/free-port.js';
 import { errorHandler } from '../../src/app.js';
 import { openDatabase } from '../../src/db/pool.js';
 import { parsePart10 } from '../../src/dicom/dataset.js';
@@ -155,17 +155,6 @@ export function makeStudies(studies: number, perStudy: number): Instance[] {
     }
   }
   return out;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      srv.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

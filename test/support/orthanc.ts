@@ -2,9 +2,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { freePort } from '../../bench/support/free-port.js';
 
 /**
  * A real Orthanc 1.10 + orthanc-dicomweb as the test PACS. Orthanc 1.10 always binds 0.0.0.0 and has
@@ -33,17 +33,6 @@ export function orthancAvailable(): { ok: boolean; reason?: string } {
   if (!existsSync(ORTHANC_BINARY)) return { ok: false, reason: `${ORTHANC_BINARY} not installed` };
   if (!existsSync(ORTHANC_DICOMWEB_PLUGIN)) return { ok: false, reason: `${ORTHANC_DICOMWEB_PLUGIN} not installed` };
   return { ok: true };
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 export interface StartOrthancOptions {

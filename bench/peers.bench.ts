@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import {
   closeSync,
   createReadStream,
@@ -27,6 +27,7 @@ import { discardHashing, spoolToTempFile } from '../src/pacs/temp-spool.js';
 import { FIXTURES_DIR, PACKAGE_ROOT } from '../src/runtime-paths.js';
 import { type OrthancHandle, orthancAvailable, startOrthanc } from '../test/support/orthanc.js';
 import { freePort } from './support/free-port.js';
+import { createServerDatabase } from './support/server-database.js';
 import { spread, storeInstances, uidOfLength, withUids } from './support/stow-load.js';
 
 /**
@@ -223,20 +224,9 @@ async function startGatewayChild(root: string, db: Options['db']): Promise<Gatew
   let dbUrl = '';
   let drop: (() => Promise<void>) | undefined;
   if (db === 'postgresql') {
-    const base = process.env.DATABASE_URL as string;
-    const name = `radscribe_peers_${randomBytes(5).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: base });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${name}`);
-    await admin.end();
-    // Not WHATWG URL: a socket URL (postgresql://user@/db?host=/run/postgresql) has an empty host.
-    dbUrl = base.replace(/^(postgres(?:ql)?:\/\/[^/]*)\/[^?]*/, `$1/${name}`);
-    drop = async () => {
-      const c = new pg.Client({ connectionString: base });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    };
+    const db = await createServerDatabase(process.env.DATABASE_URL as string, 'radscribe_peers');
+    dbUrl = db.url;
+    drop = db.drop;
   }
   const [httpPort, dimsePort] = [await freePort(), await freePort()];
   const configFile = path.join(root, 'radscribe.yaml');

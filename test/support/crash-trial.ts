@@ -6,6 +6,7 @@ import path from 'node:path';
 import dcmjs from 'dcmjs';
 import pg from 'pg';
 import { freePort } from '../../bench/support/free-port.js';
+import { createServerDatabase } from '../../bench/support/server-database.js';
 import { errorHandler } from '../../src/app.js';
 import { openDatabase } from '../../src/db/pool.js';
 import { parsePart10 } from '../../src/dicom/dataset.js';
@@ -323,18 +324,9 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
   if (options.backend === 'postgresql') {
     const base = options.databaseUrl ?? process.env.DATABASE_URL;
     if (!base) throw new Error('crash trial on postgresql needs a database URL');
-    const name = `radscribe_crash_${randomBytes(5).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: base });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${name}`);
-    await admin.end();
-    dbUrl = base.replace(/^(postgres(?:ql)?:\/\/[^/]*)\/[^?]*/, `$1/${name}`);
-    dropDb = async () => {
-      const c = new pg.Client({ connectionString: base });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    };
+    const db = await createServerDatabase(base, 'radscribe_crash');
+    dbUrl = db.url;
+    dropDb = db.drop;
   }
   // The PACS: SRs it stored, by study; a hook fires after each store (before the response).
   let onPacsStore: (() => void) | undefined;

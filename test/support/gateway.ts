@@ -1,8 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
+import { createServerDatabase } from '../../bench/support/server-database.js';
 import { loadConfig, type RadScribeConfig } from '../../src/config.js';
 import { Gateway } from '../../src/gateway.js';
 import { createApiToken } from '../../src/http/auth/api-tokens.js';
@@ -15,27 +14,6 @@ import { ROLES, type Role } from '../../src/http/auth/roles.js';
 export type Backend = 'pglite' | 'postgresql';
 export function backends(): Backend[] {
   return process.env.DATABASE_URL ? ['pglite', 'postgresql'] : ['pglite'];
-}
-
-/** A fresh database on the server for one test file (dropped on close). */
-async function createServerDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
-  const base = process.env.DATABASE_URL as string;
-  const name = `radscribe_gw_${randomBytes(6).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: base });
-  await admin.connect();
-  await admin.query(`CREATE DATABASE ${name}`);
-  await admin.end();
-  // Not WHATWG URL: a socket URL (postgresql://user@/db?host=/run/postgresql) has an empty host.
-  const url = base.replace(/^(postgres(?:ql)?:\/\/[^/]*)\/[^?]*/, `$1/${name}`);
-  return {
-    url,
-    drop: async () => {
-      const c = new pg.Client({ connectionString: base });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    },
-  };
 }
 
 /** One API token per role (the gateway asks every caller but /health for one, README "Access"). */
@@ -80,7 +58,10 @@ export async function testGatewaySetup(
   overrides: Record<string, unknown> = {},
 ): Promise<TestGatewaySetup> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'rs-gw-'));
-  const server = backend === 'postgresql' ? await createServerDatabase() : undefined;
+  const server =
+    backend === 'postgresql'
+      ? await createServerDatabase(process.env.DATABASE_URL as string, 'radscribe_gw')
+      : undefined;
   const config = loadConfig({
     env: {},
     overrides: {

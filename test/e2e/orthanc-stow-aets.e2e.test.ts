@@ -6,7 +6,13 @@ import { instanceIdentity, parsePart10 } from '../../src/dicom/dataset.js';
 import { createApiToken } from '../../src/http/auth/api-tokens.js';
 import { FIXTURES_DIR } from '../../src/runtime-paths.js';
 import { backends, startTestGateway, type TestGateway } from '../support/gateway.js';
-import { type OrthancHandle, orthancAvailable, startOrthanc } from '../support/orthanc.js';
+import {
+  type OrthancHandle,
+  orthancAuthHeader,
+  orthancAvailable,
+  orthancRest as orthancRestCall,
+  startOrthanc,
+} from '../support/orthanc.js';
 
 /**
  * (issue 11, DICOMweb) Orthanc 1.10 + orthanc-dicomweb as the DICOMweb client of a per-AE path: its
@@ -31,7 +37,6 @@ const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex
 d('Orthanc pushing to and retrieving from /dicomweb/aets/CT_AI (%s)', (backend) => {
   let t: TestGateway;
   let orthanc: OrthancHandle;
-  let authHeader: string;
 
   beforeAll(async () => {
     t = await startTestGateway(backend, {
@@ -51,35 +56,13 @@ d('Orthanc pushing to and retrieving from /dicomweb/aets/CT_AI (%s)', (backend) 
         },
       },
     });
-    authHeader = `Basic ${Buffer.from(`${orthanc.auth.username}:${orthanc.auth.password}`).toString('base64')}`;
   });
   afterAll(async () => {
     await orthanc?.stop();
     await t?.close();
   });
 
-  async function orthancRest(
-    method: string,
-    p: string,
-    body?: Buffer | string,
-  ): Promise<{ status: number; json: unknown }> {
-    const res = await fetch(`${orthanc.restUrl}${p}`, {
-      method,
-      headers: {
-        authorization: authHeader,
-        ...(typeof body === 'string' ? { 'content-type': 'application/json' } : {}),
-      },
-      ...(body !== undefined ? { body: body as unknown as BodyInit } : {}),
-    });
-    const text = await res.text();
-    let json: unknown = text;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      // not JSON: keep the text for the failure message
-    }
-    return { status: res.status, json };
-  }
+  const orthancRest = (method: string, p: string, body?: Buffer | string) => orthancRestCall(orthanc, method, p, body);
 
   test('STOW-RS from Orthanc lands as sent to CT_AI; Orthanc retrieves it back byte-exact by WADO-RS', async () => {
     const orthancStudies = new Set<string>();
@@ -126,7 +109,7 @@ d('Orthanc pushing to and retrieving from /dicomweb/aets/CT_AI (%s)', (backend) 
         found: true,
       });
       const file = await fetch(`${orthanc.restUrl}/instances/${orthancId}/file`, {
-        headers: { authorization: authHeader },
+        headers: { authorization: orthancAuthHeader(orthanc) },
       });
       expect(sha256(Buffer.from(await file.arrayBuffer()))).toBe(sha256(bytes));
     }

@@ -8,7 +8,12 @@ import { instanceIdentity, parsePart10 } from '../../src/dicom/dataset.js';
 import { parseMediaType } from '../../src/pacs/media-type.js';
 import { FIXTURES_DIR } from '../../src/runtime-paths.js';
 import { backends, startTestGateway, type TestGateway } from '../support/gateway.js';
-import { type OrthancHandle, orthancAvailable, startOrthanc } from '../support/orthanc.js';
+import {
+  type OrthancHandle,
+  orthancAvailable,
+  orthancRest as orthancRestCall,
+  startOrthanc,
+} from '../support/orthanc.js';
 
 /**
  * [REQ-STOW-22] (issue 9) Orthanc 1.10 + orthanc-dicomweb as the STOW-RS *client*: a DicomWeb
@@ -62,7 +67,6 @@ d('Orthanc as STOW-RS client pushing into RadScribe (%s)', (backend) => {
   let t: TestGateway;
   let orthanc: OrthancHandle;
   let probe: Probe;
-  let authHeader: string;
 
   beforeAll(async () => {
     t = await startTestGateway(backend);
@@ -74,7 +78,6 @@ d('Orthanc as STOW-RS client pushing into RadScribe (%s)', (backend) => {
         probe: { Url: probe.url },
       },
     });
-    authHeader = `Basic ${Buffer.from(`${orthanc.auth.username}:${orthanc.auth.password}`).toString('base64')}`;
   });
   afterAll(async () => {
     await orthanc?.stop();
@@ -82,28 +85,7 @@ d('Orthanc as STOW-RS client pushing into RadScribe (%s)', (backend) => {
     await t?.close();
   });
 
-  async function orthancRest(
-    method: string,
-    p: string,
-    body?: Buffer | string,
-  ): Promise<{ status: number; json: unknown }> {
-    const res = await fetch(`${orthanc.restUrl}${p}`, {
-      method,
-      headers: {
-        authorization: authHeader,
-        ...(typeof body === 'string' ? { 'content-type': 'application/json' } : {}),
-      },
-      ...(body !== undefined ? { body: body as unknown as BodyInit } : {}),
-    });
-    const text = await res.text();
-    let json: unknown = text;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      // not JSON: keep the text for the failure message
-    }
-    return { status: res.status, json };
-  }
+  const orthancRest = (method: string, p: string, body?: Buffer | string) => orthancRestCall(orthanc, method, p, body);
 
   test('[REQ-STOW-22] POST /dicom-web/servers/radscribe/stow stores every instance byte-exact, audited', async () => {
     const studies = new Set<string>();

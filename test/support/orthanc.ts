@@ -25,6 +25,39 @@ export interface OrthancHandle {
   stop(): Promise<void>;
 }
 
+/** HTTP Basic credentials of the Orthanc the handle names. */
+export function orthancAuthHeader(o: OrthancHandle): string {
+  return `Basic ${Buffer.from(`${o.auth.username}:${o.auth.password}`).toString('base64')}`;
+}
+
+/**
+ * One call of Orthanc's REST API: a string body goes as JSON, a Buffer as is (POST /instances).
+ * The answer parsed as JSON when it is, else its text (kept for the failure message).
+ */
+export async function orthancRest(
+  o: OrthancHandle,
+  method: string,
+  p: string,
+  body?: Buffer | string,
+): Promise<{ status: number; json: unknown }> {
+  const res = await fetch(`${o.restUrl}${p}`, {
+    method,
+    headers: {
+      authorization: orthancAuthHeader(o),
+      ...(typeof body === 'string' ? { 'content-type': 'application/json' } : {}),
+    },
+    ...(body !== undefined ? { body: body as unknown as BodyInit } : {}),
+  });
+  const text = await res.text();
+  let json: unknown = text;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    // not JSON: keep the text
+  }
+  return { status: res.status, json };
+}
+
 /** Whether e2e tests can run here; `reason` is printed by the skipping test file. */
 export function orthancAvailable(): { ok: boolean; reason?: string } {
   if (process.env.RADSCRIBE_IN_NETNS !== '1') {

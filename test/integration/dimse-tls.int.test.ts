@@ -57,16 +57,6 @@ async function dcmtk(cmd: string, args: string[]): Promise<{ code: number; out: 
   }
 }
 
-async function poll<T>(what: string, f: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 const instanceRows = async (sop: string) =>
   (
     await db.pool.query<{ received_via: string; actor: string }>(
@@ -91,7 +81,7 @@ async function storescpTls(dir: string, key: string, cert: string): Promise<numb
     { stdio: 'ignore' },
   );
   children.push(proc);
-  await poll('storescp to listen', async () => {
+  await waitFor('storescp to listen', async () => {
     if (proc.exitCode !== null) throw new Error(`storescp exited ${proc.exitCode}`);
     return new Promise<true | undefined>((resolve) => {
       const s = net.connect(port, '127.0.0.1');
@@ -207,7 +197,7 @@ describe(`DICOM TLS listener against DCMTK (${backendName()})`, () => {
     // DCMTK sees only the connection go: "Peer aborted Association (or never connected)".
     expect(s.code).not.toBe(0);
     expect(await instanceRows(sopOf(ROGUE_FILE))).toEqual([]);
-    const audited = await poll('TLS refusal audit', async () => {
+    const audited = await waitFor('TLS refusal audit', async () => {
       const rows = await tlsRejections();
       return rows.length >= 1 ? rows : undefined;
     });
@@ -225,7 +215,7 @@ describe(`DICOM TLS listener against DCMTK (${backendName()})`, () => {
       { tls: { caFile: pem('ca.pem') }, timeoutMs: 5_000 },
     );
     expect(noCert.ok).toBe(false);
-    const noCertAudit = await poll('second TLS refusal audit', async () => (await tlsRejections())[before]);
+    const noCertAudit = await waitFor('second TLS refusal audit', async () => (await tlsRejections())[before]);
     expect(noCertAudit.detail.tlsError).toBe('NO_PEER_CERTIFICATE');
 
     // storescu that trusts only the rogue CA refuses our server certificate itself; its alert
@@ -243,7 +233,7 @@ describe(`DICOM TLS listener against DCMTK (${backendName()})`, () => {
     ]);
     expect(s.code).not.toBe(0);
     expect(await instanceRows(sopOf(ROGUE_FILE))).toEqual([]);
-    const alert = await poll('peer alert audit', async () => (await tlsRejections())[beforeAlert]);
+    const alert = await waitFor('peer alert audit', async () => (await tlsRejections())[beforeAlert]);
     expect(alert.detail.tlsError).toMatch(/^ERR_SSL_.*ALERT/);
   });
 
@@ -260,7 +250,7 @@ describe(`DICOM TLS listener against DCMTK (${backendName()})`, () => {
     const s = await dcmtk('storescu', ['-aet', 'STORESCU', '-aec', AET, '127.0.0.1', String(scp.port), PLAIN_FILE]);
     expect(s.code).not.toBe(0);
     expect(await instanceRows(sopOf(PLAIN_FILE))).toEqual([]);
-    const plain = await poll('plain-connection audit', async () => (await tlsRejections())[before]);
+    const plain = await waitFor('plain-connection audit', async () => (await tlsRejections())[before]);
     // storescu's A-ASSOCIATE-RQ read as a TLS record: not a handshake.
     expect(plain.detail.tlsError).toMatch(/^ERR_SSL_/);
   });

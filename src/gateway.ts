@@ -51,6 +51,9 @@ import { type RemoteWiring, remoteWiring } from './services/remote-wiring.js';
 import { retentionService } from './services/retention-service.js';
 import { closeInReverse, Resource, type Service, startInOrder, task } from './services/service.js';
 
+/** Swept orphan SOP Instance UIDs named in the log and the audit event; the count is always whole. */
+const MAX_SWEPT_UIDS_RECORDED = 100;
+
 export interface GatewayOptions {
   /** Who started the gateway, for the application-start/stop and config-change audit events. */
   readonly actor?: string;
@@ -150,7 +153,8 @@ export class Gateway {
       const orphans = await sweepOrphanInstanceFiles(pool, storageDir);
       if (orphans.removed.length > 0)
         this.log.warn('removed instance files without a row, left by a crashed run', {
-          sopInstanceUids: orphans.removed,
+          files: orphans.removed.length,
+          sopInstanceUids: orphans.removed.slice(0, MAX_SWEPT_UIDS_RECORDED),
         });
       const guard = new DiskGuard({ dir: storageDir, ...diskGuardOptions(config) });
       return {
@@ -309,7 +313,10 @@ export class Gateway {
           ...(ingest.value.sweptSpoolFiles > 0 ? { sweptSpoolFiles: ingest.value.sweptSpoolFiles } : {}),
           // Instance files a crashed run renamed into place whose row never committed (orphan-sweep.ts).
           ...(ingest.value.sweptOrphanInstances.length > 0
-            ? { sweptOrphanInstances: ingest.value.sweptOrphanInstances }
+            ? {
+                sweptOrphanInstances: ingest.value.sweptOrphanInstances.length,
+                sweptOrphanInstanceUids: ingest.value.sweptOrphanInstances.slice(0, MAX_SWEPT_UIDS_RECORDED),
+              }
             : {}),
         },
       });

@@ -96,7 +96,10 @@ describe.each(backends())('start-up sweep on %s', (backend) => {
         const { rows } = await again.db.pool.query<{ detail: Record<string, unknown> }>(
           "SELECT detail FROM audit_events WHERE kind = 'application-start' ORDER BY id DESC LIMIT 1",
         );
-        expect(rows[0]?.detail.sweptOrphanInstances).toEqual(['1.2.826.0.1.3680043.10.99.1']);
+        expect(rows[0]?.detail).toMatchObject({
+          sweptOrphanInstances: 1,
+          sweptOrphanInstanceUids: ['1.2.826.0.1.3680043.10.99.1'],
+        });
       } finally {
         await again.stop('test');
       }

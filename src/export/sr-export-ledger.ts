@@ -93,20 +93,6 @@ export interface StagedExport {
 export const SELECT_EXPORTED_SERIES = `
 SELECT DISTINCT series_instance_uid FROM sr_exports WHERE study_instance_uid = $1 AND series_instance_uid IS NOT NULL`;
 
-/** Is this SOP Instance UID one of our own exported objects (to any destination, sent or not)? */
-export const SELECT_IS_OWN_EXPORT = 'SELECT 1 FROM sr_exports WHERE sop_instance_uid = $1 LIMIT 1';
-
-/**
- * True when `sopInstanceUid` is a draft SR or PDF companion this gateway made: ingest stores it when it
- * comes back (a PACS routing it to us) but does not take it for new input of the study (issue 11: it
- * would open a new version, whose draft would come back again, without end).
- */
-export async function isOwnExport(q: Queryable, sopInstanceUid: string): Promise<boolean> {
-  const { rowCount } = await q.query(SELECT_IS_OWN_EXPORT, [sopInstanceUid]);
-  return (rowCount ?? 0) > 0;
-}
-
-/** The gateway's memory of what it exported where (table sr_exports), and its outbox. */
 /** $1–$8 of the ledger's upserts: the object and where it goes (same order in every statement). */
 function recordParams(r: ExportRecord): unknown[] {
   return [
@@ -121,6 +107,7 @@ function recordParams(r: ExportRecord): unknown[] {
   ];
 }
 
+/** The gateway's memory of what it exported where (table sr_exports), and its outbox. */
 export class SrExportLedger {
   constructor(private readonly q: Queryable) {}
 

@@ -155,36 +155,20 @@ export interface Study {
 
 export const SELECT_STUDY = 'SELECT * FROM studies WHERE study_instance_uid = $1';
 
-/** Creates the study row on first sight (the instance row references it); counters move in RECORD_INSTANCE_RECEIVED. */
+/** Creates the study row on first sight (the instance row references it); counters move in RECORD_RECEIPT. */
 export const ENSURE_STUDY = `
 INSERT INTO studies (study_instance_uid) VALUES ($1) ON CONFLICT (study_instance_uid) DO NOTHING`;
 
 /**
- * A new instance re-opens the study: back to 'receiving' from any state, so a completed study
- * (exported/failed) is described again once it is stable, and a queued job waits for that. Out of
- * one of $2 (VERSION_OPENING_STATES) it opens the next version. Returns the study's version.
- */
-export const RECORD_INSTANCE_RECEIVED = `
-UPDATE studies SET state = 'receiving', last_received_at = now(), instance_count = instance_count + 1,
-                   version = CASE WHEN state = ANY($2::text[]) THEN version + 1 ELSE version END,
-                   updated_at = now()
-WHERE study_instance_uid = $1
-RETURNING version`;
-
-/**
- * One of our own exported objects came back (export/sr-export-ledger.ts `isOwnExport`): it is counted,
- * but it is no new input, so the study keeps its state, version and receipt time (and retention's
- * updated_at). Returns the study's version.
- */
-export const RECORD_OWN_EXPORT_RECEIVED = `
-UPDATE studies SET instance_count = instance_count + 1 WHERE study_instance_uid = $1 RETURNING version`;
-
-/**
- * RECORD_INSTANCE_RECEIVED or RECORD_OWN_EXPORT_RECEIVED, chosen in the database: whether $2 (the SOP
- * Instance UID) is one of our own exported objects (export/sr-export-ledger.ts SELECT_IS_OWN_EXPORT)
- * is asked in the same statement, so the receipt transaction makes one round trip for it instead of
- * two (issue 14). The same column changes as the two statements above, case by case. $3 the
- * VERSION_OPENING_STATES. Returns the study's version and whether the instance was our own export.
+ * An instance of the study was stored (the one statement per receipt, issue 14). Whether $2 (its
+ * SOP Instance UID) is one of our own exported objects (a PACS routing our draft back to us) is
+ * asked in the same statement:
+ * - a new instance re-opens the study: back to 'receiving' from any state, so a completed study
+ *   (exported/failed) is described again once it is stable, and a queued job waits for that; out
+ *   of one of $3 (VERSION_OPENING_STATES) it opens the next version;
+ * - our own export is counted but is no new input: the study keeps its state, version and receipt
+ *   time (and retention's updated_at), or it would open a version whose draft comes back again.
+ * Returns the study's version and whether the instance was our own export.
  */
 export const RECORD_RECEIPT = `
 WITH own AS (SELECT EXISTS (SELECT 1 FROM sr_exports WHERE sop_instance_uid = $2) AS own_export)
@@ -292,28 +276,10 @@ export async function ensureStudy(q: Queryable, studyInstanceUid: string): Promi
 }
 
 /**
- * An instance of the study was stored: count it, stamp the receipt time (database clock) and send
- * the study back to 'receiving'. Call last in the receipt transaction: it locks the study row, so
- * concurrent receipts of one study serialise only for their commit.
- */
-export async function recordInstanceReceived(q: Queryable, studyInstanceUid: string): Promise<number> {
-  const { rows } = await q.query<{ version: number }>(RECORD_INSTANCE_RECEIVED, [
-    studyInstanceUid,
-    [...VERSION_OPENING_STATES],
-  ]);
-  return rows[0]?.version ?? 1;
-}
-
-/** Our own exported draft was stored back into its study: count it, change nothing else. */
-export async function recordOwnExportReceived(q: Queryable, studyInstanceUid: string): Promise<number> {
-  const { rows } = await q.query<{ version: number }>(RECORD_OWN_EXPORT_RECEIVED, [studyInstanceUid]);
-  return rows[0]?.version ?? 1;
-}
-
-/**
- * An instance was stored: recordInstanceReceived, or recordOwnExportReceived when it is one of our
- * own exported objects, in one statement (RECORD_RECEIPT). Call last in the receipt transaction, as
- * recordInstanceReceived: it locks the study row.
+ * An instance was stored: count it, and (unless it is our own export) stamp the receipt time
+ * (database clock) and send the study back to 'receiving' (RECORD_RECEIPT). Call last in the
+ * receipt transaction: it locks the study row, so concurrent receipts of one study serialise only
+ * for their commit.
  */
 export async function recordReceipt(
   q: Queryable,

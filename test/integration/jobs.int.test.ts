@@ -1,5 +1,5 @@
 import { ErrorCode, ModelError } from '../../src/errors.js';
-import { getStudy, getStudyState, recordInstanceReceived } from '../../src/ingest/study-lifecycle.js';
+import { getStudy, getStudyState, recordReceipt } from '../../src/ingest/study-lifecycle.js';
 import { JobQueue } from '../../src/jobs/job-queue.js';
 import { promoteStableStudies } from '../../src/jobs/study-stability.js';
 import { JobKind } from '../../src/jobs/types.js';
@@ -236,7 +236,7 @@ describe(`study lifecycle driven by the job queue (${backendName()})`, () => {
     expect(await promoteStableStudies(db.pool, 1_000, q)).toContain(s);
     const first = await q.claimNext('w', 60_000);
     expect(first?.studyInstanceUid).toBe(s);
-    await recordInstanceReceived(db.pool, s);
+    await recordReceipt(db.pool, s, `${s}.late`);
     expect(await getStudyState(db.pool, s)).toBe('receiving');
     await db.pool.query(
       `UPDATE studies SET last_received_at = now() - interval '1 minute' WHERE study_instance_uid = $1`,
@@ -305,7 +305,7 @@ describe(`promoteStableStudies (${backendName()})`, () => {
     const job = await q.claimNext('w', 60_000);
     await q.complete(job!.id, {});
     expect(await getStudyState(db.pool, s)).toBe('exported');
-    await recordInstanceReceived(db.pool, s);
+    await recordReceipt(db.pool, s, `${s}.late`);
     expect(await getStudyState(db.pool, s)).toBe('receiving');
     expect(await promoteStableStudies(db.pool, 60_000)).not.toContain(s);
     await db.pool.query(

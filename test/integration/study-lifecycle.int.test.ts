@@ -7,7 +7,7 @@ import {
   getStudyState,
   isStudyTransition,
   opensNewVersion,
-  recordInstanceReceived,
+  recordReceipt,
   STUDY_TRANSITIONS,
   StudyState,
   VERSION_OPENING_STATES,
@@ -176,13 +176,13 @@ describe(`study versions in SQL (${backendName()})`, () => {
     async (from) => {
       const s = await studyIn(from);
       expect((await getStudy(db.pool, s))?.version).toBe(1);
-      const v = await recordInstanceReceived(db.pool, s);
+      const v = (await recordReceipt(db.pool, s, `${s}.1`)).version;
       expect(v).toBe(opensNewVersion(from) ? 2 : 1);
       const after = await getStudy(db.pool, s);
       expect(after?.state).toBe(StudyState.Receiving);
       expect(after?.version).toBe(v);
       // A further instance of the now receiving study joins that version.
-      expect(await recordInstanceReceived(db.pool, s)).toBe(v);
+      expect((await recordReceipt(db.pool, s, `${s}.2`)).version).toBe(v);
     },
   );
 

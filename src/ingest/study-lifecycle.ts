@@ -125,11 +125,6 @@ export const VERSION_OPENING_STATES: readonly StudyState[] = STUDY_TRANSITIONS.f
   (t) => 'newVersion' in t && t.newVersion,
 ).map((t) => t.from);
 
-/** True when an instance received in state `from` opens a new version of the study's result. */
-export function opensNewVersion(from: StudyState): boolean {
-  return VERSION_OPENING_STATES.includes(from);
-}
-
 /** True when `from → to` is in the table (or no change at all). */
 export function isStudyTransition(from: StudyState, to: StudyState): boolean {
   return from === to || STUDY_TRANSITIONS.some((t) => t.from === from && t.to === to);

@@ -6,7 +6,6 @@ import {
   getStudy,
   getStudyState,
   isStudyTransition,
-  opensNewVersion,
   recordReceipt,
   STUDY_TRANSITIONS,
   StudyState,
@@ -177,7 +176,7 @@ describe(`study versions in SQL (${backendName()})`, () => {
       const s = await studyIn(from);
       expect((await getStudy(db.pool, s))?.version).toBe(1);
       const v = (await recordReceipt(db.pool, s, `${s}.1`)).version;
-      expect(v).toBe(opensNewVersion(from) ? 2 : 1);
+      expect(v).toBe(VERSION_OPENING_STATES.includes(from) ? 2 : 1);
       const after = await getStudy(db.pool, s);
       expect(after?.state).toBe(StudyState.Receiving);
       expect(after?.version).toBe(v);

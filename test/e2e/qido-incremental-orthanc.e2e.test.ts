@@ -28,6 +28,7 @@ import { MR_TEMPLATE_UIDS, mrInstance } from '../support/sr-validation.js';
  *   watch list by UID, and retrieves nothing;
  * - a study with an old StudyDate stored later is missed by the incremental window and found by the
  *   periodic full re-scan;
+ * - modalities [CT, US] sent as ModalitiesInStudy=CT,US or checked on the answer: the 2 CT of 15;
  * - through the whole gateway: a study arriving in two halves (the second after the first poll
  *   retrieved the first, and before the study's inactivity window ends) is described once, complete.
  */
@@ -55,6 +56,15 @@ function instanceAt(ids: { study: string; series: string; sop: string }, at: Dat
   };
   swap(TEMPLATE_DA, toDA(at));
   swap(TEMPLATE_TM, toTM(at));
+  return buf;
+}
+
+/** The same instance as another modality: the Modality (0008,0060) CS value of the explicit-VR template, same length. */
+function asModality(buf: Buffer, modality: 'CT' | 'MR'): Buffer {
+  const tag = Buffer.from([0x08, 0x00, 0x60, 0x00, 0x43, 0x53, 0x02, 0x00]);
+  const i = buf.indexOf(tag);
+  if (i < 0) throw new Error('no Modality element');
+  buf.write(modality, i + tag.length, 'ascii');
   return buf;
 }
 
@@ -200,6 +210,46 @@ d('QIDO-RS poller: incremental window, paging, re-scan (direct)', () => {
     const s5 = await p.pollOnce();
     expect(s5).toMatchObject({ scan: QidoScan.Incremental, studiesRetrieved: 0 });
     expect(sink.received).toHaveLength(13);
+  });
+
+  it('a modality filter, sent as ModalitiesInStudy (a value list) or checked on the answer, finds exactly the CT studies among 15', async () => {
+    const pacs = client(orthanc);
+    const at = new Date();
+    const ct = [newIds(), newIds()];
+    for (const ids of ct)
+      expect((await pacs.storeInstances(undefined, [asModality(instanceAt(ids, at), 'CT')])).failed).toEqual([]);
+    const run = async (node: string, modalityFilter: 'server' | 'client') => {
+      const sink = new RecordingSink(path.join(dir, node));
+      const p = new QidoPoller({
+        node: { name: node, client: client(orthanc) },
+        sink,
+        tracker: new PgRemoteStudyTracker(db.pool),
+        state: new PgQidoPollState(db.pool),
+        tmpDir: dir,
+        pageSize: 5,
+        lookbackDays: 36500,
+        modalities: ['CT', 'US'],
+        modalityFilter,
+        ...qidoPollerAuditHooks(db.pool, 'test'),
+        logger: childLogger('qido-inc-test', { node }),
+      });
+      const s = await p.pollOnce();
+      return { s, sops: [...sink.stored.keys()].sort() };
+    };
+    const since = await lastAuditId();
+    const server = await run('orthanc-mod-server', 'server');
+    const clientSide = await run('orthanc-mod-client', 'client');
+    // Orthanc holds 13 MR studies (the first test) and these 2 CT.
+    for (const r of [server, clientSide]) {
+      expect(r.s).toMatchObject({ studiesFound: 2, studiesRetrieved: 2 });
+      expect(r.sops).toEqual(ct.map((x) => x.sop).sort());
+    }
+    const [qs] = await queryAudits('orthanc-mod-server', since);
+    const [qc] = await queryAudits('orthanc-mod-client', since);
+    expect(qs?.query.ModalitiesInStudy).toBe('CT,US');
+    expect(qc?.query.ModalitiesInStudy).toBeUndefined();
+    // Client-side: every study listed, 15 in pages of 5, then a short (empty) page.
+    expect(qc?.pages).toBe(4);
   });
 
   it('splits the window of a search that reaches the PACS maximum (LimitFindResults) and retrieves every study once', async () => {

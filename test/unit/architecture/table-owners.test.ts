@@ -23,6 +23,7 @@ const OWNERS: Readonly<Record<string, readonly string[]>> = {
   // The ATNA export cursor (migration 0012): advanced by the exporter alone.
   audit_export_cursor: ['src/audit/atna/audit-exporter.ts'],
   remote_studies: ['src/ingest/remote-study-tracker.ts'],
+  qido_poll_marks: ['src/pacs/qido-poll-state.ts'],
   sr_exports: ['src/export/sr-export-ledger.ts'],
   schema_migrations: ['src/db/migrate.ts'],
   api_tokens: ['src/http/auth/api-tokens.ts'],

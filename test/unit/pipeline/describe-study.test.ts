@@ -11,11 +11,20 @@ import { SrExportLedger } from '../../../src/export/sr-export-ledger.js';
 import { InstanceRepository } from '../../../src/ingest/instance-repository.js';
 import { InstanceStore } from '../../../src/ingest/instance-store.js';
 import type { DraftModel, ImagePreparer } from '../../../src/pipeline/describe-images.js';
-import { type DescribeStudyDeps, describeStudy, type PipelineRecorder } from '../../../src/pipeline/describe-study.js';
+import {
+  type DescribeStudyDeps,
+  type DescribeStudyResult,
+  describeStudy as describeOrIgnore,
+  type PipelineRecorder,
+} from '../../../src/pipeline/describe-study.js';
 import { ImagePrepClient } from '../../../src/pipeline/image-prep-client.js';
 import { FIXTURES_DIR } from '../../../src/runtime-paths.js';
 import { type TestDatabase, testDatabase } from '../../support/db.js';
 import { CT_SMALL, ctSlice, received, rewritten } from './ct-series.js';
+
+/** These studies match no ignore rule (routes: []): every result is a described one. */
+const describeStudy = (...a: Parameters<typeof describeOrIgnore>) =>
+  describeOrIgnore(...a) as Promise<DescribeStudyResult>;
 
 /**
  * [issue 8] Frame selection reads the rows ingest stored, not the files: a CT series whose instance

@@ -46,6 +46,17 @@ SELECT i.series_instance_uid, i.received_via, i.called_ae_title, i.actor,
    AND NOT EXISTS (SELECT 1 FROM sr_exports e WHERE e.sop_instance_uid = i.sop_instance_uid)
  GROUP BY 1, 2, 3, 4`;
 
+/** What a study is judged by. */
+export interface JudgePolicy {
+  readonly stabilityWindowMs: number;
+  readonly completeness: CompletenessConfig;
+  /**
+   * Epoch ms since when this process listens: quiet before it does not count, since senders could
+   * not reach a gateway that was down (the crash-trial rule of worker.ts, per study).
+   */
+  readonly listeningSince?: number;
+}
+
 /** One (series, source) group of a study's instances. */
 export interface SeriesActivity {
   readonly seriesInstanceUid: string;
@@ -172,8 +183,11 @@ interface ActivityRow {
 export async function lockAndJudge(
   q: Queryable,
   studyInstanceUid: string,
-  policy: { readonly stabilityWindowMs: number; readonly completeness: CompletenessConfig },
+  policy: JudgePolicy,
 ): Promise<(CompletenessVerdict & { state: string }) | null> {
+  const listening =
+    policy.listeningSince === undefined ? Number.POSITIVE_INFINITY : Math.max(0, Date.now() - policy.listeningSince);
+  const idle = (ms: number): number => Math.min(Number(ms), listening);
   const { rows } = await q.query<{ state: string; idle_ms: number }>(LOCK_SETTLING_STUDY, [studyInstanceUid]);
   const row = rows[0];
   if (!row) return null;
@@ -186,12 +200,12 @@ export async function lockAndJudge(
       actor: r.actor,
       modalities: r.modalities ?? [],
       descriptions: r.descriptions ?? [],
-      idleMs: Number(r.idle_ms),
+      idleMs: idle(r.idle_ms),
     }),
   );
   if (row.state === 'stable') {
-    const v = judgeCompleteness(policy, Number(row.idle_ms), groups);
+    const v = judgeCompleteness(policy, idle(row.idle_ms), groups);
     return { ...v, complete: true, reason: CompletionReason.AlreadyStable, state: row.state };
   }
-  return { ...judgeCompleteness(policy, Number(row.idle_ms), groups), state: row.state };
+  return { ...judgeCompleteness(policy, idle(row.idle_ms), groups), state: row.state };
 }

@@ -29,6 +29,8 @@ const JUDGE_SCAN = 500;
 export interface CompletenessPolicy {
   readonly stabilityWindowMs: number;
   readonly completeness?: CompletenessConfig;
+  /** Epoch ms since when instances could arrive (the worker's start): quiet before it does not count. */
+  readonly listeningSince?: number;
 }
 
 /**
@@ -47,7 +49,15 @@ export async function promoteStableStudies(
     typeof windowOrPolicy === 'number' ? { stabilityWindowMs: windowOrPolicy } : windowOrPolicy;
   const c = policy.completeness;
   if (c && (c.sources.length > 0 || c.expect.length > 0))
-    return promoteJudgedStudies(pool, { stabilityWindowMs: policy.stabilityWindowMs, completeness: c }, queue);
+    return promoteJudgedStudies(
+      pool,
+      {
+        stabilityWindowMs: policy.stabilityWindowMs,
+        completeness: c,
+        ...(policy.listeningSince !== undefined ? { listeningSince: policy.listeningSince } : {}),
+      },
+      queue,
+    );
   const windowMs = policy.stabilityWindowMs;
   const log = childLogger('study-stability');
   const promoted: string[] = [];
@@ -83,11 +93,7 @@ export async function promoteStableStudies(
  * candidate is locked with SKIP LOCKED and judged on its series' activity (completeness.ts), and
  * promoted receiving → stable → queued in the same transaction, with the reason in the audit event.
  */
-async function promoteJudgedStudies(
-  pool: pg.Pool,
-  policy: { readonly stabilityWindowMs: number; readonly completeness: CompletenessConfig },
-  queue: JobQueue,
-): Promise<string[]> {
+async function promoteJudgedStudies(pool: pg.Pool, policy: JudgePolicy, queue: JobQueue): Promise<string[]> {
   const log = childLogger('study-stability');
   const promoted: string[] = [];
   for (const uid of await listSettledStudies(pool, shortestWindowMs(policy), JUDGE_SCAN)) {

@@ -179,7 +179,11 @@ export class JobWorker {
       // Quiet only counts while we listen: senders could not reach a gateway that was down, so a
       // study whose upload a crash interrupted is not complete just because the window passed during
       // the downtime. Its sender's retry gets one window after the start (crash trials, issue 9).
-      if (Date.now() - this.#startedAt >= this.#stabilityWindowMs) {
+      // With per-source windows (config completeness) the same rule is applied per study: its quiet
+      // time is counted from the start at the earliest (completeness.ts `listeningSince`).
+      if (this.#completeness.completeness)
+        await promoteStableStudies(this.#pool, { ...this.#completeness, listeningSince: this.#startedAt }, this.#queue);
+      else if (Date.now() - this.#startedAt >= this.#stabilityWindowMs) {
         await promoteStableStudies(this.#pool, this.#completeness, this.#queue);
       }
       while (this.#running && this.#inFlight.size < this.#concurrency) {

@@ -5,7 +5,13 @@ import type { CompletenessConfig } from '../config/completeness.js';
 import { withTransaction } from '../db/pool.js';
 import { listSettledStudies, markStable, studyQueued } from '../ingest/study-lifecycle.js';
 import { childLogger } from '../logger.js';
-import { type CompletenessVerdict, CompletionReason, lockAndJudge, shortestWindowMs } from './completeness.js';
+import {
+  type CompletenessVerdict,
+  CompletionReason,
+  type JudgePolicy,
+  lockAndJudge,
+  shortestWindowMs,
+} from './completeness.js';
 import { JobQueue } from './job-queue.js';
 import { HAS_RUNNING_DESCRIBE_JOB } from './queries.js';
 import { DescribeStudyTrigger, JobKind } from './types.js';

@@ -152,8 +152,20 @@ export async function exportDraft(
   // from study, model, version and inputs, draft-policy.ts); the ledger keys rows by (UID, destination).
   const groups: { destName: string; destination: SrDestination; objects: (StagedObject & { part10: Uint8Array })[] }[] =
     [];
+  // Built once per SR profile and predecessor: destinations that get the same UID get the same
+  // bytes (the Content Date/Time would differ between two builds), so no two PACS hold different
+  // content under one SOP Instance UID.
+  const built = new Map<string, ReturnType<typeof buildDraftSr>>();
   for (const { destName, routed } of targets) {
-    const build = (predecessor?: Parameters<typeof buildDraftSr>[0]['predecessor']) =>
+    const build = (predecessor?: Parameters<typeof buildDraftSr>[0]['predecessor']) => {
+      const key = `${routed.srProfile}|${predecessor?.map((p) => p.sopInstanceUid).join(',') ?? ''}`;
+      const done = built.get(key);
+      if (done) return done;
+      const sr = buildOne(predecessor);
+      built.set(key, sr);
+      return sr;
+    };
+    const buildOne = (predecessor?: Parameters<typeof buildDraftSr>[0]['predecessor']) =>
       buildDraftSr({
         sources,
         findings,

@@ -61,15 +61,17 @@ export function createRulesRouter(deps: RulesRouterDeps): Router {
         const limited = req.pipe(byteLimit(deps.maxFileBytes));
         req.once('error', (e) => limited.destroy(e));
         const file = await spoolToTempFile(limited, deps.tmpDir, 'rules-test');
+        let report: Awaited<ReturnType<typeof testRulesOnFile>>;
         try {
-          const report = await testRulesOnFile(deps.config, file.path, {
+          report = await testRulesOnFile(deps.config, file.path, {
             ...(callingAeTitle ? { callingAeTitle } : {}),
             ...(calledAeTitle ? { calledAeTitle } : {}),
           });
-          res.json(report);
         } finally {
+          // Removed before the answer goes out: nothing of the caller's file outlives the request.
           await discardTempFile(file);
         }
+        res.json(report);
         return;
       }
       const body: unknown = req.body;

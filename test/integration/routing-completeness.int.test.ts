@@ -2,6 +2,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { JobQueue } from '../../src/jobs/job-queue.js';
+import { promoteStableStudies } from '../../src/jobs/study-stability.js';
 import { DicomwebClient } from '../../src/pacs/dicomweb-client.js';
 import { FIXTURES_DIR } from '../../src/runtime-paths.js';
 import { backends, startTestGateway, type TestGateway, waitFor } from '../support/gateway.js';
@@ -191,6 +193,29 @@ describe.each(backends())('routing rules and completeness on %s', (backend) => {
     expect(c.rows[0]?.state).toBe('receiving');
     expect(Number(c.rows[0]?.idle)).toBeGreaterThan(400);
     expect((await t.gw.db.pool.query('SELECT 1 FROM jobs WHERE study_instance_uid = $1', [STUDY_C])).rowCount).toBe(0);
+  });
+
+  it('several sweeps at once agree: the study is queued once, with one audit event', async () => {
+    // Four concurrent sweeps (as four gateway processes would run them) under a policy by which study C
+    // is complete: each judges it only under its row lock (FOR UPDATE SKIP LOCKED).
+    const policy = {
+      stabilityWindowMs: 600_000,
+      completeness: {
+        defaultSeriesWindowMs: 0,
+        sources: [{ name: 'plain-stow', match: { via: ['stow-rs' as const] }, studyWindowMs: 100, seriesWindowMs: 0 }],
+        expect: [],
+      },
+    };
+    const sweeps = await Promise.all(
+      [1, 2, 3, 4].map(() => promoteStableStudies(t.gw.db.pool, policy, new JobQueue(t.gw.db.pool))),
+    );
+    expect(sweeps.flat().filter((u) => u === STUDY_C)).toEqual([STUDY_C]);
+    const jobs = await t.gw.db.pool.query('SELECT id FROM jobs WHERE study_instance_uid = $1', [STUDY_C]);
+    expect(jobs.rowCount).toBe(1);
+    expect((await audit('study-queued', STUDY_C)).map((e) => e.detail)).toEqual([
+      expect.objectContaining({ reason: 'window-elapsed', sources: ['plain-stow'], studyWindowMs: 100 }),
+    ]);
+    await finishedJob(STUDY_C);
   });
 
   it('POST /api/v1/rules/test: a stored study and a DICOM file, for operator and admin only', async () => {

@@ -312,15 +312,19 @@ async function deliver(
   log: Logger,
 ): Promise<DraftExportResult> {
   const toSend = objects.filter((o): o is StagedObject & { part10: Uint8Array } => o.part10 !== undefined);
-  const results = await destination.sendAll(
-    toSend.map(
-      (o): OutgoingSr => ({
-        studyInstanceUid: o.record.studyInstanceUid,
-        sopInstanceUid: o.record.sopInstanceUid,
-        part10: o.part10,
-      }),
-    ),
-  );
+  // Nothing left for this destination (an earlier attempt delivered it all): no call at all.
+  const results =
+    toSend.length === 0
+      ? []
+      : await destination.sendAll(
+          toSend.map(
+            (o): OutgoingSr => ({
+              studyInstanceUid: o.record.studyInstanceUid,
+              sopInstanceUid: o.record.sopInstanceUid,
+              part10: o.part10,
+            }),
+          ),
+        );
   const errors: RadScribeError[] = [];
   const outcome = new Map<string, { location: string; delivery: Delivery }>();
   for (const o of delivered) outcome.set(o.record.sopInstanceUid, { location: o.location ?? '', delivery: 'stored' });

@@ -1,7 +1,9 @@
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
+import { parsePart10 } from '../../src/dicom/dataset.js';
 import { JobQueue } from '../../src/jobs/job-queue.js';
 import { promoteStableStudies } from '../../src/jobs/study-stability.js';
 import { DicomwebClient } from '../../src/pacs/dicomweb-client.js';
@@ -26,6 +28,7 @@ import { rewritten } from '../unit/pipeline/ct-series.js';
 const CT = path.join(FIXTURES_DIR, 'dicom', 'CT_small.dcm');
 const MR = path.join(FIXTURES_DIR, 'dicom', 'MR_small.dcm');
 const BIN = path.join(__dirname, '../../bin/radscribe');
+const runAsync = promisify(execFile);
 
 const ROOT = '1.2.826.0.1.3680043.8.498.4711';
 const STUDY_A = `${ROOT}.1`;
@@ -70,6 +73,7 @@ describe.each(backends())('routing rules and completeness on %s', (backend) => {
           destinations: ['b', 'c'],
           selection: { perSeriesSlices: 3 },
         },
+        { name: 'from-modality1', match: { callingAeTitle: ['MODALITY1'], modality: ['CT'] }, destinations: ['c'] },
       ],
       completeness: {
         defaultSeriesWindowMs: 300,
@@ -195,6 +199,28 @@ describe.each(backends())('routing rules and completeness on %s', (backend) => {
     expect((await t.gw.db.pool.query('SELECT 1 FROM jobs WHERE study_instance_uid = $1', [STUDY_C])).rowCount).toBe(0);
   });
 
+  it('a C-STORE by DCMTK storescu: the calling AE routes it, the source window of the called AE completes it', async () => {
+    const port = t.gw.dimseListeners.find((l) => l.aeTitle === 'CT_AI')?.port as number;
+    // Asynchronously: the SCP answering it runs in this process's event loop.
+    await runAsync('storescu', ['-aet', 'MODALITY1', '-aec', 'CT_AI', '127.0.0.1', String(port), CT], {
+      timeout: 60_000,
+    });
+    const ctStudy = parsePart10(readFileSync(CT), { untilPixelData: true }).dataset.StudyInstanceUID as string;
+    const job = await finishedJob(ctStudy);
+    expect(job).toMatchObject({
+      state: 'succeeded',
+      result: {
+        route: 'from-modality1',
+        destination: 'c',
+        routing: { why: expect.stringMatching(/^rule "from-modality1": series .*modality has CT/) },
+      },
+    });
+    expect(files('c', ctStudy)).toHaveLength(1);
+    expect((await audit('study-queued', ctStudy)).map((e) => e.detail)).toEqual([
+      expect.objectContaining({ reason: 'window-elapsed', sources: ['ct-ai-fast'] }),
+    ]);
+  });
+
   it('several sweeps at once agree: the study is queued once, with one audit event', async () => {
     // Four concurrent sweeps (as four gateway processes would run them) under a policy by which study C
     // is complete: each judges it only under its row lock (FOR UPDATE SKIP LOCKED).
@@ -238,6 +264,7 @@ describe.each(backends())('routing rules and completeness on %s', (backend) => {
     expect(report.rules.map((r) => [r.rule, r.matched])).toEqual([
       ['ignore-mr', false],
       ['lung', true],
+      ['from-modality1', false],
     ]);
     expect(report.rules[0]?.series.map((s) => s.conditions[0]?.actual)).toEqual([['CT'], ['CT']]);
 

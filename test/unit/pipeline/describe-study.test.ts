@@ -292,7 +292,13 @@ describe('describeStudy from stored rows', () => {
     let calls = 0;
     const d: DescribeStudyDeps = {
       ...deps,
-      model: { ...model, describe: async (i, o) => (calls++, model.describe(i, o)) },
+      model: {
+        ...model,
+        describe: async (i, o) => {
+          calls++;
+          return model.describe(i, o);
+        },
+      },
       recorder: {
         inferenceRun: deps.recorder.inferenceRun,
         srExported: (ev) => audit.srExported(ev),

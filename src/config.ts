@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { type CompletenessConfig, validateCompleteness } from './config/completeness.js';
 import { CONFIG_DEFAULTS, REMOTE_NODE_DEFAULTS } from './config/defaults.js';
 import { type QidoPollWindowConfig, validateQidoPollWindow } from './config/qido-poll.js';
+import { type RoutingRule, validateRoutingRules } from './config/routing-rules.js';
 import { closestKey, didYouMean } from './config/suggest.js';
 import type { DicomLimits } from './dicom/limits.js';
 import { SrProfile } from './dicom/sr/draft-policy.js';
@@ -134,16 +136,8 @@ export interface DimseDestinationConfig {
   tls?: DicomTlsClientConfig;
 }
 
-export interface RouteConfig {
-  /** Shown in the job result and the export log, so an operator sees which rule sent a draft where. */
-  name: string;
-  /**
-   * All given criteria must hold; within one, any value. `calledAeTitle`: the local AE the study's
-   * instances were sent to (C-STORE Called AE, or STOW-RS to /dicomweb/aets/{AET}/studies).
-   */
-  match: { modality?: string[]; calledAeTitle?: string[] };
-  destination: string;
-}
+/** A routing rule (issue 11): conditions, destinations, model, frame policy; src/config/routing-rules.ts. */
+export type RouteConfig = RoutingRule;
 
 export interface OidcConfig {
   /** Expected `iss`, exactly as the provider writes it; empty = OIDC off. */
@@ -213,6 +207,8 @@ export interface RadScribeConfig {
   destinations: DestinationConfig[];
   defaultDestination: string;
   routes: RouteConfig[];
+  /** When a study counts as complete (per-source windows, expected series): src/config/completeness.ts. */
+  completeness: CompletenessConfig;
   jobs: {
     pollIntervalMs: number;
     leaseMs: number;
@@ -484,28 +480,9 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
   const defaultDestination = v.str(doc, 'defaultDestination', '');
   if (!destNames.has(defaultDestination))
     v.problem('defaultDestination', `must name one of destinations (${[...destNames].join(', ') || 'none defined'})`);
-  const routes = v.arr(doc, 'routes').map((r, i): RouteConfig => {
-    const p = `routes[${i}]`;
-    const ro = v.asObj(r, p);
-    const name = v.str(ro, 'name', p);
-    const match = v.obj(ro, 'match', p);
-    const destination = v.str(ro, 'destination', p);
-    if (!destNames.has(destination)) v.problem(`${p}.destination`, `unknown destination "${destination}"`);
-    const modality = v.has(match, 'modality') ? v.strArr(match, 'modality', `${p}.match`) : undefined;
-    const calledAeTitle = v.has(match, 'calledAeTitle') ? v.strArr(match, 'calledAeTitle', `${p}.match`) : undefined;
-    for (const [j, t] of (calledAeTitle ?? []).entries()) {
-      const why = aeTitleProblem(t);
-      if (why) v.problem(`${p}.match.calledAeTitle[${j}]`, `not a valid AE title: ${why}`);
-    }
-    return {
-      name,
-      match: {
-        ...(modality ? { modality } : {}),
-        ...(calledAeTitle ? { calledAeTitle: calledAeTitle.map((t) => t.trim()) } : {}),
-      },
-      destination,
-    };
-  });
+  const modelBundle = v.str(model, 'bundle', 'model');
+  const routes = validateRoutingRules(v, doc, destNames, path.basename(modelBundle));
+  const completeness = validateCompleteness(v, doc, nodeNames);
   v.unique(
     routes.map((r) => r.name),
     'routes',
@@ -570,7 +547,7 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
         .map((r, i) => validateRetentionRule(v, r, `retention.rules[${i}]`, new Set(remoteNodes.map((n) => n.name)))),
     },
     model: {
-      bundle: v.str(model, 'bundle', 'model'),
+      bundle: modelBundle,
       executionProviders: eps as ExecutionProvider[],
       strict: v.bool(model, 'strict', 'model'),
       maxNewTokens: v.int(model, 'maxNewTokens', 'model', 1, 4096),
@@ -601,6 +578,7 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
     destinations,
     defaultDestination,
     routes,
+    completeness,
     jobs: {
       pollIntervalMs: v.int(jobs, 'pollIntervalMs', 'jobs', 10, 3_600_000),
       leaseMs: v.int(jobs, 'leaseMs', 'jobs', 1000, MAX_MS),

@@ -19,6 +19,7 @@ import { migrate } from './db/migrate.js';
 import { type Database, openDatabase } from './db/pool.js';
 import { StorageScp } from './dimse/storage-scp.js';
 import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from './errors.js';
+import { createRulesRouter, rulesRouterDeps } from './http/admin/rules-router.js';
 import { AccessControl, auditRequester } from './http/auth/access-control.js';
 import { oidcVerifier } from './http/auth/oidc.js';
 import { createTokenRouter } from './http/auth/token-router.js';
@@ -217,6 +218,7 @@ export class Gateway {
             createAuditRouter({ pool: db.pool, requester: auditRequester }),
             createJobsRouter({ pool: db.pool }),
             createTokenRouter({ pool: db.pool }),
+            createRulesRouter(rulesRouterDeps(config, db.pool, tmpDir)),
           ],
           authorize: (req) => access.authorize(req),
           limits: { rate: rateLimiter, uploads: uploadGate },

@@ -104,6 +104,8 @@ export class AuditRecorder implements PipelineRecorder, RefusalRecorder {
           sopClassUid: ev.record.sopClassUid,
           object: ev.record.objectKind,
           deviceUid: ev.record.deviceUid,
+          // The routing rule that chose this destination (issue 11; null: the default destination).
+          ...(ev.route !== undefined ? { route: ev.route } : {}),
           // "already-present-identical": the PACS held our UID with the same content (issue 11).
           delivery: ev.delivery ?? 'stored',
           // Source attributes normalised or dropped in the SR: tag, keyword, action, reason (no values).

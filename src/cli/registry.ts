@@ -7,6 +7,7 @@ import { modelCommand } from './model-check.js';
 import { remoteCommand } from './remote.js';
 import { renderCommand } from './render.js';
 import { retentionCommand } from './retention.js';
+import { rulesCommand } from './rules.js';
 import { srCommand } from './sr.js';
 import { studiesCommand } from './studies.js';
 import { tilesCommand } from './tiles.js';
@@ -24,6 +25,7 @@ export const COMMANDS: readonly CliCommand[] = [
   tokenCommand,
   remoteCommand,
   studiesCommand,
+  rulesCommand,
   echoCommand,
   retentionCommand,
   srCommand,

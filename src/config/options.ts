@@ -38,13 +38,16 @@ export function jobQueueOptions(cfg: Pick<RadScribeConfig, 'jobs'>): JobQueueOpt
 }
 
 export function jobWorkerOptions(
-  cfg: Pick<RadScribeConfig, 'jobs' | 'ingest'>,
-): Pick<JobWorkerOptions, 'pollIntervalMs' | 'leaseMs' | 'concurrency' | 'stabilityWindowMs'> {
+  cfg: Pick<RadScribeConfig, 'jobs' | 'ingest'> & Partial<Pick<RadScribeConfig, 'completeness'>>,
+): Pick<JobWorkerOptions, 'pollIntervalMs' | 'leaseMs' | 'concurrency' | 'stabilityWindowMs' | 'completeness'> {
+  const c = cfg.completeness;
   return {
     pollIntervalMs: cfg.jobs.pollIntervalMs,
     leaseMs: cfg.jobs.leaseMs,
     concurrency: cfg.jobs.concurrency,
     stabilityWindowMs: cfg.ingest.stabilityWindowMs,
+    // Only with rules: without, the sweep keeps its one-window path (config `completeness`).
+    ...(c && (c.sources.length > 0 || c.expect.length > 0) ? { completeness: c } : {}),
   };
 }
 

@@ -1,9 +1,17 @@
 import type pg from 'pg';
 import { AuditEventKind } from '../audit/audit-codes.js';
 import { recordAudit } from '../audit/audit-log.js';
+import type { CompletenessConfig } from '../config/completeness.js';
 import { withTransaction } from '../db/pool.js';
 import { listSettledStudies, markStable, studyQueued } from '../ingest/study-lifecycle.js';
 import { childLogger } from '../logger.js';
+import {
+  type CompletenessVerdict,
+  CompletionReason,
+  type JudgePolicy,
+  lockAndJudge,
+  shortestWindowMs,
+} from './completeness.js';
 import { JobQueue } from './job-queue.js';
 import { HAS_RUNNING_DESCRIBE_JOB } from './queries.js';
 import { DescribeStudyTrigger, JobKind } from './types.js';
@@ -17,6 +25,19 @@ import { DescribeStudyTrigger, JobKind } from './types.js';
 
 /** At most this many studies per sweep; the next sweep takes the rest. */
 const PROMOTE_BATCH = 100;
+/**
+ * With per-source windows or expected-series rules, studies idle for the shortest window are
+ * looked at (oldest first), and each is judged under its row lock; this many at most per sweep.
+ */
+const JUDGE_SCAN = 500;
+
+/** What the sweep applies: one window (before issue 11), or windows per source and expected series. */
+export interface CompletenessPolicy {
+  readonly stabilityWindowMs: number;
+  readonly completeness?: CompletenessConfig;
+  /** Epoch ms since when instances could arrive (the worker's start): quiet before it does not count. */
+  readonly listeningSince?: number;
+}
 
 /**
  * Promote every study quiet for `windowMs` along receiving → stable → queued, with a
@@ -27,9 +48,23 @@ const PROMOTE_BATCH = 100;
  */
 export async function promoteStableStudies(
   pool: pg.Pool,
-  windowMs: number,
+  windowOrPolicy: number | CompletenessPolicy,
   queue: JobQueue = new JobQueue(pool),
 ): Promise<string[]> {
+  const policy: CompletenessPolicy =
+    typeof windowOrPolicy === 'number' ? { stabilityWindowMs: windowOrPolicy } : windowOrPolicy;
+  const c = policy.completeness;
+  if (c && (c.sources.length > 0 || c.expect.length > 0))
+    return promoteJudgedStudies(
+      pool,
+      {
+        stabilityWindowMs: policy.stabilityWindowMs,
+        completeness: c,
+        ...(policy.listeningSince !== undefined ? { listeningSince: policy.listeningSince } : {}),
+      },
+      queue,
+    );
+  const windowMs = policy.stabilityWindowMs;
   const log = childLogger('study-stability');
   const promoted: string[] = [];
   for (const uid of await listSettledStudies(pool, windowMs, PROMOTE_BATCH)) {
@@ -47,13 +82,67 @@ export async function promoteStableStudies(
         kind: AuditEventKind.StudyQueued,
         actor: 'radscribe',
         studyInstanceUid: uid,
-        detail: { jobId: id, instanceCount, stabilityWindowMs: windowMs },
+        detail: { jobId: id, instanceCount, reason: CompletionReason.WindowElapsed, stabilityWindowMs: windowMs },
       });
       return id ?? 0;
     });
     if (jobId !== null) {
       promoted.push(uid);
       log.info('study promoted', { studyInstanceUid: uid, jobId });
+    }
+  }
+  return promoted;
+}
+
+/**
+ * The sweep with per-source windows and expected-series rules (src/config/completeness.ts): each
+ * candidate is locked with SKIP LOCKED and judged on its series' activity (completeness.ts), and
+ * promoted receiving → stable → queued in the same transaction, with the reason in the audit event.
+ */
+async function promoteJudgedStudies(pool: pg.Pool, policy: JudgePolicy, queue: JobQueue): Promise<string[]> {
+  const log = childLogger('study-stability');
+  const promoted: string[] = [];
+  for (const uid of await listSettledStudies(pool, shortestWindowMs(policy), JUDGE_SCAN)) {
+    if (promoted.length >= PROMOTE_BATCH) break;
+    const queued = await withTransaction(
+      pool,
+      async (client): Promise<{ jobId: number | null; verdict: CompletenessVerdict } | null> => {
+        const verdict = await lockAndJudge(client, uid, policy);
+        if (!verdict?.complete) return null;
+        // Under the lock we hold, the judgement stands: the window argument 0 only re-states it.
+        const instanceCount = await markStable(client, uid, 0);
+        if (instanceCount === null) return null;
+        if ((await client.query(HAS_RUNNING_DESCRIBE_JOB, [uid])).rowCount) return null;
+        const payload = { trigger: DescribeStudyTrigger.Stable, instanceCount };
+        const job = await queue.enqueue(client, { kind: JobKind.DescribeStudy, studyInstanceUid: uid, payload });
+        if (!job) await studyQueued(client, uid);
+        const id = job?.id ?? null;
+        await recordAudit(client, {
+          kind: AuditEventKind.StudyQueued,
+          actor: 'radscribe',
+          studyInstanceUid: uid,
+          detail: {
+            jobId: id,
+            instanceCount,
+            reason: verdict.reason ?? CompletionReason.WindowElapsed,
+            ...(verdict.rule ? { rule: verdict.rule } : {}),
+            studyWindowMs: verdict.studyWindowMs,
+            seriesWindowMs: verdict.seriesWindowMs,
+            seriesCount: verdict.seriesCount,
+            ...(verdict.sources.length > 0 ? { sources: verdict.sources } : {}),
+          },
+        });
+        return { jobId: id, verdict };
+      },
+    );
+    if (queued) {
+      promoted.push(uid);
+      log.info('study promoted', {
+        studyInstanceUid: uid,
+        jobId: queued.jobId,
+        reason: queued.verdict.reason,
+        rule: queued.verdict.rule,
+      });
     }
   }
   return promoted;

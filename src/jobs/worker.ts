@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type pg from 'pg';
+import type { CompletenessConfig } from '../config/completeness.js';
 import { errorCodeOf, normalizeErrorString } from '../errors.js';
 import { childLogger, type Logger } from '../logger.js';
 import { JobQueue } from './job-queue.js';
 import { COUNT_PENDING_WORK } from './queries.js';
-import { promoteStableStudies } from './study-stability.js';
+import { type CompletenessPolicy, promoteStableStudies } from './study-stability.js';
 import type { Job, JobHandler, JobProgress } from './types.js';
 
 /**
@@ -59,6 +60,8 @@ export interface JobWorkerOptions {
   readonly leaseMs?: number;
   readonly concurrency?: number;
   readonly stabilityWindowMs?: number;
+  /** Per-source windows and expected-series rules (config `completeness`); absent: the one window. */
+  readonly completeness?: CompletenessConfig;
   readonly logger?: Logger;
 }
 
@@ -80,6 +83,7 @@ export class JobWorker {
   readonly #leaseMs: number;
   readonly #concurrency: number;
   readonly #stabilityWindowMs: number;
+  readonly #completeness: CompletenessPolicy;
   readonly #log: Logger;
   readonly #inFlight = new Map<number, { done: Promise<void>; abort: AbortController }>();
   #running = false;
@@ -97,6 +101,10 @@ export class JobWorker {
     this.#leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
     this.#concurrency = Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY);
     this.#stabilityWindowMs = options.stabilityWindowMs ?? DEFAULT_STABILITY_WINDOW_MS;
+    this.#completeness = {
+      stabilityWindowMs: this.#stabilityWindowMs,
+      ...(options.completeness ? { completeness: options.completeness } : {}),
+    };
     this.#log = options.logger ?? childLogger('job-worker', { workerId: this.workerId });
   }
 
@@ -134,7 +142,7 @@ export class JobWorker {
     const deadline = Date.now() + (options.timeoutMs ?? DEFAULT_RUN_UNTIL_IDLE_TIMEOUT_MS);
     let processed = 0;
     while (Date.now() < deadline) {
-      await promoteStableStudies(this.#pool, this.#stabilityWindowMs, this.#queue);
+      await promoteStableStudies(this.#pool, this.#completeness, this.#queue);
       const job = await this.#queue.claimNext(this.workerId, this.#leaseMs);
       if (job) {
         await this.#run(job, new AbortController());
@@ -171,8 +179,12 @@ export class JobWorker {
       // Quiet only counts while we listen: senders could not reach a gateway that was down, so a
       // study whose upload a crash interrupted is not complete just because the window passed during
       // the downtime. Its sender's retry gets one window after the start (crash trials, issue 9).
-      if (Date.now() - this.#startedAt >= this.#stabilityWindowMs) {
-        await promoteStableStudies(this.#pool, this.#stabilityWindowMs, this.#queue);
+      // With per-source windows (config completeness) the same rule is applied per study: its quiet
+      // time is counted from the start at the earliest (completeness.ts `listeningSince`).
+      if (this.#completeness.completeness)
+        await promoteStableStudies(this.#pool, { ...this.#completeness, listeningSince: this.#startedAt }, this.#queue);
+      else if (Date.now() - this.#startedAt >= this.#stabilityWindowMs) {
+        await promoteStableStudies(this.#pool, this.#completeness, this.#queue);
       }
       while (this.#running && this.#inFlight.size < this.#concurrency) {
         const job = await this.#queue.claimNext(this.workerId, this.#leaseMs);

@@ -1,4 +1,5 @@
 import type { Logger } from 'winston';
+import { referencedTags } from '../config/routing-rules.js';
 import type { SrExportLedger } from '../export/sr-export-ledger.js';
 import type { StoredInstance } from '../ingest/types.js';
 import { childLogger } from '../logger.js';
@@ -15,6 +16,8 @@ import {
   exportDraft,
   resendStagedDraft,
 } from './draft-export.js';
+import { decideRoute, effectiveSelection, type RoutingDecision } from './routing.js';
+import { studyFactsOf, type TagReader } from './routing-facts.js';
 
 /**
  * The describe-study job handler: the study's stored rows → describe the selected images
@@ -40,10 +43,33 @@ export interface DescribeStudyDeps
   readonly studyVersion?: (studyInstanceUid: string) => Promise<number>;
   readonly recorder: PipelineRecorder;
   readonly logger?: Logger;
+  /**
+   * Reads the attributes the rules' `tags` conditions name from one instance per series
+   * (src/ingest/header-tags.ts). Absent: tag conditions see no values (and do not hold).
+   */
+  readonly readTags?: TagReader;
+}
+
+/** The routing decision as the job result records it (issue 11: which rule, and why). */
+export interface JobRouting {
+  readonly route: string | null;
+  readonly why: string;
+  readonly destinations: readonly string[];
+  readonly ignore: boolean;
+  readonly selection?: RoutingDecision['selection'];
+  readonly model?: string;
+}
+
+/** Stored as the job's result when an ignore rule matched: nothing was described or sent. */
+export interface IgnoredStudyResult {
+  readonly ignored: true;
+  readonly routing: JobRouting;
 }
 
 /** Stored as the job's result. */
 export interface DescribeStudyResult extends DraftExportResult {
+  /** Absent for a resend of a draft staged before issue 11's routing record. */
+  readonly routing?: JobRouting;
   readonly selected: number;
   readonly described: number;
   readonly skipped: DescribedImages['skipped'];
@@ -55,7 +81,7 @@ export async function describeStudy(
   signal?: AbortSignal,
   /** The worker's JobProgress: `described()` moves the study to 'described' before the export. */
   progress?: { described(): Promise<void> },
-): Promise<DescribeStudyResult> {
+): Promise<DescribeStudyResult | IgnoredStudyResult> {
   const log = deps.logger ?? childLogger('describe-study', { jobId: job.id, studyInstanceUid: job.studyInstanceUid });
   // A retry of a job whose draft is already built (staged by an earlier attempt whose send failed,
   // timed out, or whose process died): resend those bytes; the model does not run again (issue 15).
@@ -66,21 +92,40 @@ export async function describeStudy(
   }
   const studyVersion = await deps.studyVersion?.(job.studyInstanceUid);
   const instances = await deps.listInstances(job.studyInstanceUid);
-  const described = await describeImages(deps, { studyInstanceUid: job.studyInstanceUid, instances }, { log, signal });
+  // Routing first (issue 11): an ignore rule means no image is decoded, and a rule's frame policy
+  // decides which are. Facts come from the stored rows; tags from one header per series.
+  const facts = await studyFactsOf(instances, referencedTags(deps.routes), deps.readTags);
+  const decision = decideRoute(deps.routes, deps.defaultDestination, facts);
+  const routing: JobRouting = {
+    route: decision.route,
+    why: decision.why,
+    destinations: decision.destinations,
+    ignore: decision.ignore,
+    ...(decision.selection ? { selection: decision.selection } : {}),
+    ...(decision.model !== undefined ? { model: decision.model } : {}),
+  };
+  log.info('study routed', { route: decision.route, destinations: decision.destinations, ignore: decision.ignore });
+  if (decision.ignore) {
+    await progress?.described();
+    return { ignored: true, routing };
+  }
+  const selection = effectiveSelection(deps.selection, decision.selection);
+  const described = await describeImages(
+    { ...deps, selection },
+    { studyInstanceUid: job.studyInstanceUid, instances },
+    { log, signal },
+  );
   // The study lifecycle's 'described' step (the worker records it with the job's lease held).
   await progress?.described();
-  // Routes match on the modalities of all the study's instances, images or not.
-  const studyModalities = [...new Set(instances.map((i) => i.modality).filter((m): m is string => !!m))];
-  // ... and on the local AEs they were sent to (C-STORE Called AE, STOW-RS per-AE path).
-  const studyCalledAeTitles = [...new Set(instances.map((i) => i.calledAeTitle).filter((a): a is string => !!a))];
   const exported = await exportDraft(
     { ...deps, identity: deps.model.info },
     { ...job, ...(studyVersion === undefined ? {} : { studyVersion }) },
-    { described, studyModalities, studyCalledAeTitles },
+    { described, studyModalities: [], routing: decision },
     log,
   );
   return {
     ...exported,
+    routing,
     selected: described.selected,
     described: described.findings.length,
     skipped: described.skipped,

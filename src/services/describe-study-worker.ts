@@ -5,6 +5,7 @@ import type { RadScribeConfig } from '../config.js';
 import type { Database } from '../db/pool.js';
 import { SrExportLedger } from '../export/sr-export-ledger.js';
 import type { InferenceClient } from '../inference/inference-client.js';
+import { readHeaderTags } from '../ingest/header-tags.js';
 import { InstanceQuarantine } from '../ingest/instance-quarantine.js';
 import { InstanceRepository } from '../ingest/instance-repository.js';
 import { getStudyVersion } from '../ingest/study-lifecycle.js';
@@ -70,6 +71,9 @@ export function describeStudyWorker(
           ledger,
           transcode: (inst, where) => transcoding.transcode(inst, where),
           quarantine,
+          // Routing rules' `tags` conditions: one header read per series (src/ingest/header-tags.ts).
+          readTags: async (inst, tags) =>
+            (await readHeaderTags(inst.filePath, tags, { limits: config.dicomLimits })).tags,
           ...(remote.pdfFonts ? { pdfFonts: remote.pdfFonts } : {}),
         },
         job,

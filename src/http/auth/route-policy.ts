@@ -59,6 +59,12 @@ export const ROUTE_POLICY: readonly RoutePolicy[] = [
     roles: [Role.Operator, Role.Admin],
     purpose: 'force a study complete (queue its describe job now)',
   },
+  {
+    method: 'POST',
+    path: '/api/v1/rules/test',
+    roles: [Role.Admin, Role.Operator],
+    purpose: 'routing rule tester: which rules match a study or a DICOM file, and why',
+  },
   { method: 'GET', path: '/api/tokens', roles: [Role.Admin], purpose: 'list API tokens' },
   { method: 'POST', path: '/api/tokens', roles: [Role.Admin], purpose: 'create an API token' },
   { method: 'DELETE', path: '/api/tokens/:id', roles: [Role.Admin], purpose: 'revoke an API token' },

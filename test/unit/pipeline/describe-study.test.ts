@@ -11,11 +11,20 @@ import { SrExportLedger } from '../../../src/export/sr-export-ledger.js';
 import { InstanceRepository } from '../../../src/ingest/instance-repository.js';
 import { InstanceStore } from '../../../src/ingest/instance-store.js';
 import type { DraftModel, ImagePreparer } from '../../../src/pipeline/describe-images.js';
-import { type DescribeStudyDeps, describeStudy, type PipelineRecorder } from '../../../src/pipeline/describe-study.js';
+import {
+  type DescribeStudyDeps,
+  type DescribeStudyResult,
+  describeStudy as describeOrIgnore,
+  type PipelineRecorder,
+} from '../../../src/pipeline/describe-study.js';
 import { ImagePrepClient } from '../../../src/pipeline/image-prep-client.js';
 import { FIXTURES_DIR } from '../../../src/runtime-paths.js';
 import { type TestDatabase, testDatabase } from '../../support/db.js';
 import { CT_SMALL, ctSlice, received, rewritten } from './ct-series.js';
+
+/** These studies match no ignore rule (routes: []): every result is a described one. */
+const describeStudy = (...a: Parameters<typeof describeOrIgnore>) =>
+  describeOrIgnore(...a) as Promise<DescribeStudyResult>;
 
 /**
  * [issue 8] Frame selection reads the rows ingest stored, not the files: a CT series whose instance
@@ -252,6 +261,85 @@ describe('describeStudy from stored rows', () => {
     expect(events.map((e) => [e.outcome, e.detail.code ?? e.detail.delivery])).toEqual([
       [4, 'pacs-unavailable'],
       [0, 'stored'],
+    ]);
+  });
+
+  it('[issue 11] a rule with two destinations: one failing does not stop the other; the retry sends only to it', async () => {
+    const sops = await storeSeries('2.25.81011', 1, [1]);
+    const { deps } = harness(1);
+    const mine = new Set(sops.values());
+    const rows = (await deps.listInstances(STUDY)).filter((r) => mine.has(r.sopInstanceUid));
+    const dirA = mkdtempSync(path.join(work, 'a-'));
+    const dirB = mkdtempSync(path.join(work, 'b-'));
+    const sent = { a: 0, b: 0 };
+    const counted = (name: 'a' | 'b', dir: string, failFirst: boolean): SrDestination => {
+      const folder = new FolderDestination(name, dir);
+      return {
+        name,
+        location: folder.location,
+        send: (sr) => folder.send(sr),
+        sendAll: async (objs) =>
+          ++sent[name] === 1 && failFirst
+            ? objs.map((o) => ({
+                sopInstanceUid: o.sopInstanceUid,
+                ok: false as const,
+                error: new DicomwebError(ErrorCode.PacsUnavailable, 'POST', 'http://b', undefined, 'timed out'),
+              }))
+            : folder.sendAll(objs),
+      };
+    };
+    const audit = new AuditRecorder(db.pool);
+    let calls = 0;
+    const d: DescribeStudyDeps = {
+      ...deps,
+      model: {
+        ...model,
+        describe: async (i, o) => {
+          calls++;
+          return model.describe(i, o);
+        },
+      },
+      recorder: {
+        inferenceRun: deps.recorder.inferenceRun,
+        srExported: (ev) => audit.srExported(ev),
+        srExportFailed: (ev) => audit.srExportFailed(ev),
+      },
+      listInstances: async () => rows,
+      routes: [{ name: 'both', match: { modality: ['CT'] }, destination: 'a', destinations: ['a', 'b'] }],
+      destinations: new Map([
+        ['a', { destination: counted('a', dirA, false), srProfile: 'report', pdfCompanion: false }],
+        ['b', { destination: counted('b', dirB, true), srProfile: 'report', pdfCompanion: false }],
+      ]),
+    };
+    const job = { id: await newJob(), studyInstanceUid: STUDY };
+    const first = await describeStudy(d, job).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((first as { code?: string }).code).toBe(ErrorCode.PacsUnavailable);
+    expect(sent).toEqual({ a: 1, b: 1 });
+    const staged = await deps.ledger.stagedForJob(job.id);
+    expect(staged.map((s) => [s.record.destination, s.part10 === undefined])).toEqual([
+      ['a', true],
+      ['b', false],
+    ]);
+    const second = await describeStudy(d, job);
+    expect(calls).toBe(1);
+    expect(sent).toEqual({ a: 1, b: 2 });
+    expect(second.destinations?.map((x) => x.destination)).toEqual(['a', 'b']);
+    expect(second.route).toBe('both');
+    const a = readFileSync(second.destinations?.[0]?.location as string);
+    const b = readFileSync(second.destinations?.[1]?.location as string);
+    expect(a).toEqual(b);
+    const { rows: events } = await db.pool.query<{ destination: string; outcome: number; route: string }>(
+      `SELECT destination, outcome, detail->>'route' AS route FROM audit_events
+        WHERE kind = 'sr-exported' AND detail->>'jobId' = $1 ORDER BY id`,
+      [String(job.id)],
+    );
+    expect(events.map((e) => [e.destination, e.outcome, e.route])).toEqual([
+      ['a', 0, 'both'],
+      ['b', 4, null],
+      ['b', 0, 'both'],
     ]);
   });
 

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { type CompletenessConfig, validateCompleteness } from './config/completeness.js';
 import { CONFIG_DEFAULTS, REMOTE_NODE_DEFAULTS } from './config/defaults.js';
+import { validateListenerPolicy } from './config/listener-policy.js';
 import { type QidoPollWindowConfig, validateQidoPollWindow } from './config/qido-poll.js';
 import { type RoutingRule, validateRoutingRules } from './config/routing-rules.js';
 import { closestKey, didYouMean } from './config/suggest.js';
@@ -488,6 +489,9 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
     'routes',
     'name',
   );
+  for (const [i, l] of dimse.listeners.entries())
+    if (l.route !== undefined && !routes.some((r) => r.name === l.route))
+      v.problem(`dimse.listeners[${i}].route`, `unknown route "${l.route}"`);
 
   const eps = v.strArr(model, 'executionProviders', 'model');
   const knownEps: readonly string[] = Object.values(ExecutionProvider);
@@ -711,13 +715,41 @@ function validateDimseListener(v: Validator, l: unknown, p: string): DimseListen
     });
   }
   const tls = v.has(o, 'tls') ? validateDimseListenerTls(v, v.obj(o, 'tls', p), `${p}.tls`) : undefined;
+  const policy = validateListenerPolicy(v, o, p);
   return {
     aeTitle: aeTitle.trim(),
     port,
     host,
     ...(allowed ? { allowedCallingAeTitles: allowed.map((t) => t.trim()) } : {}),
+    ...policy,
     ...(tls ? { tls } : {}),
   };
+}
+
+/**
+ * One list item validated alone by the same function as in the file (the admin API, src/http/admin):
+ * every problem, with paths under `at`, and unknown keys named as in the file.
+ */
+export function validateConfigItem(
+  kind: 'dimseListener',
+  item: unknown,
+  at: string,
+): ValidatedItem<DimseListenerConfig>;
+export function validateConfigItem(kind: 'remoteNode', item: unknown, at: string): ValidatedItem<RemoteNodeConfig>;
+export function validateConfigItem(
+  kind: 'dimseListener' | 'remoteNode',
+  item: unknown,
+  at: string,
+): ValidatedItem<DimseListenerConfig | RemoteNodeConfig> {
+  const problems: string[] = [];
+  const v = new Validator(problems);
+  const value = kind === 'dimseListener' ? validateDimseListener(v, item, at) : validateRemoteNode(v, item, at);
+  v.reportUnknownKeys();
+  return { value, problems };
+}
+export interface ValidatedItem<T> {
+  readonly value: T;
+  readonly problems: readonly string[];
 }
 
 function tlsMinVersion(v: Validator, o: JsonObject, p: string): TlsMinVersion {
@@ -888,7 +920,7 @@ function dimseDestination(
  * which keys of each mapping it read: a key nobody read is unknown (reportUnknownKeys), so the set
  * of accepted keys is exactly the set validated, with no second list to drift from it.
  */
-class Validator {
+export class Validator {
   readonly #problems: string[];
   /** Mappings seen, in document order, with their path and the keys read from them. */
   readonly #seen = new Map<JsonObject, { path: string; read: Set<string>; freeForm: boolean }>();

@@ -6,6 +6,7 @@ import { recordAudit } from './audit/audit-log.js';
 import { AuditRecorder } from './audit/audit-recorder.js';
 import { createAuditRouter } from './audit/audit-router.js';
 import { auditConfigurationChange } from './audit/config-change-audit.js';
+import { AeConfigStore } from './config/ae-store.js';
 import {
   databaseOptions,
   dicomLimitsOf,
@@ -17,8 +18,10 @@ import {
 import type { RadScribeConfig } from './config.js';
 import { migrate } from './db/migrate.js';
 import { type Database, openDatabase } from './db/pool.js';
+import { ListenerRegistry } from './dimse/listener-registry.js';
 import { StorageScp } from './dimse/storage-scp.js';
 import { ErrorCode, errorCodeOf, normalizeErrorString, RadScribeError } from './errors.js';
+import { createAdminRouter } from './http/admin/admin-router.js';
 import { createRulesRouter, rulesRouterDeps } from './http/admin/rules-router.js';
 import { AccessControl, auditRequester } from './http/auth/access-control.js';
 import { oidcVerifier } from './http/auth/oidc.js';
@@ -48,6 +51,7 @@ import { auditExportService } from './services/audit-export-service.js';
 import { describeStudyWorker } from './services/describe-study-worker.js';
 import { heldStudyView } from './services/held-study-view.js';
 import { HttpService } from './services/http-service.js';
+import { LocalAeService } from './services/local-ae-service.js';
 import { qidoPollerAuditHooks } from './services/qido-poller-audit.js';
 import { type RemoteWiring, remoteWiring } from './services/remote-wiring.js';
 import { retentionService } from './services/retention-service.js';
@@ -76,7 +80,7 @@ export class Gateway {
   private readonly inference: Resource<InferenceClient>;
   private readonly jobWorker: Resource<JobWorker>;
   private readonly http: HttpService;
-  private readonly dimse: readonly Resource<StorageScp>[];
+  private readonly dimse: Resource<LocalAeService>;
   private readonly actor: string;
   private stopActor: string;
   private starting: Promise<this> | undefined;
@@ -111,6 +115,17 @@ export class Gateway {
     const configAudit = task('configuration-audit', async () => {
       await auditConfigurationChange(database.value.pool, config, this.actor);
     });
+    // The file's local AEs and remote nodes into their tables (ae-store.ts: which of file and API wins).
+    const aeConfig = new Resource<AeConfigStore>('ae-config', async () => {
+      const store = new AeConfigStore(database.value.pool);
+      const { changed, shadowed } = await store.syncFromConfig(config, this.actor);
+      if (changed > 0) this.log.info('local AEs and remote nodes updated from the configuration file', { changed });
+      if (shadowed.length > 0)
+        this.log.warn('configuration file entries shadowed by changes made through the admin API', { shadowed });
+      return store;
+    });
+    // The AE titles of the per-AE DICOMweb paths: those of the running listeners, kept current.
+    const localAeTitles: string[] = config.dimse.listeners.map((l) => l.aeTitle);
     const inference = new Resource<InferenceClient>(
       'inference',
       async () => {
@@ -201,7 +216,6 @@ export class Gateway {
           ...(config.http.oidc.issuer ? { jwt: oidcVerifier(config.http.oidc) } : {}),
         });
         // The DIMSE listeners' AE titles are also DICOMweb services at /dicomweb/aets/{AET} (issue 11).
-        const localAeTitles = config.dimse.listeners.map((l) => l.aeTitle);
         return createApp({
           dicomweb: [
             createStowRouter({
@@ -219,6 +233,11 @@ export class Gateway {
             createJobsRouter({ pool: db.pool }),
             createTokenRouter({ pool: db.pool }),
             createRulesRouter(rulesRouterDeps(config, db.pool, tmpDir)),
+            createAdminRouter({
+              store: aeConfig.value,
+              config,
+              applyLocalAes: async () => (dimse.started ? dimse.value.refresh() : undefined),
+            }),
           ],
           authorize: (req) => access.authorize(req),
           limits: { rate: rateLimiter, uploads: uploadGate },
@@ -238,16 +257,17 @@ export class Gateway {
       config.http.requestTimeoutMs,
       config.http.tls.certFile ? config.http.tls : undefined,
     );
-    // DIMSE receiving (C-ECHO / C-STORE SCP), one listener per configured local AE title, into the
-    // same InstanceStore as STOW-RS. No listeners configured: nothing listens.
-    const dimse = config.dimse.listeners.map(
-      (listener) =>
-        new Resource<StorageScp>(
-          `dimse:${listener.aeTitle}`,
-          async () => {
-            const { sink, tmpDir } = ingest.value;
-            const pool = database.value.pool;
-            const scp = new StorageScp({
+    // DIMSE receiving (C-ECHO / C-STORE SCP), one listener per local AE title of the local_aes
+    // table (seeded from dimse.listeners, changed live through /api/v1/local-aes), into the same
+    // InstanceStore as STOW-RS. No local AEs: nothing listens.
+    const dimse = new Resource<LocalAeService>(
+      'dimse',
+      async () => {
+        const { sink, tmpDir } = ingest.value;
+        const pool = database.value.pool;
+        const registry = new ListenerRegistry({
+          create: (listener) =>
+            new StorageScp({
               listener,
               sink,
               tmpDir,
@@ -257,17 +277,22 @@ export class Gateway {
               maxInstanceBytes: config.ingest.maxPartBytes,
               maxAssociations: config.dimse.maxAssociations,
               timeouts: { artimMs: config.dimse.artimMs, idleMs: config.dimse.idleMs },
-            });
-            try {
-              await scp.start();
-            } catch (err: unknown) {
-              await scp.close();
-              throw err;
-            }
-            return scp;
-          },
-          (scp) => scp.close(),
-        ),
+            }),
+        });
+        const service = new LocalAeService({
+          store: aeConfig.value,
+          registry,
+          onLocalAes: (ls) => localAeTitles.splice(0, localAeTitles.length, ...ls.map((l) => l.aeTitle)),
+        });
+        try {
+          await service.start();
+        } catch (err: unknown) {
+          await service.close();
+          throw err;
+        }
+        return service;
+      },
+      (s) => s.close(),
     );
     this.dimse = dimse;
     const jobWorker = new Resource<JobWorker>(
@@ -335,6 +360,7 @@ export class Gateway {
       remote,
       database,
       configAudit,
+      aeConfig,
       inference,
       images,
       ingest,
@@ -342,7 +368,7 @@ export class Gateway {
       ...(anchor ? [anchor] : []),
       stopAudit,
       http,
-      ...dimse,
+      dimse,
       jobWorker,
       ...pollers,
       retentionService(config, database, this.actor),
@@ -378,7 +404,11 @@ export class Gateway {
   }
   /** The running DIMSE listeners (AE title → port actually bound; port 0 in config = any free port). */
   get dimseListeners(): { aeTitle: string; port: number }[] {
-    return this.dimse.map((r) => ({ aeTitle: r.value.aeTitle, port: r.value.port }));
+    return this.dimse.value.registry.listeners.map((l) => ({ aeTitle: l.aeTitle, port: l.port }));
+  }
+  /** The running local AEs (live: follows changes made through the admin API). */
+  get localAes(): LocalAeService {
+    return this.dimse.value;
   }
   get db(): Database {
     return this.database.value;

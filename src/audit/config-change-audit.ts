@@ -4,8 +4,12 @@ import type { Queryable } from '../db/pool.js';
 import { AuditEventKind } from './audit-codes.js';
 import { recordAudit } from './audit-log.js';
 
-/** The detail of the last config-change event: what this start compares against. */
-export const SELECT_LAST_CONFIG_CHANGE = `SELECT detail FROM audit_events WHERE kind = $1 ORDER BY id DESC LIMIT 1`;
+/**
+ * The detail of the last whole-configuration event: what this start compares against. Changes of
+ * one local AE or remote node (src/config/ae-store.ts) are config-change events too, without a hash.
+ */
+export const SELECT_LAST_CONFIG_CHANGE = `SELECT detail FROM audit_events WHERE kind = $1 AND detail ? 'configSha256'
+ORDER BY id DESC LIMIT 1`;
 
 interface ConfigChangeDetail {
   configSha256?: string;

@@ -8,7 +8,7 @@ import { AuditEventKind, EventOutcome } from '../audit/audit-codes.js';
 import { recordAudit } from '../audit/audit-log.js';
 import { RADSCRIBE_IMPLEMENTATION_CLASS_UID, RADSCRIBE_IMPLEMENTATION_VERSION_NAME } from '../dicom/sr/sr-document.js';
 import { SopClass, STORAGE_SOP_CLASS_ROOT, TransferSyntax } from '../dicom/uids.js';
-import { ErrorCode, normalizeErrorString } from '../errors.js';
+import { ErrorCode, normalizeErrorString, RadScribeError } from '../errors.js';
 import {
   FailureReason,
   type InstanceSink,
@@ -30,6 +30,7 @@ import {
   DEFAULT_ASSOCIATION_TIMEOUTS,
   DEFAULT_MAX_ASSOCIATIONS,
 } from './association.js';
+import { hostMatcher, sopClassAllowed } from './association-policy.js';
 import { type DicomTlsListenerConfig, dicomTlsServerOptions } from './dicom-tls.js';
 import { type CStoreRq, DimseStatus } from './dimse-command.js';
 import {
@@ -59,6 +60,15 @@ export interface DimseListenerConfig {
   readonly host: string;
   /** Calling AE titles allowed to associate; absent = any. */
   readonly allowedCallingAeTitles?: readonly string[];
+  /** Peer addresses allowed to associate: IP addresses or CIDR blocks (association-policy.ts); absent = any. */
+  readonly allowedHosts?: readonly string[];
+  /**
+   * Storage SOP Class UIDs accepted at presentation-context negotiation; absent = every storage SOP
+   * class. Verification is always accepted (association-policy.ts sopClassAllowed).
+   */
+  readonly allowedSopClasses?: readonly string[];
+  /** The routes[].name this AE feeds (issue 11); absent = the routing rules decide. */
+  readonly route?: string;
   /** DICOM TLS (PS3.15 B.1/B.9, dicom-tls.ts) instead of plain TCP; absent = plain TCP. */
   readonly tls?: DicomTlsListenerConfig;
 }
@@ -144,10 +154,19 @@ export class StorageScp {
   readonly #log: Logger;
   readonly #server: net.Server | tls.Server;
   readonly #associations = new Set<Association>();
+  /** Each association's end, for retire(). */
+  readonly #ended = new Map<Association, () => void>();
+  /**
+   * The policy new associations are checked against; replaced by updateListener(). An association
+   * keeps the one it started with (issue 11: a change applied during a transfer does not break it).
+   */
+  #listener: DimseListenerConfig;
   #closing: Promise<void> | undefined;
+  #retiring: Promise<void> | undefined;
 
   constructor(opts: StorageScpOptions) {
     this.#opts = opts;
+    this.#listener = opts.listener;
     this.#log = opts.logger ?? childLogger(`dimse:${opts.listener.aeTitle}`);
     const tlsCfg = opts.listener.tls;
     if (tlsCfg) {
@@ -258,23 +277,71 @@ export class StorageScp {
     return this.#opts.listener.aeTitle;
   }
 
+  /** The policy new associations get (the last updateListener(), else the one constructed with). */
+  get listener(): DimseListenerConfig {
+    return this.#listener;
+  }
+
+  /**
+   * A new policy (calling AE titles, hosts, SOP classes, route) for associations that start from now
+   * on; those already open keep theirs. The socket is not touched: a change of AE title, host, port
+   * or TLS needs another listener (listener-registry.ts rebinds), and is refused here.
+   */
+  updateListener(next: DimseListenerConfig): void {
+    const cur = this.#opts.listener;
+    if (
+      next.aeTitle !== cur.aeTitle ||
+      next.host !== cur.host ||
+      next.port !== cur.port ||
+      JSON.stringify(next.tls ?? null) !== JSON.stringify(cur.tls ?? null)
+    )
+      throw new RadScribeError(ErrorCode.Internal, 'updateListener cannot change AE title, host, port or TLS');
+    this.#listener = next;
+  }
+
+  /** Associations open now. */
+  get openAssociations(): number {
+    return this.#associations.size;
+  }
+
+  /**
+   * Stops accepting connections and resolves once every open association has ended by itself (its
+   * transfer completes; ARTIM and the idle timeout still bound it). For a rebind or a removal.
+   */
+  retire(): Promise<void> {
+    this.#retiring ??= (async () => {
+      const pending = [...this.#associations].map((a) => new Promise<void>((r) => this.#ended.set(a, r)));
+      await new Promise<void>((resolve) => (this.#server.listening ? this.#server.close(() => resolve()) : resolve()));
+      await Promise.all(pending);
+      this.#log.info('DIMSE listener retired', { aeTitle: this.aeTitle });
+    })();
+    return this.#retiring;
+  }
+
   /** Stops listening and aborts open associations (their partial data sets are dropped). Idempotent. */
   close(): Promise<void> {
     this.#closing ??= new Promise<void>((resolve) => {
+      // Also after retire(), when the server no longer listens but associations may still run.
+      for (const a of this.#associations) a.shutdown();
       if (!this.#server.listening) return resolve();
       this.#server.close(() => resolve());
-      for (const a of this.#associations) a.shutdown();
     });
     return this.#closing;
   }
 
   #onConnection(socket: net.Socket): void {
-    if (this.#closing) {
+    if (this.#closing || this.#retiring) {
       socket.destroy();
       return;
     }
+    // The policy of this association, fixed at its start.
+    const listener = this.#listener;
     const assoc: Association = new Association(socket, {
-      handler: this.#handler(() => this.#associations.delete(assoc)),
+      handler: this.#handler(listener, () => {
+        this.#associations.delete(assoc);
+        this.#ended.get(assoc)?.();
+        this.#ended.delete(assoc);
+      }),
       timeouts: { ...DEFAULT_ASSOCIATION_TIMEOUTS, ...this.#opts.timeouts },
       limits: { maxPduLength: this.#opts.maxPduLength ?? DEFAULT_MAX_PDU_LENGTH },
       implementationClassUid: RADSCRIBE_IMPLEMENTATION_CLASS_UID,
@@ -284,9 +351,9 @@ export class StorageScp {
     this.#associations.add(assoc);
   }
 
-  #handler(onClosed: () => void): AssociationHandler {
+  #handler(listener: DimseListenerConfig, onClosed: () => void): AssociationHandler {
     return {
-      negotiate: (rq, info) => this.#negotiate(rq, info),
+      negotiate: (rq, info) => this.#negotiate(rq, info, listener),
       echo: async () => DimseStatus.Success,
       store: (rq, ctx, info) => this.#store(rq, ctx, info),
       closed: (info, how) => {
@@ -296,8 +363,7 @@ export class StorageScp {
     };
   }
 
-  async #negotiate(rq: AssociateRq, info: AssociationInfo): Promise<AssociationDecision> {
-    const l = this.#opts.listener;
+  async #negotiate(rq: AssociateRq, info: AssociationInfo, l: DimseListenerConfig): Promise<AssociationDecision> {
     let reject: { reason: number; why: string } | undefined;
     if (this.#associations.size > (this.#opts.maxAssociations ?? DEFAULT_MAX_ASSOCIATIONS)) {
       this.#log.warn('association rejected: local limit exceeded', { open: this.#associations.size - 1 });
@@ -312,6 +378,11 @@ export class StorageScp {
       reject = { reason: RejectUserReason.CalledAeTitleNotRecognized, why: 'called AE title not recognised' };
     else if (l.allowedCallingAeTitles && !l.allowedCallingAeTitles.some((t) => sameAeTitle(t, rq.callingAeTitle)))
       reject = { reason: RejectUserReason.CallingAeTitleNotRecognized, why: 'calling AE title not allowed' };
+    // PS3.8 Table 9-21 has no reason for a peer address: 1-1-1 (permanent, service user, no reason
+    // given). Answering "calling AE title not recognised" would send the sender's operator to change
+    // a title that is right; the audit event and the log say which check failed.
+    else if (l.allowedHosts && !hostMatcher(l.allowedHosts)(info.remoteAddress ?? ''))
+      reject = { reason: RejectUserReason.NoReasonGiven, why: 'calling host not allowed' };
     if (reject) {
       this.#log.warn('association rejected', {
         callingAeTitle: rq.callingAeTitle,
@@ -322,7 +393,12 @@ export class StorageScp {
       return { accept: false, result: RejectResult.Permanent, source: RejectSource.ServiceUser, reason: reject.reason };
     }
     const contexts: PresentationContextAc[] = rq.presentationContexts.map((pc) => {
-      const choice = chooseTransferSyntax(pc.abstractSyntax, pc.transferSyntaxes);
+      // A SOP class this AE does not take is refused per context (PS3.8 Table 9-18 result 3,
+      // abstract-syntax-not-supported): the association goes on with the others, and the sender
+      // sees, per SOP class, that this AE does not support it, as its conformance statement says.
+      const choice = sopClassAllowed(l.allowedSopClasses, pc.abstractSyntax)
+        ? chooseTransferSyntax(pc.abstractSyntax, pc.transferSyntaxes)
+        : PresentationContextResult.AbstractSyntaxNotSupported;
       return typeof choice === 'string'
         ? { id: pc.id, result: PresentationContextResult.Acceptance, transferSyntax: choice }
         : {

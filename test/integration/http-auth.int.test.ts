@@ -31,7 +31,8 @@ function concrete(p: RoutePolicy): string {
     .replace(':study', STUDY)
     .replace(':series', `${STUDY}.2`)
     .replace(':instance', `${STUDY}.3`)
-    .replace(':id', '999999');
+    .replace(':id', '999999')
+    .replace(':name', 'no-such-node');
 }
 
 describe.each(backends())('HTTP access control on %s', (backend) => {
@@ -39,7 +40,11 @@ describe.each(backends())('HTTP access control on %s', (backend) => {
   const tokenIds = new Map<Role, string>();
 
   beforeAll(async () => {
-    t = await startTestGateway(backend);
+    // One unauthenticated request per guarded route (the 401 test) is more failed authentications
+    // than the default per-address budget; the throttle has its own tests (http-limits).
+    t = await startTestGateway(backend, {
+      http: { host: '127.0.0.1', port: 0, limits: { authFailuresPerMinute: 1000 } },
+    });
     const { rows } = await t.gw.db.pool.query<{ id: string; role: Role }>(
       "SELECT id::text AS id, role FROM api_tokens WHERE name LIKE 'test %'",
     );

@@ -8,7 +8,7 @@ import { Role } from './roles.js';
  * without them), then is 404 before any router runs: an anonymous caller learns nothing about the
  * routes, and no other spelling of a path reaches a handler unchecked.
  */
-export const HttpMethod = { Get: 'GET', Post: 'POST', Delete: 'DELETE' } as const;
+export const HttpMethod = { Get: 'GET', Post: 'POST', Put: 'PUT', Delete: 'DELETE' } as const;
 export type HttpMethod = (typeof HttpMethod)[keyof typeof HttpMethod];
 
 export interface RoutePolicy {
@@ -68,7 +68,21 @@ export const ROUTE_POLICY: readonly RoutePolicy[] = [
   { method: 'GET', path: '/api/tokens', roles: [Role.Admin], purpose: 'list API tokens' },
   { method: 'POST', path: '/api/tokens', roles: [Role.Admin], purpose: 'create an API token' },
   { method: 'DELETE', path: '/api/tokens/:id', roles: [Role.Admin], purpose: 'revoke an API token' },
+  ...configRoutes('/api/v1/local-aes', ':aet', 'local AE (DIMSE listener)'),
+  ...configRoutes('/api/v1/remote-nodes', ':name', 'remote node'),
 ];
+
+/** The admin API's configuration resources (src/http/admin/admin-router.ts): admin only. */
+function configRoutes(base: string, param: string, what: string): RoutePolicy[] {
+  const roles = [Role.Admin];
+  return [
+    { method: HttpMethod.Get, path: base, roles, purpose: `list ${what}s` },
+    { method: HttpMethod.Post, path: base, roles, purpose: `create a ${what}` },
+    { method: HttpMethod.Get, path: `${base}/${param}`, roles, purpose: `read a ${what} (with its ETag)` },
+    { method: HttpMethod.Put, path: `${base}/${param}`, roles, purpose: `replace a ${what} (If-Match)` },
+    { method: HttpMethod.Delete, path: `${base}/${param}`, roles, purpose: `delete a ${what} (If-Match)` },
+  ];
+}
 
 /**
  * WADO-RS retrieve of what RadScribe holds (PS3.18 §10.4): operators (who look after the studies in

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { type AuditRetentionConfig, validateAuditRetention } from './config/audit-retention.js';
 import { CONFIG_DEFAULTS, REMOTE_NODE_DEFAULTS } from './config/defaults.js';
 import { closestKey, didYouMean } from './config/suggest.js';
 import type { DicomLimits } from './dicom/limits.js';
@@ -221,7 +222,7 @@ export interface RadScribeConfig {
   };
   log: { level: LogLevel };
   /** Audit trail anchoring (issue 12 "Tamper evidence"; src/audit/audit-anchor.ts). */
-  audit: { anchor: AuditAnchorConfig; export: AuditExportConfig };
+  audit: { anchor: AuditAnchorConfig; export: AuditExportConfig; retention: AuditRetentionConfig };
 }
 
 /**
@@ -625,6 +626,9 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
           serverName: v.str(syslog, 'serverName', 'audit.export.syslog', true),
         },
       },
+      retention: validateAuditRetention(v, audit, {
+        privateKeyFile: v.str(anchor, 'privateKeyFile', 'audit.anchor', true),
+      }),
     },
   };
   if (cfg.dataDir === '') v.problem('dataDir', 'must not be empty');
@@ -1092,6 +1096,10 @@ function resolvePaths(cfg: RadScribeConfig, base: string): RadScribeConfig {
           certFile: cfg.audit.export.syslog.certFile && abs(cfg.audit.export.syslog.certFile),
           keyFile: cfg.audit.export.syslog.keyFile && abs(cfg.audit.export.syslog.keyFile),
         },
+      },
+      retention: {
+        ...cfg.audit.retention,
+        archiveDirectory: cfg.audit.retention.archiveDirectory && abs(cfg.audit.retention.archiveDirectory),
       },
     },
   };

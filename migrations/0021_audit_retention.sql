@@ -57,11 +57,11 @@ BEGIN
     lane := start;
     PERFORM pg_advisory_xact_lock(1381187925, lane);
   END IF;
+  NEW.chain_lane := lane;
   SELECT a.row_hash INTO head FROM audit_events a WHERE a.chain_lane = lane ORDER BY a.id DESC LIMIT 1;
   IF head IS NULL THEN
-    SELECT b.base_hash INTO head FROM audit_lane_base b WHERE b.lane = audit_events_chain.lane;
+    SELECT b.base_hash INTO head FROM audit_lane_base b WHERE b.lane = NEW.chain_lane;
   END IF;
-  NEW.chain_lane := lane;
   NEW.id := nextval('audit_events_id_seq');
   NEW.occurred_at := clock_timestamp();
   NEW.prev_hash := coalesce(head, repeat('0', 64));

@@ -132,9 +132,7 @@ if (SELECT_CHECKPOINTS_RAW === SELECT_AUDIT_CHAIN_RAW)
  * (from the start, 0), each lane's prevHash the previous checkpoint's head of the lane (or the
  * lane's genesis). The walk then checks the checkpoint events' links like every other row.
  */
-async function checkCheckpoints(
-  q: Queryable,
-): Promise<{
+async function checkCheckpoints(q: Queryable): Promise<{
   checked: CheckedCheckpoint[];
   bases: Map<number, LaneBase & { eventId: number }>;
   problem?: ChainProblem;

@@ -58,8 +58,9 @@ export const SELECT_RETENTION_CHECKPOINTS = `
 SELECT a.id::text AS id, a.detail::text AS detail FROM audit_events a WHERE a.kind = 'audit-retention' ORDER BY a.id`;
 
 /**
- * Parses one checkpoint's detail. Undefined when it is not one: verification then names the event
- * (a checkpoint a superuser edited no longer hashes anyway).
+ * Parses one checkpoint's detail. Undefined when it is not one. Such an event claims nothing and is
+ * ignored (ignoring a checkpoint can only make verification stricter); one a superuser edited no
+ * longer hashes, which audit verify reports first.
  */
 export function checkpointOf(eventId: number, detailText: string): RetentionCheckpoint | undefined {
   try {
@@ -298,12 +299,8 @@ export async function runAuditRetention(options: AuditRetentionOptions): Promise
   const cutoff = new Date((options.now ?? Date.now)() - options.periodDays * DAY_MS);
   const publicKey = createPublicKey(options.privateKey);
   const segments: DroppedSegment[] = [];
-  const { checkpoints, unreadable } = await readRetentionCheckpoints(options.pool);
-  if (unreadable.length > 0)
-    throw new RadScribeError(
-      ErrorCode.Internal,
-      `audit retention: checkpoint event ${unreadable[0]} is not readable; run radscribe audit verify`,
-    );
+  // An audit-retention event that is not a checkpoint claims nothing: ignored (as by audit verify).
+  const { checkpoints } = await readRetentionCheckpoints(options.pool);
   const bases = laneBases(checkpoints);
   let frontier = checkpoints.at(-1)?.toId ?? 0;
   let stoppedBecause: RetentionStop;

@@ -132,7 +132,10 @@ if (SELECT_CHECKPOINTS_RAW === SELECT_AUDIT_CHAIN_RAW)
  * (from the start, 0), each lane's prevHash the previous checkpoint's head of the lane (or the
  * lane's genesis). The walk then checks the checkpoint events' links like every other row.
  */
-async function checkCheckpoints(q: Queryable): Promise<{
+async function checkCheckpoints(
+  q: Queryable,
+  notes: string[],
+): Promise<{
   checked: CheckedCheckpoint[];
   bases: Map<number, LaneBase & { eventId: number }>;
   problem?: ChainProblem;
@@ -154,6 +157,10 @@ async function checkCheckpoints(q: Queryable): Promise<{
       };
   }
   const { checkpoints, unreadable } = await readRetentionCheckpoints(q);
+  for (const id of unreadable)
+    notes.push(
+      `event ${id} is an audit-retention event without a retention checkpoint in its detail: it claims nothing, ignored`,
+    );
   const bad = (eventId: number, why: string) => ({
     checked,
     bases,
@@ -163,7 +170,6 @@ async function checkCheckpoints(q: Queryable): Promise<{
       message: `retention checkpoint event ${eventId}: ${why}`,
     },
   });
-  if (unreadable[0] !== undefined) return bad(unreadable[0], 'its detail is not a checkpoint');
   let frontier = 0;
   for (const c of checkpoints) {
     if (c.fromId !== frontier)
@@ -218,7 +224,7 @@ export async function verifyAuditChain(q: Queryable, options: VerifyOptions = {}
         anchorFile: a.file,
         message: `${named(a)}: signature does not verify with the configured public key`,
       });
-  const cp = await checkCheckpoints(q);
+  const cp = await checkCheckpoints(q, notes);
   const frontier = cp.checked.at(-1)?.c.toId ?? 0;
   // Only signed statements are evidence; an unsigned one could have been written by the attacker.
   const lanes = new Map<number, LaneWalk>();

@@ -458,7 +458,8 @@ async function checkArchived(
     const report = await verifyArchive(file, archives.publicKey, { lookup: inside.map((x) => x.head) });
     archivesChecked++;
     if (!report.ok) {
-      archiveProblem(`${report.problem?.kind}: ${report.problem?.message}`);
+      // verifyArchive names the manifest first; here the file is already named.
+      archiveProblem(`${report.problem?.kind}: ${report.problem?.message.replace(`${path.basename(file)}: `, '')}`);
       continue;
     }
     for (const x of inside) {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { type AuditRetentionConfig, validateAuditRetention } from './config/audit-retention.js';
 import { CONFIG_DEFAULTS, REMOTE_NODE_DEFAULTS } from './config/defaults.js';
+import { type QidoPollWindowConfig, validateQidoPollWindow } from './config/qido-poll.js';
 import { closestKey, didYouMean } from './config/suggest.js';
 import type { DicomLimits } from './dicom/limits.js';
 import { SrProfile } from './dicom/sr/draft-policy.js';
@@ -68,7 +69,8 @@ export interface RemoteNodeConfig {
   timeoutMs: number;
   /** Idle timeout of STOW-RS requests to this node (the draft SR going back). */
   storeTimeoutMs: number;
-  poll: {
+  /** With the incremental-window keys of src/config/qido-poll.ts. */
+  poll: QidoPollWindowConfig & {
     enabled: boolean;
     intervalMs: number;
     lookbackDays: number;
@@ -711,6 +713,7 @@ function validateRemoteNode(v: Validator, n: unknown, p: string): RemoteNodeConf
       maxRetrieveAttempts: v.int(poll, 'maxRetrieveAttempts', pp, 1, 1000, d.poll.maxRetrieveAttempts),
       query: q,
       ...(transferSyntax === undefined ? {} : { transferSyntax }),
+      ...validateQidoPollWindow(v, poll, pp),
     },
   };
 }

@@ -35,6 +35,7 @@ import type { JobWorker } from './jobs/worker.js';
 import { childLogger } from './logger.js';
 import { renderMetrics } from './metrics.js';
 import type { DicomwebClient } from './pacs/dicomweb-client.js';
+import { PgQidoPollState } from './pacs/qido-poll-state.js';
 import { QidoPoller } from './pacs/qido-poller.js';
 import { createStowRouter } from './pacs/stow-router.js';
 import { removeStaleSpoolFiles } from './pacs/temp-spool.js';
@@ -289,6 +290,7 @@ export class Gateway {
                 node: { name: n.name, client: remote.value.clients.get(n.name) as DicomwebClient, query: n.poll.query },
                 sink: ingest.value.sink,
                 tracker: new PgRemoteStudyTracker(pool),
+                state: new PgQidoPollState(pool),
                 held: heldStudyView(pool),
                 tmpDir: ingest.value.tmpDir,
                 ...qidoPollerOptions(n),

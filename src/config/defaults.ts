@@ -27,6 +27,7 @@ import { DEFAULT_STOW_LIMITS } from '../pacs/stow-router.js';
 import { DEFAULT_MULTI_FRAME_FRAMES } from '../pipeline/frame-selection.js';
 import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_WORKER_MEMORY_MB } from '../pipeline/image-prep-client.js';
 import { AUDIT_RETENTION_DEFAULTS } from './audit-retention.js';
+import { QIDO_POLL_WINDOW_DEFAULTS } from './qido-poll.js';
 
 /**
  * Every configuration default, in one place (issue 8). A value whose consumer already exports a
@@ -82,6 +83,8 @@ export const REMOTE_NODE_DEFAULTS = {
     maxPages: DEFAULT_QIDO_MAX_PAGES,
     backoff: { ...DEFAULT_QIDO_BACKOFF },
     maxRetrieveAttempts: DEFAULT_MAX_RETRIEVE_ATTEMPTS,
+    // The incremental window's keys (src/config/qido-poll.ts).
+    ...QIDO_POLL_WINDOW_DEFAULTS,
   },
 } as const;
 

@@ -59,7 +59,19 @@ export function qidoPollerOptions(
   node: RemoteNodeConfig,
 ): Pick<
   QidoPollerOptions,
-  'intervalMs' | 'lookbackDays' | 'pageSize' | 'maxPages' | 'backoff' | 'maxRetrieveAttempts' | 'transferSyntax'
+  | 'intervalMs'
+  | 'lookbackDays'
+  | 'pageSize'
+  | 'maxPages'
+  | 'backoff'
+  | 'maxRetrieveAttempts'
+  | 'transferSyntax'
+  | 'overlapMs'
+  | 'fullScanIntervalMs'
+  | 'watchMs'
+  | 'modalities'
+  | 'modalityFilter'
+  | 'maxResults'
 > {
   const p = node.poll;
   return {
@@ -69,6 +81,12 @@ export function qidoPollerOptions(
     maxPages: p.maxPages,
     backoff: { ...p.backoff },
     maxRetrieveAttempts: p.maxRetrieveAttempts,
+    overlapMs: p.overlapMs,
+    fullScanIntervalMs: p.fullScanIntervalMs,
+    watchMs: p.watchMs,
+    modalities: [...p.modalities],
+    modalityFilter: p.modalityFilter,
+    maxResults: p.maxResults,
     ...(p.transferSyntax ? { transferSyntax: p.transferSyntax } : {}),
   };
 }

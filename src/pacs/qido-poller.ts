@@ -6,8 +6,10 @@ import type { InstanceSink } from '../ingest/types.js';
 import { ReceivedVia } from '../ingest/types.js';
 import type { Logger } from '../logger.js';
 import { childLogger } from '../logger.js';
-import { getNumber, getString, Tag } from './dicom-json.js';
+import { getNumber, getString, getStrings, Tag } from './dicom-json.js';
 import type { DicomwebClient } from './dicomweb-client.js';
+import type { QidoPollState } from './qido-poll-state.js';
+import { dayPart, splitPart, type WindowPart, windowParts } from './qido-window.js';
 import { type RetrieveRequestRecord, type RetrieveScope, retrieveStudyNegotiated } from './study-retrieval.js';
 
 /**
@@ -95,8 +97,22 @@ export const DEFAULT_QIDO_BACKOFF: BackoffOptions = { initialMs: 5_000, maxMs: 3
  */
 export const DEFAULT_MAX_RETRIEVE_ATTEMPTS = 5;
 
+/**
+ * The incremental window starts this long before the last poll's end. StudyDate/StudyTime is when
+ * the study began at the modality, not when it reached the PACS: a study sent an hour after it
+ * started is listed only by a window reaching back that far (or by the next full re-scan).
+ */
+export const DEFAULT_QIDO_OVERLAP_MS = 2 * 3_600_000;
+/** The whole lookback is searched again this often: studies older than the window, late series of old studies. */
+export const DEFAULT_QIDO_FULL_SCAN_INTERVAL_MS = 3_600_000;
+/** Studies first seen this recently are asked for by UID at every poll (second halves, late series). */
+export const DEFAULT_QIDO_WATCH_MS = 2 * 3_600_000;
+
 export const QIDO_POLLER_DEFAULTS = {
   intervalMs: DEFAULT_QIDO_POLL_INTERVAL_MS,
+  overlapMs: DEFAULT_QIDO_OVERLAP_MS,
+  fullScanIntervalMs: DEFAULT_QIDO_FULL_SCAN_INTERVAL_MS,
+  watchMs: DEFAULT_QIDO_WATCH_MS,
   lookbackDays: DEFAULT_QIDO_LOOKBACK_DAYS,
   pageSize: DEFAULT_QIDO_PAGE_SIZE,
   maxPages: DEFAULT_QIDO_MAX_PAGES,
@@ -110,8 +126,24 @@ export interface QidoPollerOptions {
   readonly tracker: RemoteStudyTracker;
   /** Where retrieved instances are spooled before the sink takes them. */
   readonly tmpDir: string;
+  /**
+   * The high-water mark and watch list (PostgreSQL, migration 0025). Without it every poll searches
+   * the whole lookback (the behaviour before issue 11's incremental window).
+   */
+  readonly state?: QidoPollState | undefined;
   readonly intervalMs?: number | undefined;
   readonly lookbackDays?: number | undefined;
+  readonly overlapMs?: number | undefined;
+  readonly fullScanIntervalMs?: number | undefined;
+  readonly watchMs?: number | undefined;
+  /** ModalitiesInStudy values of which a study must hold one (PS3.18 §8.3.4.1); empty = all. */
+  readonly modalities?: readonly string[] | undefined;
+  readonly modalityFilter?: ModalityFilter | undefined;
+  /**
+   * The PACS's maximum number of results per search, when known (Orthanc: LimitFindResults); 0 =
+   * none. A search answered with this many is split into narrower StudyDate/StudyTime windows.
+   */
+  readonly maxResults?: number | undefined;
   readonly pageSize?: number | undefined;
   readonly maxPages?: number | undefined;
   readonly backoff?: BackoffOptions | undefined;
@@ -131,7 +163,12 @@ export interface QidoPollerOptions {
   readonly retrieveBackoff?: BackoffOptions | undefined;
   /** Audit hooks (the lead wires them to the audit table); their errors are logged, never fatal. */
   readonly onQuery?:
-    | ((node: string, query: Readonly<Record<string, string>>, resultCount: number) => Promise<void> | void)
+    | ((
+        node: string,
+        query: Readonly<Record<string, string>>,
+        resultCount: number,
+        info?: QueryInfo,
+      ) => Promise<void> | void)
     | undefined;
   /** A QIDO-RS search that failed (audited as remote-query with outcome 8). */
   readonly onQueryFailed?:
@@ -146,6 +183,10 @@ export interface QidoPollerOptions {
 }
 
 export interface PollSummary {
+  /** Full when the whole lookback was searched; incremental: the window and the watch list. */
+  readonly scan: typeof QidoScan.Full | typeof QidoScan.Incremental;
+  /** QIDO-RS searches made (each with all its pages). */
+  readonly queries: number;
   readonly studiesFound: number;
   readonly studiesRetrieved: number;
   readonly studiesFailed: number;
@@ -157,16 +198,66 @@ export interface PollSummary {
   readonly instances: RetrieveCounts;
 }
 
-/** DICOM DA (PS3.5 Table 6.2-1), UTC. */
-function toDA(d: Date): string {
-  return d.toISOString().slice(0, 10).replace(/-/g, '');
+/** Which search a query of a poll belongs to (audit detail `scan`). Closed set. */
+export const QidoScan = {
+  /** The whole lookback (StudyDate from now − lookbackDays): the first poll, then every fullScanIntervalMs. */
+  Full: 'full',
+  /** [mark − overlap, now] on StudyDate / StudyTime. */
+  Incremental: 'incremental',
+  /** The watch list by StudyInstanceUID (UID list matching), whatever its StudyDate. */
+  Watch: 'watch',
+} as const;
+export type QidoScan = (typeof QidoScan)[keyof typeof QidoScan];
+
+/** What the audit learns about one search (all its pages) besides the match keys and result count. */
+export interface QueryInfo {
+  readonly scan: QidoScan;
+  readonly pages: number;
+  /** The answer reached the node's maxResults, so it may be cut. */
+  readonly atMaxResults?: boolean | undefined;
+  /** …and its window was searched again in two halves. */
+  readonly split?: boolean | undefined;
 }
+
+/** Where the ModalitiesInStudy filter is applied. Closed set. */
+export const ModalityFilter = {
+  /** Sent as the ModalitiesInStudy match key (PS3.18 §8.3.4.1) and checked again on the answer. */
+  Server: 'server',
+  /**
+   * Not sent; checked on the ModalitiesInStudy returned (includefield). For a PACS that pages before
+   * it filters (Orthanc 1.10 applies limit/offset before ModalitiesInStudy), where a filtered page
+   * is short before the end and paging cannot tell.
+   */
+  Client: 'client',
+} as const;
+export type ModalityFilter = (typeof ModalityFilter)[keyof typeof ModalityFilter];
+
+/**
+ * Separator of a QIDO-RS value list (PS3.18 §8.3.4.1: UID list matching and multiple values are
+ * comma-separated in the URL; Orthanc 1.10 matches nothing for a backslash-separated UID list).
+ */
+export const UID_LIST_SEPARATOR = ',';
+/** StudyInstanceUIDs per watch query: keeps the URL near 4 KB at 64-character UIDs. */
+export const WATCH_UIDS_PER_QUERY = 50;
+/** The watch list's size at most, per poll. */
+export const MAX_WATCHED_STUDIES = 1000;
 
 export class QidoPoller {
   private readonly o: Required<
     Pick<
       QidoPollerOptions,
-      'intervalMs' | 'lookbackDays' | 'pageSize' | 'maxPages' | 'backoff' | 'maxRetrieveAttempts' | 'retrieveBackoff'
+      | 'intervalMs'
+      | 'lookbackDays'
+      | 'pageSize'
+      | 'maxPages'
+      | 'backoff'
+      | 'maxRetrieveAttempts'
+      | 'retrieveBackoff'
+      | 'overlapMs'
+      | 'fullScanIntervalMs'
+      | 'watchMs'
+      | 'modalityFilter'
+      | 'maxResults'
     >
   > &
     QidoPollerOptions;
@@ -181,6 +272,11 @@ export class QidoPoller {
       ...options,
       intervalMs: options.intervalMs ?? QIDO_POLLER_DEFAULTS.intervalMs,
       lookbackDays: options.lookbackDays ?? QIDO_POLLER_DEFAULTS.lookbackDays,
+      overlapMs: options.overlapMs ?? QIDO_POLLER_DEFAULTS.overlapMs,
+      fullScanIntervalMs: options.fullScanIntervalMs ?? QIDO_POLLER_DEFAULTS.fullScanIntervalMs,
+      watchMs: options.watchMs ?? QIDO_POLLER_DEFAULTS.watchMs,
+      modalityFilter: options.modalityFilter ?? ModalityFilter.Server,
+      maxResults: options.maxResults ?? 0,
       pageSize: options.pageSize ?? QIDO_POLLER_DEFAULTS.pageSize,
       maxPages: options.maxPages ?? QIDO_POLLER_DEFAULTS.maxPages,
       backoff: options.backoff ?? QIDO_POLLER_DEFAULTS.backoff,
@@ -241,47 +337,86 @@ export class QidoPoller {
     this.timer.unref?.();
   }
 
-  /** One poll: search (all pages), retrieve every new study. Throws only when the search itself fails. */
+  /**
+   * One poll: plan the searches (the whole lookback, or the incremental window plus the watch list),
+   * run each with all its pages, retrieve every new or changed study once however many searches
+   * listed it, then move the high-water mark. Throws only when a search itself fails (the mark then
+   * stays, so the next poll searches the same window again).
+   */
   async pollOnce(): Promise<PollSummary> {
     const { node } = this.o;
-    const query: Record<string, string> = { ...node.query };
-    if (Number.isFinite(this.o.lookbackDays)) {
-      // Range matching on StudyDate (PS3.4 C.2.2.2.5). Studies without a StudyDate do not match a
-      // range; such a node needs lookbackDays = Infinity plus its own filters.
-      const now = this.o.now?.() ?? new Date();
-      const from = new Date(now.getTime() - this.o.lookbackDays * 86_400_000);
-      query.StudyDate = `${toDA(from)}-${toDA(now)}`;
+    const now = this.o.now?.() ?? new Date();
+    const mark = this.o.state ? await this.o.state.mark(node.name) : null;
+    const full = !this.o.state || !mark || now.getTime() - mark.lastFullScanAt.getTime() >= this.o.fullScanIntervalMs;
+    const base: Record<string, string> = { ...node.query };
+    const modalities = this.o.modalities ?? [];
+    // List matching on a multi-valued CS (PS3.4 C.2.2.2.2): any of the values.
+    if (modalities.length > 0 && this.o.modalityFilter === ModalityFilter.Server)
+      base.ModalitiesInStudy = modalities.join(UID_LIST_SEPARATOR);
+    // A planned search; `part`: the StudyDate/StudyTime window part it covers, split when the
+    // answer reaches the node's maximum number of results.
+    type Planned = { scan: QidoScan; query: Record<string, string>; part?: WindowPart };
+    const ofPart = (scan: QidoScan, part: WindowPart): Planned => ({ scan, query: { ...base, ...part.keys }, part });
+    const planned: Planned[] = [];
+    if (full || !mark) {
+      if (Number.isFinite(this.o.lookbackDays)) {
+        // Range matching on StudyDate (PS3.4 C.2.2.2.5), whole days. Studies without a StudyDate do
+        // not match a range; such a node needs lookbackDays = Infinity plus its own filters.
+        planned.push(ofPart(QidoScan.Full, dayPart(new Date(now.getTime() - this.o.lookbackDays * 86_400_000), now)));
+      } else planned.push({ scan: QidoScan.Full, query: { ...base } });
+    } else {
+      const from = new Date(mark.windowEnd.getTime() - this.o.overlapMs);
+      for (const part of windowParts(from, now)) planned.push(ofPart(QidoScan.Incremental, part));
+      let watched = await (this.o.state as QidoPollState).watched(node.name, this.o.watchMs, MAX_WATCHED_STUDIES);
+      // A node restricted to given studies keeps that restriction.
+      const only = node.query?.StudyInstanceUID?.split(UID_LIST_SEPARATOR);
+      if (only) watched = watched.filter((u) => only.includes(u));
+      for (let i = 0; i < watched.length; i += WATCH_UIDS_PER_QUERY) {
+        const uids = watched.slice(i, i + WATCH_UIDS_PER_QUERY).join(UID_LIST_SEPARATOR);
+        planned.push({ scan: QidoScan.Watch, query: { ...base, StudyInstanceUID: uids } });
+      }
     }
     const studies: Array<{ uid: string; count: number | null }> = [];
     const seen = new Set<string>();
-    try {
-      for (let page = 0; page < this.o.maxPages; page++) {
-        const results = await node.client.searchForStudies(query, {
-          limit: this.o.pageSize,
-          offset: page * this.o.pageSize,
-          // The instance count lets a given-up study be retried once the PACS holds more of it.
-          includefield: [Tag.StudyInstanceUID, Tag.NumberOfStudyRelatedInstances],
-        });
-        let fresh = 0;
-        for (const ds of results) {
-          const uid = getString(ds, Tag.StudyInstanceUID);
-          if (!isValidUid(uid) || seen.has(uid)) continue;
-          seen.add(uid);
-          const n = getNumber(ds, Tag.NumberOfStudyRelatedInstances);
-          studies.push({ uid, count: n !== undefined && Number.isInteger(n) && n >= 0 ? n : null });
-          fresh++;
-        }
-        // A short page is the last one; a page with nothing new means the server ignores offset.
-        // Orthanc 1.10 applies limit/offset before filtering on ModalitiesInStudy, so with such a
-        // filter a page can come back short early: give those nodes a pageSize above one poll's yield.
-        if (results.length < this.o.pageSize || fresh === 0) break;
+    let queries = 0;
+    for (let next = planned.shift(); next; next = planned.shift()) {
+      const { scan, query, part } = next;
+      let found: Array<{ uid: string; count: number | null }>;
+      let info: QueryInfo;
+      queries++;
+      try {
+        ({ found, info } = await this.search(scan, query));
+      } catch (err: unknown) {
+        await this.hook(() => this.o.onQueryFailed?.(node.name, query, errorCodeOf(err)));
+        throw err;
       }
-    } catch (err: unknown) {
-      await this.hook(() => this.o.onQueryFailed?.(node.name, query, errorCodeOf(err)));
-      throw err;
+      // The PACS answers at most maxResults (Orthanc's LimitFindResults; offset does not reach past
+      // it): an answer that long may be cut, so its window is searched again in two halves.
+      const atCap = this.o.maxResults > 0 && found.length >= this.o.maxResults;
+      const halves = atCap && part ? splitPart(part) : null;
+      if (atCap) info = { ...info, atMaxResults: true, ...(halves ? { split: true } : {}) };
+      await this.hook(() => this.o.onQuery?.(node.name, query, found.length, info));
+      if (halves) {
+        planned.unshift(...halves.map((h) => ofPart(scan, h)));
+      } else if (atCap) {
+        this.log.warn('QIDO answer at the node maximum and its window cannot be narrowed: studies may be missed', {
+          scan,
+          maxResults: this.o.maxResults,
+        });
+      }
+      // De-duplication: overlapping windows, split halves and the watch list list a study more than
+      // once; the tracker then decides whether it is new, changed (late series) or already held.
+      for (const f of found) {
+        if (seen.has(f.uid)) continue;
+        seen.add(f.uid);
+        studies.push(f);
+      }
     }
-    await this.hook(() => this.o.onQuery?.(node.name, query, studies.length));
-    this.log.info('QIDO search done', { studies: studies.length });
+    this.log.info('QIDO search done', {
+      scan: full ? 'full' : 'incremental',
+      queries,
+      studies: studies.length,
+    });
 
     let studiesRetrieved = 0;
     let studiesFailed = 0;
@@ -401,7 +536,12 @@ export class QidoPoller {
       }
       await this.hook(() => this.o.onRetrieve?.(node.name, studyUid, report));
     }
+    // Retrieve failures do not hold the mark back: the tracker keeps those studies and the watch list
+    // asks for them again by UID.
+    await this.o.state?.saveMark(node.name, now, full ? now : null);
     return {
+      scan: full ? QidoScan.Full : QidoScan.Incremental,
+      queries,
       studiesFound: studies.length,
       studiesRetrieved,
       studiesFailed,
@@ -410,6 +550,55 @@ export class QidoPoller {
       studiesUpdated,
       instances: total,
     };
+  }
+
+  /**
+   * One search with all its pages (PS3.18 §8.3.4.4 limit/offset), until a page comes back short. The
+   * offset moves by what a page returned, not by `limit`. A PACS's own maximum per search is not
+   * visible in the pages (Orthanc answers at most LimitFindResults + 1 and offset does not reach past
+   * them): that is `maxResults`, handled by the caller by splitting the window. A page with nothing
+   * new means the server ignores offset; maxPages stops a server that pages forever.
+   */
+  private async search(
+    scan: QidoScan,
+    query: Readonly<Record<string, string>>,
+  ): Promise<{ found: Array<{ uid: string; count: number | null }>; info: QueryInfo }> {
+    const found: Array<{ uid: string; count: number | null }> = [];
+    const seen = new Set<string>();
+    const modalities = this.o.modalities ?? [];
+    const includefield: string[] = [Tag.StudyInstanceUID, Tag.NumberOfStudyRelatedInstances];
+    if (modalities.length > 0) includefield.push(Tag.ModalitiesInStudy);
+    let offset = 0;
+    let pages = 0;
+    while (pages < this.o.maxPages) {
+      const results = await this.o.node.client.searchForStudies(query, {
+        limit: this.o.pageSize,
+        offset,
+        // The instance count lets a given-up study be retried once the PACS holds more of it.
+        includefield,
+      });
+      pages++;
+      let fresh = 0;
+      for (const ds of results) {
+        const uid = getString(ds, Tag.StudyInstanceUID);
+        if (!isValidUid(uid) || seen.has(uid)) continue;
+        seen.add(uid);
+        fresh++;
+        if (modalities.length > 0) {
+          // Checked on the answer too: a PACS may ignore the key, and with `client` it is not sent.
+          const has = getStrings(ds, Tag.ModalitiesInStudy);
+          if (has.length > 0 && !has.some((m) => modalities.includes(m))) continue;
+        }
+        const n = getNumber(ds, Tag.NumberOfStudyRelatedInstances);
+        found.push({ uid, count: n !== undefined && Number.isInteger(n) && n >= 0 ? n : null });
+      }
+      // A short page is the last one; a page with nothing new means the server ignores offset.
+      // Orthanc 1.10 applies limit/offset before filtering on ModalitiesInStudy, so with that key a
+      // page can come back short early: such a node uses modalityFilter: client.
+      if (results.length < this.o.pageSize || fresh === 0) break;
+      offset += results.length;
+    }
+    return { found, info: { scan, pages } };
   }
 
   /**

@@ -25,12 +25,13 @@ export function qidoPollerAuditHooks(
   actor: string,
 ): Required<Pick<QidoPollerOptions, 'onQuery' | 'onQueryFailed' | 'onRetrieve'>> {
   return {
-    onQuery: async (node, query, count) => {
+    onQuery: async (node, query, count, info) => {
       await recordAudit(q, {
         kind: AuditEventKind.RemoteQuery,
         actor,
         destination: node,
-        detail: { query, results: count },
+        // scan: full lookback, incremental window or watch list (issue 11); pages; at the node's maxResults.
+        detail: { query, results: count, ...(info ? { ...info } : {}) },
       });
     },
     onQueryFailed: async (node, query, code) => {

@@ -396,6 +396,12 @@ describe('defaults in one place', () => {
         maxPages: QIDO_POLLER_DEFAULTS.maxPages,
         backoff: QIDO_POLLER_DEFAULTS.backoff,
         maxRetrieveAttempts: QIDO_POLLER_DEFAULTS.maxRetrieveAttempts,
+        overlapMs: QIDO_POLLER_DEFAULTS.overlapMs,
+        fullScanIntervalMs: QIDO_POLLER_DEFAULTS.fullScanIntervalMs,
+        watchMs: QIDO_POLLER_DEFAULTS.watchMs,
+        modalities: [],
+        modalityFilter: 'server',
+        maxResults: 0,
       },
     });
     expect(QIDO_POLLER_DEFAULTS.maxRetrieveAttempts).toBe(5);
@@ -565,6 +571,12 @@ describe('every key reaches its consumer', () => {
       backoff: REMOTE_NODE_DEFAULTS.poll.backoff,
       maxRetrieveAttempts: 3,
       transferSyntax: '*',
+      overlapMs: REMOTE_NODE_DEFAULTS.poll.overlapMs,
+      fullScanIntervalMs: REMOTE_NODE_DEFAULTS.poll.fullScanIntervalMs,
+      watchMs: REMOTE_NODE_DEFAULTS.poll.watchMs,
+      modalities: [],
+      modalityFilter: 'server',
+      maxResults: 0,
     });
   });
 

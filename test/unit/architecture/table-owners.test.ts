@@ -25,6 +25,7 @@ const OWNERS: Readonly<Record<string, readonly string[]>> = {
   // Audit retention's lane bases (migration 0021): written by audit_retention_drop() in the migration alone.
   audit_lane_base: [],
   remote_studies: ['src/ingest/remote-study-tracker.ts'],
+  qido_poll_marks: ['src/pacs/qido-poll-state.ts'],
   sr_exports: ['src/export/sr-export-ledger.ts'],
   schema_migrations: ['src/db/migrate.ts'],
   api_tokens: ['src/http/auth/api-tokens.ts'],

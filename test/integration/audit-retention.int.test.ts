@@ -17,6 +17,10 @@ import {
 } from '../../src/audit/audit-retention.js';
 import { ChainProblemKind, verifyAuditChain } from '../../src/audit/audit-verify.js';
 import { formatVerifyReport } from '../../src/cli/audit.js';
+import { loadConfig } from '../../src/config.js';
+import type { Database } from '../../src/db/pool.js';
+import { auditRetentionService } from '../../src/services/audit-retention-service.js';
+import { Resource } from '../../src/services/service.js';
 import { backendName, type TestDatabase, testDatabase } from '../support/db.js';
 import { waitFor } from '../support/gateway.js';
 
@@ -408,5 +412,28 @@ describe(`audit retention (${backendName()})`, () => {
     }
     expect(await count('id <= 40')).toBe(0);
     expect((await verifyAuditChain(db.pool)).ok).toBe(true);
+  });
+
+  it('the gateway service starts only with a period, and refuses an unreadable key', async () => {
+    const database = new Resource<Database>('database', async () => ({ pool: db.pool }) as unknown as Database);
+    await database.start();
+    const keyFile = path.join(dir, 'anchor.key');
+    writeFileSync(keyFile, keys.privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    const config = (privateKeyFile: string) =>
+      loadConfig({
+        env: {},
+        overrides: {
+          audit: { anchor: { privateKeyFile }, retention: { periodDays: 30, archiveDirectory: archiveDir } },
+        },
+      });
+    expect(auditRetentionService(loadConfig({ env: {} }), database, 'radscribe')).toBeUndefined();
+    const service = auditRetentionService(config(keyFile), database, 'radscribe');
+    expect(service?.name).toBe('audit-retention');
+    await service?.start();
+    expect(service?.value.droppedSegments).toBe(0);
+    await service?.close();
+    const missing = auditRetentionService(config(path.join(dir, 'nope.key')), database, 'radscribe');
+    await expect(missing?.start()).rejects.toThrow(`audit anchor private key ${path.join(dir, 'nope.key')}`);
+    await missing?.close();
   });
 });

@@ -91,7 +91,8 @@ $$;
 -- lane in the segment: [{lane, count, firstId, lastId, prevHash, headHash}]; the rows are compared
 -- with it under every lane's lock (no append of the segment can still be in flight), and nothing is
 -- dropped unless they agree exactly. The segment must be the oldest one left (p_from the last
--- checkpoint's to_id, 0 at first) and not hold the newest row. p_archive names the archive and its
+-- checkpoint's to_id, 0 at first), not hold the newest row, and be exported by every ATNA
+-- destination (audit_export_cursor). p_archive names the archive and its
 -- digests; it goes into the checkpoint event unchanged. Returns the checkpoint event's id.
 -- SECURITY DEFINER: runs as the owner, the only role besides a superuser with DELETE on the table;
 -- the application role may EXECUTE it and nothing else that deletes. search_path is pinned.
@@ -126,6 +127,12 @@ BEGIN
   SELECT max(a.id) INTO newest FROM audit_events a;
   IF newest IS NULL OR newest <= p_to THEN
     RAISE EXCEPTION 'audit retention: segment (%, %] holds the newest event', p_from, p_to USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  -- Never drop what the ATNA export (migration 0012) has not yet handed to a repository.
+  IF EXISTS (SELECT 1 FROM audit_export_cursor c WHERE c.last_id < p_to) THEN
+    RAISE EXCEPTION 'audit retention: segment (%, %] is not yet exported to %', p_from, p_to,
+      (SELECT string_agg(c.destination, ', ') FROM audit_export_cursor c WHERE c.last_id < p_to)
+      USING ERRCODE = 'object_not_in_prerequisite_state';
   END IF;
   IF EXISTS (SELECT 1 FROM audit_events a WHERE a.id <= p_from) THEN
     RAISE EXCEPTION 'audit retention: events at or below % are left from an earlier segment', p_from

@@ -136,6 +136,11 @@ export const RetentionStop = {
   MaxSegments: 'max-segments',
   /** The trail has no events above the last checkpoint. */
   Empty: 'empty',
+  /**
+   * An ATNA destination (audit_export_cursor, migration 0012) has not yet been sent the whole next
+   * segment: nothing the hospital's repository has not received is dropped.
+   */
+  NotExported: 'not-exported',
 } as const;
 export type RetentionStop = (typeof RetentionStop)[keyof typeof RetentionStop];
 
@@ -196,6 +201,8 @@ export async function nextSegment(
   if (first === undefined) return RetentionStop.Empty;
   const toId = Math.ceil(first / segmentRows) * segmentRows;
   if (newest <= toId) return RetentionStop.HeadSegment;
+  const { rows: behind } = await q.query('SELECT 1 FROM audit_export_cursor c WHERE c.last_id < $1 LIMIT 1', [toId]);
+  if (behind.length > 0) return RetentionStop.NotExported;
   const { rows: age } = await q.query<{ young: boolean }>(
     `SELECT coalesce(max(a.occurred_at) >= $3::timestamptz, false) AS young FROM audit_events a WHERE a.id > $1 AND a.id <= $2`,
     [frontier, toId, cutoff.toISOString()],

@@ -232,6 +232,22 @@ describe(`audit retention (${backendName()})`, () => {
     expect((await verifyAuditChain(db.pool)).ok).toBe(true);
   });
 
+  it('never drops what an ATNA destination has not been sent yet', async () => {
+    await seed(45);
+    // The exporter's cursor (migration 0012): the repository has the first 25 events.
+    await db.pool.query(`INSERT INTO audit_export_cursor (destination, last_id) VALUES ('syslog-tls://arr:6514', 25)`);
+    const r = await retention();
+    expect(r.segments.map((s) => s.toId)).toEqual([20]);
+    expect(r.stoppedBecause).toBe(RetentionStop.NotExported);
+    await expect(
+      db.pool.query('SELECT audit_retention_drop(20, 40, $1::jsonb, $2::jsonb, $3)', ['[]', '{}', 'x']),
+    ).rejects.toThrow(/is not yet exported to syslog-tls:\/\/arr:6514/);
+    expect(await count('id > 20 AND id <= 40')).toBe(20);
+    await db.pool.query(`UPDATE audit_export_cursor SET last_id = 45`);
+    expect((await retention()).segments.map((s) => s.toId)).toEqual([40]);
+    expect((await verifyAuditChain(db.pool)).ok).toBe(true);
+  });
+
   it('catches an edited remaining event', async () => {
     await fill();
     await retention();

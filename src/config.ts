@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { type AuditRetentionConfig, validateAuditRetention } from './config/audit-retention.js';
 import { type CompletenessConfig, validateCompleteness } from './config/completeness.js';
 import { CONFIG_DEFAULTS, REMOTE_NODE_DEFAULTS } from './config/defaults.js';
 import { validateListenerPolicy } from './config/listener-policy.js';
@@ -220,7 +221,7 @@ export interface RadScribeConfig {
   };
   log: { level: LogLevel };
   /** Audit trail anchoring (issue 12 "Tamper evidence"; src/audit/audit-anchor.ts). */
-  audit: { anchor: AuditAnchorConfig; export: AuditExportConfig };
+  audit: { anchor: AuditAnchorConfig; export: AuditExportConfig; retention: AuditRetentionConfig };
 }
 
 /**
@@ -609,6 +610,9 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
           serverName: v.str(syslog, 'serverName', 'audit.export.syslog', true),
         },
       },
+      retention: validateAuditRetention(v, audit, {
+        privateKeyFile: v.str(anchor, 'privateKeyFile', 'audit.anchor', true),
+      }),
     },
   };
   if (cfg.dataDir === '') v.problem('dataDir', 'must not be empty');
@@ -1105,6 +1109,10 @@ function resolvePaths(cfg: RadScribeConfig, base: string): RadScribeConfig {
           certFile: cfg.audit.export.syslog.certFile && abs(cfg.audit.export.syslog.certFile),
           keyFile: cfg.audit.export.syslog.keyFile && abs(cfg.audit.export.syslog.keyFile),
         },
+      },
+      retention: {
+        ...cfg.audit.retention,
+        archiveDirectory: cfg.audit.retention.archiveDirectory && abs(cfg.audit.retention.archiveDirectory),
       },
     },
   };

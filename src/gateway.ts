@@ -48,6 +48,7 @@ import { ImagePrepClient } from './pipeline/image-prep-client.js';
 import type { Environment } from './secrets.js';
 import { auditAnchorService } from './services/audit-anchor-service.js';
 import { auditExportService } from './services/audit-export-service.js';
+import { auditRetentionService } from './services/audit-retention-service.js';
 import { describeStudyWorker } from './services/describe-study-worker.js';
 import { heldStudyView } from './services/held-study-view.js';
 import { HttpService } from './services/http-service.js';
@@ -352,6 +353,9 @@ export class Gateway {
       applicationStarted = true;
     });
 
+    // Audit retention (issue 12), when audit.retention.periodDays is set; closed before the anchor.
+    const auditRetention = auditRetentionService(config, database, this.actor);
+
     this.database = database;
     this.inference = inference;
     this.jobWorker = jobWorker;
@@ -372,6 +376,7 @@ export class Gateway {
       jobWorker,
       ...pollers,
       retentionService(config, database, this.actor),
+      ...(auditRetention ? [auditRetention] : []),
       startAudit,
     ];
   }

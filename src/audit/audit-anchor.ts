@@ -135,20 +135,35 @@ export function generateAnchorKeys(privateKeyFile: string, publicKeyFile: string
  */
 export async function readChainHead(q: Queryable, since?: readonly LaneHead[]): Promise<LaneHead[]> {
   const prev = new Map((since ?? []).map((l) => [l.lane, l]));
-  const { rows } = await q.query<{ lane: number; id: string; row_hash: string; n: string }>(
-    `SELECT l.lane, h.id, h.row_hash,
+  // Audit retention (migration 0021) drops old segments; a lane's count still counts every row since
+  // its first (audit_lane_base.dropped + the rows left). The count goes on from the previous anchor
+  // only when that anchor's head is above the last dropped segment (nothing it counted has gone).
+  const { rows } = await q.query<{
+    lane: number;
+    id: string;
+    row_hash: string;
+    n: string;
+    dropped: string;
+    incremental: boolean;
+  }>(
+    `WITH f AS (SELECT coalesce(max(upto_id), 0) AS frontier FROM audit_lane_base),
+          s AS (SELECT l.lane, coalesce(($1::jsonb ->> l.lane::text)::bigint, 0) AS since_id
+                FROM generate_series(0, 31) AS l(lane))
+     SELECT s.lane, h.id, h.row_hash, coalesce(b.dropped, 0) AS dropped, s.since_id > f.frontier AS incremental,
             (SELECT count(*) FROM audit_events c
-             WHERE c.chain_lane = l.lane AND c.id > coalesce(($1::jsonb ->> l.lane::text)::bigint, 0) AND c.id <= h.id) AS n
-     FROM generate_series(0, 31) AS l(lane)
-     CROSS JOIN LATERAL (SELECT a.id, a.row_hash FROM audit_events a WHERE a.chain_lane = l.lane ORDER BY a.id DESC LIMIT 1) h
-     ORDER BY l.lane`,
+             WHERE c.chain_lane = s.lane AND c.id > (CASE WHEN s.since_id > f.frontier THEN s.since_id ELSE 0 END)
+               AND c.id <= h.id) AS n
+     FROM s CROSS JOIN f
+     CROSS JOIN LATERAL (SELECT a.id, a.row_hash FROM audit_events a WHERE a.chain_lane = s.lane ORDER BY a.id DESC LIMIT 1) h
+     LEFT JOIN audit_lane_base b ON b.lane = s.lane
+     ORDER BY s.lane`,
     [JSON.stringify(Object.fromEntries([...prev].map(([lane, l]) => [String(lane), l.lastId])))],
   );
   return rows.map((r) => ({
     lane: Number(r.lane),
     lastId: Number(r.id),
     headHash: r.row_hash,
-    count: (prev.get(Number(r.lane))?.count ?? 0) + Number(r.n),
+    count: (r.incremental ? (prev.get(Number(r.lane))?.count ?? 0) : Number(r.dropped)) + Number(r.n),
   }));
 }
 

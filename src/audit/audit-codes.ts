@@ -97,6 +97,11 @@ export const AuditEventKind = {
   SecurityConfiguration: 'security-configuration',
   /** A caller fetched instances RadScribe holds with WADO-RS (PS3.18 §10.4); outcome 0. */
   InstancesRetrieved: 'instances-retrieved',
+  /**
+   * Audit retention dropped a segment of the trail after archiving it (src/audit/audit-retention.ts);
+   * the event is the retention checkpoint. Written by audit_retention_drop() (migration 0021) only.
+   */
+  AuditRetention: 'audit-retention',
 } as const;
 export type AuditEventKind = (typeof AuditEventKind)[keyof typeof AuditEventKind];
 
@@ -139,6 +144,11 @@ export interface AuditEventDefinition {
  * - instances-retrieved → 110104 R: a WADO-RS retrieve moves instances from RadScribe to another
  *   application (A.5.3.5 DICOM Instances Transferred is the message for a transfer between AEs;
  *   A.5.3.2 Instances Accessed is for use without a transfer); action R, the source reads its copy.
+ * - audit-retention → 110113 Security Alert with 110129 Security Configuration, action E: events
+ *   of the security audit log itself were removed (after a signed archive of them was verified).
+ *   110101 Audit Log Used fixes action R (PS3.15 A.5.3.2, reading the log), and 110105 Study
+ *   Deleted is about a study's instances; CID 403 has no "audit records purged" type, and applying
+ *   the log's retention policy is the security configuration at work, so 110129 is the closest.
  */
 export const AUDIT_EVENTS: Readonly<Record<AuditEventKind, AuditEventDefinition>> = {
   'instance-received': { eventId: AuditEventId.DicomInstancesTransferred, action: EventActionCode.Create },
@@ -191,6 +201,11 @@ export const AUDIT_EVENTS: Readonly<Record<AuditEventKind, AuditEventDefinition>
     action: EventActionCode.Execute,
   },
   'instances-retrieved': { eventId: AuditEventId.DicomInstancesTransferred, action: EventActionCode.Read },
+  'audit-retention': {
+    eventId: AuditEventId.SecurityAlert,
+    eventTypeCode: AuditEventTypeCode.SecurityConfiguration,
+    action: EventActionCode.Execute,
+  },
 };
 
 /** Event type for a config change: 110128 for network/AE changes, else 110131 (PS3.15 A.5.3.11). */

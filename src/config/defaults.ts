@@ -26,6 +26,7 @@ import {
 import { DEFAULT_STOW_LIMITS } from '../pacs/stow-router.js';
 import { DEFAULT_MULTI_FRAME_FRAMES } from '../pipeline/frame-selection.js';
 import { DEFAULT_FRAME_TIMEOUT_MS, DEFAULT_WORKER_MEMORY_MB } from '../pipeline/image-prep-client.js';
+import { AUDIT_RETENTION_DEFAULTS } from './audit-retention.js';
 import { QIDO_POLL_WINDOW_DEFAULTS } from './qido-poll.js';
 
 /**
@@ -160,5 +161,6 @@ export const CONFIG_DEFAULTS = {
   audit: {
     anchor: { directory: '', intervalSeconds: DEFAULT_ANCHOR_INTERVAL_SECONDS, privateKeyFile: '', publicKeyFile: '' },
     export: { syslog: { host: '', port: 6514, caFile: '', certFile: '', keyFile: '', serverName: '' } },
+    retention: AUDIT_RETENTION_DEFAULTS,
   },
 } as const;

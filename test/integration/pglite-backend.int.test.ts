@@ -10,6 +10,7 @@ if (process.env.DATABASE_URL) {
   require('./audit.int.test');
   require('./audit-tamper.int.test');
   require('./audit-query.int.test');
+  require('./audit-retention.int.test');
   require('./instance-store.int.test');
   require('./db.int.test');
   afterAll(() => {

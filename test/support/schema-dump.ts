@@ -14,12 +14,14 @@ export function dumpSchema(url: string, schema: string): string {
     },
   );
   if (r.status !== 0) throw new Error(`pg_dump failed: ${r.stderr}`);
+  // A SECURITY DEFINER function's pinned search_path (migration 0021) names the schema too.
   return r.stdout
     .split('\n')
     .filter((l) => !l.startsWith('--') && !l.startsWith('SET ') && !/^SELECT pg_catalog\.set_config/.test(l))
     .filter((l) => !/^CREATE SCHEMA /.test(l) && !/^\\(un)?restrict /.test(l))
     .join('\n')
     .replaceAll(`${schema}.`, 'radscribe.')
+    .replaceAll(`search_path TO '${schema}'`, `search_path TO 'radscribe'`)
     .replace(/\n{3,}/g, '\n\n')
     .trim()
     .concat('\n');

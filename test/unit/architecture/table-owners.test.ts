@@ -22,6 +22,8 @@ const OWNERS: Readonly<Record<string, readonly string[]>> = {
   audit_events: ['src/audit/audit-log.ts'],
   // The ATNA export cursor (migration 0012): advanced by the exporter alone.
   audit_export_cursor: ['src/audit/atna/audit-exporter.ts'],
+  // Audit retention's lane bases (migration 0021): written by audit_retention_drop() in the migration alone.
+  audit_lane_base: [],
   remote_studies: ['src/ingest/remote-study-tracker.ts'],
   qido_poll_marks: ['src/pacs/qido-poll-state.ts'],
   sr_exports: ['src/export/sr-export-ledger.ts'],

@@ -30,6 +30,7 @@ describe('parseAuditQuery', () => {
         'association-rejected',
         'access-refused',
         'security-configuration',
+        'audit-retention',
       ],
       outcome: 8,
       patientId: 'PAT-1',

@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { type AuditRetentionConfig, validateAuditRetention } from './config/audit-retention.js';
 import { type CompletenessConfig, validateCompleteness } from './config/completeness.js';
 import { CONFIG_DEFAULTS, REMOTE_NODE_DEFAULTS } from './config/defaults.js';
+import { checkDimseNodes, type DimseNodeConfig, validateDimseNode } from './config/dimse-qr.js';
 import { validateListenerPolicy } from './config/listener-policy.js';
 import { type QidoPollWindowConfig, validateQidoPollWindow } from './config/qido-poll.js';
 import { type RoutingRule, validateRoutingRules } from './config/routing-rules.js';
@@ -66,7 +67,10 @@ export interface BackoffConfig {
 
 export interface RemoteNodeConfig {
   name: string;
+  /** DICOMweb base URL; '' for a DIMSE-only node (then `dimse` is set). */
   baseUrl: string;
+  /** DIMSE address, operations and C-FIND/C-MOVE poller (src/config/dimse-qr.ts). */
+  dimse?: DimseNodeConfig;
   auth: RemoteNodeAuthConfig;
   /** Idle timeout of QIDO-RS and WADO-RS requests: no headers or body bytes for this long. */
   timeoutMs: number;
@@ -464,6 +468,11 @@ export function validateConfig(doc: JsonObject, problems: string[] = []): RadScr
     'dimse.listeners',
     'host:port',
   );
+  checkDimseNodes(
+    v,
+    remoteNodes,
+    dimse.listeners.map((l) => l.aeTitle),
+  );
   const nodeNames = new Set(remoteNodes.map((n) => n.name));
   const destinations = v
     .arr(doc, 'destinations')
@@ -641,7 +650,9 @@ function validateRemoteNode(v: Validator, n: unknown, p: string): RemoteNodeConf
   const d = REMOTE_NODE_DEFAULTS;
   const o = v.asObj(n, p);
   const name = v.str(o, 'name', p);
-  const baseUrl = v.url(o, 'baseUrl', p);
+  const dimse = v.has(o, 'dimse') ? validateDimseNode(v, v.obj(o, 'dimse', p), `${p}.dimse`) : undefined;
+  // A DIMSE-only node (a PACS without DICOMweb) has no baseUrl; its QIDO poller cannot be enabled.
+  const baseUrl = dimse && !v.has(o, 'baseUrl') ? '' : v.url(o, 'baseUrl', p);
   const auth = v.has(o, 'auth') ? v.obj(o, 'auth', p) : {};
   const ap = `${p}.auth`;
   const type = v.has(auth, 'type') ? v.str(auth, 'type', ap) : RemoteAuthType.None;
@@ -679,9 +690,12 @@ function validateRemoteNode(v: Validator, n: unknown, p: string): RemoteNodeConf
   };
   if (b.maxMs < b.initialMs) v.problem(`${bp}.maxMs`, `must not be less than ${bp}.initialMs`);
   const transferSyntax = v.has(poll, 'transferSyntax') ? v.str(poll, 'transferSyntax', pp) : undefined;
+  if (baseUrl === '' && v.has(o, 'poll') && v.bool(v.obj(o, 'poll', p), 'enabled', `${p}.poll`, false))
+    v.problem(`${p}.poll.enabled`, 'the QIDO-RS poller needs a baseUrl');
   return {
     name,
     baseUrl,
+    ...(dimse ? { dimse } : {}),
     auth: a,
     timeoutMs: v.int(o, 'timeoutMs', p, 100, 3_600_000, d.timeoutMs),
     storeTimeoutMs: v.int(o, 'storeTimeoutMs', p, 100, 3_600_000, d.storeTimeoutMs),

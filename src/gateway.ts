@@ -7,6 +7,7 @@ import { AuditRecorder } from './audit/audit-recorder.js';
 import { createAuditRouter } from './audit/audit-router.js';
 import { auditConfigurationChange } from './audit/config-change-audit.js';
 import { AeConfigStore } from './config/ae-store.js';
+import { dimsePollerSettings, qrPeerOf } from './config/dimse-qr.js';
 import {
   databaseOptions,
   dicomLimitsOf,
@@ -39,6 +40,7 @@ import type { JobWorker } from './jobs/worker.js';
 import { childLogger } from './logger.js';
 import { renderMetrics } from './metrics.js';
 import type { DicomwebClient } from './pacs/dicomweb-client.js';
+import { DimsePoller } from './pacs/dimse-poller.js';
 import { PgQidoPollState } from './pacs/qido-poll-state.js';
 import { QidoPoller } from './pacs/qido-poller.js';
 import { createStowRouter } from './pacs/stow-router.js';
@@ -329,6 +331,31 @@ export class Gateway {
             (p) => p.stop(),
           ),
       );
+    // C-FIND/C-MOVE pollers (issue 11): after the DIMSE listeners, which receive what they move.
+    const dimsePollers = config.remoteNodes.flatMap((n) =>
+      n.dimse?.qr.enabled && n.dimse.moveDestination
+        ? [
+            new Resource<DimsePoller>(
+              `dimse-poller:${n.name}`,
+              async () => {
+                const d = n.dimse as NonNullable<typeof n.dimse>;
+                const pool = database.value.pool;
+                const poller = new DimsePoller({
+                  node: { name: n.name, peer: qrPeerOf(d), moveDestination: d.moveDestination as string },
+                  sink: ingest.value.sink,
+                  tracker: new PgRemoteStudyTracker(pool),
+                  held: heldStudyView(pool),
+                  ...dimsePollerSettings(d),
+                  ...qidoPollerAuditHooks(pool, this.actor),
+                });
+                poller.start();
+                return poller;
+              },
+              (p) => p.stop(),
+            ),
+          ]
+        : [],
+    );
     // Last: application-start means everything above is running (issue 8).
     const startAudit = task('application-start-audit', async () => {
       const id = inference.value.identity;
@@ -375,6 +402,7 @@ export class Gateway {
       dimse,
       jobWorker,
       ...pollers,
+      ...dimsePollers,
       retentionService(config, database, this.actor),
       ...(auditRetention ? [auditRetention] : []),
       startAudit,

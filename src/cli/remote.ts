@@ -3,6 +3,7 @@ import { openDatabase } from '../db/pool.js';
 import { PgRemoteStudyTracker, RemoteStudyState } from '../ingest/remote-study-tracker.js';
 import { childLogger } from '../logger.js';
 import { type Args, type CliCommand, configFrom, flag, intFlag, operator, UsageError } from './args.js';
+import { cmdRemoteFind, cmdRemoteMove } from './remote-qr.js';
 
 /**
  * `radscribe remote`: what the QIDO poller saw and retrieved (remote_studies), and the operator's
@@ -14,7 +15,9 @@ const STATES: readonly string[] = Object.values(RemoteStudyState);
 
 async function cmdRemote(args: Args): Promise<number> {
   const sub = args.positional[1];
-  if (sub !== 'list' && sub !== 'reopen') throw new UsageError('remote: expected "list" or "reopen"');
+  if (sub === 'find') return cmdRemoteFind(args);
+  if (sub === 'move') return cmdRemoteMove(args);
+  if (sub !== 'list' && sub !== 'reopen') throw new UsageError('remote: expected "list", "reopen", "find" or "move"');
   const state = flag(args, 'state');
   if (state !== undefined && !STATES.includes(state)) {
     throw new UsageError(`remote list: --state must be one of ${STATES.join(', ')}`);
@@ -64,6 +67,8 @@ export const remoteCommand: CliCommand = {
   usage: [
     'remote list [--config FILE] [--state seen|retrieved|failed|given-up] [--limit N] [--json]   studies the QIDO poller saw',
     'remote reopen <node> <StudyInstanceUID> [--config FILE]   retry a failed or given-up study at the next poll',
+    'remote find <node> [--study-date YYYYMMDD[-YYYYMMDD]] [--modality CT] [--study UID] [--limit N] [--json]   C-FIND (STUDY; SERIES with --study)',
+    'remote move <node> <StudyInstanceUID> [--series UID ...] [--destination AET]   C-MOVE to our listening AE title',
   ],
   run: cmdRemote,
 };

@@ -13,6 +13,9 @@ export const CommandField = {
   CMoveRq: 0x0021,
   CEchoRq: 0x0030,
   CEchoRsp: 0x8030,
+  CFindRsp: 0x8020,
+  CGetRsp: 0x8010,
+  CMoveRsp: 0x8021,
   CCancelRq: 0x0fff,
 } as const;
 export type CommandField = (typeof CommandField)[keyof typeof CommandField];
@@ -56,6 +59,10 @@ export const CommandTag = {
   ErrorId: 0x0903, // US
   AffectedSopInstanceUid: 0x1000, // UI
   RequestedSopInstanceUid: 0x1001, // UI
+  NumberOfRemainingSuboperations: 0x1020, // US
+  NumberOfCompletedSuboperations: 0x1021, // US
+  NumberOfFailedSuboperations: 0x1022, // US
+  NumberOfWarningSuboperations: 0x1023, // US
   MoveOriginatorApplicationEntityTitle: 0x1030, // AE
   MoveOriginatorMessageId: 0x1031, // US
 } as const;
@@ -77,6 +84,10 @@ const VR_OF: ReadonlyMap<number, Vr> = new Map<number, Vr>([
   [CommandTag.ErrorId, 'US'],
   [CommandTag.AffectedSopInstanceUid, 'UI'],
   [CommandTag.RequestedSopInstanceUid, 'UI'],
+  [CommandTag.NumberOfRemainingSuboperations, 'US'],
+  [CommandTag.NumberOfCompletedSuboperations, 'US'],
+  [CommandTag.NumberOfFailedSuboperations, 'US'],
+  [CommandTag.NumberOfWarningSuboperations, 'US'],
   [CommandTag.MoveOriginatorApplicationEntityTitle, 'AE'],
   [CommandTag.MoveOriginatorMessageId, 'US'],
 ]);
@@ -304,5 +315,63 @@ export function parseResponse(c: CommandSet): DimseResponse {
     ...(s ? { affectedSopClassUid: s } : {}),
     ...(i ? { affectedSopInstanceUid: i } : {}),
     ...(comment ? { errorComment: comment } : {}),
+  };
+}
+
+/**
+ * Encode a C-FIND-RQ (PS3.7 Table 9.3-3), C-MOVE-RQ (Table 9.3-5, with Move Destination) or
+ * C-GET-RQ (Table 9.3-4), for the SCU; the Identifier always follows as the data set.
+ */
+export function encodeQueryRetrieveRq(r: {
+  commandField: typeof CommandField.CFindRq | typeof CommandField.CMoveRq | typeof CommandField.CGetRq;
+  messageId: number;
+  affectedSopClassUid: string;
+  priority?: Priority;
+  moveDestination?: string;
+}): Buffer {
+  const m = new Map<number, number | string>([
+    [CommandTag.AffectedSopClassUid, r.affectedSopClassUid],
+    [CommandTag.CommandField, r.commandField],
+    [CommandTag.MessageId, r.messageId],
+    [CommandTag.Priority, r.priority ?? Priority.Medium],
+    [CommandTag.CommandDataSetType, DATA_SET_PRESENT],
+  ]);
+  if (r.commandField === CommandField.CMoveRq) {
+    if (!r.moveDestination) throw new DimseCommandError('C-MOVE-RQ without Move Destination (0000,0600)');
+    m.set(CommandTag.MoveDestination, r.moveDestination);
+  }
+  return encodeCommandSet(m);
+}
+
+/** Encode a C-CANCEL-RQ (PS3.7 Table 9.3-6): names the request it cancels; no data set. */
+export function encodeCCancelRq(messageIdBeingRespondedTo: number): Buffer {
+  return encodeCommandSet(
+    new Map<number, number | string>([
+      [CommandTag.CommandField, CommandField.CCancelRq],
+      [CommandTag.MessageIdBeingRespondedTo, messageIdBeingRespondedTo],
+      [CommandTag.CommandDataSetType, NO_DATA_SET],
+    ]),
+  );
+}
+
+/** Sub-operation counts of a C-MOVE-RSP / C-GET-RSP (PS3.7 Table 9.3-5/9.3-4; PS3.4 C.4.2.1.4). */
+export interface SubOperations {
+  readonly remaining?: number;
+  readonly completed?: number;
+  readonly failed?: number;
+  readonly warning?: number;
+}
+
+/** The sub-operation counts present in a response command set (each is optional, PS3.7 Table 9.3-5). */
+export function subOperationsOf(c: CommandSet): SubOperations {
+  const remaining = num(c, CommandTag.NumberOfRemainingSuboperations);
+  const completed = num(c, CommandTag.NumberOfCompletedSuboperations);
+  const failed = num(c, CommandTag.NumberOfFailedSuboperations);
+  const warning = num(c, CommandTag.NumberOfWarningSuboperations);
+  return {
+    ...(remaining !== undefined ? { remaining } : {}),
+    ...(completed !== undefined ? { completed } : {}),
+    ...(failed !== undefined ? { failed } : {}),
+    ...(warning !== undefined ? { warning } : {}),
   };
 }

@@ -323,6 +323,78 @@ export class RequestorAssociation {
     }
   }
 
+  /**
+   * Send a request answered by a series of responses (C-FIND, C-MOVE, C-GET: zero or more Pending
+   * responses, then one final, PS3.7 §9.1.2–§9.1.4) and hand each message to `onMessage`, which
+   * returns `'done'` after the final one. The response timeout (`dimseMs`) runs afresh after each
+   * message: a long C-MOVE only needs to show progress. A throw from `onMessage` aborts the
+   * association and rejects with that error. A C-CANCEL-RQ may go out meanwhile (`sendCommand`).
+   */
+  async requestStream(
+    contextId: number,
+    command: Buffer,
+    dataSet: Buffer | undefined,
+    onMessage: (m: DimseMessage) => 'more' | 'done',
+  ): Promise<void> {
+    if (this.#failure) throw this.#failure;
+    if (this.#waiter) throw new Error('RequestorAssociation.requestStream: a request is already outstanding');
+    let finish: () => void = () => {};
+    let failWith: (e: unknown) => void = () => {};
+    const done = new Promise<void>((resolve, reject) => {
+      finish = resolve;
+      failWith = reject;
+    });
+    done.catch(() => {});
+    let timer: NodeJS.Timeout | undefined;
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        this.#abortWith(
+          new DimseAssociationError(
+            AssociationFailure.ResponseTimeout,
+            `no DIMSE response within ${this.#timeouts.dimseMs} ms`,
+          ),
+        );
+      }, this.#timeouts.dimseMs);
+    };
+    const waiter: Waiter = {
+      resolve: (m) => {
+        let next: 'more' | 'done';
+        try {
+          next = onMessage(m);
+        } catch (err: unknown) {
+          this.abort();
+          failWith(err);
+          return;
+        }
+        if (next === 'done') finish();
+        else {
+          this.#waiter = waiter;
+          arm();
+        }
+      },
+      reject: (e) => failWith(e),
+    };
+    this.#waiter = waiter;
+    for (const pdu of fragmentPData(contextId, true, command, this.peerMaxPduLength)) await this.#write(pdu);
+    if (dataSet)
+      for (const pdu of fragmentPData(contextId, false, dataSet, this.peerMaxPduLength)) await this.#write(pdu);
+    arm();
+    try {
+      await done;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * Send a command that has no response of its own while a request is outstanding: C-CANCEL-RQ
+   * (PS3.7 §9.3.2.3), whose effect is seen in the final response of the request it cancels.
+   */
+  async sendCommand(contextId: number, command: Buffer): Promise<void> {
+    for (const pdu of fragmentPData(contextId, true, command, this.peerMaxPduLength)) await this.#write(pdu);
+  }
+
   /** A-RELEASE (PS3.8 §7.2): RQ, wait for RP (ARTIM), close. A failure here loses nothing already stored. */
   async release(): Promise<void> {
     if (this.#failure) {

@@ -22,10 +22,13 @@ export interface RemoteWiring {
 export function remoteWiring(config: RadScribeConfig, env: Environment): RemoteWiring {
   const auth = resolveRemoteNodeAuth(config, env);
   const clients = new Map(
-    config.remoteNodes.map((n) => {
-      const a = auth.get(n.name);
-      return [n.name, new DicomwebClient({ ...dicomwebClientOptions(n), ...(a ? { auth: a } : {}) })];
-    }),
+    // A DIMSE-only node (baseUrl '') has no DICOMweb client.
+    config.remoteNodes
+      .filter((n) => n.baseUrl !== '')
+      .map((n) => {
+        const a = auth.get(n.name);
+        return [n.name, new DicomwebClient({ ...dicomwebClientOptions(n), ...(a ? { auth: a } : {}) })];
+      }),
   );
   const destinations = new Map<string, RoutedDestination>();
   for (const d of config.destinations) {

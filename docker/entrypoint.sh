@@ -13,6 +13,13 @@ RADSCRIBE_HOME=${RADSCRIBE_HOME:-$(cd "$(dirname "$0")/.." && pwd)}
 RADSCRIBE_CONFIG=${RADSCRIBE_CONFIG:-/etc/radscribe/radscribe.yaml}
 BIN="$RADSCRIBE_HOME/bin/radscribe"
 
+# The gateway refuses RADSCRIBE_* variables that name no configuration key, so this script's own
+# are kept in shell variables and removed from the environment before radscribe runs.
+home=$RADSCRIBE_HOME
+config=$RADSCRIBE_CONFIG
+allow_embedded=${RADSCRIBE_ALLOW_EMBEDDED_DB:-}
+unset RADSCRIBE_HOME RADSCRIBE_CONFIG RADSCRIBE_ALLOW_EMBEDDED_DB
+
 log() { printf 'radscribe-entrypoint: %s\n' "$*" >&2; }
 problems=0
 problem() { log "$*"; problems=$((problems + 1)); }
@@ -37,14 +44,14 @@ if [ "$cmd" != serve ]; then
 fi
 
 # --- checks before serving: report every problem, then stop (exit 64, EX_USAGE of sysexits.h)
-[ -x "$BIN" ] || problem "RADSCRIBE_HOME=$RADSCRIBE_HOME has no bin/radscribe"
-[ -f "$RADSCRIBE_HOME/dist/src/cli.js" ] || problem "$RADSCRIBE_HOME/dist/src/cli.js missing (npm run build)"
-if [ ! -r "$RADSCRIBE_CONFIG" ]; then
-  problem "RADSCRIBE_CONFIG=$RADSCRIBE_CONFIG is not a readable file"
+[ -x "$BIN" ] || problem "RADSCRIBE_HOME=$home has no bin/radscribe"
+[ -f "$home/dist/src/cli.js" ] || problem "$home/dist/src/cli.js missing (npm run build)"
+if [ ! -r "$config" ]; then
+  problem "RADSCRIBE_CONFIG=$config is not a readable file"
 fi
 if [ -z "${DATABASE_URL:-}" ]; then
   # The embedded database (PGlite) serves one process: replicas need one PostgreSQL server.
-  if [ "${RADSCRIBE_ALLOW_EMBEDDED_DB:-}" != 1 ]; then
+  if [ "$allow_embedded" != 1 ]; then
     problem "DATABASE_URL is not set (a PostgreSQL server; RADSCRIBE_ALLOW_EMBEDDED_DB=1 for a single embedded instance)"
   fi
 else
@@ -66,8 +73,8 @@ if [ "$problems" -gt 0 ]; then
 fi
 
 # Migrations take an advisory lock (src/db/migrate.ts): replicas starting together apply them once.
-"$BIN" migrate --config "$RADSCRIBE_CONFIG" >&2
+"$BIN" migrate --config "$config" >&2
 
 # exec: the gateway replaces this shell, so SIGTERM/SIGINT reach it directly (PID 1 in the
 # container is tini, which forwards them and reaps the inference child if the gateway dies).
-exec "$BIN" serve --config "$RADSCRIBE_CONFIG" "$@"
+exec "$BIN" serve --config "$config" "$@"

@@ -27,6 +27,11 @@ export interface AuditMessageOptions {
   readonly auditSourceId: string;
   /** The gateway's own UserID when it acts (actor null or 'radscribe'): an AE title or process name. */
   readonly applicationUserId?: string;
+  /**
+   * PS3.15 A.5.3.2 Audit Log Used: the URI of the audit log read (ParticipantObjectID, ID type
+   * RFC-3881 12 "URI"). Default `radscribe://<auditSourceId>/audit_events`: this gateway's trail.
+   */
+  readonly auditLogUri?: string;
 }
 
 /** PS3.15 A.5.1 NetworkAccessPointTypeCode: 1 machine name (DNS), 2 IP address. */
@@ -35,6 +40,10 @@ export const NetworkAccessPointType = { MachineName: '1', IpAddress: '2' } as co
 /** RFC 3881 / PS3.15 A.5.1 ParticipantObjectTypeCode and ParticipantObjectTypeCodeRole (subset). */
 export const ParticipantObjectType = { Person: '1', SystemObject: '2' } as const;
 export const ParticipantObjectRole = { Patient: '1', Report: '3', SecurityResource: '13' } as const;
+
+/** PS3.15 A.5.3.2: the audit log participant object's ID type and name. */
+const ID_TYPE_URI = { code: '12', scheme: 'RFC-3881', meaning: 'URI' } as const;
+const SECURITY_AUDIT_LOG = 'Security Audit Log';
 
 /** PS3.16 CID 402 Audit Active Participant Role ID. */
 const ROLE_SOURCE: AuditCode = { code: '110153', scheme: 'DCM', meaning: 'Source Role ID' };
@@ -228,6 +237,20 @@ export function buildAuditMessage(ev: AuditMessageEvent, opts: AuditMessageOptio
   }
 
   const objects: string[] = [];
+  if (eventId.code === AuditEventId.AuditLogUsed.code) {
+    // A.5.3.2: the audit log itself is the participant object (type 2, role 13 Security Resource).
+    objects.push(
+      el(
+        'ParticipantObjectIdentification',
+        [
+          ['ParticipantObjectID', opts.auditLogUri ?? `radscribe://${opts.auditSourceId}/audit_events`],
+          ['ParticipantObjectTypeCode', ParticipantObjectType.SystemObject],
+          ['ParticipantObjectTypeCodeRole', ParticipantObjectRole.SecurityResource],
+        ],
+        [coded('ParticipantObjectIDTypeCode', ID_TYPE_URI), el('ParticipantObjectName', [], [SECURITY_AUDIT_LOG])],
+      ),
+    );
+  }
   if (ev.patientId) {
     objects.push(
       el(

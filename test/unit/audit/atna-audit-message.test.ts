@@ -108,6 +108,16 @@ describe('DICOM audit message (PS3.15 A.5.1)', () => {
     expect(xmllint(['--noout', '--relaxng', SCHEMA], bareSopClass).status).not.toBe(0);
   });
 
+  it('Audit Log Used names the audit log as its participant object (PS3.15 A.5.3.2)', () => {
+    const xml = buildAuditMessage(event('audit-query', { patientId: null, studyInstanceUid: null }), OPTS);
+    expect(xml).toContain(
+      '<ParticipantObjectIdentification ParticipantObjectID="radscribe://radscribe-gw-1/audit_events" ParticipantObjectTypeCode="2" ParticipantObjectTypeCodeRole="13">' +
+        '<ParticipantObjectIDTypeCode csd-code="12" codeSystemName="RFC-3881" originalText="URI"/>' +
+        '<ParticipantObjectName>Security Audit Log</ParticipantObjectName></ParticipantObjectIdentification>',
+    );
+    expect(buildAuditMessage(event('remote-query'), OPTS)).not.toContain('Security Audit Log');
+  });
+
   it('names the destination with role 110152 and a host name as type 1', () => {
     const xml = buildAuditMessage(
       event('sr-exported', { actor: 'radscribe', source: null, destination: 'pacs.example.org:104' }),

@@ -1,4 +1,5 @@
-import type { Queryable } from '../db/pool.js';
+import type pg from 'pg';
+import { type Queryable, withTransaction } from '../db/pool.js';
 import type { ErrorCode } from '../errors.js';
 
 /**
@@ -83,11 +84,24 @@ export interface RemoteStudy {
   readonly failedInstances: readonly string[];
 }
 
+/**
+ * Work that commits or rolls back with a retrieve's tracker update (issue 12: the remote-retrieve
+ * audit event is written in the same transaction as the state change it records, STYLE §2.6). It
+ * gets the transaction's client (undefined from a tracker without a database, as in tests) and
+ * what the update recorded; if it throws, the update is rolled back and the error propagates.
+ */
+export type InSameTransaction<T = void> = (q: Queryable | undefined, recorded: T) => Promise<void>;
+
 /** The poller's view; the poller owns no SQL. */
 export interface RemoteStudyTracker {
   /** Record that a search listed the study and say whether to retrieve it now. */
   observe(node: string, studyUid: string, remoteInstanceCount: number | null): Promise<RetrieveGate>;
-  markRetrieved(node: string, studyUid: string, remoteInstanceCount?: number | null): Promise<void>;
+  markRetrieved(
+    node: string,
+    studyUid: string,
+    remoteInstanceCount?: number | null,
+    then?: InSameTransaction,
+  ): Promise<void>;
   /**
    * A retrieved study was compared with the PACS and nothing was missing (the count changed only by
    * our own exported objects, say): remember the count, so the next poll does not compare again.
@@ -101,6 +115,7 @@ export interface RemoteStudyTracker {
     message: string,
     failure?: Omit<RetrieveFailure, 'code' | 'message'>,
     policy?: RetrievePolicy,
+    then?: InSameTransaction<FailureRecorded>,
   ): Promise<FailureRecorded>;
 }
 
@@ -209,8 +224,14 @@ const UNBOUNDED: RetrievePolicy = { maxAttempts: 2 ** 31 - 1, backoff: { initial
 export class PgRemoteStudyTracker implements RemoteStudyTracker {
   readonly #q: Queryable;
 
+  /** With a pool, updates that carry work (`then`) get their own transaction; with a client, the caller's. */
   constructor(q: Queryable) {
     this.#q = q;
+  }
+
+  #inTransaction<T>(fn: (q: Queryable) => Promise<T>): Promise<T> {
+    const q = this.#q;
+    return 'release' in q ? fn(q) : withTransaction(q as pg.Pool, fn);
   }
 
   async isRetrieved(node: string, studyUid: string): Promise<boolean> {
@@ -252,8 +273,20 @@ export class PgRemoteStudyTracker implements RemoteStudyTracker {
     await this.#q.query(MARK_CHECKED, [node, studyUid, remoteInstanceCount]);
   }
 
-  async markRetrieved(node: string, studyUid: string, remoteInstanceCount: number | null = null): Promise<void> {
-    await this.#q.query(MARK_RETRIEVED, [node, studyUid, remoteInstanceCount]);
+  async markRetrieved(
+    node: string,
+    studyUid: string,
+    remoteInstanceCount: number | null = null,
+    then?: InSameTransaction,
+  ): Promise<void> {
+    if (!then) {
+      await this.#q.query(MARK_RETRIEVED, [node, studyUid, remoteInstanceCount]);
+      return;
+    }
+    await this.#inTransaction(async (q) => {
+      await q.query(MARK_RETRIEVED, [node, studyUid, remoteInstanceCount]);
+      await then(q, undefined);
+    });
   }
 
   async markFailed(
@@ -263,8 +296,26 @@ export class PgRemoteStudyTracker implements RemoteStudyTracker {
     message: string,
     failure: Omit<RetrieveFailure, 'code' | 'message'> = {},
     policy: RetrievePolicy = UNBOUNDED,
+    then?: InSameTransaction<FailureRecorded>,
   ): Promise<FailureRecorded> {
-    const { rows } = await this.#q.query<{
+    if (!then) return this.#markFailed(this.#q, node, studyUid, code, message, failure, policy);
+    return this.#inTransaction(async (q) => {
+      const recorded = await this.#markFailed(q, node, studyUid, code, message, failure, policy);
+      await then(q, recorded);
+      return recorded;
+    });
+  }
+
+  async #markFailed(
+    q: Queryable,
+    node: string,
+    studyUid: string,
+    code: ErrorCode,
+    message: string,
+    failure: Omit<RetrieveFailure, 'code' | 'message'>,
+    policy: RetrievePolicy,
+  ): Promise<FailureRecorded> {
+    const { rows } = await q.query<{
       state: FailureRecorded['state'];
       attempts: number;
       next_attempt_at: Date | null;

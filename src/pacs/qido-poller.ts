@@ -1,7 +1,8 @@
+import type { Queryable } from '../db/pool.js';
 import { isValidUid } from '../dicom/dataset.js';
 import type { ErrorCode as ErrorCodeT } from '../errors.js';
 import { ErrorCode, errorCodeOf, normalizeErrorString, RETRYABLE_CODES } from '../errors.js';
-import { type RemoteStudyTracker, RetrieveDecision } from '../ingest/remote-study-tracker.js';
+import { type FailureRecorded, type RemoteStudyTracker, RetrieveDecision } from '../ingest/remote-study-tracker.js';
 import type { InstanceSink } from '../ingest/types.js';
 import { ReceivedVia } from '../ingest/types.js';
 import type { Logger } from '../logger.js';
@@ -174,8 +175,14 @@ export interface QidoPollerOptions {
   readonly onQueryFailed?:
     | ((node: string, query: Readonly<Record<string, string>>, code: ErrorCodeT) => Promise<void> | void)
     | undefined;
+  /**
+   * The end of one retrieve attempt. Unlike the query hooks it runs inside the tracker's update
+   * transaction (`q`, undefined from a tracker without a database): the remote-retrieve audit event
+   * commits with the state change it records, and if it fails that change is rolled back and the
+   * poll fails (the study is retried), instead of a change without its event (issue 12).
+   */
   readonly onRetrieve?:
-    | ((node: string, studyInstanceUid: string, report: RetrieveReport) => Promise<void> | void)
+    | ((node: string, studyInstanceUid: string, report: RetrieveReport, q?: Queryable) => Promise<void> | void)
     | undefined;
   readonly logger?: Logger | undefined;
   /** Clock, for tests of the StudyDate window. */
@@ -488,26 +495,32 @@ export class QidoPoller {
         requests: r.requests,
         reopened: gate.reopened,
       };
-      let report: RetrieveReport;
+      const onRetrieve = this.o.onRetrieve;
       if (r.failure) {
         studiesFailed++;
+        const failure = r.failure;
+        const failureReport = (rec: FailureRecorded): RetrieveReport => ({
+          ...common,
+          outcome: rec.state === 'given-up' ? RetrieveOutcome.GivenUp : RetrieveOutcome.Retrying,
+          attempt: rec.attempts,
+          errorCode: failure.code,
+          nextAttemptAt: rec.nextAttemptAt,
+        });
         const rec = await this.o.tracker.markFailed(
           node.name,
           studyUid,
-          r.failure.code,
-          r.failure.message,
+          failure.code,
+          failure.message,
           { failedInstances: r.failedInstances, remoteInstanceCount: count },
           { maxAttempts, backoff: this.o.retrieveBackoff },
+          onRetrieve
+            ? async (q, recorded) => {
+                await onRetrieve(node.name, studyUid, failureReport(recorded), q);
+              }
+            : undefined,
         );
         const givenUp = rec.state === 'given-up';
         if (givenUp) studiesGivenUp++;
-        report = {
-          ...common,
-          outcome: givenUp ? RetrieveOutcome.GivenUp : RetrieveOutcome.Retrying,
-          attempt: rec.attempts,
-          errorCode: r.failure.code,
-          nextAttemptAt: rec.nextAttemptAt,
-        };
         this.log.log(
           givenUp ? 'error' : 'warn',
           givenUp ? 'WADO-RS study retrieve given up' : 'WADO-RS study retrieve failed',
@@ -522,19 +535,27 @@ export class QidoPoller {
       } else {
         if (only) studiesUpdated++;
         else studiesRetrieved++;
-        await this.o.tracker.markRetrieved(node.name, studyUid, count);
-        report = {
+        const report: RetrieveReport = {
           ...common,
           outcome: RetrieveOutcome.Retrieved,
           attempt: only ? gate.attempt + 1 : gate.attempt,
           ...(only ? { lateSeries: only.map((m) => m.seriesInstanceUid) } : {}),
         };
+        await this.o.tracker.markRetrieved(
+          node.name,
+          studyUid,
+          count,
+          onRetrieve
+            ? async (q) => {
+                await onRetrieve(node.name, studyUid, report, q);
+              }
+            : undefined,
+        );
         this.log.info(only ? 'WADO-RS late series retrieved' : 'WADO-RS study retrieved', {
           studyInstanceUid: studyUid,
           ...counts,
         });
       }
-      await this.hook(() => this.o.onRetrieve?.(node.name, studyUid, report));
     }
     // Retrieve failures do not hold the mark back: the tracker keeps those studies and the watch list
     // asks for them again by UID.

@@ -43,8 +43,9 @@ export function qidoPollerAuditHooks(
         detail: { query, errorCode: code },
       });
     },
-    onRetrieve: async (node, studyInstanceUid, r) => {
-      await recordAudit(q, {
+    // In the tracker's transaction (tx) when it has one: the event commits with the state change.
+    onRetrieve: async (node, studyInstanceUid, r, tx) => {
+      await recordAudit(tx ?? q, {
         kind: AuditEventKind.RemoteRetrieve,
         outcome: RETRIEVE_AUDIT_OUTCOME[r.outcome],
         actor,

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort } from '../../bench/support/free-port.js';
 import { AuditExporter } from '../../src/audit/atna/audit-exporter.js';
-import { SyslogTlsConnection } from '../../src/audit/atna/syslog-tls.js';
+import { frameOctetCounted, SyslogTlsConnection } from '../../src/audit/atna/syslog-tls.js';
 import { AuditEventKind, EventOutcome } from '../../src/audit/audit-codes.js';
 import { recordAudit } from '../../src/audit/audit-log.js';
 import { Gateway } from '../../src/gateway.js';
@@ -15,7 +15,8 @@ import { startTestGateway, testGatewaySetup, waitFor } from '../support/gateway.
 jest.setTimeout(180_000);
 
 const RSYSLOGD = '/usr/sbin/rsyslogd';
-const SCHEMA = path.join(__dirname, '..', 'fixtures', 'atna', 'audit-message-subset.rng');
+/** The normative PS3.15 A.5.1.1 schema (RELAX NG Compact text, converted by trang). */
+const SCHEMA = path.join(__dirname, '..', 'fixtures', 'atna', 'dicom-audit-message.rng');
 const BOM = '\ufeff';
 
 /** A CA and a server certificate for localhost / 127.0.0.1, made with openssl. */
@@ -57,6 +58,44 @@ function makePki(dir: string): void {
   ]);
 }
 
+/**
+ * A client certificate for the exporter, issued by the CA in `dir` (ca.pem/ca.key) with the name
+ * rsyslog's x509/name mode checks (subjectAltName dNSName), into `<name>.pem` / `<name>.key`.
+ */
+function makeClientCert(dir: string, name: string, dnsName: string): void {
+  const o = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+  o([
+    'req',
+    '-newkey',
+    'rsa:2048',
+    '-nodes',
+    '-keyout',
+    `${name}.key`,
+    '-out',
+    `${name}.csr`,
+    '-subj',
+    `/CN=${dnsName}`,
+  ]);
+  writeFileSync(path.join(dir, `${name}.cnf`), `subjectAltName=DNS:${dnsName}\nextendedKeyUsage=clientAuth\n`);
+  o([
+    'x509',
+    '-req',
+    '-in',
+    `${name}.csr`,
+    '-CA',
+    'ca.pem',
+    '-CAkey',
+    'ca.key',
+    '-CAcreateserial',
+    '-out',
+    `${name}.pem`,
+    '-days',
+    '2',
+    '-extfile',
+    `${name}.cnf`,
+  ]);
+}
+
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const c = net.connect(port, '127.0.0.1');
@@ -74,9 +113,14 @@ class Rsyslog {
   readonly meta: string;
   readonly conf: string;
   #proc: ChildProcess | undefined;
+  /**
+   * `clientAuth`: rsyslog's gtls StreamDriver.Authmode. "anon" asks for no client certificate;
+   * "x509/name" requires one that chains to DefaultNetstreamDriverCAFile and names a PermittedPeer.
+   */
   constructor(
     readonly dir: string,
     readonly port: number,
+    clientAuth: { mode: 'anon' } | { mode: 'x509/name'; permittedPeer: string } = { mode: 'anon' },
   ) {
     this.out = path.join(dir, 'messages.log');
     this.meta = path.join(dir, 'meta.log');
@@ -92,8 +136,10 @@ class Rsyslog {
   DefaultNetstreamDriverCertFile="${dir}/server.pem"
   DefaultNetstreamDriverKeyFile="${dir}/server.key"
 )
-module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.Authmode="anon")
-input(type="imtcp" port="${port}")
+module(load="imtcp" StreamDriver.Name="gtls" StreamDriver.Mode="1" StreamDriver.Authmode="${clientAuth.mode}"${
+        clientAuth.mode === 'anon' ? '' : ` PermittedPeer=["${clientAuth.permittedPeer}"]`
+      })
+input(type="imtcp" port="${port}" address="127.0.0.1")
 template(name="msgonly" type="string" string="%msg%\\n")
 template(name="meta" type="string" string="%syslogfacility% %syslogseverity% %app-name% %msgid% %structured-data%\\n")
 action(type="omfile" file="${this.out}" template="msgonly")
@@ -150,7 +196,7 @@ function requestors(dir: string, lines: readonly string[]): string[] {
   });
 }
 
-/** Every message valid against the A.5.1 subset schema (one xmllint run over all files). */
+/** Every message valid against the normative A.5.1 schema (one xmllint run over all files). */
 function assertSchemaValid(dir: string, lines: readonly string[]): void {
   const vdir = mkdtempSync(path.join(dir, 'v-'));
   const files = lines.map((l, i) => {
@@ -246,7 +292,7 @@ describeIf(`ATNA export to rsyslog over TLS (${backendName()})`, () => {
     expect(first[3]).toContain('UserID="user-3 &lt;&amp;&quot;&apos;&gt;"');
     // The SR's SOP instance under its SOP Class in the study participant object (PS3.15 A.5.1).
     expect(first[7]).toContain(
-      '<SOPClass UID="1.2.840.10008.5.1.4.1.1.88.33" NumberOfInstances="1"><Instance UID="1.2.826.0.1.3680043.8.498.7.1"/></SOPClass>',
+      '<ParticipantObjectDescription><SOPClass UID="1.2.840.10008.5.1.4.1.1.88.33" NumberOfInstances="1"><Instance UID="1.2.826.0.1.3680043.8.498.7.1"/></SOPClass></ParticipantObjectDescription>',
     );
     // rsyslog parsed RFC 5424: facility 10 (authpriv), severity from the outcome, IHE MSGID, no SD.
     const meta = rsyslog.metaLines();
@@ -343,5 +389,134 @@ describeIf(`ATNA export to rsyslog over TLS (${backendName()})`, () => {
     } finally {
       await setup.dispose();
     }
+  });
+});
+
+/**
+ * [REQ-AUD-ATNA] Mutual TLS (IHE ATNA node authentication): an rsyslog that requires a client
+ * certificate (gtls x509/name with a PermittedPeer). rsyslog checks the certificate only after the
+ * TLS handshake has completed on the client's side and then drops the connection, so a refused
+ * exporter sees a "successful" connect and write; the exporter waits for that refusal before its
+ * first frame (SyslogTlsOptions.acceptWindowMs), which is what keeps the events in the trail.
+ */
+describeIf(`ATNA export to rsyslog with mutual TLS (${backendName()})`, () => {
+  const PEER = 'radscribe.audit-client.test';
+  let db: TestDatabase;
+  let dir: string;
+  let rsyslog: Rsyslog;
+  let exporter: AuditExporter | undefined;
+  let syslog: { host: string; port: number; caFile: string; serverName: string };
+
+  beforeEach(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'radscribe-atna-mtls-'));
+    makePki(dir);
+    makeClientCert(dir, 'client', PEER);
+    // Another CA's certificate with the same name: the name matches, the chain does not.
+    const other = path.join(dir, 'other');
+    mkdirSync(other);
+    makePki(other);
+    makeClientCert(other, 'client', PEER);
+    const port = await freePort();
+    rsyslog = new Rsyslog(dir, port, { mode: 'x509/name', permittedPeer: PEER });
+    syslog = { host: '127.0.0.1', port, caFile: path.join(dir, 'ca.pem'), serverName: 'localhost' };
+    db = await testDatabase({ poolSize: 2 });
+  });
+  afterEach(async () => {
+    await exporter?.stop();
+    exporter = undefined;
+    await rsyslog.stop();
+    await db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const startExporter = (client: { certFile: string; keyFile: string } | undefined) => {
+    const e = new AuditExporter({
+      pool: db.pool,
+      syslog: { ...syslog, ...client },
+      auditSourceId: 'radscribe-test',
+      pollIntervalMs: 50,
+      backoffBaseMs: 50,
+      backoffMaxMs: 200,
+    });
+    e.start();
+    return e;
+  };
+  const cursor = async () =>
+    (await db.pool.query<{ last_id: string }>('SELECT last_id FROM audit_export_cursor')).rows.map((r) =>
+      Number(r.last_id),
+    );
+
+  it('refuses no certificate and another CA’s, loses nothing, then delivers in order exactly once', async () => {
+    await rsyslog.start();
+    await record(db, 0, 10);
+
+    // 1. No client certificate: rsyslog drops every connection; nothing may count as sent.
+    exporter = startExporter(undefined);
+    await waitFor('3 refused connections', async () => ((exporter as AuditExporter).failures >= 3 ? true : undefined));
+    await record(db, 10, 5);
+    await exporter.stop();
+    expect(exporter.sent).toBe(0);
+    expect(await cursor()).toEqual([0]);
+    expect(rsyslog.lines()).toEqual([]);
+
+    // 2. A certificate with the permitted name from another CA: refused the same way.
+    exporter = startExporter({
+      certFile: path.join(dir, 'other', 'client.pem'),
+      keyFile: path.join(dir, 'other', 'client.key'),
+    });
+    await waitFor('3 refused connections', async () => ((exporter as AuditExporter).failures >= 3 ? true : undefined));
+    await exporter.stop();
+    expect(exporter.sent).toBe(0);
+    expect(await cursor()).toEqual([0]);
+    expect(rsyslog.lines()).toEqual([]);
+
+    // 3. The configuration fixed (our CA's client certificate): the backlog, in order, once.
+    exporter = startExporter({ certFile: path.join(dir, 'client.pem'), keyFile: path.join(dir, 'client.key') });
+    await waitFor('15 messages', async () => (rsyslog.lines().length >= 15 ? true : undefined), 30_000);
+    await record(db, 15, 5);
+    await waitFor('20 messages', async () => (rsyslog.lines().length >= 20 ? true : undefined), 30_000);
+    await new Promise((r) => setTimeout(r, 300));
+    const lines = rsyslog.lines();
+    expect(lines).toHaveLength(20);
+    expect(exporter.cursor).toBe(20);
+    expect(await cursor()).toEqual([20]);
+    if (hasXmllint) {
+      expect(requestors(dir, lines)).toEqual(await trailActors(db));
+      assertSchemaValid(dir, lines);
+    }
+  });
+
+  it('without the wait for a refusal, frames written right after the handshake would be lost', async () => {
+    // The check that the accept window is what saves the events above: with no window, a refused
+    // connection takes the first frames (their write callbacks fire) before rsyslog drops it.
+    // Whether the write callback beats rsyslog's reset is a race, so up to 5 tries: at least one
+    // write must "succeed" on a connection that was refused.
+    await rsyslog.start();
+    let lookedDelivered = 0;
+    for (let i = 0; i < 5 && lookedDelivered === 0; i++) {
+      const conn = await SyslogTlsConnection.connect({ ...syslog, acceptWindowMs: 0 });
+      const msg = Buffer.from(`<85>1 2026-12-04T00:00:00Z h radscribe - IHE+RFC-3881 - refused-${i}`);
+      if (
+        await conn.send(frameOctetCounted(msg)).then(
+          () => true,
+          () => false,
+        )
+      )
+        lookedDelivered++;
+      await waitFor('rsyslog drops the connection', async () => (conn.broken ? true : undefined), 5000);
+      await conn.close();
+    }
+    expect(lookedDelivered).toBe(1);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(rsyslog.lines()).toEqual([]);
+    // With the default window the same refusal is seen at connect, before anything is written.
+    await expect(SyslogTlsConnection.connect(syslog)).rejects.toThrow(/right after the TLS handshake/);
+    const ok = await SyslogTlsConnection.connect({
+      ...syslog,
+      certFile: path.join(dir, 'client.pem'),
+      keyFile: path.join(dir, 'client.key'),
+    });
+    expect(ok.broken).toBe(false);
+    await ok.close();
   });
 });

@@ -5,7 +5,7 @@ import { AuditEventKind, EventOutcome } from '../../src/audit/audit-codes.js';
 import { ErrorCode } from '../../src/errors.js';
 import { PgRemoteStudyTracker, RetrieveDecision } from '../../src/ingest/remote-study-tracker.js';
 import { DicomwebClient } from '../../src/pacs/dicomweb-client.js';
-import { QidoPoller } from '../../src/pacs/qido-poller.js';
+import { QidoPoller, RetrieveOutcome, type RetrieveReport } from '../../src/pacs/qido-poller.js';
 import { qidoPollerAuditHooks } from '../../src/services/qido-poller-audit.js';
 import { backendName, type TestDatabase, testDatabase } from '../support/db.js';
 import { startTestServer, type TestHttpServer } from '../support/http.js';
@@ -185,5 +185,114 @@ describe(`QidoPoller with PgRemoteStudyTracker and the audit hooks (${backendNam
     } finally {
       rmSync(tmp, { recursive: true, force: true });
     }
+  });
+});
+
+/**
+ * [REQ-AUD-TX] Issue 12 "Written in the same transaction as the state change it records": the
+ * remote-retrieve event and the tracker's update commit together or not at all, for a retrieve that
+ * failed (through the poller) and one that succeeded (the tracker's markRetrieved).
+ */
+describe(`remote-retrieve audit in the tracker's transaction (${backendName()})`, () => {
+  let server: TestHttpServer;
+  const STUDY = '1.2.826.0.1.3680043.10.9999.2';
+  const NODE = 'fake-tx';
+  beforeAll(async () => {
+    server = await startTestServer((app) => {
+      app.get('/dicom-web/studies', (_req, res) => {
+        res
+          .type('application/dicom+json')
+          .send(JSON.stringify([{ '0020000D': { vr: 'UI', Value: [STUDY] }, '00201208': { vr: 'IS', Value: [1] } }]));
+      });
+      app.get('/dicom-web/studies/:study', (_req, res) => {
+        res.status(403).end();
+      });
+    });
+  });
+  afterAll(() => server.close());
+
+  const retrieveEvents = async (study: string) =>
+    (
+      await db.pool.query<{ outcome: number }>(
+        'SELECT outcome FROM audit_events WHERE kind = $1 AND study_instance_uid = $2 ORDER BY id',
+        [AuditEventKind.RemoteRetrieve, study],
+      )
+    ).rows.map((r) => r.outcome);
+  const trackerRow = async (node: string, study: string) =>
+    (
+      await db.pool.query<{ state: string; attempts: number; error_code: string | null }>(
+        'SELECT state, attempts, error_code FROM remote_studies WHERE remote_node = $1 AND study_instance_uid = $2',
+        [node, study],
+      )
+    ).rows[0];
+
+  it('a failed retrieve: an error after the audit insert rolls back both; without it both commit', async () => {
+    const tmp = mkdtempSync(path.join(tmpdir(), 'rs-tx-'));
+    try {
+      const hooks = qidoPollerAuditHooks(db.pool, 'test');
+      let failAfterAudit = true;
+      const poller = new QidoPoller({
+        node: { name: NODE, client: new DicomwebClient({ baseUrl: `${server.url}/dicom-web`, timeoutMs: 5_000 }) },
+        sink: new RecordingSink(tmp),
+        tracker: new PgRemoteStudyTracker(db.pool),
+        tmpDir: tmp,
+        lookbackDays: Number.POSITIVE_INFINITY,
+        maxRetrieveAttempts: 3,
+        retrieveBackoff: { initialMs: 10, maxMs: 10, factor: 1 },
+        ...hooks,
+        onRetrieve: async (node, study, report, q) => {
+          await hooks.onRetrieve(node, study, report, q);
+          if (failAfterAudit) throw new Error('forced failure after the audit insert');
+        },
+      });
+      await expect(poller.pollOnce()).rejects.toThrow('forced failure after the audit insert');
+      expect(await retrieveEvents(STUDY)).toEqual([]);
+      // observe() committed the sighting before the attempt; the failed attempt left no trace.
+      expect(await trackerRow(NODE, STUDY)).toEqual({ state: 'seen', attempts: 0, error_code: null });
+
+      failAfterAudit = false;
+      await poller.pollOnce();
+      expect(await retrieveEvents(STUDY)).toEqual([EventOutcome.MinorFailure]);
+      expect(await trackerRow(NODE, STUDY)).toEqual({
+        state: 'failed',
+        attempts: 1,
+        error_code: ErrorCode.PacsRejected,
+      });
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  });
+
+  it('a retrieved study: markRetrieved and its event commit or roll back together', async () => {
+    const study = '1.2.826.0.1.3680043.10.9999.3';
+    const t = new PgRemoteStudyTracker(db.pool);
+    await t.observe(NODE, study, 1);
+    const hooks = qidoPollerAuditHooks(db.pool, 'test');
+    const report: RetrieveReport = {
+      stored: 1,
+      duplicate: 0,
+      failed: 0,
+      outcome: RetrieveOutcome.Retrieved,
+      attempt: 1,
+      maxAttempts: 3,
+      failedInstances: [],
+      transcodedInstances: [],
+      requests: [],
+      reopened: false,
+    };
+    await expect(
+      t.markRetrieved(NODE, study, 1, async (q) => {
+        await hooks.onRetrieve(NODE, study, report, q);
+        throw new Error('forced failure after the audit insert');
+      }),
+    ).rejects.toThrow('forced failure after the audit insert');
+    expect(await retrieveEvents(study)).toEqual([]);
+    expect((await trackerRow(NODE, study))?.state).toBe('seen');
+
+    await t.markRetrieved(NODE, study, 1, async (q) => {
+      await hooks.onRetrieve(NODE, study, report, q);
+    });
+    expect(await retrieveEvents(study)).toEqual([EventOutcome.Success]);
+    expect((await trackerRow(NODE, study))?.state).toBe('retrieved');
   });
 });

@@ -1,6 +1,7 @@
 import type { ErrorCode } from '../../src/errors.js';
 import {
   type FailureRecorded,
+  type InSameTransaction,
   type RemoteStudyState,
   type RemoteStudyTracker,
   RetrieveDecision,
@@ -61,16 +62,30 @@ export class MemoryStudyTracker implements RemoteStudyTracker {
     const row = this.state.get(this.key(node, studyInstanceUid));
     if (row?.status === 'retrieved') row.count = count;
   }
-  async markRetrieved(node: string, studyInstanceUid: string, count: number | null = null): Promise<void> {
+  async markRetrieved(
+    node: string,
+    studyInstanceUid: string,
+    count: number | null = null,
+    then?: InSameTransaction,
+  ): Promise<void> {
     this.calls.push(`retrieved ${studyInstanceUid}`);
-    const prev = this.state.get(this.key(node, studyInstanceUid));
-    this.state.set(this.key(node, studyInstanceUid), {
+    const k = this.key(node, studyInstanceUid);
+    const prev = this.state.get(k);
+    this.state.set(k, {
       status: 'retrieved',
       attempts: (prev?.attempts ?? 0) + 1,
       nextAttemptAt: null,
       count,
       failedInstances: [],
     });
+    // Like the transaction of PgRemoteStudyTracker: a failing `then` undoes the update.
+    try {
+      await then?.(undefined, undefined);
+    } catch (err: unknown) {
+      if (prev) this.state.set(k, prev);
+      else this.state.delete(k);
+      throw err;
+    }
   }
   async markFailed(
     node: string,
@@ -79,9 +94,11 @@ export class MemoryStudyTracker implements RemoteStudyTracker {
     message: string,
     failure: Omit<RetrieveFailure, 'code' | 'message'> = {},
     policy?: RetrievePolicy,
+    then?: InSameTransaction<FailureRecorded>,
   ): Promise<FailureRecorded> {
     this.calls.push(`failed ${studyInstanceUid}`);
     const k = this.key(node, studyInstanceUid);
+    const prev = this.state.get(k);
     const attempts = (this.state.get(k)?.attempts ?? 0) + 1;
     const givenUp = policy !== undefined && attempts >= policy.maxAttempts;
     const b = policy?.backoff;
@@ -96,10 +113,18 @@ export class MemoryStudyTracker implements RemoteStudyTracker {
       count: failure.remoteInstanceCount ?? null,
       failedInstances: failure.failedInstances ?? [],
     });
-    return {
+    const recorded: FailureRecorded = {
       state: givenUp ? 'given-up' : 'failed',
       attempts,
       nextAttemptAt: nextAttemptAt === null ? null : new Date(nextAttemptAt),
     };
+    try {
+      await then?.(undefined, recorded);
+    } catch (err: unknown) {
+      if (prev) this.state.set(k, prev);
+      else this.state.delete(k);
+      throw err;
+    }
+    return recorded;
   }
 }

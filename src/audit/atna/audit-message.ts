@@ -4,7 +4,8 @@ import type { AuditEvent, AuditEventFields } from '../audit-log.js';
 /**
  * One audit_events row as a DICOM Audit Message (PS3.15 A.5.1, the XML schema of RFC 3881 as
  * profiled by DICOM; IHE ITI-20 "Record Audit Event"). Element order follows the A.5.1 schema:
- * EventIdentification, ActiveParticipant+, AuditSourceIdentification, ParticipantObjectIdentification*.
+ * EventIdentification, ActiveParticipant+, AuditSourceIdentification, ParticipantObjectIdentification*,
+ * and every message validates against the normative schema (test/fixtures/atna/dicom-audit-message.rnc).
  * Every attribute value is XML-escaped; characters XML 1.0 cannot carry are replaced by U+FFFD.
  */
 
@@ -26,6 +27,11 @@ export interface AuditMessageOptions {
   readonly auditSourceId: string;
   /** The gateway's own UserID when it acts (actor null or 'radscribe'): an AE title or process name. */
   readonly applicationUserId?: string;
+  /**
+   * PS3.15 A.5.3.2 Audit Log Used: the URI of the audit log read (ParticipantObjectID, ID type
+   * RFC-3881 12 "URI"). Default `radscribe://<auditSourceId>/audit_events`: this gateway's trail.
+   */
+  readonly auditLogUri?: string;
 }
 
 /** PS3.15 A.5.1 NetworkAccessPointTypeCode: 1 machine name (DNS), 2 IP address. */
@@ -34,6 +40,10 @@ export const NetworkAccessPointType = { MachineName: '1', IpAddress: '2' } as co
 /** RFC 3881 / PS3.15 A.5.1 ParticipantObjectTypeCode and ParticipantObjectTypeCodeRole (subset). */
 export const ParticipantObjectType = { Person: '1', SystemObject: '2' } as const;
 export const ParticipantObjectRole = { Patient: '1', Report: '3', SecurityResource: '13' } as const;
+
+/** PS3.15 A.5.3.2: the audit log participant object's ID type and name. */
+const ID_TYPE_URI = { code: '12', scheme: 'RFC-3881', meaning: 'URI' } as const;
+const SECURITY_AUDIT_LOG = 'Security Audit Log';
 
 /** PS3.16 CID 402 Audit Active Participant Role ID. */
 const ROLE_SOURCE: AuditCode = { code: '110153', scheme: 'DCM', meaning: 'Source Role ID' };
@@ -126,21 +136,30 @@ function dateTime(d: Date): string {
  *   point (PS3.15 A.5.3.4/A.5.3.5); the gateway is the other end, so it takes the remaining role;
  * - participant objects: the patient (type 1, role 1, RFC 3881 ID type 2 "Patient Number") and the
  *   study (type 2, role 3, DCM 110180 "Study Instance UID") with its SOP instances grouped by SOP
- *   Class (`<SOPClass UID NumberOfInstances><Instance UID/>…`, PS3.15 A.5.1; A.5.3 lists them for
- *   Begin Transferring, Instances Transferred, DICOM Instances Accessed and Deleted). An instance
- *   whose class is unknown (refused before it was parsed) is in the trail only: SOPClass@UID is
- *   required by the schema.
+ *   Class (`<ParticipantObjectDescription><SOPClass UID NumberOfInstances><Instance UID/>…`,
+ *   PS3.15 A.5.1; A.5.3 lists them for
+ *   Begin Transferring, Instances Transferred, DICOM Instances Accessed and Deleted). Instances
+ *   whose class is unknown (refused before it was parsed) go last under a SOPClass without UID:
+ *   the normative schema makes SOPClass@UID optional and NumberOfInstances required.
  */
-/** PS3.15 A.5.1 SOPClass elements of a study participant object, classes and instances in order. */
-function sopClassElements(instances: readonly AuditSopInstance[]): string[] {
+/**
+ * PS3.15 A.5.1 SOPClass elements of a study participant object, classes and instances in order,
+ * inside one ParticipantObjectDescription (the schema's DICOMObjectDescriptionContents: SOPClass is
+ * a child of ParticipantObjectDescription, not of ParticipantObjectIdentification). None when the
+ * event names no SOP instances.
+ */
+function sopClassDescription(instances: readonly AuditSopInstance[]): string[] {
   const byClass = new Map<string, string[]>();
+  const unknown: string[] = [];
   for (const i of instances) {
-    if (!i.sopClassUid) continue;
-    const list = byClass.get(i.sopClassUid) ?? [];
+    const list = i.sopClassUid ? (byClass.get(i.sopClassUid) ?? []) : unknown;
     if (!list.includes(i.sopInstanceUid)) list.push(i.sopInstanceUid);
-    byClass.set(i.sopClassUid, list);
+    if (i.sopClassUid) byClass.set(i.sopClassUid, list);
   }
-  return [...byClass].map(([uid, list]) =>
+  const groups: [string | undefined, string[]][] = [...byClass];
+  if (unknown.length > 0) groups.push([undefined, unknown]);
+  if (groups.length === 0) return [];
+  const classes = groups.map(([uid, list]) =>
     el(
       'SOPClass',
       [
@@ -150,7 +169,16 @@ function sopClassElements(instances: readonly AuditSopInstance[]): string[] {
       list.map((u) => el('Instance', [['UID', u]])),
     ),
   );
+  return [el('ParticipantObjectDescription', [], classes)];
 }
+
+/**
+ * PS3.15 A.5.1 requires, after ParticipantObjectIDTypeCode, either ParticipantObjectName or
+ * ParticipantObjectQuery. RadScribe keeps no patient names or study descriptions in the trail
+ * (minimum necessary), so objects without a query carry an empty ParticipantObjectName: the
+ * schema's token allows it, and it says "no name recorded" rather than inventing one.
+ */
+const NO_NAME = '<ParticipantObjectName></ParticipantObjectName>';
 
 export function buildAuditMessage(ev: AuditMessageEvent, opts: AuditMessageOptions): string {
   const def = AUDIT_EVENTS[ev.kind];
@@ -209,6 +237,20 @@ export function buildAuditMessage(ev: AuditMessageEvent, opts: AuditMessageOptio
   }
 
   const objects: string[] = [];
+  if (eventId.code === AuditEventId.AuditLogUsed.code) {
+    // A.5.3.2: the audit log itself is the participant object (type 2, role 13 Security Resource).
+    objects.push(
+      el(
+        'ParticipantObjectIdentification',
+        [
+          ['ParticipantObjectID', opts.auditLogUri ?? `radscribe://${opts.auditSourceId}/audit_events`],
+          ['ParticipantObjectTypeCode', ParticipantObjectType.SystemObject],
+          ['ParticipantObjectTypeCodeRole', ParticipantObjectRole.SecurityResource],
+        ],
+        [coded('ParticipantObjectIDTypeCode', ID_TYPE_URI), el('ParticipantObjectName', [], [SECURITY_AUDIT_LOG])],
+      ),
+    );
+  }
   if (ev.patientId) {
     objects.push(
       el(
@@ -218,7 +260,7 @@ export function buildAuditMessage(ev: AuditMessageEvent, opts: AuditMessageOptio
           ['ParticipantObjectTypeCode', ParticipantObjectType.Person],
           ['ParticipantObjectTypeCodeRole', ParticipantObjectRole.Patient],
         ],
-        [coded('ParticipantObjectIDTypeCode', { code: '2', scheme: 'RFC-3881', meaning: 'Patient Number' })],
+        [coded('ParticipantObjectIDTypeCode', { code: '2', scheme: 'RFC-3881', meaning: 'Patient Number' }), NO_NAME],
       ),
     );
   }
@@ -231,7 +273,7 @@ export function buildAuditMessage(ev: AuditMessageEvent, opts: AuditMessageOptio
           ['ParticipantObjectTypeCode', ParticipantObjectType.SystemObject],
           ['ParticipantObjectTypeCodeRole', ParticipantObjectRole.Report],
         ],
-        [coded('ParticipantObjectIDTypeCode', ID_TYPE_STUDY), ...sopClassElements(ev.sopInstances ?? [])],
+        [coded('ParticipantObjectIDTypeCode', ID_TYPE_STUDY), NO_NAME, ...sopClassDescription(ev.sopInstances ?? [])],
       ),
     );
   }

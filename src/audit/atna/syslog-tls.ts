@@ -81,7 +81,20 @@ export interface SyslogTlsOptions {
   /** Name the server certificate must match; default `host`. */
   readonly serverName?: string;
   readonly connectTimeoutMs?: number;
+  /**
+   * How long to wait after the TLS handshake, before the first frame, for the repository to refuse
+   * us (default DEFAULT_ACCEPT_WINDOW_MS). A repository that requires a client certificate checks
+   * ours only after the handshake has completed on our side: with TLS 1.3 the client's certificate
+   * and Finished are its last flight (RFC 8446 §4.4), and rsyslog's gtls driver verifies the peer
+   * after gnutls_handshake returns in TLS 1.2 as well. It then closes the connection (reset or FIN,
+   * measured 1–25 ms after our secureConnect on loopback with rsyslog 8.2302). Without this wait,
+   * the frames written in that gap get their write callbacks, so they look delivered and are lost.
+   */
+  readonly acceptWindowMs?: number;
 }
+
+/** See SyslogTlsOptions.acceptWindowMs: paid once per connection, not per message. */
+export const DEFAULT_ACCEPT_WINDOW_MS = 300;
 
 export class SyslogConnectionError extends Error {
   override readonly name = 'SyslogConnectionError';
@@ -123,20 +136,50 @@ export class SyslogTlsConnection {
         minVersion: 'TLSv1.2',
         rejectUnauthorized: true,
       });
-      const timer = setTimeout(() => {
+      const timer = setTimeout(
+        () => fail(`TLS connect to ${o.host}:${o.port} timed out`),
+        o.connectTimeoutMs ?? 10_000,
+      );
+      let settled = false;
+      const fail = (message: string) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
         socket.destroy();
-        reject(new SyslogConnectionError(`TLS connect to ${o.host}:${o.port} timed out`));
-      }, o.connectTimeoutMs ?? 10_000);
+        reject(new SyslogConnectionError(message));
+      };
+      const refusedAfterHandshake = (err?: Error) =>
+        fail(
+          `audit repository ${o.host}:${o.port} closed the connection right after the TLS handshake ` +
+            `(it refused our client certificate, or requires one and none is configured)${err ? `: ${err.message}` : ''}`,
+        );
+      const onError = (err: Error) => {
+        if (socket.getProtocol()) refusedAfterHandshake(err);
+        else fail(`TLS connect to ${o.host}:${o.port}: ${err.message}`);
+      };
+      const onGone = () => refusedAfterHandshake();
+      const ignore = () => undefined;
       socket.once('secureConnect', () => {
-        clearTimeout(timer);
-        socket.removeAllListeners('error');
-        resolve(new SyslogTlsConnection(socket));
+        // The repository never writes to us: reading only notices its refusal (alert, FIN, reset).
+        socket.on('data', ignore);
+        socket.once('end', onGone);
+        socket.once('close', onGone);
+        const accept = () => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          socket.removeListener('error', onError);
+          socket.removeListener('end', onGone);
+          socket.removeListener('close', onGone);
+          socket.removeListener('data', ignore);
+          resolve(new SyslogTlsConnection(socket));
+        };
+        const windowMs = o.acceptWindowMs ?? DEFAULT_ACCEPT_WINDOW_MS;
+        // 0: no wait at all (tests show what the wait prevents).
+        if (windowMs <= 0) accept();
+        else setTimeout(accept, windowMs);
       });
-      socket.once('error', (err) => {
-        clearTimeout(timer);
-        socket.destroy();
-        reject(new SyslogConnectionError(`TLS connect to ${o.host}:${o.port}: ${err.message}`));
-      });
+      socket.on('error', onError);
     });
   }
 

@@ -7,7 +7,8 @@ import {
 } from '../../../src/audit/atna/audit-message.js';
 import { AUDIT_EVENTS, type AuditEventKind, EventOutcome } from '../../../src/audit/audit-codes.js';
 
-const SCHEMA = path.join(__dirname, '..', '..', 'fixtures', 'atna', 'audit-message-subset.rng');
+/** The normative PS3.15 A.5.1.1 schema (its RELAX NG Compact text, converted to XML syntax by trang). */
+const SCHEMA = path.join(__dirname, '..', '..', 'fixtures', 'atna', 'dicom-audit-message.rng');
 const hasXmllint = spawnSync('xmllint', ['--version']).status === 0;
 const withXmllint = hasXmllint ? it : it.skip;
 
@@ -58,7 +59,8 @@ describe('DICOM audit message (PS3.15 A.5.1)', () => {
     expect(xml).toContain('<AuditSourceIdentification AuditSourceID="radscribe-gw-1">');
     expect(xml).toContain(
       '<ParticipantObjectIdentification ParticipantObjectID="1.2.3.4" ParticipantObjectTypeCode="2" ParticipantObjectTypeCodeRole="3">' +
-        '<ParticipantObjectIDTypeCode csd-code="110180" codeSystemName="DCM" originalText="Study Instance UID"/>',
+        '<ParticipantObjectIDTypeCode csd-code="110180" codeSystemName="DCM" originalText="Study Instance UID"/>' +
+        '<ParticipantObjectName></ParticipantObjectName></ParticipantObjectIdentification>',
     );
     const types = buildAuditMessage(event('application-start', { actor: 'radscribe', source: null }), OPTS);
     expect(types).toContain('<EventTypeCode csd-code="110120" codeSystemName="DCM" originalText="Application Start"/>');
@@ -67,7 +69,7 @@ describe('DICOM audit message (PS3.15 A.5.1)', () => {
     );
   });
 
-  it("lists the study's SOP instances under their SOP Classes; an instance of unknown class only in the trail", () => {
+  it("lists the study's SOP instances under their SOP Classes in a ParticipantObjectDescription; unknown class last, without UID", () => {
     const xml = buildAuditMessage(
       event('instance-received', {
         sopInstanceUids: ['1.2.3.4.5', '1.2.3.4.6', '1.2.3.4.7', '1.2.3.4.8'],
@@ -82,11 +84,38 @@ describe('DICOM audit message (PS3.15 A.5.1)', () => {
     );
     expect(xml).toContain(
       '<ParticipantObjectIDTypeCode csd-code="110180" codeSystemName="DCM" originalText="Study Instance UID"/>' +
+        '<ParticipantObjectName></ParticipantObjectName><ParticipantObjectDescription>' +
         '<SOPClass UID="1.2.840.10008.5.1.4.1.1.2" NumberOfInstances="2"><Instance UID="1.2.3.4.5"/><Instance UID="1.2.3.4.7"/></SOPClass>' +
         '<SOPClass UID="1.2.840.10008.5.1.4.1.1.88.33" NumberOfInstances="1"><Instance UID="1.2.3.4.6"/></SOPClass>' +
-        '</ParticipantObjectIdentification>',
+        '<SOPClass NumberOfInstances="1"><Instance UID="1.2.3.4.8"/></SOPClass>' +
+        '</ParticipantObjectDescription></ParticipantObjectIdentification>',
     );
-    expect(xml).not.toContain('1.2.3.4.8');
+  });
+
+  withXmllint('the normative schema refuses what the subset it replaced let through', () => {
+    // The two rules the hand-made subset got wrong: a participant object needs a name or a query,
+    // and SOPClass lives in ParticipantObjectDescription. The schema must catch both.
+    const xml = buildAuditMessage(
+      event('instance-received', {
+        sopInstances: [{ sopInstanceUid: '1.2.3.4.5', sopClassUid: '1.2.840.10008.5.1.4.1.1.2' }],
+      }),
+      OPTS,
+    );
+    expect(xmllint(['--noout', '--relaxng', SCHEMA], xml).status).toBe(0);
+    const noName = xml.replaceAll('<ParticipantObjectName></ParticipantObjectName>', '');
+    expect(xmllint(['--noout', '--relaxng', SCHEMA], noName).err).toMatch(/Expecting an element ParticipantObjectName/);
+    const bareSopClass = xml.replace(/<\/?ParticipantObjectDescription>/g, '');
+    expect(xmllint(['--noout', '--relaxng', SCHEMA], bareSopClass).status).not.toBe(0);
+  });
+
+  it('Audit Log Used names the audit log as its participant object (PS3.15 A.5.3.2)', () => {
+    const xml = buildAuditMessage(event('audit-query', { patientId: null, studyInstanceUid: null }), OPTS);
+    expect(xml).toContain(
+      '<ParticipantObjectIdentification ParticipantObjectID="radscribe://radscribe-gw-1/audit_events" ParticipantObjectTypeCode="2" ParticipantObjectTypeCodeRole="13">' +
+        '<ParticipantObjectIDTypeCode csd-code="12" codeSystemName="RFC-3881" originalText="URI"/>' +
+        '<ParticipantObjectName>Security Audit Log</ParticipantObjectName></ParticipantObjectIdentification>',
+    );
+    expect(buildAuditMessage(event('remote-query'), OPTS)).not.toContain('Security Audit Log');
   });
 
   it('names the destination with role 110152 and a host name as type 1', () => {
@@ -99,7 +128,7 @@ describe('DICOM audit message (PS3.15 A.5.1)', () => {
     );
   });
 
-  withXmllint('is valid against the A.5.1 subset schema for every event kind and outcome', () => {
+  withXmllint('is valid against the normative A.5.1 schema for every event kind and outcome', () => {
     for (const kind of Object.keys(AUDIT_EVENTS) as AuditEventKind[]) {
       for (const outcome of Object.values(EventOutcome)) {
         for (const over of [
@@ -107,6 +136,7 @@ describe('DICOM audit message (PS3.15 A.5.1)', () => {
           { actor: null, source: null, patientId: null, studyInstanceUid: null },
           { destination: '[::1]:11112' },
           { sopInstances: [{ sopInstanceUid: '1.2.3.4.5', sopClassUid: '1.2.840.10008.5.1.4.1.1.88.33' }] },
+          { sopInstances: [{ sopInstanceUid: '1.2.3.4.5', sopClassUid: null }], actor: 'radscribe' },
         ]) {
           const xml = buildAuditMessage(event(kind, { outcome, ...over }), OPTS);
           const r = xmllint(['--noout', '--relaxng', SCHEMA], xml);

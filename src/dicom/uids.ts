@@ -135,3 +135,11 @@ export const MappingResource = {
   Dcmr: '1.2.840.10008.8.1.1',
 } as const;
 export type MappingResource = (typeof MappingResource)[keyof typeof MappingResource];
+
+/** PS3.4 Table C.3-1 / B.5-1: Study Root Query/Retrieve Information Model SOP classes. */
+export const QrSopClass = {
+  StudyRootFind: '1.2.840.10008.5.1.4.1.2.2.1',
+  StudyRootMove: '1.2.840.10008.5.1.4.1.2.2.2',
+  StudyRootGet: '1.2.840.10008.5.1.4.1.2.2.3',
+} as const;
+export type QrSopClass = (typeof QrSopClass)[keyof typeof QrSopClass];

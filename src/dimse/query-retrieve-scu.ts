@@ -1,4 +1,4 @@
-import { TransferSyntax } from '../dicom/uids.js';
+import { QrSopClass, TransferSyntax } from '../dicom/uids.js';
 import type { DicomTlsClientConfig } from './dicom-tls.js';
 import type { EncodableCharacterSet } from './identifier.js';
 import type { PresentationContextRq } from './pdu.js';
@@ -11,13 +11,7 @@ import { RequestorAssociation, type RequestorTimeouts } from './requestor.js';
  * window is proposed, PS3.7 D.3.3.3); each request gets the next Message ID.
  */
 
-/** PS3.4 Table C.3-1 / B.5-1: Study Root Query/Retrieve Information Model SOP classes. */
-export const QrSopClass = {
-  StudyRootFind: '1.2.840.10008.5.1.4.1.2.2.1',
-  StudyRootMove: '1.2.840.10008.5.1.4.1.2.2.2',
-  StudyRootGet: '1.2.840.10008.5.1.4.1.2.2.3',
-} as const;
-export type QrSopClass = (typeof QrSopClass)[keyof typeof QrSopClass];
+export { QrSopClass };
 
 /** Query/Retrieve Level (0008,0052) values RadScribe uses (PS3.4 C.6.2.1). */
 export const QueryLevel = { Study: 'STUDY', Series: 'SERIES' } as const;

@@ -26,6 +26,10 @@ const OWNERS: Readonly<Record<string, readonly string[]>> = {
   audit_lane_base: [],
   remote_studies: ['src/ingest/remote-study-tracker.ts'],
   qido_poll_marks: ['src/pacs/qido-poll-state.ts'],
+  // Local AEs and remote nodes (migration 0022): the YAML seed and the admin API both go through the store.
+  local_aes: ['src/config/ae-store.ts'],
+  remote_nodes: ['src/config/ae-store.ts'],
+  ae_config_generation: ['src/config/ae-store.ts'],
   sr_exports: ['src/export/sr-export-ledger.ts'],
   schema_migrations: ['src/db/migrate.ts'],
   api_tokens: ['src/http/auth/api-tokens.ts'],

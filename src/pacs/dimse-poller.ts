@@ -11,12 +11,13 @@ import {
 } from '../dimse/query-retrieve-scu.js';
 import { QrOutcome } from '../dimse/query-retrieve-status.js';
 import type { ErrorCode as ErrorCodeT } from '../errors.js';
-import { ErrorCode, errorCodeOf, normalizeErrorString, RETRYABLE_CODES } from '../errors.js';
+import { ErrorCode, errorCodeOf, normalizeErrorString } from '../errors.js';
 import { type RemoteStudyTracker, RetrieveDecision } from '../ingest/remote-study-tracker.js';
 import type { InstanceSink } from '../ingest/types.js';
 import { ReceivedVia } from '../ingest/types.js';
 import type { Logger } from '../logger.js';
 import { childLogger } from '../logger.js';
+import { PollSchedule } from './poll-schedule.js';
 import type { BackoffOptions, HeldStudyView, QidoPollerOptions, RetrieveReport } from './qido-poller.js';
 import { RetrieveOutcome } from './qido-poller.js';
 
@@ -79,62 +80,30 @@ function stamp(date: string | undefined, time: string | undefined): string | und
 
 export class DimsePoller {
   private readonly log: Logger;
-  private timer: NodeJS.Timeout | undefined;
-  private inFlight: Promise<unknown> | undefined;
-  private running = false;
-  private consecutiveFailures = 0;
+  private readonly loop: PollSchedule;
 
   constructor(private readonly o: DimsePollerOptions) {
     this.log = o.logger ?? childLogger('dimse-poller', { node: o.node.name });
+    this.loop = new PollSchedule(() => this.pollOnce(), {
+      intervalMs: o.intervalMs,
+      backoff: o.backoff,
+      log: this.log,
+      failedMessage: 'C-FIND poll failed',
+    });
   }
 
   get nodeName(): string {
     return this.o.node.name;
   }
 
+  /** Start polling now and then every `intervalMs` (or the backoff delay after a failed poll). Idempotent. */
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.schedule(0);
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.running = false;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.inFlight?.catch(() => undefined);
-  }
-
-  private schedule(delayMs: number): void {
-    if (!this.running) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      const p = this.pollOnce().then(
-        () => {
-          this.consecutiveFailures = 0;
-          return this.o.intervalMs;
-        },
-        (err: unknown) => {
-          this.consecutiveFailures++;
-          const b = this.o.backoff;
-          const delay = Math.min(b.maxMs, b.initialMs * b.factor ** (this.consecutiveFailures - 1));
-          const code = errorCodeOf(err);
-          this.log.log(RETRYABLE_CODES.has(code) ? 'warn' : 'error', 'C-FIND poll failed', {
-            code,
-            error: normalizeErrorString(err),
-            retryInMs: delay,
-            consecutiveFailures: this.consecutiveFailures,
-          });
-          return delay;
-        },
-      );
-      this.inFlight = p;
-      void p.then((next) => {
-        this.inFlight = undefined;
-        this.schedule(next);
-      });
-    }, delayMs);
-    this.timer.unref?.();
+  /** Stop scheduling and wait for an in-flight poll to finish. Idempotent. */
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /** The STUDY-level matching keys of this poll (no PHI: dates and modalities only). */

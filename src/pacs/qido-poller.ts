@@ -1,7 +1,7 @@
 import type { Queryable } from '../db/pool.js';
 import { isValidUid } from '../dicom/dataset.js';
 import type { ErrorCode as ErrorCodeT } from '../errors.js';
-import { ErrorCode, errorCodeOf, normalizeErrorString, RETRYABLE_CODES } from '../errors.js';
+import { ErrorCode, errorCodeOf, normalizeErrorString } from '../errors.js';
 import { type FailureRecorded, type RemoteStudyTracker, RetrieveDecision } from '../ingest/remote-study-tracker.js';
 import type { InstanceSink } from '../ingest/types.js';
 import { ReceivedVia } from '../ingest/types.js';
@@ -9,6 +9,7 @@ import type { Logger } from '../logger.js';
 import { childLogger } from '../logger.js';
 import { getNumber, getString, getStrings, Tag } from './dicom-json.js';
 import type { DicomwebClient } from './dicomweb-client.js';
+import { type BackoffOptions, PollSchedule } from './poll-schedule.js';
 import type { QidoPollState } from './qido-poll-state.js';
 import { dayPart, splitPart, type WindowPart, windowParts } from './qido-window.js';
 import { type RetrieveRequestRecord, type RetrieveScope, retrieveStudyNegotiated } from './study-retrieval.js';
@@ -79,11 +80,7 @@ export interface HeldStudyView {
   exportedSeriesOf(studyInstanceUid: string): Promise<ReadonlySet<string>>;
 }
 
-export interface BackoffOptions {
-  readonly initialMs: number;
-  readonly maxMs: number;
-  readonly factor: number;
-}
+export type { BackoffOptions } from './poll-schedule.js';
 
 export const DEFAULT_QIDO_POLL_INTERVAL_MS = 60_000;
 /** StudyDate range reaches this many days back; `Infinity` sends no StudyDate key. */
@@ -269,10 +266,7 @@ export class QidoPoller {
   > &
     QidoPollerOptions;
   private readonly log: Logger;
-  private timer: NodeJS.Timeout | undefined;
-  private inFlight: Promise<unknown> | undefined;
-  private running = false;
-  private consecutiveFailures = 0;
+  private readonly loop: PollSchedule;
 
   constructor(options: QidoPollerOptions) {
     this.o = {
@@ -291,6 +285,12 @@ export class QidoPoller {
       retrieveBackoff: options.retrieveBackoff ?? options.backoff ?? QIDO_POLLER_DEFAULTS.backoff,
     };
     this.log = options.logger ?? childLogger('qido-poller', { node: options.node.name });
+    this.loop = new PollSchedule(() => this.pollOnce(), {
+      intervalMs: this.o.intervalMs,
+      backoff: this.o.backoff,
+      log: this.log,
+      failedMessage: 'QIDO poll failed',
+    });
   }
 
   get nodeName(): string {
@@ -299,49 +299,12 @@ export class QidoPoller {
 
   /** Start polling now and then every `intervalMs` (or the backoff delay after a failed poll). Idempotent. */
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.schedule(0);
+    this.loop.start();
   }
 
   /** Stop scheduling and wait for an in-flight poll to finish. Idempotent. */
-  async stop(): Promise<void> {
-    this.running = false;
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.inFlight?.catch(() => undefined);
-  }
-
-  private schedule(delayMs: number): void {
-    if (!this.running) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      const p = this.pollOnce().then(
-        () => {
-          this.consecutiveFailures = 0;
-          return this.o.intervalMs;
-        },
-        (err: unknown) => {
-          this.consecutiveFailures++;
-          const b = this.o.backoff;
-          const delay = Math.min(b.maxMs, b.initialMs * b.factor ** (this.consecutiveFailures - 1));
-          const code = errorCodeOf(err);
-          this.log.log(RETRYABLE_CODES.has(code) ? 'warn' : 'error', 'QIDO poll failed', {
-            code,
-            error: normalizeErrorString(err),
-            retryInMs: delay,
-            consecutiveFailures: this.consecutiveFailures,
-          });
-          return delay;
-        },
-      );
-      this.inFlight = p;
-      void p.then((next) => {
-        this.inFlight = undefined;
-        this.schedule(next);
-      });
-    }, delayMs);
-    this.timer.unref?.();
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   /**

@@ -1,4 +1,5 @@
 import { decodeText, TextKind } from '../dicom/character-set.js';
+import { LONG_VRS } from '../dicom/dataset.js';
 import { TransferSyntax } from '../dicom/uids.js';
 
 /**
@@ -55,22 +56,6 @@ const BY_TAG: ReadonlyMap<number, QueryKeyword> = new Map(
 
 /** VRs whose text depends on Specific Character Set (PS3.5 §6.1.2.2); the rest are default repertoire. */
 const TEXT_VRS: ReadonlySet<Vr> = new Set<Vr>(['PN', 'LO', 'SH', 'ST', 'LT', 'UC', 'UT']);
-/** Explicit VR with a 2-byte reserved field and a 4-byte length (PS3.5 §7.1.2). */
-const LONG_VRS: ReadonlySet<string> = new Set([
-  'OB',
-  'OD',
-  'OF',
-  'OL',
-  'OV',
-  'OW',
-  'SQ',
-  'SV',
-  'UC',
-  'UN',
-  'UR',
-  'UT',
-  'UV',
-]);
 /** Identifier text (one value, all its components) longer than this is refused (no key needs more). */
 const MAX_VALUE_BYTES = 1024;
 

@@ -264,8 +264,11 @@ export function buildAuditQuery(q: AuditQuery): { text: string; values: unknown[
   if (q.patientId) where.push(`patient_id = ${p(q.patientId)}`);
   if (q.studyInstanceUid) where.push(`study_instance_uid = ${p(q.studyInstanceUid)}`);
   if (q.cursor) where.push(`(occurred_at, id) < (${p(q.cursor.occurredAt)}::timestamptz, ${p(q.cursor.id)}::bigint)`);
+  // ORDER BY names the table's columns: a bare `id` would be the text output column `id::text AS id`
+  // (an ORDER BY name means an output column first), which sorts '9' above '10' and loses a row at a
+  // page boundary whenever two events share occurred_at (PGlite's clock ticks in milliseconds).
   const text = `SELECT ${COLUMNS} FROM audit_events${where.length ? ` WHERE ${where.join(' AND ')}` : ''}
-ORDER BY occurred_at DESC, id DESC LIMIT ${p(q.limit + 1)}`;
+ORDER BY audit_events.occurred_at DESC, audit_events.id DESC LIMIT ${p(q.limit + 1)}`;
   return { text, values };
 }
 

@@ -63,7 +63,8 @@ describe('parseAuditQuery', () => {
     expect(q.cursor).toEqual({ occurredAt: '2026-01-01T00:00:00.000001Z', id: '42' });
     const sql = buildAuditQuery(q);
     expect(sql.text).toContain('actor = $1 AND (occurred_at, id) < ($2::timestamptz, $3::bigint)');
-    expect(sql.text).toContain('ORDER BY occurred_at DESC, id DESC LIMIT $4');
+    // The table's columns, not the text output column `id` (which sorts '9' above '10' on a tie of occurred_at).
+    expect(sql.text).toContain('ORDER BY audit_events.occurred_at DESC, audit_events.id DESC LIMIT $4');
     expect(sql.values).toEqual(['AE', '2026-01-01T00:00:00.000001Z', '42', 101]);
   });
 });

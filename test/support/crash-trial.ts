@@ -495,8 +495,10 @@ export async function runCrashTrial(options: CrashTrialOptions): Promise<CrashTr
       void first.exited.then(() => clearTimeout(t));
     } else if (trigger === KillTrigger.InstanceStored || trigger === KillTrigger.JobClaimed) {
       const want = trigger === KillTrigger.InstanceStored ? 'instance stored' : 'job claimed';
-      // Within the next ~inference time: up to 2 s after the event (the tiny model takes ~1.5 s an image).
-      const spread = trigger === KillTrigger.InstanceStored ? 30 : 2000;
+      // A job claim: within the next ~inference time, up to 2 s after the event (the tiny model takes
+      // ~1.5 s an image). An instance commit: at once, so the kill lands inside its multi-part request;
+      // a 30 ms spread let a fast request finish first (phase stability-wait, seen in CI).
+      const spread = trigger === KillTrigger.InstanceStored ? 0 : 2000;
       const off = first.onMessage((m) => {
         if (m !== want) return;
         off();
